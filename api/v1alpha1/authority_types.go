@@ -1,0 +1,93 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// AuthoritySpec declares a slice authority (another PlanetKube install) that
+// sites may trust.
+type AuthoritySpec struct {
+	// displayName is the authority's human-readable name.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	DisplayName string `json:"displayName,omitempty"`
+
+	// publicKey is the authority's Ed25519 public key, base64 (standard
+	// encoding) of its 32 bytes.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]{43}=$`
+	// +required
+	PublicKey string `json:"publicKey"`
+
+	// feedURL is where the authority publishes its slices for pull federation.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https://`
+	// +optional
+	FeedURL string `json:"feedURL,omitempty"`
+
+	// pollIntervalSeconds is how often the feed is read, plus a random jitter
+	// of up to half of it. Default 600, as PlanetLab's nodes polled PLC.
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=86400
+	// +kubebuilder:default=600
+	// +optional
+	PollIntervalSeconds int32 `json:"pollIntervalSeconds,omitempty"`
+}
+
+// AuthorityStatus is what the federation controller observed.
+type AuthorityStatus struct {
+	// lastPollTime is when the feed was last read successfully.
+	// +optional
+	LastPollTime *metav1.Time `json:"lastPollTime,omitempty"`
+
+	// slices counts the slices taken from the feed.
+	// +optional
+	Slices int32 `json:"slices,omitempty"`
+
+	// observedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Authority is a slice authority: its name (plc, ple, plc.japan) is the first
+// part of its slices' full names.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=auth,categories=planetkube
+// +kubebuilder:printcolumn:name="Feed",type=string,JSONPath=`.spec.feedURL`
+// +kubebuilder:printcolumn:name="Slices",type=integer,JSONPath=`.status.slices`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]+(\\\\.[a-z0-9]+)*$') && self.metadata.name.size() <= 63",message="an authority name is dot-separated lowercase letters and digits, at most 63 characters"
+type Authority struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired state of the authority.
+	// +required
+	Spec AuthoritySpec `json:"spec"`
+
+	// status is the observed state of the authority.
+	// +optional
+	Status AuthorityStatus `json:"status,omitempty"`
+}
+
+// AuthorityList is a list of Authorities.
+//
+// +kubebuilder:object:root=true
+type AuthorityList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Authority `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Authority{}, &AuthorityList{})
+}

@@ -1,0 +1,88 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Labels, annotations and finalizers that PlanetKube sets or reads.
+const (
+	// LabelSite names the site a node, namespace or sliver belongs to.
+	LabelSite = "planetkube.io/site"
+	// LabelSlice names the slice a namespace or sliver belongs to.
+	LabelSlice = "planetkube.io/slice"
+	// LabelNode names the node a sliver runs on.
+	LabelNode = "planetkube.io/node"
+	// LabelManagedBy marks objects that PlanetKube created.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy on PlanetKube's objects.
+	ManagedByValue = "planetkube"
+	// AnnotationSliceFullName carries the slice's full name on what it owns.
+	AnnotationSliceFullName = "planetkube.io/slice-full-name"
+
+	// SliceFinalizer lets the Slice controller remove the slice namespace,
+	// which cannot carry an owner reference to a namespaced Slice.
+	SliceFinalizer = "planetkube.io/slice"
+)
+
+// Condition types shared by PlanetKube kinds.
+const (
+	// ConditionReady is True when the object is fully reconciled and serving.
+	ConditionReady = "Ready"
+	// ConditionExpired is True when a Slice, binding or Ticket passed its end time.
+	ConditionExpired = "Expired"
+	// ConditionSuspended is True when a Slice is suspended.
+	ConditionSuspended = "Suspended"
+)
+
+// SubjectKind is the kind of an RBAC subject.
+// +kubebuilder:validation:Enum=User;Group;ServiceAccount
+type SubjectKind string
+
+// Subject kinds.
+const (
+	SubjectUser           SubjectKind = "User"
+	SubjectGroup          SubjectKind = "Group"
+	SubjectServiceAccount SubjectKind = "ServiceAccount"
+)
+
+// Subject is a person, group or service account given a role by PlanetKube.
+// +kubebuilder:validation:XValidation:rule="self.kind == 'ServiceAccount' ? has(self.namespace) : !has(self.namespace)",message="namespace is set for, and only for, kind ServiceAccount"
+type Subject struct {
+	// kind of the subject: User, Group or ServiceAccount.
+	// +kubebuilder:default=User
+	// +optional
+	Kind SubjectKind `json:"kind,omitempty"`
+
+	// name of the subject as the API server authenticates it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +required
+	Name string `json:"name"`
+
+	// namespace of a ServiceAccount subject.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// NodeSelection says which nodes a Slice or ResourcePool spans. A node matches
+// when it matches every field that is set; an empty selection matches every
+// PlanetKube node (a node labelled planetkube.io/site).
+type NodeSelection struct {
+	// selector matches node labels.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+
+	// sites limits the nodes to those of these sites (label planetkube.io/site).
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=32
+	// +listType=set
+	// +optional
+	Sites []string `json:"sites,omitempty"`
+
+	// names limits the nodes to these node names.
+	// +kubebuilder:validation:MaxItems=5000
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=set
+	// +optional
+	Names []string `json:"names,omitempty"`
+}

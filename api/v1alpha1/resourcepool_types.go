@@ -1,0 +1,136 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Extended resource names a pool can hold besides cpu, memory and
+// ephemeral-storage.
+const (
+	// ResourceEgressBandwidth is egress bandwidth in bit/s.
+	ResourceEgressBandwidth corev1.ResourceName = "planetkube.io/egress-bandwidth"
+	// ResourceSlivers is a count of slivers.
+	ResourceSlivers corev1.ResourceName = "planetkube.io/slivers"
+)
+
+// ResourcePoolSpec declares reserved capacity on a set of nodes. A root pool
+// (no parent) is made by a site's tech or PI over the site's own nodes; a
+// sub-pool takes part of its parent; a pool bound to a slice gives that
+// slice's slivers on its nodes the pool's amounts as Guaranteed resources.
+// +kubebuilder:validation:XValidation:rule="has(self.parent) || has(self.nodes)",message="a root pool (no parent) names its nodes"
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.parent) == has(self.parent) && (!has(self.parent) || oldSelf.parent == self.parent)",message="parent is immutable"
+type ResourcePoolSpec struct {
+	// parent is the pool this one is split from, in the same namespace.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Parent string `json:"parent,omitempty"`
+
+	// nodes chooses the pool's nodes: a root pool's from its site's nodes, a
+	// sub-pool's from its parent's. Unset on a sub-pool: all of the parent's.
+	// +optional
+	Nodes *NodeSelection `json:"nodes,omitempty"`
+
+	// perNode is the amount the pool holds on each of its nodes: cpu, memory,
+	// ephemeral-storage, planetkube.io/egress-bandwidth (bit/s) and
+	// planetkube.io/slivers.
+	// +kubebuilder:validation:MinProperties=1
+	// +kubebuilder:validation:MaxProperties=5
+	// +required
+	PerNode corev1.ResourceList `json:"perNode"`
+
+	// binding gives the pool to a slice until a time.
+	// +optional
+	Binding *PoolBinding `json:"binding,omitempty"`
+}
+
+// PoolBinding binds a pool to a slice for a period.
+type PoolBinding struct {
+	// slice is the bound Slice as <namespace>/<name>.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]{1,32}/[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?$`
+	// +required
+	Slice string `json:"slice"`
+
+	// until is when the binding ends by itself.
+	// +required
+	Until metav1.Time `json:"until"`
+}
+
+// PoolNodeStatus is a pool's accounting on one node.
+type PoolNodeStatus struct {
+	// node is the node's name.
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Node string `json:"node"`
+
+	// allocated is what children and the binding take on the node.
+	// +optional
+	Allocated corev1.ResourceList `json:"allocated,omitempty"`
+
+	// free is what is left.
+	// +optional
+	Free corev1.ResourceList `json:"free,omitempty"`
+}
+
+// ResourcePoolStatus is what the ResourcePool controller observed.
+type ResourcePoolStatus struct {
+	// nodeCount is the number of nodes in the pool.
+	// +optional
+	NodeCount int32 `json:"nodeCount,omitempty"`
+
+	// nodes holds per-node accounting for at most 100 nodes (those with the
+	// least free first).
+	// +kubebuilder:validation:MaxItems=100
+	// +listType=atomic
+	// +optional
+	Nodes []PoolNodeStatus `json:"nodes,omitempty"`
+
+	// observedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, Bound, Overcommitted, Expired.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ResourcePool is reserved capacity on a set of nodes.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rp;pool,categories=planetkube
+// +kubebuilder:printcolumn:name="Parent",type=string,JSONPath=`.spec.parent`
+// +kubebuilder:printcolumn:name="Nodes",type=integer,JSONPath=`.status.nodeCount`
+// +kubebuilder:printcolumn:name="Bound To",type=string,JSONPath=`.spec.binding.slice`
+// +kubebuilder:printcolumn:name="Until",type=date,JSONPath=`.spec.binding.until`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ResourcePool struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired state of the pool.
+	// +required
+	Spec ResourcePoolSpec `json:"spec"`
+
+	// status is the observed state of the pool.
+	// +optional
+	Status ResourcePoolStatus `json:"status,omitempty"`
+}
+
+// ResourcePoolList is a list of ResourcePools.
+//
+// +kubebuilder:object:root=true
+type ResourcePoolList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ResourcePool `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ResourcePool{}, &ResourcePoolList{})
+}

@@ -1,0 +1,144 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SiteState says whether a site may run slices.
+// +kubebuilder:validation:Enum=Enabled;Disabled
+type SiteState string
+
+// Site states.
+const (
+	SiteEnabled  SiteState = "Enabled"
+	SiteDisabled SiteState = "Disabled"
+)
+
+// DefaultMaxSlices is PlanetLab's default max_slices for a site.
+const DefaultMaxSlices = 10
+
+// SiteSpec is what a testbed operator declares about a site.
+type SiteSpec struct {
+	// displayName is the site's human-readable name.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	DisplayName string `json:"displayName,omitempty"`
+
+	// url is the site's home page.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://`
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// state is Enabled (default) or Disabled. A disabled site keeps its slices
+	// but none of them runs slivers.
+	// +kubebuilder:default=Enabled
+	// +optional
+	State SiteState `json:"state,omitempty"`
+
+	// maxSlices is how many slices the site may have; a site at its limit
+	// cannot create more (the slices past it get no slivers). Default 10.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	// +kubebuilder:default=10
+	// +optional
+	MaxSlices *int32 `json:"maxSlices,omitempty"`
+
+	// pis are the site's principal investigators: they create and manage the
+	// site's slices.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	PIs []Subject `json:"pis,omitempty"`
+
+	// techs are the site's technical contacts: they manage its nodes and pools.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Techs []Subject `json:"techs,omitempty"`
+
+	// users may read the site's slices.
+	// +kubebuilder:validation:MaxItems=1024
+	// +listType=atomic
+	// +optional
+	Users []Subject `json:"users,omitempty"`
+
+	// trustedAuthorities names the Authorities whose slices may run on this
+	// site's nodes, besides the local one.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=63
+	// +listType=set
+	// +optional
+	TrustedAuthorities []string `json:"trustedAuthorities,omitempty"`
+}
+
+// SiteStatus is what the Site controller observed.
+type SiteStatus struct {
+	// namespace is the site's namespace, where its Slices live.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// nodes counts the nodes labelled with this site.
+	// +optional
+	Nodes int32 `json:"nodes,omitempty"`
+
+	// readyNodes counts those of them that are Ready.
+	// +optional
+	ReadyNodes int32 `json:"readyNodes,omitempty"`
+
+	// slices counts the Slices in the site's namespace.
+	// +optional
+	Slices int32 `json:"slices,omitempty"`
+
+	// observedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Site is an organisation that contributes nodes and runs slices; its name is
+// PlanetLab's login_base: at most 32 lowercase letters and digits.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=site,categories=planetkube
+// +kubebuilder:printcolumn:name="Display",type=string,JSONPath=`.spec.displayName`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
+// +kubebuilder:printcolumn:name="Nodes",type=integer,JSONPath=`.status.nodes`
+// +kubebuilder:printcolumn:name="Slices",type=integer,JSONPath=`.status.slices`
+// +kubebuilder:printcolumn:name="Max",type=integer,JSONPath=`.spec.maxSlices`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]{1,32}$')",message="a site name (login_base) is 1 to 32 lowercase letters and digits"
+// +kubebuilder:validation:XValidation:rule="!(self.metadata.name in ['default'])",message="a site cannot be named default"
+type Site struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired state of the site.
+	// +required
+	Spec SiteSpec `json:"spec"`
+
+	// status is the observed state of the site.
+	// +optional
+	Status SiteStatus `json:"status,omitempty"`
+}
+
+// SiteList is a list of Sites.
+//
+// +kubebuilder:object:root=true
+type SiteList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Site `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Site{}, &SiteList{})
+}

@@ -1,0 +1,296 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SliceState says whether a slice runs its slivers.
+// +kubebuilder:validation:Enum=Active;Suspended
+type SliceState string
+
+// Slice states.
+const (
+	SliceActive    SliceState = "Active"
+	SliceSuspended SliceState = "Suspended"
+)
+
+// PodSecurityLevel is the Pod Security Standard enforced in a slice namespace.
+// +kubebuilder:validation:Enum=Baseline;Restricted
+type PodSecurityLevel string
+
+// Pod Security levels.
+const (
+	PodSecurityBaseline   PodSecurityLevel = "Baseline"
+	PodSecurityRestricted PodSecurityLevel = "Restricted"
+)
+
+// SliceSpec is what a PI declares about a slice.
+// +kubebuilder:validation:XValidation:rule="!has(self.nodes) || !has(self.nodes.maxNodes) || self.nodes.maxNodes > 0",message="nodes.maxNodes must be positive"
+type SliceSpec struct {
+	// description says what the slice is for; it is shown to anyone who looks
+	// up the slice's traffic.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// url is the slice's home page.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://`
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// expiresAt is when the slice loses its slivers. Unset, it is 14 days after
+	// creation. A renewal may set it at most 8 weeks ahead of the time it is
+	// made; a later or past time is refused (condition Ready=False,
+	// reason InvalidExpiry) and the previous expiry stays in force.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// nodes says which nodes get a sliver.
+	// +optional
+	Nodes SliceNodes `json:"nodes,omitempty"`
+
+	// template is the sliver each node runs.
+	// +required
+	Template SliverTemplate `json:"template"`
+
+	// cpuShare is the slice's weight in the fair share of each node's
+	// unreserved CPU. Default 1, as in PlanetLab.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=1
+	// +optional
+	CPUShare int32 `json:"cpuShare,omitempty"`
+
+	// users may reach the slice's namespace and log in to its slivers.
+	// +kubebuilder:validation:MaxItems=256
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Users []SliceUser `json:"users,omitempty"`
+
+	// state is Active (default) or Suspended: a suspended slice has no slivers
+	// but keeps everything else.
+	// +kubebuilder:default=Active
+	// +optional
+	State SliceState `json:"state,omitempty"`
+
+	// podSecurity is the Pod Security Standard enforced in the slice namespace:
+	// Baseline (default) or Restricted (slivers then run as non-root).
+	// +kubebuilder:default=Baseline
+	// +optional
+	PodSecurity PodSecurityLevel `json:"podSecurity,omitempty"`
+}
+
+// SliceNodes chooses a slice's nodes.
+type SliceNodes struct {
+	NodeSelection `json:",inline"`
+
+	// maxNodes caps the number of slivers. Nodes are taken round-robin across
+	// sites, each site's in name order, keeping the nodes that already have a
+	// sliver.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	MaxNodes *int32 `json:"maxNodes,omitempty"`
+}
+
+// SliverTemplate is the container each sliver runs. It has no security
+// context, host namespaces or volumes of its own: PlanetKube sets those.
+type SliverTemplate struct {
+	// image is the container image.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +required
+	Image string `json:"image"`
+
+	// command overrides the image's entrypoint.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=4096
+	// +listType=atomic
+	// +optional
+	Command []string `json:"command,omitempty"`
+
+	// args are the arguments to the command.
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=4096
+	// +listType=atomic
+	// +optional
+	Args []string `json:"args,omitempty"`
+
+	// env sets environment variables.
+	// +kubebuilder:validation:MaxItems=128
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Env []EnvVar `json:"env,omitempty"`
+
+	// ports the sliver listens on.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Ports []SliverPort `json:"ports,omitempty"`
+}
+
+// EnvVar is one environment variable of a sliver.
+type EnvVar struct {
+	// name of the variable.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*$`
+	// +required
+	Name string `json:"name"`
+
+	// value of the variable.
+	// +kubebuilder:validation:MaxLength=32768
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// SliverPort is a port a sliver listens on.
+type SliverPort struct {
+	// name of the port, unique in the sliver.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// containerPort is the port number.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +required
+	ContainerPort int32 `json:"containerPort"`
+
+	// protocol is TCP (default), UDP or SCTP.
+	// +kubebuilder:validation:Enum=TCP;UDP;SCTP
+	// +kubebuilder:default=TCP
+	// +optional
+	Protocol corev1.Protocol `json:"protocol,omitempty"`
+}
+
+// SliceUser is a person with access to a slice.
+type SliceUser struct {
+	// name is the user's name as the API server authenticates it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +required
+	Name string `json:"name"`
+
+	// sshKeys are the user's SSH public keys (OpenSSH authorized_keys lines).
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=16384
+	// +kubebuilder:validation:items:Pattern=`^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+=*( [^\n\r]*)?$`
+	// +listType=atomic
+	// +optional
+	SSHKeys []string `json:"sshKeys,omitempty"`
+}
+
+// SliverIssue says why a node that should run a sliver does not have a ready one.
+type SliverIssue struct {
+	// node is the node's name.
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Node string `json:"node"`
+
+	// reason is a CamelCase word: NodeNotReady, Pending, ContainerCreating ...
+	// +kubebuilder:validation:MaxLength=128
+	// +required
+	Reason string `json:"reason"`
+
+	// message says more.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// MaxSliverIssues bounds SliceStatus.NotReady.
+const MaxSliverIssues = 20
+
+// SliceStatus is what the Slice controller observed.
+type SliceStatus struct {
+	// fullName is <authority>.<site>.<slice>.
+	// +optional
+	FullName string `json:"fullName,omitempty"`
+
+	// namespace holds the slice's slivers.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// expiresAt is the expiry in force.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// desiredSlivers counts the nodes that should run a sliver, Ready or not.
+	// +optional
+	DesiredSlivers int32 `json:"desiredSlivers,omitempty"`
+
+	// readySlivers counts the slivers that are running and ready.
+	// +optional
+	ReadySlivers int32 `json:"readySlivers,omitempty"`
+
+	// pendingSlivers counts the desired slivers that are not ready.
+	// +optional
+	PendingSlivers int32 `json:"pendingSlivers,omitempty"`
+
+	// slivers is readySlivers/desiredSlivers, for display.
+	// +optional
+	Slivers string `json:"slivers,omitempty"`
+
+	// notReady lists, for at most 20 nodes, why their sliver is not ready.
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=atomic
+	// +optional
+	NotReady []SliverIssue `json:"notReady,omitempty"`
+
+	// observedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, Expired, Suspended.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Slice is a set of slivers, one per chosen node, run for a site's researchers.
+// Its name is at most 64 characters; it lives in its site's namespace.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sl,categories=planetkube
+// +kubebuilder:printcolumn:name="Full Name",type=string,JSONPath=`.status.fullName`
+// +kubebuilder:printcolumn:name="Slivers",type=string,JSONPath=`.status.slivers`,description="ready/desired"
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?$')",message="a slice name is at most 64 lowercase letters, digits and '-', starting and ending with a letter or digit"
+type Slice struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired state of the slice.
+	// +required
+	Spec SliceSpec `json:"spec"`
+
+	// status is the observed state of the slice.
+	// +optional
+	Status SliceStatus `json:"status,omitempty"`
+}
+
+// SliceList is a list of Slices.
+//
+// +kubebuilder:object:root=true
+type SliceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Slice `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Slice{}, &SliceList{})
+}

@@ -1,0 +1,182 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/naming"
+)
+
+// SiteReconciler keeps a Site's namespace and role bindings, and counts its
+// nodes and slices.
+type SiteReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+}
+
+// siteRoles maps each site role to the subjects that hold it.
+func siteRoles(s *planetv1.Site) map[string][]planetv1.Subject {
+	return map[string][]planetv1.Subject{naming.RolePI: s.Spec.PIs, naming.RoleTech: s.Spec.Techs, naming.RoleUser: s.Spec.Users}
+}
+
+// +kubebuilder:rbac:groups=planetkube.io,resources=sites,verbs=get;list;watch
+// +kubebuilder:rbac:groups=planetkube.io,resources=sites/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=planetkube-site-pi;planetkube-site-tech;planetkube-site-user;planetkube-slice-user
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=planetkube.io,resources=sites/finalizers,verbs=update
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile brings a Site's namespace and bindings to its spec and updates
+// its status.
+func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	site := &planetv1.Site{}
+	if err := r.Get(ctx, req.NamespacedName, site); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !site.DeletionTimestamp.IsZero() {
+		// The namespace and its bindings are owned by the Site: the garbage
+		// collector removes them.
+		return ctrl.Result{}, nil
+	}
+	old := site.DeepCopy()
+
+	ready := metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonReconciled, Message: "the site's namespace and role bindings are in place"}
+	err := r.ensureNamespace(ctx, site)
+	if err == nil {
+		err = r.ensureRoleBindings(ctx, site)
+	}
+	var conflict *conflictError
+	switch {
+	case errorsAs(err, &conflict):
+		ready = metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonNamespaceConflict, Message: conflict.Error()}
+		r.Recorder.Eventf(site, nil, corev1.EventTypeWarning, ReasonNamespaceConflict, "Reconcile", conflict.Error())
+		err = nil
+	case err != nil:
+		return ctrl.Result{}, err
+	case site.Spec.State == planetv1.SiteDisabled:
+		ready = metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonSiteDisabled, Message: "the site is disabled: its slices run no slivers"}
+	}
+
+	if err := r.count(ctx, site); err != nil {
+		return ctrl.Result{}, err
+	}
+	site.Status.Namespace = site.Name
+	ready.ObservedGeneration = site.Generation
+	meta.SetStatusCondition(&site.Status.Conditions, ready)
+	site.Status.ObservedGeneration = site.Generation
+	if !equality.Semantic.DeepEqual(old.Status, site.Status) {
+		if err := r.Status().Patch(ctx, site, client.MergeFrom(old)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("patching site status: %w", err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// ensureNamespace creates the site's namespace, owned by the Site, or checks
+// that the existing one is the site's.
+func (r *SiteReconciler) ensureNamespace(ctx context.Context, site *planetv1.Site) error {
+	ns := &corev1.Namespace{}
+	err := r.Get(ctx, types.NamespacedName{Name: site.Name}, ns)
+	if apierrors.IsNotFound(err) {
+		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: site.Name, Labels: map[string]string{
+			planetv1.LabelSite:      site.Name,
+			planetv1.LabelManagedBy: planetv1.ManagedByValue,
+		}}}
+		if err := controllerutil.SetControllerReference(site, ns, r.Scheme()); err != nil {
+			return err
+		}
+		if err := r.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating site namespace: %w", err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Created site namespace", "namespace", site.Name)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(ns, site) {
+		return &conflictError{fmt.Sprintf("namespace %s exists and is not this site's: delete it or rename the site", site.Name)}
+	}
+	return nil
+}
+
+// ensureRoleBindings binds each site role's ClusterRole to its subjects in
+// the site namespace; a role with no subjects has no binding.
+func (r *SiteReconciler) ensureRoleBindings(ctx context.Context, site *planetv1.Site) error {
+	for role, subjects := range siteRoles(site) {
+		name := naming.SiteRoleBinding(role)
+		if len(subjects) == 0 {
+			rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: site.Name}}
+			if err := r.Delete(ctx, rb); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting role binding %s: %w", name, err)
+			}
+			continue
+		}
+		want := roleBinding(name, site.Name, naming.SiteClusterRole(role), rbacSubjects(subjects), map[string]string{planetv1.LabelSite: site.Name})
+		if err := controllerutil.SetControllerReference(site, want, r.Scheme()); err != nil {
+			return err
+		}
+		if err := ensureRoleBinding(ctx, r.Client, want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// count fills the node and slice counts of the site's status.
+func (r *SiteReconciler) count(ctx context.Context, site *planetv1.Site) error {
+	nodes := &corev1.NodeList{}
+	if err := r.List(ctx, nodes, client.MatchingLabels{planetv1.LabelSite: site.Name}); err != nil {
+		return err
+	}
+	site.Status.Nodes, site.Status.ReadyNodes = int32(len(nodes.Items)), 0
+	for i := range nodes.Items {
+		if ok, _, _ := nodeReady(&nodes.Items[i]); ok {
+			site.Status.ReadyNodes++
+		}
+	}
+	slices := &planetv1.SliceList{}
+	if err := r.List(ctx, slices, client.InNamespace(site.Name)); err != nil {
+		return err
+	}
+	site.Status.Slices = int32(len(slices.Items))
+	return nil
+}
+
+// SetupWithManager registers the controller: it watches Sites, what they
+// own, their nodes and their slices.
+func (r *SiteReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&planetv1.Site{}).
+		Owns(&corev1.Namespace{}).
+		Owns(&rbacv1.RoleBinding{}).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			if s := o.GetLabels()[planetv1.LabelSite]; s != "" {
+				return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: s}}}
+			}
+			return nil
+		}), builder.WithPredicates(nodeChanged)).
+		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.GetNamespace()}}}
+		}), builder.WithPredicates(createOrDelete)).
+		Complete(r)
+}

@@ -1,0 +1,121 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/expiry"
+)
+
+// gate is what a slice's site, expiry and state allow this reconcile to do.
+type gate struct {
+	// ownNamespace: the slice is admitted by its site, so it has a namespace.
+	ownNamespace bool
+	// runSlivers: the slice should run slivers now.
+	runSlivers bool
+	// blockReason and blockMessage explain why the slice runs no slivers.
+	blockReason, blockMessage string
+	// invalidExpiry explains why spec.expiresAt was refused.
+	invalidExpiry string
+	expiresAt     time.Time
+	expired       bool
+	suspended     bool
+	requeueAfter  time.Duration
+}
+
+// block stops the slice's slivers for a reason.
+func (g *gate) block(reason, msg string) {
+	g.runSlivers, g.blockReason, g.blockMessage = false, reason, msg
+}
+
+// gate decides, from the slice's site and its own expiry and state, whether
+// the slice is admitted and whether it runs slivers now.
+func (r *SliceReconciler) gate(ctx context.Context, slice *planetv1.Slice) (gate, error) {
+	now := r.Now()
+	var inForce *time.Time
+	if slice.Status.ExpiresAt != nil {
+		inForce = &slice.Status.ExpiresAt.Time
+	}
+	var requested *time.Time
+	if slice.Spec.ExpiresAt != nil {
+		requested = &slice.Spec.ExpiresAt.Time
+	}
+	d := expiry.Evaluate(slice.CreationTimestamp.Time, requested, inForce, now)
+	g := gate{
+		runSlivers: true, invalidExpiry: d.Invalid, expiresAt: d.ExpiresAt, expired: d.Expired,
+		suspended: slice.Spec.State == planetv1.SliceSuspended,
+	}
+	if d.RequeueAfter > 0 {
+		// Wake just after the expiry, not just before it.
+		g.requeueAfter = d.RequeueAfter + time.Second
+	}
+
+	site := &planetv1.Site{}
+	if err := r.Get(ctx, client.ObjectKey{Name: slice.Namespace}, site); err != nil {
+		if client.IgnoreNotFound(err) != nil {
+			return g, err
+		}
+		g.block(ReasonSiteNotFound, fmt.Sprintf("namespace %s is not a site's namespace: a Slice lives in the namespace of its Site", slice.Namespace))
+		return g, nil
+	}
+	if site.Spec.State == planetv1.SiteDisabled {
+		g.block(ReasonSiteDisabled, fmt.Sprintf("site %s is disabled: its slices run no slivers", site.Name))
+		return g, nil
+	}
+	rank, limit, err := r.sliceRank(ctx, slice, site)
+	if err != nil {
+		return g, err
+	}
+	if rank >= limit {
+		g.block(ReasonSiteSliceLimit, fmt.Sprintf("site %s is at its limit of %d slices (maxSlices); this slice is number %d by creation time: delete a slice or raise maxSlices", site.Name, limit, rank+1))
+		return g, nil
+	}
+	g.ownNamespace = true
+	switch {
+	case g.expired:
+		g.block(ReasonExpired, fmt.Sprintf("the slice expired at %s: renew it by setting spec.expiresAt up to 8 weeks ahead", d.ExpiresAt.UTC().Format(time.RFC3339)))
+	case g.suspended:
+		g.block(ReasonSuspended, "the slice is suspended: set spec.state to Active to run its slivers")
+	}
+	return g, nil
+}
+
+// sliceRank returns the slice's position among its site's live slices, oldest
+// first, and the site's slice limit: the first maxSlices slices run.
+func (r *SliceReconciler) sliceRank(ctx context.Context, slice *planetv1.Slice, site *planetv1.Site) (rank, limit int, err error) {
+	limit = planetv1.DefaultMaxSlices
+	if site.Spec.MaxSlices != nil {
+		limit = int(*site.Spec.MaxSlices)
+	}
+	list := &planetv1.SliceList{}
+	if err := r.List(ctx, list, client.InNamespace(slice.Namespace)); err != nil {
+		return 0, 0, err
+	}
+	live := make([]*planetv1.Slice, 0, len(list.Items))
+	for i := range list.Items {
+		if list.Items[i].DeletionTimestamp.IsZero() {
+			live = append(live, &list.Items[i])
+		}
+	}
+	sort.Slice(live, func(i, j int) bool { return olderFirst(live[i].ObjectMeta, live[j].ObjectMeta) })
+	for i, s := range live {
+		if s.Name == slice.Name {
+			return i, limit, nil
+		}
+	}
+	return len(live), limit, nil
+}
+
+// olderFirst orders objects by creation time, then name.
+func olderFirst(a, b metav1.ObjectMeta) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
+}

@@ -1,0 +1,129 @@
+package controllers_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/manager"
+)
+
+var (
+	testEnv *envtest.Environment
+	cfg     *rest.Config
+	k8s     client.Client
+	ctx     context.Context
+	cancel  context.CancelFunc
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controllers (envtest)")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	ctx, cancel = context.WithCancel(context.Background())
+
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join("..", "bin")
+	}
+	Expect(filepath.Join(assets, "kube-apiserver")).To(BeAnExistingFile(), "run `make tools` to build the control plane into bin/")
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	var err error
+	cfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	cfg.QPS, cfg.Burst = 500, 1000
+
+	k8s, err = client.New(cfg, client.Options{Scheme: manager.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  manager.Scheme(),
+		Cache:   manager.CacheOptions(),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(manager.Setup(mgr, manager.Options{Authority: "plc", SliverWriters: 16, SharesPerNode: 100, SliceWorkers: 2})).To(Succeed())
+	Expect(ctrl.NewControllerManagedBy(mgr).Named("fake-kubelet").For(&corev1.Pod{}).Complete(podFinalizer{mgr.GetClient()})).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+})
+
+var _ = AfterSuite(func() {
+	cancel()
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+// podFinalizer stands in for the kubelet, which envtest does not run: it
+// ends the graceful deletion of a pod, as a kubelet does once the containers
+// stop. Without it, a deleted sliver would stay Terminating for ever.
+type podFinalizer struct{ client.Client }
+
+func (f podFinalizer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	p := &corev1.Pod{}
+	if err := f.Get(ctx, req.NamespacedName, p); err != nil || p.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	return ctrl.Result{}, client.IgnoreNotFound(f.Delete(ctx, p, client.GracePeriodSeconds(0), client.Preconditions{UID: &p.UID}))
+}
+
+// makeNode creates a Ready node of a site, with the given labels.
+func makeNode(name, site string, extra map[string]string) *corev1.Node {
+	GinkgoHelper()
+	labels := map[string]string{planetv1.LabelSite: site}
+	for k, v := range extra {
+		labels[k] = v
+	}
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	Expect(k8s.Create(ctx, n)).To(Succeed())
+	setNodeReady(n, corev1.ConditionTrue)
+	return n
+}
+
+// setNodeReady sets the node's Ready condition and allocatable CPU.
+func setNodeReady(n *corev1.Node, status corev1.ConditionStatus) {
+	GinkgoHelper()
+	Expect(k8s.Get(ctx, client.ObjectKeyFromObject(n), n)).To(Succeed())
+	reason := "KubeletReady"
+	if status != corev1.ConditionTrue {
+		reason = "KubeletStopped"
+	}
+	n.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourcePods: resource.MustParse("110")}
+	n.Status.Capacity = n.Status.Allocatable
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, Reason: reason, Message: "set by the test"}}
+	Expect(k8s.Status().Update(ctx, n)).To(Succeed())
+}
+
+// deleteNode deletes a node.
+func deleteNode(name string) {
+	GinkgoHelper()
+	Expect(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+}

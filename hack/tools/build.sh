@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the pinned tools of hack/tools/go.mod into bin/ (or $1). A tool is
+# rebuilt only when its stamp (the tool's pinned module version) changed, so a
+# warm machine starts in seconds. Also copies kwok's stage manifests, which the
+# emulated cluster passes to kwok.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-$here/../../bin}
+mkdir -p "$bin"
+bin=$(cd "$bin" && pwd)
+cd "$here"
+
+version() { go list -m -f '{{.Version}}' "$1"; }
+
+# name|package|module whose version pins it
+tools=(
+  "controller-gen|sigs.k8s.io/controller-tools/cmd/controller-gen|sigs.k8s.io/controller-tools"
+  "etcd|go.etcd.io/etcd/server/v3|go.etcd.io/etcd/server/v3"
+  "kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|k8s.io/kubernetes"
+  "kubectl|k8s.io/kubernetes/cmd/kubectl|k8s.io/kubernetes"
+  "kube-controller-manager|k8s.io/kubernetes/cmd/kube-controller-manager|k8s.io/kubernetes"
+  "kube-scheduler|k8s.io/kubernetes/cmd/kube-scheduler|k8s.io/kubernetes"
+  "kwok|sigs.k8s.io/kwok/cmd/kwok|sigs.k8s.io/kwok"
+)
+for t in "${tools[@]}"; do
+  IFS='|' read -r name pkg mod <<<"$t"
+  want="$mod@$(version "$mod")"
+  stamp="$bin/.$name.version"
+  if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    continue
+  fi
+  echo ">> building $name ($want)"
+  start=$SECONDS
+  go build -ldflags='-s -w' -o "$bin/$name" "$pkg"
+  echo "$want" >"$stamp"
+  echo "   $name built in $((SECONDS - start)) s"
+done
+
+stages="$bin/kwok-stages"
+kwokdir=$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+mkdir -p "$stages"
+for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
+  node/chaos/node-not-ready.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml \
+  pod/fast/pod-delete.yaml; do
+  install -m 0644 "$kwokdir/kustomize/stage/$f" "$stages/$(echo "$f" | tr / -)"
+done

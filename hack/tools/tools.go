@@ -1,0 +1,16 @@
+//go:build tools
+
+// Package tools pins the binaries PlanetKube builds for development, tests and
+// the emulated cluster: a real Kubernetes control plane, etcd, kwok and
+// controller-gen. `make tools` builds them into bin/.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "sigs.k8s.io/controller-tools/cmd/controller-gen"
+	_ "sigs.k8s.io/kwok/cmd/kwok"
+)

@@ -1,0 +1,79 @@
+// Package expiry applies PlanetLab's slice expiry rules: a new slice expires
+// DefaultLifetime after its creation, and a renewal may set its expiry at
+// most MaxAhead ahead of the time it is made. A refused expiry leaves the
+// previous one in force. An expired slice loses its slivers but keeps its
+// object, so a valid renewal brings it back.
+package expiry
+
+import (
+	"fmt"
+	"time"
+)
+
+const (
+	// DefaultLifetime is how long a slice lives when no expiry is requested.
+	DefaultLifetime = 14 * 24 * time.Hour
+	// MaxAhead is how far ahead of now a renewal may set a slice's expiry.
+	MaxAhead = 8 * 7 * 24 * time.Hour
+)
+
+// Decision is the expiry of a slice as Evaluate sees it.
+type Decision struct {
+	// ExpiresAt is the expiry in force.
+	ExpiresAt time.Time
+	// Expired is whether now is at or past ExpiresAt.
+	Expired bool
+	// Invalid, when not empty, says why the requested expiry was refused.
+	Invalid string
+	// RequeueAfter is the time left until ExpiresAt, or 0 once expired.
+	RequeueAfter time.Duration
+}
+
+// Evaluate decides the expiry of a slice created at created, whose spec
+// requests requested (nil: none) while inForce (nil: none yet) is the expiry
+// accepted before, at time now. All times are compared truncated to the
+// second, the precision of metav1.Time.
+//
+// No request gives created+DefaultLifetime. A request equal to the expiry in
+// force stands, even if it has passed since. Otherwise a request must be
+// after now and at most now+MaxAhead; a refused request leaves inForce, or
+// created+DefaultLifetime if there is none, in force.
+func Evaluate(created time.Time, requested, inForce *time.Time, now time.Time) Decision {
+	created, now = trunc(created), trunc(now)
+	fallback := created.Add(DefaultLifetime)
+	if inForce != nil {
+		fallback = trunc(*inForce)
+	}
+
+	var d Decision
+	switch {
+	case requested == nil:
+		d.ExpiresAt = created.Add(DefaultLifetime)
+	case inForce != nil && trunc(*requested).Equal(trunc(*inForce)):
+		d.ExpiresAt = trunc(*requested)
+	default:
+		req, latest := trunc(*requested), now.Add(MaxAhead)
+		switch {
+		case req.After(latest):
+			d.Invalid = fmt.Sprintf("expiresAt %s is more than 8 weeks ahead; the latest allowed now is %s.",
+				format(req), format(latest))
+		case !req.After(now):
+			d.Invalid = fmt.Sprintf("expiresAt %s is in the past; it must be after %s and at most %s.",
+				format(req), format(now), format(latest))
+		}
+		d.ExpiresAt = req
+		if d.Invalid != "" {
+			d.ExpiresAt = fallback
+		}
+	}
+
+	d.Expired = !now.Before(d.ExpiresAt)
+	if !d.Expired {
+		d.RequeueAfter = d.ExpiresAt.Sub(now)
+	}
+	return d
+}
+
+func trunc(t time.Time) time.Time { return t.Truncate(time.Second) }
+
+func format(t time.Time) string { return t.UTC().Format(time.RFC3339) }

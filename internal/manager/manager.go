@@ -1,0 +1,142 @@
+// Package manager wires PlanetKube's controllers into a controller-runtime
+// manager: flags, client rate limits, cache scoping, health endpoints.
+package manager
+
+import (
+	"flag"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/controllers"
+	"github.com/planetkube/planetkube/internal/fairshare"
+)
+
+// Options are the manager's settings, one flag each.
+type Options struct {
+	Authority            string
+	MetricsAddr          string
+	ProbeAddr            string
+	LeaderElect          bool
+	LeaderElectNamespace string
+	QPS                  float64
+	Burst                int
+	SliceWorkers         int
+	SliverWriters        int
+	SharesPerNode        int
+}
+
+// BindFlags registers the options on a flag set, with their defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Authority, "authority", "plc", "Name of this install's slice authority: the first part of slice full names.")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables them.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
+	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
+	// client-go's default of 20 QPS / 30 burst would make a 1,000-node slice
+	// take 50 s to roll out; the API server takes far more.
+	fs.Float64Var(&o.QPS, "kube-api-qps", 1000, "Queries per second the manager's API client may make.")
+	fs.IntVar(&o.Burst, "kube-api-burst", 2000, "Burst of the manager's API client above its QPS.")
+	fs.IntVar(&o.SliceWorkers, "slice-workers", 4, "Slices reconciled at the same time.")
+	fs.IntVar(&o.SliverWriters, "sliver-writers", 64, "Parallel API writes (sliver creations and deletions) per slice reconcile.")
+	fs.IntVar(&o.SharesPerNode, "shares-per-node", fairshare.DefaultSharesPerNode, "Share units each node's unreserved CPU is divided into (a share-1 sliver requests 1/N of it).")
+}
+
+// Scheme returns a scheme with the Kubernetes and PlanetKube kinds.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := planetv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// CacheOptions scopes the informer cache: only PlanetKube's pods are cached,
+// and managed fields are dropped, which keeps the manager's memory flat on
+// large clusters.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{planetv1.LabelManagedBy: planetv1.ManagedByValue})},
+		},
+	}
+}
+
+// Main parses the flags and runs the manager until SIGTERM or SIGINT.
+func Main(args []string) error {
+	var o Options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	o.BindFlags(fs)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Cache:                   CacheOptions(),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "planetkube-manager.planetkube.io",
+		LeaderElectionNamespace: o.LeaderElectNamespace,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	if err := Setup(mgr, o); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	log.Info("Starting manager", "authority", o.Authority, "qps", o.QPS, "burst", o.Burst)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// Setup registers every PlanetKube controller with the manager.
+func Setup(mgr ctrl.Manager, o Options) error {
+	if err := (&controllers.SiteReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("site-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Site controller: %w", err)
+	}
+	if err := (&controllers.SliceReconciler{
+		Client:        mgr.GetClient(),
+		Recorder:      mgr.GetEventRecorder("slice-controller"),
+		Authority:     o.Authority,
+		SliverWriters: o.SliverWriters,
+		SharesPerNode: int32(o.SharesPerNode),
+		Workers:       o.SliceWorkers,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Slice controller: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+// Command planetkube is PlanetKube's one binary. Its subcommands:
+//
+//	planetkube manager [flags]   the controllers (default when no subcommand is given)
+//
+// Run `planetkube manager --help` for the flags.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/planetkube/planetkube/internal/manager"
+)
+
+func main() {
+	args := os.Args[1:]
+	cmd := "manager"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "manager":
+		err = manager.Main(args)
+	default:
+		err = fmt.Errorf("unknown subcommand %q (want: manager)", cmd)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
