@@ -57,7 +57,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		return obs, err
 	}
 	if !run {
-		return obs, r.deleteSlivers(ctx, slice, podPointers(pods.Items, func(p *corev1.Pod) bool { return p.DeletionTimestamp.IsZero() }))
+		return obs, r.deleteSlivers(ctx, slice, podPointers(pods.Items, func(p *corev1.Pod) bool { return p.DeletionTimestamp.IsZero() }), nil)
 	}
 
 	nodes := &corev1.NodeList{}
@@ -119,7 +119,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		}
 	}
 
-	err = r.deleteSlivers(ctx, slice, stale)
+	err = r.deleteSlivers(ctx, slice, stale, func(n string) bool { return nodeByName[n] == nil })
 	if cerr := r.createSlivers(ctx, slice, missing); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
@@ -312,13 +312,20 @@ func (r *SliceReconciler) createSlivers(ctx context.Context, slice *planetv1.Sli
 }
 
 // deleteSlivers deletes pods in parallel; one already gone is not an error.
-func (r *SliceReconciler) deleteSlivers(ctx context.Context, slice *planetv1.Slice, pods []*corev1.Pod) error {
+// Pods on nodes for which nodeGone (if set) is true are deleted at once.
+func (r *SliceReconciler) deleteSlivers(ctx context.Context, slice *planetv1.Slice, pods []*corev1.Pod, nodeGone func(string) bool) error {
 	if len(pods) == 0 {
 		return nil
 	}
 	err := forEach(ctx, len(pods), r.SliverWriters, func(i int) error {
 		p := pods[i]
-		if err := r.Delete(ctx, p, client.Preconditions{UID: &p.UID}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+		opts := []client.DeleteOption{client.Preconditions{UID: &p.UID}}
+		if nodeGone != nil && nodeGone(p.Spec.NodeName) {
+			// No kubelet is left to finish a graceful deletion: do not
+			// leave the sliver to the pod garbage collector.
+			opts = append(opts, client.GracePeriodSeconds(0))
+		}
+		if err := r.Delete(ctx, p, opts...); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
 			return fmt.Errorf("deleting sliver %s: %w", p.Name, err)
 		}
 		return nil

@@ -80,15 +80,15 @@ type SiteStatus struct {
 
 	// nodes counts the nodes labelled with this site.
 	// +optional
-	Nodes int32 `json:"nodes,omitempty"`
+	Nodes int32 `json:"nodes"`
 
 	// readyNodes counts those of them that are Ready.
 	// +optional
-	ReadyNodes int32 `json:"readyNodes,omitempty"`
+	ReadyNodes int32 `json:"readyNodes"`
 
 	// slices counts the Slices in the site's namespace.
 	// +optional
-	Slices int32 `json:"slices,omitempty"`
+	Slices int32 `json:"slices"`
 
 	// observedGeneration is the generation this status describes.
 	// +optional

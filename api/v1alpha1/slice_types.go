@@ -223,15 +223,15 @@ type SliceStatus struct {
 
 	// desiredSlivers counts the nodes that should run a sliver, Ready or not.
 	// +optional
-	DesiredSlivers int32 `json:"desiredSlivers,omitempty"`
+	DesiredSlivers int32 `json:"desiredSlivers"`
 
 	// readySlivers counts the slivers that are running and ready.
 	// +optional
-	ReadySlivers int32 `json:"readySlivers,omitempty"`
+	ReadySlivers int32 `json:"readySlivers"`
 
 	// pendingSlivers counts the desired slivers that are not ready.
 	// +optional
-	PendingSlivers int32 `json:"pendingSlivers,omitempty"`
+	PendingSlivers int32 `json:"pendingSlivers"`
 
 	// slivers is readySlivers/desiredSlivers, for display.
 	// +optional
@@ -264,7 +264,7 @@ type SliceStatus struct {
 // +kubebuilder:printcolumn:name="Full Name",type=string,JSONPath=`.status.fullName`
 // +kubebuilder:printcolumn:name="Slivers",type=string,JSONPath=`.status.slivers`,description="ready/desired"
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

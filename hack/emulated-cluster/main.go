@@ -1,0 +1,180 @@
+// Command emulated-cluster is `make run`: it starts an emulated cluster (etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler and kwok fake nodes
+// spread over sites), applies the CRDs and RBAC, runs the PlanetKube manager
+// against it, applies the samples, and keeps everything up until SIGINT or
+// SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/planetkube/planetkube/internal/emulator"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+// config holds the command-line flags.
+type config struct {
+	nodes                int
+	sites, workDir       string
+	manager, managerArgs string
+	managerAs            string
+	crds, rbac, samples  string
+}
+
+func parseFlags() config {
+	var c config
+	flag.IntVar(&c.nodes, "nodes", 50, "number of fake nodes")
+	flag.StringVar(&c.sites, "sites", strings.Join(emulator.DefaultSites, ","), "comma-separated sites the nodes are spread over")
+	flag.StringVar(&c.workDir, "workdir", ".run", "folder for data, certificates, logs and kubeconfig (kept; stale etcd data is wiped)")
+	flag.StringVar(&c.manager, "manager", "bin/planetkube", `manager binary ("" runs no manager)`)
+	flag.StringVar(&c.managerArgs, "manager-args", "--metrics-bind-address=0 --health-probe-bind-address=0", "manager arguments, space-separated")
+	flag.StringVar(&c.managerAs, "manager-as", "system:serviceaccount:planetkube-system:planetkube-manager", `user the manager acts as, so its generated RBAC applies ("" is the admin)`)
+	flag.StringVar(&c.crds, "crds", "config/crd/bases", "CRD manifests applied before the manager starts")
+	flag.StringVar(&c.rbac, "rbac", "config/rbac", "RBAC manifests applied before the manager starts, if the folder exists")
+	flag.StringVar(&c.samples, "samples", "config/samples", "sample manifests applied after the manager starts, if the folder exists")
+	flag.Parse()
+	return c
+}
+
+func run() error {
+	cfg := parseFlags()
+	if cfg.manager != "" {
+		if _, err := os.Stat(cfg.manager); err != nil {
+			return fmt.Errorf("manager binary %s not found: run `make build` first, or pass --manager \"\"", cfg.manager)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fmt.Printf("Starting an emulated cluster with %d nodes in %s ...\n", cfg.nodes, cfg.workDir)
+	began := time.Now()
+	startCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	nodes := cfg.nodes
+	if nodes == 0 {
+		nodes = -1 // Options treats 0 as the default
+	}
+	c, err := emulator.Start(startCtx, emulator.Options{
+		WorkDir: cfg.workDir, Nodes: nodes, Sites: splitList(cfg.sites), Log: os.Stdout,
+	})
+	if err != nil {
+		return fmt.Errorf("starting cluster: %w", err)
+	}
+	defer func() {
+		fmt.Println("Stopping the manager and the cluster ...")
+		if err := c.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "Error stopping:", err)
+		}
+	}()
+	fmt.Printf("Cluster up in %s\n", time.Since(began).Round(time.Millisecond))
+
+	manager, err := setUp(startCtx, c, cfg)
+	if err != nil {
+		return err
+	}
+	printUsage(c, manager)
+
+	var died <-chan struct{}
+	if manager != nil {
+		died = manager.Done()
+	}
+	select {
+	case <-ctx.Done():
+		fmt.Println("\nSignal received")
+		return nil
+	case <-died:
+		return fmt.Errorf("manager exited (%s); last lines of %s:\n%s", manager.State(), manager.LogPath, manager.LogTail(40))
+	}
+}
+
+// setUp applies CRDs and RBAC, starts the manager (if any) and applies the samples.
+func setUp(ctx context.Context, c *emulator.Cluster, cfg config) (*emulator.Process, error) {
+	for _, dir := range []string{cfg.crds, cfg.rbac} {
+		if err := applyIfExists(ctx, c, dir); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.manager == "" {
+		fmt.Println("No manager (--manager \"\")")
+		return nil, applyIfExists(ctx, c, cfg.samples)
+	}
+	manager, err := c.StartManagerAs(ctx, cfg.managerAs, cfg.manager, strings.Fields(cfg.managerArgs)...)
+	if err != nil {
+		return nil, fmt.Errorf("starting manager: %w", err)
+	}
+	return manager, applyIfExists(ctx, c, cfg.samples)
+}
+
+// applyIfExists applies the manifests under path, or says it skips a missing path.
+func applyIfExists(ctx context.Context, c *emulator.Cluster, path string) error {
+	if path == "" {
+		return nil
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		fmt.Printf("Skipping %s (not found)\n", path)
+		return nil
+	}
+	// Slices live in the namespaces that the manager makes for their Sites:
+	// apply again (server-side apply is idempotent) until those exist.
+	var err error
+	for deadline := time.Now().Add(time.Minute); ; {
+		if err = c.Apply(ctx, path); !apierrors.IsNotFound(err) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("applying %s: %w", path, err)
+	}
+	fmt.Printf("Applied %s\n", path)
+	return nil
+}
+
+func printUsage(c *emulator.Cluster, manager *emulator.Process) {
+	fmt.Printf(`
+Emulated cluster ready. Kubeconfig: %[1]s
+
+  export KUBECONFIG=%[1]s
+  kubectl get nodes -L %[2]s
+  kubectl get sites
+  kubectl get slices -A
+  kubectl get pods -A -l planetkube.io/slice -o wide
+
+Component logs: %[3]s/
+`, c.Kubeconfig, emulator.SiteLabel, c.LogDir)
+	if manager != nil {
+		fmt.Printf("Manager log:    %s\n", manager.LogPath)
+	}
+	fmt.Println("Press Ctrl-C to stop everything.")
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
