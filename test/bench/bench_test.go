@@ -1,0 +1,161 @@
+// Package bench holds the benchmarks behind docs/benchmarks.md. They need the
+// emulator binaries in bin/ and bin/planetkube, and run only when -bench-out
+// names the file to write: `make bench`.
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/planetkube/planetkube/internal/emulator"
+)
+
+var (
+	benchOut   = flag.String("bench-out", "", "file the benchmark results are written to (empty: skip the benchmarks; `make bench` sets it)")
+	benchNodes = flag.Int("bench-nodes", 1000, "number of fake nodes (for a quick smoke run; the documented figures use 1000)")
+)
+
+const (
+	// managerUser is the manager's ServiceAccount, so its generated RBAC applies.
+	managerUser = "system:serviceaccount:planetkube-system:planetkube-manager"
+	// phaseTimeout bounds each measured phase.
+	phaseTimeout = 5 * time.Minute
+	// benchSite and benchSlice name the Site and the Slice of phase (a).
+	benchSite, benchSlice = "bench", "all"
+)
+
+// managerArgs turn off the manager's fixed ports, as `make run` does.
+var managerArgs = []string{"--metrics-bind-address=0", "--health-probe-bind-address=0"}
+
+// TestBenchmarks runs the slice rollout benchmark of issue 2 on one emulated
+// cluster and writes its section of the file named by -bench-out.
+func TestBenchmarks(t *testing.T) {
+	if *benchOut == "" {
+		t.Skip("Skipping the benchmarks: no -bench-out file given (run `make bench`)")
+	}
+	root, binDir := findDirs(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+
+	c := startCluster(ctx, t, binDir, *benchNodes)
+	manager := startManager(ctx, t, c, root)
+	res, err := runSliceRollout(ctx, t, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.peakRSS, err = manager.PeakRSSBytes()
+	if err != nil {
+		t.Fatalf("Reading the manager's peak RSS: %v", err)
+	}
+	res.machine = describeMachine()
+	reportManagerErrors(t, manager)
+	if err := writeSection(*benchOut, sliceRolloutHeading, res.markdown()); err != nil {
+		t.Fatalf("Writing %s: %v", *benchOut, err)
+	}
+	t.Logf("Wrote %s:\n%s", *benchOut, res.markdown())
+}
+
+// findDirs returns the repository root and its bin folder, skipping the test
+// when the emulator binaries or the manager are missing.
+func findDirs(t *testing.T) (root, binDir string) {
+	t.Helper()
+	binDir, err := emulator.FindBinDir()
+	if err == nil {
+		err = emulator.CheckBinaries(binDir)
+	}
+	if err == nil {
+		_, err = os.Stat(filepath.Join(binDir, "planetkube"))
+	}
+	if err != nil {
+		t.Skipf("Skipping the benchmarks: binaries missing, run `make tools build` (%v)", err)
+	}
+	return filepath.Dir(binDir), binDir
+}
+
+// startCluster starts an emulated cluster of n fake nodes over the default
+// sites, kept in a fixed work folder so its logs outlive the run.
+func startCluster(ctx context.Context, t *testing.T, binDir string, n int) *emulator.Cluster {
+	t.Helper()
+	began := time.Now()
+	c, err := emulator.Start(ctx, emulator.Options{
+		BinDir:  binDir,
+		WorkDir: filepath.Join(os.TempDir(), "planetkube-bench"),
+		Nodes:   n,
+		Log:     testWriter{t},
+	})
+	if err != nil {
+		t.Fatalf("Starting the emulated cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("Stopping the cluster: %v", err)
+		}
+	})
+	t.Logf("Cluster of %d nodes up in %s; logs in %s", len(c.NodeNames), time.Since(began).Round(time.Millisecond), c.LogDir)
+	return c
+}
+
+// startManager applies the CRDs and RBAC and starts bin/planetkube as its
+// ServiceAccount, as `make run` does.
+func startManager(ctx context.Context, t *testing.T, c *emulator.Cluster, root string) *emulator.Process {
+	t.Helper()
+	for _, dir := range []string{"config/crd/bases", "config/rbac"} {
+		if err := c.Apply(ctx, filepath.Join(root, dir)); err != nil {
+			t.Fatalf("Applying %s: %v", dir, err)
+		}
+	}
+	p, err := c.StartManagerAs(ctx, managerUser, filepath.Join(c.BinDir, "planetkube"), managerArgs...)
+	if err != nil {
+		t.Fatalf("Starting the manager: %v", err)
+	}
+	return p
+}
+
+// createNamespace creates namespace name, which may exist already.
+func createNamespace(ctx context.Context, cs kubernetes.Interface, name string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// reportManagerErrors logs how many lines of the manager's log are errors,
+// and the first few of them.
+func reportManagerErrors(t *testing.T, p *emulator.Process) {
+	t.Helper()
+	data, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		t.Logf("Reading the manager log: %v", err)
+		return
+	}
+	var errs []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, "ERROR") || strings.Contains(line, `"level":"error"`) {
+			errs = append(errs, line)
+		}
+	}
+	t.Logf("Manager log %s: %d error lines", p.LogPath, len(errs))
+	for _, line := range errs[:min(len(errs), 5)] {
+		t.Logf("  %s", line)
+	}
+}
+
+// testWriter sends the emulator's progress messages to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}

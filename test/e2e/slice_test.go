@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/emulator"
+	"github.com/planetkube/planetkube/internal/naming"
+)
+
+// newSlice returns a pause-image Slice of a site, changed by mutate.
+func newSlice(site, name string, mutate func(*planetv1.SliceSpec)) *planetv1.Slice {
+	s := &planetv1.Slice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: site, Name: name},
+		Spec:       planetv1.SliceSpec{Template: planetv1.SliverTemplate{Image: "registry.k8s.io/pause:3.10"}},
+	}
+	if mutate != nil {
+		mutate(&s.Spec)
+	}
+	return s
+}
+
+// update re-reads the slice, changes it and writes it back.
+func update(slice *planetv1.Slice, change func(*planetv1.Slice)) {
+	GinkgoHelper()
+	Eventually(func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice); err != nil {
+			return err
+		}
+		change(slice)
+		return k8s.Update(ctx, slice)
+	}).Should(Succeed())
+}
+
+// condition returns a condition of the slice, read afresh.
+func condition(slice *planetv1.Slice, t string) func(Gomega) metav1.Condition {
+	return func(g Gomega) metav1.Condition {
+		got := &planetv1.Slice{}
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), got)).To(Succeed())
+		c := meta.FindStatusCondition(got.Status.Conditions, t)
+		g.Expect(c).NotTo(BeNil())
+		return *c
+	}
+}
+
+var _ = Describe("Slices on the emulated cluster", Ordered, func() {
+	It("runs a slice over two sites on exactly their nodes, and follows nodes that come and go", func() {
+		slice := newSlice("princeton", "twosites", func(s *planetv1.SliceSpec) {
+			s.Nodes.Sites = []string{"princeton", "mit"}
+		})
+		Expect(k8s.Create(ctx, slice)).To(Succeed())
+		want := nodesOf("princeton", "mit")
+		Expect(want).To(HaveLen(2 * nodeCount / len(cluster.Sites)))
+		Eventually(runningOn(slice, want)).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())
+			g.Expect(slice.Status.ReadySlivers).To(BeEquivalentTo(want.Len()))
+			g.Expect(slice.Status.DesiredSlivers).To(BeEquivalentTo(want.Len()))
+			g.Expect(slice.Status.FullName).To(Equal("plc.princeton.twosites"))
+		}).Should(Succeed())
+		Eventually(condition(slice, planetv1.ConditionReady)).Should(HaveField("Status", metav1.ConditionTrue))
+
+		By("a node added to mit gets a Running sliver")
+		extra := emulator.NodeName("mit", 900)
+		Expect(cluster.AddNode(ctx, extra, "mit")).To(Succeed())
+		want.Insert(extra)
+		Eventually(runningOn(slice, want)).Should(Succeed())
+
+		By("a deleted node loses its sliver")
+		gone := sets.List(nodesOf("princeton"))[0]
+		Expect(cluster.DeleteNode(ctx, gone)).To(Succeed())
+		want.Delete(gone)
+		Eventually(runningOn(slice, want)).Should(Succeed())
+	})
+
+	It("expires a slice's slivers and brings them back on renewal", func() {
+		nodes := sets.List(nodesOf("berkeley"))[:3]
+		slice := newSlice("berkeley", "brief", func(s *planetv1.SliceSpec) {
+			s.Nodes.Names = nodes
+			s.ExpiresAt = &metav1.Time{Time: time.Now().Add(8 * time.Second)}
+		})
+		Expect(k8s.Create(ctx, slice)).To(Succeed())
+		Eventually(runningOn(slice, sets.New(nodes...))).Should(Succeed())
+		Eventually(condition(slice, planetv1.ConditionExpired), 30*time.Second).Should(HaveField("Status", metav1.ConditionTrue))
+		Eventually(runningOn(slice, sets.New[string]())).Should(Succeed())
+
+		update(slice, func(s *planetv1.Slice) { s.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(30 * 24 * time.Hour)} })
+		Eventually(runningOn(slice, sets.New(nodes...))).Should(Succeed())
+		Eventually(condition(slice, planetv1.ConditionExpired)).Should(HaveField("Status", metav1.ConditionFalse))
+	})
+
+	It("suspends and resumes a slice, keeping its namespace", func() {
+		nodes := sets.List(nodesOf("ethz"))[:4]
+		slice := newSlice("ethz", "pausable", func(s *planetv1.SliceSpec) { s.Nodes.Names = nodes })
+		Expect(k8s.Create(ctx, slice)).To(Succeed())
+		Eventually(runningOn(slice, sets.New(nodes...))).Should(Succeed())
+
+		update(slice, func(s *planetv1.Slice) { s.Spec.State = planetv1.SliceSuspended })
+		Eventually(runningOn(slice, sets.New[string]())).Should(Succeed())
+		Eventually(condition(slice, planetv1.ConditionSuspended)).Should(HaveField("Status", metav1.ConditionTrue))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: naming.SliceNamespace("ethz", "pausable"), Name: naming.AuthorizedKeysSecret}, &corev1.Secret{})).To(Succeed())
+
+		update(slice, func(s *planetv1.Slice) { s.Spec.State = planetv1.SliceActive })
+		Eventually(runningOn(slice, sets.New(nodes...))).Should(Succeed())
+	})
+
+	It("lets a slice's users reach their slice's namespace and no other", func() {
+		nodes := sets.List(nodesOf("tokyo"))[:2]
+		a := newSlice("tokyo", "alpha", func(s *planetv1.SliceSpec) {
+			s.Nodes.Names = nodes
+			s.Users = []planetv1.SliceUser{{Name: "alice"}}
+		})
+		b := newSlice("tokyo", "beta", func(s *planetv1.SliceSpec) {
+			s.Nodes.Names = nodes
+			s.Users = []planetv1.SliceUser{{Name: "bob"}}
+		})
+		Expect(k8s.Create(ctx, a)).To(Succeed())
+		Expect(k8s.Create(ctx, b)).To(Succeed())
+		Eventually(runningOn(a, sets.New(nodes...))).Should(Succeed())
+		Eventually(runningOn(b, sets.New(nodes...))).Should(Succeed())
+
+		alice := asUser("alice")
+		Eventually(func(g Gomega) {
+			pods := &corev1.PodList{}
+			g.Expect(alice.List(ctx, pods, client.InNamespace(naming.SliceNamespace("tokyo", "alpha")))).To(Succeed())
+			g.Expect(pods.Items).To(HaveLen(2))
+		}).Should(Succeed())
+		err := alice.List(ctx, &corev1.PodList{}, client.InNamespace(naming.SliceNamespace("tokyo", "beta")))
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "alice listing beta's pods: %v", err)
+		err = alice.List(ctx, &corev1.PodList{}, client.InNamespace("tokyo"))
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "alice listing the site namespace: %v", err)
+		err = asUser("bob").List(ctx, &corev1.PodList{}, client.InNamespace(naming.SliceNamespace("tokyo", "alpha")))
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "bob listing alpha's pods: %v", err)
+	})
+
+	It("leaves nothing behind when a slice is deleted", func() {
+		nodes := sets.List(nodesOf("mit"))[:5]
+		slice := newSlice("mit", "ephemeral", func(s *planetv1.SliceSpec) {
+			s.Nodes.Names = nodes
+			s.Users = []planetv1.SliceUser{{Name: "carol"}}
+		})
+		Expect(k8s.Create(ctx, slice)).To(Succeed())
+		Eventually(runningOn(slice, sets.New(nodes...))).Should(Succeed())
+
+		Expect(k8s.Delete(ctx, slice)).To(Succeed())
+		Eventually(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice) }).Should(Satisfy(apierrors.IsNotFound))
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Name: naming.SliceNamespace("mit", "ephemeral")}, &corev1.Namespace{})
+		}, 2*time.Minute).Should(Satisfy(apierrors.IsNotFound))
+		pods := &corev1.PodList{}
+		Expect(k8s.List(ctx, pods, client.MatchingLabels{planetv1.LabelSlice: "ephemeral"})).To(Succeed())
+		Expect(pods.Items).To(BeEmpty())
+	})
+
+	It("ends with exactly one sliver per node when the manager is killed in the middle of a 200-node rollout", func() {
+		By("restarting the manager slowed down, so that the rollout takes a while")
+		Expect(mgr.Stop()).To(Succeed())
+		var err error
+		mgr, err = cluster.StartPlanetKube(ctx, "--kube-api-qps=20", "--kube-api-burst=1", "--sliver-writers=1")
+		Expect(err).NotTo(HaveOccurred())
+
+		slice := newSlice("princeton", "restart", nil) // every node
+		Expect(k8s.Create(ctx, slice)).To(Succeed())
+		all := nodesOf(cluster.Sites...)
+		Expect(all.Len()).To(BeNumerically(">=", 200))
+		Eventually(func() int { byName, _ := slivers(slice); return len(byName) }).Should(BeNumerically(">=", 30))
+		Expect(mgr.Kill()).To(Succeed())
+		byName, _ := slivers(slice)
+		Expect(len(byName)).To(BeNumerically("<", all.Len()), "the rollout finished before the kill: slow the manager further")
+		GinkgoWriter.Printf("Killed the manager with %d of %d slivers created\n", len(byName), all.Len())
+
+		By("a manager at full speed finishes the rollout with no duplicate and no orphan")
+		mgr, err = cluster.StartPlanetKube(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(runningOn(slice, all), 2*time.Minute).Should(Succeed())
+		Consistently(func(g Gomega) {
+			pods := &corev1.PodList{}
+			g.Expect(k8s.List(ctx, pods, client.InNamespace(naming.SliceNamespace("princeton", "restart")))).To(Succeed())
+			g.Expect(pods.Items).To(HaveLen(all.Len()))
+		}, 3*time.Second).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())
+			g.Expect(slice.Status.Slivers).To(Equal(fmt.Sprintf("%d/%d", all.Len(), all.Len())))
+		}).Should(Succeed())
+	})
+})
