@@ -34,15 +34,10 @@ const (
 
 // rolloutResult holds the figures of the slice rollout benchmark.
 type rolloutResult struct {
-	nodes               int
-	floor, slice, ds    timing
-	peakRSS             int64
-	machine             machine
-	floorWorkersUsed    int
-	sliceNamespaceUsed  string
-	daemonSetNamespace  string
-	floorNamespaceUsed  string
-	sliceSelectorString string
+	nodes            int
+	floor, slice, ds timing
+	peakRSS          int64
+	machine          machine
 }
 
 // runSliceRollout measures the floor (b), the Slice (a) and the DaemonSet (c)
