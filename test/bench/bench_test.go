@@ -27,16 +27,11 @@ var (
 )
 
 const (
-	// managerUser is the manager's ServiceAccount, so its generated RBAC applies.
-	managerUser = "system:serviceaccount:planetkube-system:planetkube-manager"
 	// phaseTimeout bounds each measured phase.
 	phaseTimeout = 5 * time.Minute
 	// benchSite and benchSlice name the Site and the Slice of phase (a).
 	benchSite, benchSlice = "bench", "all"
 )
-
-// managerArgs turn off the manager's fixed ports, as `make run` does.
-var managerArgs = []string{"--metrics-bind-address=0", "--health-probe-bind-address=0"}
 
 // TestBenchmarks runs the slice rollout benchmark of issue 2 on one emulated
 // cluster and writes its section of the file named by -bench-out.
@@ -44,12 +39,12 @@ func TestBenchmarks(t *testing.T) {
 	if *benchOut == "" {
 		t.Skip("Skipping the benchmarks: no -bench-out file given (run `make bench`)")
 	}
-	root, binDir := findDirs(t)
+	binDir := findBinDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 
 	c := startCluster(ctx, t, binDir, *benchNodes)
-	manager := startManager(ctx, t, c, root)
+	manager := startManager(ctx, t, c)
 	res, err := runSliceRollout(ctx, t, c)
 	if err != nil {
 		t.Fatal(err)
@@ -66,9 +61,9 @@ func TestBenchmarks(t *testing.T) {
 	t.Logf("Wrote %s:\n%s", *benchOut, res.markdown())
 }
 
-// findDirs returns the repository root and its bin folder, skipping the test
+// findBinDir returns the bin folder, skipping the test
 // when the emulator binaries or the manager are missing.
-func findDirs(t *testing.T) (root, binDir string) {
+func findBinDir(t *testing.T) string {
 	t.Helper()
 	binDir, err := emulator.FindBinDir()
 	if err == nil {
@@ -80,7 +75,7 @@ func findDirs(t *testing.T) (root, binDir string) {
 	if err != nil {
 		t.Skipf("Skipping the benchmarks: binaries missing, run `make tools build` (%v)", err)
 	}
-	return filepath.Dir(binDir), binDir
+	return binDir
 }
 
 // startCluster starts an emulated cluster of n fake nodes over the default
@@ -106,16 +101,14 @@ func startCluster(ctx context.Context, t *testing.T, binDir string, n int) *emul
 	return c
 }
 
-// startManager applies the CRDs and RBAC and starts bin/planetkube as its
+// startManager installs PlanetKube and starts bin/planetkube as its
 // ServiceAccount, as `make run` does.
-func startManager(ctx context.Context, t *testing.T, c *emulator.Cluster, root string) *emulator.Process {
+func startManager(ctx context.Context, t *testing.T, c *emulator.Cluster) *emulator.Process {
 	t.Helper()
-	for _, dir := range []string{"config/crd/bases", "config/rbac"} {
-		if err := c.Apply(ctx, filepath.Join(root, dir)); err != nil {
-			t.Fatalf("Applying %s: %v", dir, err)
-		}
+	if err := c.InstallPlanetKube(ctx); err != nil {
+		t.Fatal(err)
 	}
-	p, err := c.StartManagerAs(ctx, managerUser, filepath.Join(c.BinDir, "planetkube"), managerArgs...)
+	p, err := c.StartPlanetKube(ctx)
 	if err != nil {
 		t.Fatalf("Starting the manager: %v", err)
 	}
