@@ -199,9 +199,13 @@ var _ = Describe("Slice controller", func() {
 		deleteNode("sa-2")
 		Eventually(sliverNodes(slice)).Should(Equal(sliversOn("web", "sa-1", "sb-1", "sb-2", "sb-down")))
 
-		By("a sliver deleted by hand comes back")
+		By("a sliver and the keys Secret deleted by hand come back")
+		Expect(k8s.Delete(ctx, secret)).To(Succeed())
 		Expect(k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: naming.SliverName("web", "sa-1")}})).To(Succeed())
 		Eventually(sliverNodes(slice)).Should(HaveKeyWithValue(naming.SliverName("web", "sa-1"), "sa-1"))
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: nsName, Name: naming.AuthorizedKeysSecret}, &corev1.Secret{})
+		}).Should(Succeed())
 
 		By("suspend removes the slivers and keeps the rest; resume brings them back")
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())

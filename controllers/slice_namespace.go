@@ -102,12 +102,8 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 	}
 
 	if ns.Annotations[annotationKeysHash] != keysHash {
-		secret := corev1ac.Secret(naming.AuthorizedKeysSecret, name).
-			WithLabels(sliceLabels(slice)).
-			WithType(corev1.SecretTypeOpaque).
-			WithStringData(map[string]string{authorizedKeysFile: keys})
-		if err := r.Apply(ctx, secret, client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
-			return fmt.Errorf("writing the authorized_keys secret: %w", err)
+		if err := r.applyKeys(ctx, slice, keys); err != nil {
+			return err
 		}
 	}
 	users := make([]planetv1.Subject, 0, len(slice.Spec.Users))
@@ -127,6 +123,19 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 	ns.Annotations = mergeMaps(ns.Annotations, annotations)
 	if err := r.Patch(ctx, ns, patch); err != nil {
 		return fmt.Errorf("updating slice namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// applyKeys writes the Secret with the users' authorized_keys (server-side
+// apply: it creates the Secret or brings it back to what it must hold).
+func (r *SliceReconciler) applyKeys(ctx context.Context, slice *planetv1.Slice, keys string) error {
+	secret := corev1ac.Secret(naming.AuthorizedKeysSecret, naming.SliceNamespace(slice.Namespace, slice.Name)).
+		WithLabels(sliceLabels(slice)).
+		WithType(corev1.SecretTypeOpaque).
+		WithStringData(map[string]string{authorizedKeysFile: keys})
+	if err := r.Apply(ctx, secret, client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
+		return fmt.Errorf("writing the authorized_keys secret: %w", err)
 	}
 	return nil
 }

@@ -120,6 +120,15 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	}
 
 	err = r.deleteSlivers(ctx, slice, stale, func(n string) bool { return nodeByName[n] == nil })
+	if len(missing) > 0 {
+		// New slivers mount the keys: write them again first, so that a
+		// Secret deleted by hand (the manager does not watch Secrets) comes
+		// back before a sliver needs it.
+		keys, _ := authorizedKeys(slice)
+		if kerr := r.applyKeys(ctx, slice, keys); kerr != nil {
+			return observe(res, byNode, hash, retained), errors.Join(err, kerr)
+		}
+	}
 	if cerr := r.createSlivers(ctx, slice, missing); cerr != nil {
 		err = errors.Join(err, cerr)
 	}

@@ -171,7 +171,7 @@ var _ = Describe("Slices on the emulated cluster", Ordered, func() {
 
 		slice := newSlice("princeton", "restart", nil) // every node
 		Expect(k8s.Create(ctx, slice)).To(Succeed())
-		all := nodesOf(cluster.Sites...)
+		all := nodesOf()
 		Expect(all.Len()).To(BeNumerically(">=", 200))
 		Eventually(func() int { byName, _ := slivers(slice); return len(byName) }).Should(BeNumerically(">=", 30))
 		Expect(mgr.Kill()).To(Succeed())
@@ -192,5 +192,29 @@ var _ = Describe("Slices on the emulated cluster", Ordered, func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())
 			g.Expect(slice.Status.Slivers).To(Equal(fmt.Sprintf("%d/%d", all.Len(), all.Len())))
 		}).Should(Succeed())
+	})
+})
+
+var _ = Describe("Deleting a site", func() {
+	It("removes its namespace, its slices and everything they made", func() {
+		node := emulator.NodeName("lab", 1)
+		Expect(cluster.AddNode(ctx, node, "lab")).To(Succeed())
+		site := &planetv1.Site{ObjectMeta: metav1.ObjectMeta{Name: "lab"}}
+		Expect(k8s.Create(ctx, site)).To(Succeed())
+		Eventually(func() error { return k8s.Get(ctx, client.ObjectKey{Name: "lab"}, &corev1.Namespace{}) }).Should(Succeed())
+		slice := newSlice("lab", "bench", func(s *planetv1.SliceSpec) { s.Nodes.Sites = []string{"lab"} })
+		Expect(k8s.Create(ctx, slice)).To(Succeed())
+		Eventually(runningOn(slice, sets.New(node))).Should(Succeed())
+
+		Expect(k8s.Delete(ctx, site)).To(Succeed())
+		for _, ns := range []string{"lab", naming.SliceNamespace("lab", "bench")} {
+			Eventually(func() error {
+				return k8s.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})
+			}, 2*time.Minute).Should(Satisfy(apierrors.IsNotFound), "namespace %s", ns)
+		}
+		pods := &corev1.PodList{}
+		Expect(k8s.List(ctx, pods, client.MatchingLabels{planetv1.LabelSite: "lab"})).To(Succeed())
+		Expect(pods.Items).To(BeEmpty())
+		Expect(cluster.DeleteNode(ctx, node)).To(Succeed())
 	})
 })

@@ -114,7 +114,8 @@ func runningOn(slice *planetv1.Slice, nodes sets.Set[string]) func(Gomega) {
 	}
 }
 
-// nodesOf returns the names of the cluster's nodes of these sites.
+// nodesOf returns the names of the cluster's nodes of these sites; with no
+// site, of every PlanetKube node (one with a site label).
 func nodesOf(sites ...string) sets.Set[string] {
 	GinkgoHelper()
 	nodes := &corev1.NodeList{}
@@ -122,7 +123,7 @@ func nodesOf(sites ...string) sets.Set[string] {
 	want := sets.New(sites...)
 	out := sets.New[string]()
 	for _, n := range nodes.Items {
-		if want.Has(n.Labels[planetv1.LabelSite]) {
+		if s := n.Labels[planetv1.LabelSite]; s != "" && (len(sites) == 0 || want.Has(s)) {
 			out.Insert(n.Name)
 		}
 	}
