@@ -71,15 +71,20 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	var ns *corev1.Namespace
 	if g.ownNamespace {
-		if err := r.ensureSliceNamespace(ctx, slice); err != nil {
+		var err error
+		if ns, err = r.ensureSliceNamespace(ctx, slice); err != nil {
 			if !errorsAs(err, new(*conflictError)) {
 				return ctrl.Result{}, err
 			}
 			g.block(ReasonNamespaceConflict, err.Error())
 		}
 	}
-	obs, syncErr := r.syncSlivers(ctx, slice, g.runSlivers)
+	if !g.runSlivers {
+		ns = nil
+	}
+	obs, syncErr := r.syncSlivers(ctx, slice, ns)
 	r.setStatus(slice, g, obs)
 	r.emitTransitionEvent(old, slice)
 	if !equality.Semantic.DeepEqual(old.Status, slice.Status) {

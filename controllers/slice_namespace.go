@@ -78,8 +78,9 @@ func (r *SliceReconciler) namespaceMeta(slice *planetv1.Slice, keysHash string) 
 }
 
 // ensureSliceNamespace creates or updates the slice namespace, the Secret
-// with the users' authorized_keys and the users' RoleBinding.
-func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *planetv1.Slice) error {
+// with the users' authorized_keys and the users' RoleBinding, and returns the
+// namespace.
+func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *planetv1.Slice) (*corev1.Namespace, error) {
 	name := naming.SliceNamespace(slice.Namespace, slice.Name)
 	keys, keysHash := authorizedKeys(slice)
 	labels, annotations := r.namespaceMeta(slice, keysHash)
@@ -90,20 +91,20 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 	case apierrors.IsNotFound(err):
 		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 		if err := r.Create(ctx, ns); err != nil {
-			return fmt.Errorf("creating slice namespace %s: %w", name, err)
+			return nil, fmt.Errorf("creating slice namespace %s: %w", name, err)
 		}
 		ctrl.LoggerFrom(ctx).Info("Created slice namespace", "namespace", name)
 	case err != nil:
-		return err
+		return nil, err
 	case !ownsNamespace(slice, ns):
-		return &conflictError{fmt.Sprintf("namespace %s exists and is not this slice's", name)}
+		return nil, &conflictError{fmt.Sprintf("namespace %s exists and is not this slice's", name)}
 	case !ns.DeletionTimestamp.IsZero():
-		return fmt.Errorf("slice namespace %s is being deleted; it is made again once it is gone", name)
+		return nil, fmt.Errorf("slice namespace %s is being deleted; it is made again once it is gone", name)
 	}
 
 	if ns.Annotations[annotationKeysHash] != keysHash {
 		if err := r.applyKeys(ctx, slice, keys); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	users := make([]planetv1.Subject, 0, len(slice.Spec.Users))
@@ -112,19 +113,19 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 	}
 	rb := roleBinding(naming.SliceUsersRoleBinding, name, naming.SliceUserClusterRole, rbacSubjects(users), sliceLabels(slice))
 	if err := ensureRoleBinding(ctx, r.Client, rb); err != nil {
-		return err
+		return nil, err
 	}
 
 	if mapsContain(ns.Labels, labels) && mapsContain(ns.Annotations, annotations) {
-		return nil
+		return ns, nil
 	}
 	patch := client.MergeFrom(ns.DeepCopy())
 	ns.Labels = mergeMaps(ns.Labels, labels)
 	ns.Annotations = mergeMaps(ns.Annotations, annotations)
 	if err := r.Patch(ctx, ns, patch); err != nil {
-		return fmt.Errorf("updating slice namespace %s: %w", name, err)
+		return nil, fmt.Errorf("updating slice namespace %s: %w", name, err)
 	}
-	return nil
+	return ns, nil
 }
 
 // applyKeys writes the Secret with the users' authorized_keys (server-side

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,16 +46,17 @@ type sliverObservation struct {
 	issues   []planetv1.SliverIssue
 }
 
-// syncSlivers creates the missing slivers of the slice and deletes the ones
-// it must not have; with run false it deletes them all.
-func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, run bool) (sliverObservation, error) {
+// syncSlivers creates the missing slivers of the slice in its namespace ns
+// and deletes the ones it must not have; with ns nil (the slice must run no
+// slivers) it deletes them all.
+func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, ns *corev1.Namespace) (sliverObservation, error) {
 	var obs sliverObservation
 	nsName := naming.SliceNamespace(slice.Namespace, slice.Name)
 	pods := &corev1.PodList{}
 	if err := r.List(ctx, pods, client.InNamespace(nsName), client.MatchingLabels(sliceLabels(slice))); err != nil {
 		return obs, err
 	}
-	if !run {
+	if ns == nil {
 		return obs, r.deleteSlivers(ctx, slice, podPointers(pods.Items, func(p *corev1.Pod) bool { return p.DeletionTimestamp.IsZero() }), nil)
 	}
 
@@ -104,10 +104,6 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	}
 	// What to create: nodes to run with no sliver (a terminating one blocks
 	// its deterministic name until it is gone).
-	ns := &corev1.Namespace{}
-	if err := r.Get(ctx, types.NamespacedName{Name: nsName}, ns); err != nil {
-		return obs, fmt.Errorf("reading slice namespace: %w", err)
-	}
 	nodeByName := make(map[string]*corev1.Node, len(nodes.Items))
 	for i := range nodes.Items {
 		nodeByName[nodes.Items[i].Name] = &nodes.Items[i]
