@@ -154,14 +154,16 @@ func printUsage(c *emulator.Cluster, manager *emulator.Process) {
 	fmt.Printf(`
 Emulated cluster ready. Kubeconfig: %[1]s
 
-  export KUBECONFIG=%[1]s
+  export KUBECONFIG=%[1]s PATH=%[4]s:$PATH   # kubectl is in %[4]s
   kubectl get nodes -L %[2]s
   kubectl get sites
-  kubectl get slices -A
+  kubectl get slices -A -o wide
   kubectl get pods -A -l planetkube.io/slice -o wide
+  kubectl get planetkube -A
+  kubectl describe slice -n princeton codeen
 
 Component logs: %[3]s/
-`, c.Kubeconfig, emulator.SiteLabel, c.LogDir)
+`, c.Kubeconfig, emulator.SiteLabel, c.LogDir, c.BinDir)
 	if manager != nil {
 		fmt.Printf("Manager log:    %s\n", manager.LogPath)
 	}
