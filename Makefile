@@ -54,7 +54,7 @@ verify: manifests generate fmt ## Regenerate and fail if anything changed, then 
 	$(GO) vet ./...
 
 .PHONY: run
-run: tools manifests build ## Start an emulated cluster ($(NODES) fake nodes over the sites in SITES) with the manager and samples.
+run: tools manifests build ## Start an emulated cluster (NODES fake nodes, default 50, over the sites in SITES) with the manager and the samples.
 	$(GO) run ./hack/emulated-cluster --nodes $(NODES) --sites $(SITES) --manager $(BIN)/planetkube
 
 .PHONY: bench
