@@ -24,8 +24,8 @@ tools: ## Build the pinned tools (control plane, kwok, controller-gen) into bin/
 
 .PHONY: manifests
 manifests: tools ## Generate the CRDs and the manager's RBAC from the markers.
-	$(CONTROLLER_GEN) rbac:roleName=planetkube-manager crd paths="./api/...;./controllers/..." \
-		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=planetkube-manager crd webhook paths="./api/...;./controllers/...;./internal/admission/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate
 generate: tools ## Generate the API's DeepCopy methods.

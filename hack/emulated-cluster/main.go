@@ -34,7 +34,7 @@ type config struct {
 	sites, workDir       string
 	manager, managerArgs string
 	managerAs            string
-	crds, rbac, samples  string
+	samples              string
 }
 
 func parseFlags() config {
@@ -45,8 +45,6 @@ func parseFlags() config {
 	flag.StringVar(&c.manager, "manager", "bin/planetkube", `manager binary ("" runs no manager)`)
 	flag.StringVar(&c.managerArgs, "manager-args", strings.Join(emulator.DefaultManagerArgs, " "), "manager arguments, space-separated")
 	flag.StringVar(&c.managerAs, "manager-as", emulator.ManagerUser, `user the manager acts as, so its generated RBAC applies ("" is the admin)`)
-	flag.StringVar(&c.crds, "crds", "config/crd/bases", "CRD manifests applied before the manager starts")
-	flag.StringVar(&c.rbac, "rbac", "config/rbac", "RBAC manifests applied before the manager starts, if the folder exists")
 	flag.StringVar(&c.samples, "samples", "config/samples", "sample manifests applied after the manager starts, if the folder exists")
 	flag.Parse()
 	return c
@@ -103,20 +101,24 @@ func run() error {
 	}
 }
 
-// setUp applies CRDs and RBAC, starts the manager (if any) and applies the samples.
+// setUp installs PlanetKube (CRDs, RBAC, webhooks), starts the manager (if
+// any) and applies the samples.
 func setUp(ctx context.Context, c *emulator.Cluster, cfg config) (*emulator.Process, error) {
-	for _, dir := range []string{cfg.crds, cfg.rbac} {
-		if err := applyIfExists(ctx, c, dir); err != nil {
-			return nil, err
-		}
+	if err := c.InstallPlanetKube(ctx); err != nil {
+		return nil, err
 	}
+	fmt.Println("Installed the CRDs, RBAC and webhooks of config/")
 	if cfg.manager == "" {
-		fmt.Println("No manager (--manager \"\")")
-		return nil, applyIfExists(ctx, c, cfg.samples)
+		fmt.Println("No manager (--manager \"\"): Slices cannot be written until one serves the webhooks")
+		return nil, nil
 	}
-	manager, err := c.StartManagerAs(ctx, cfg.managerAs, cfg.manager, strings.Fields(cfg.managerArgs)...)
+	args := append(c.WebhookArgs(), strings.Fields(cfg.managerArgs)...)
+	manager, err := c.StartManagerAs(ctx, cfg.managerAs, cfg.manager, args...)
 	if err != nil {
 		return nil, fmt.Errorf("starting manager: %w", err)
+	}
+	if err := c.WaitWebhook(ctx, 30*time.Second); err != nil {
+		return manager, err
 	}
 	return manager, applyIfExists(ctx, c, cfg.samples)
 }

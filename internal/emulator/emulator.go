@@ -76,6 +76,9 @@ type Cluster struct {
 	managerN  atomic.Int32
 	nodeIPSeq atomic.Uint32
 	stopped   bool
+
+	webhookPort    int    // the manager's webhook server port, once installed
+	webhookCertDir string // its serving certificate
 }
 
 // Start starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler

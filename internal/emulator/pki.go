@@ -21,6 +21,8 @@ type pki struct {
 	ServingCert, ServingKey string // kube-apiserver serving certificate
 	AdminCert, AdminKey     string // client certificate of the admin (O=system:masters)
 	SAKey, SAPub            string // service-account token signing key pair
+
+	ca *keyPair // signs further serving certificates (the manager's webhook server)
 }
 
 // keyPair is a certificate with its private key, used to sign other certificates.
@@ -50,6 +52,7 @@ func writePKI(dir string) (*pki, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating CA: %w", err)
 	}
+	p.ca = ca
 	if _, err := issue(ca, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
 		KeyUsage:    x509.KeyUsageDigitalSignature,

@@ -52,16 +52,8 @@ func Evaluate(created time.Time, requested, inForce *time.Time, now time.Time) D
 	case inForce != nil && trunc(*requested).Equal(trunc(*inForce)):
 		d.ExpiresAt = trunc(*requested)
 	default:
-		req, latest := trunc(*requested), now.Add(MaxAhead)
-		switch {
-		case req.After(latest):
-			d.Invalid = fmt.Sprintf("expiresAt %s is more than 8 weeks ahead; the latest allowed now is %s.",
-				format(req), format(latest))
-		case !req.After(now):
-			d.Invalid = fmt.Sprintf("expiresAt %s is in the past; it must be after %s and at most %s.",
-				format(req), format(now), format(latest))
-		}
-		d.ExpiresAt = req
+		d.Invalid = Check(*requested, now)
+		d.ExpiresAt = trunc(*requested)
 		if d.Invalid != "" {
 			d.ExpiresAt = fallback
 		}
@@ -72,6 +64,22 @@ func Evaluate(created time.Time, requested, inForce *time.Time, now time.Time) D
 		d.RequeueAfter = d.ExpiresAt.Sub(now)
 	}
 	return d
+}
+
+// Check says why a newly requested expiry is refused at time now, or returns
+// "" when it is allowed: it must be after now and at most now+MaxAhead.
+func Check(requested, now time.Time) string {
+	req, now := trunc(requested), trunc(now)
+	latest := now.Add(MaxAhead)
+	switch {
+	case req.After(latest):
+		return fmt.Sprintf("expiresAt %s is more than 8 weeks ahead; the latest allowed now is %s.",
+			format(req), format(latest))
+	case !req.After(now):
+		return fmt.Sprintf("expiresAt %s is in the past; it must be after %s and at most %s.",
+			format(req), format(now), format(latest))
+	}
+	return ""
 }
 
 func trunc(t time.Time) time.Time { return t.Truncate(time.Second) }

@@ -16,9 +16,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/controllers"
+	"github.com/planetkube/planetkube/internal/admission"
 	"github.com/planetkube/planetkube/internal/fairshare"
 )
 
@@ -34,6 +36,10 @@ type Options struct {
 	SliceWorkers         int
 	SliverWriters        int
 	SharesPerNode        int
+	Webhooks             bool
+	WebhookHost          string
+	WebhookPort          int
+	WebhookCertDir       string
 }
 
 // BindFlags registers the options on a flag set, with their defaults.
@@ -50,6 +56,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.SliceWorkers, "slice-workers", 4, "Slices reconciled at the same time.")
 	fs.IntVar(&o.SliverWriters, "sliver-writers", 64, "Parallel API writes (sliver creations and deletions) per slice reconcile.")
 	fs.IntVar(&o.SharesPerNode, "shares-per-node", fairshare.DefaultSharesPerNode, "Share units each node's unreserved CPU is divided into (a share-1 sliver requests 1/N of it).")
+	fs.BoolVar(&o.Webhooks, "webhooks", true, "Serve the validating webhooks (config/webhook); the API server must be configured to call them.")
+	fs.StringVar(&o.WebhookHost, "webhook-host", "", "Address the webhook server listens on (default: all).")
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the webhook server.")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Folder with the webhook server's tls.crt and tls.key (default: controller-runtime's).")
 }
 
 // Scheme returns a scheme with the Kubernetes and PlanetKube kinds.
@@ -100,6 +110,7 @@ func Main(args []string) error {
 		Cache:                   CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
+		WebhookServer:           webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "planetkube-manager.planetkube.io",
 		LeaderElectionNamespace: o.LeaderElectNamespace,
@@ -113,7 +124,11 @@ func Main(args []string) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	ready := healthz.Ping
+	if o.Webhooks {
+		ready = mgr.GetWebhookServer().StartedChecker()
+	}
+	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
 		return err
 	}
 	log.Info("Starting manager", "authority", o.Authority, "qps", o.QPS, "burst", o.Burst)
@@ -137,6 +152,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Workers:       o.SliceWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Slice controller: %w", err)
+	}
+	if o.Webhooks {
+		if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the Slice webhook: %w", err)
+		}
 	}
 	return nil
 }

@@ -94,6 +94,13 @@ var _ = Describe("Slices on the emulated cluster", Ordered, func() {
 		Eventually(condition(slice, planetv1.ConditionExpired), 30*time.Second).Should(HaveField("Status", metav1.ConditionTrue))
 		Eventually(runningOn(slice, sets.New[string]())).Should(Succeed())
 
+		By("the API server refuses a renewal past 8 weeks (the manager's webhook)")
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())
+		slice.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(9 * 7 * 24 * time.Hour)}
+		err := k8s.Update(ctx, slice)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring("more than 8 weeks ahead"))
+
 		update(slice, func(s *planetv1.Slice) { s.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(30 * 24 * time.Hour)} })
 		Eventually(runningOn(slice, sets.New(nodes...))).Should(Succeed())
 		Eventually(condition(slice, planetv1.ConditionExpired)).Should(HaveField("Status", metav1.ConditionFalse))

@@ -1,0 +1,131 @@
+package admission_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/admission"
+	"github.com/planetkube/planetkube/internal/manager"
+)
+
+var (
+	k8s    client.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+)
+
+func TestAdmission(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Admission webhooks (envtest)")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	ctx, cancel = context.WithCancel(context.Background())
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join("..", "..", "bin")
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join("..", "..", "config", "webhook", "manifests.yaml")}},
+	}
+	cfg, err := env.Start()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() {
+		cancel()
+		Expect(env.Stop()).To(Succeed())
+	})
+	wio := env.WebhookInstallOptions
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:        manager.Scheme(),
+		Metrics:       metricsserver.Options{BindAddress: "0"},
+		WebhookServer: webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir}),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	Expect((&admission.SliceValidator{}).SetupWithManager(mgr)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	k8s, err = client.New(cfg, client.Options{Scheme: manager.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+	// The webhook server is up once a valid slice goes through.
+	Eventually(func() error {
+		return k8s.Create(ctx, slice("probe", time.Now().Add(time.Hour)))
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+})
+
+// slice returns a Slice in namespace default expiring at exp.
+func slice(name string, exp time.Time) *planetv1.Slice {
+	return &planetv1.Slice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: planetv1.SliceSpec{
+			Template:  planetv1.SliverTemplate{Image: "pause"},
+			ExpiresAt: &metav1.Time{Time: exp},
+		},
+	}
+}
+
+// refusedWith matches an Invalid error from the API server that says msg
+// about spec.expiresAt.
+func refusedWith(msg string) OmegaMatcher {
+	return And(
+		Satisfy(apierrors.IsInvalid),
+		MatchError(ContainSubstring("spec.expiresAt")),
+		MatchError(ContainSubstring(msg)),
+	)
+}
+
+var _ = Describe("Slice admission", func() {
+	It("refuses an expiry in the past or more than 8 weeks ahead at creation", func() {
+		Expect(k8s.Create(ctx, slice("past", time.Now().Add(-time.Minute)))).To(refusedWith("is in the past"))
+		Expect(k8s.Create(ctx, slice("far", time.Now().Add(8*7*24*time.Hour+time.Hour)))).To(refusedWith("more than 8 weeks ahead"))
+		Expect(k8s.Create(ctx, slice("fine", time.Now().Add(8*7*24*time.Hour-time.Hour)))).To(Succeed())
+		Expect(k8s.Create(ctx, &planetv1.Slice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "default-expiry"},
+			Spec:       planetv1.SliceSpec{Template: planetv1.SliverTemplate{Image: "pause"}},
+		})).To(Succeed())
+	})
+
+	It("refuses a renewal past 8 weeks and keeps the object as it was", func() {
+		s := slice("renew", time.Now().Add(time.Hour))
+		Expect(k8s.Create(ctx, s)).To(Succeed())
+		was := s.Spec.ExpiresAt.DeepCopy()
+
+		s.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(60 * 24 * time.Hour)}
+		Expect(k8s.Update(ctx, s)).To(refusedWith("the latest allowed now is"))
+		got := &planetv1.Slice{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.ExpiresAt.Equal(was)).To(BeTrue())
+
+		got.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(30 * 24 * time.Hour)}
+		Expect(k8s.Update(ctx, got)).To(Succeed())
+	})
+
+	It("lets other changes through once the expiry in the spec has passed", func() {
+		s := slice("lapsed", time.Now().Add(2*time.Second))
+		Expect(k8s.Create(ctx, s)).To(Succeed())
+		Eventually(func() bool { return time.Now().After(s.Spec.ExpiresAt.Time) }, 5*time.Second, 100*time.Millisecond).Should(BeTrue())
+		s.Spec.Description = "still here, expired"
+		Expect(k8s.Update(ctx, s)).To(Succeed())
+	})
+})

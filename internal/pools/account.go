@@ -1,0 +1,380 @@
+// Package pools does the accounting of resource pools: it decides which pools
+// hold what on which node, and which slices get reserved resources from
+// bound pools. It is pure: no API calls, no clock, no mutation of its inputs.
+//
+// # Model
+//
+// A pool ([Pool]) holds an amount of each resource (PerNode) on each of its
+// nodes. The caller resolves each pool's nodes (from names or a selector)
+// and checks at admission that a root pool's nodes belong to its site;
+// [Account] only checks amounts and node sets.
+//
+//   - A root pool (no parent) takes its amounts from the nodes: on each node,
+//     the root pools together hold at most the node's [Capacity] (allocatable
+//     minus what the system reserves). A resource that the node's capacity
+//     does not list has none.
+//   - A sub-pool takes its amounts from its parent: its nodes are a subset of
+//     the parent's, and on each node its children together hold at most the
+//     parent's PerNode.
+//   - A binding gives a slice, on each of the pool's nodes, what the pool's
+//     children leave (PerNode - Σ children) until a time. After that time it
+//     gives nothing.
+//
+// Pools are judged in order of precedence: older first (Created), then by
+// Key; a parent is always judged before its children. Only pools that share
+// a parent (or, for root pools, the nodes) compete, so when amounts do not
+// fit, the later pool in precedence loses: it is Overcommitted and
+// contributes nothing, and nothing already accepted ever shrinks. A pool that
+// cannot be judged (unknown or negative resource, node outside its parent or
+// without capacity, parent missing, invalid or overcommitted, a cycle of
+// parents) is Invalid and contributes nothing either; so are its
+// descendants. Within a pool, nodes are checked in name order and resources
+// in name order, so messages are deterministic too.
+//
+// For each pool that contributes, [PoolResult].Nodes gives, per node and
+// for each resource of PerNode, what is Allocated (children plus the active
+// binding) and what is Free (PerNode - Allocated): an actively bound pool
+// has nothing free.
+package pools
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Pool is one ResourcePool, resolved: its node set is already computed by
+// the caller.
+type Pool struct {
+	// Key is "<namespace>/<name>", unique among the pools passed to Account.
+	Key string
+	// Parent is the parent's Key, "" for a root pool.
+	Parent string
+	// Created is the creationTimestamp: the order of precedence (then Key).
+	Created time.Time
+	// Site is the site (namespace) of the pool. Account does not use it: the
+	// caller checks that a root pool's nodes are its site's.
+	Site string
+	// Nodes are the names of the nodes the pool spans (duplicates ignored).
+	Nodes []string
+	// PerNode is the amount the pool holds on each of its nodes.
+	PerNode corev1.ResourceList
+	// Binding gives the pool to a slice; nil if unbound.
+	Binding *Binding
+}
+
+// Binding gives a pool to a slice until a time.
+type Binding struct {
+	// Slice is the bound slice as "<namespace>/<name>".
+	Slice string
+	// Until is when the binding ends by itself.
+	Until time.Time
+}
+
+// Capacity is, per node, what root pools may reserve: allocatable minus what
+// the system reserves.
+type Capacity map[string]corev1.ResourceList
+
+// NodeAccount is a pool's accounting on one node, over the resources of its
+// PerNode.
+type NodeAccount struct {
+	// Allocated is what the accepted children and the active binding take.
+	Allocated corev1.ResourceList
+	// Free is PerNode - Allocated.
+	Free corev1.ResourceList
+}
+
+// PoolResult is the accounting of one pool.
+type PoolResult struct {
+	// Invalid, when not empty, says why the pool contributes nothing: parent
+	// missing, invalid or overcommitted, a node outside its parent or without
+	// capacity, an unknown resource, a cycle of parents.
+	Invalid string
+	// Overcommitted, when not empty, names the first node and resource that
+	// does not fit, e.g. "node n1: cpu: 3 requested, 2 free in parent
+	// team/root" or "node n1: cpu: 3 requested, 2 free of node capacity";
+	// the pool contributes nothing.
+	Overcommitted string
+	// BindingActive is true when the pool has a binding and now < Until
+	// (whether or not the pool contributes).
+	BindingActive bool
+	// BindingExpired is true when the pool has a binding and now >= Until.
+	BindingExpired bool
+	// Nodes is the per-node accounting of a contributing pool; nil for a pool
+	// that is Invalid or Overcommitted.
+	Nodes map[string]NodeAccount
+}
+
+// Contributes reports whether the pool is neither Invalid nor Overcommitted.
+func (r *PoolResult) Contributes() bool {
+	return r.Invalid == "" && r.Overcommitted == ""
+}
+
+// Result is the accounting of a set of pools.
+type Result struct {
+	// Pools holds every pool's result, by Key.
+	Pools map[string]*PoolResult
+	// Bound maps a slice's key to node to the amounts its sliver there gets
+	// from active bindings of contributing pools (summed over pools; every
+	// resource of those pools is listed, even at zero).
+	Bound map[string]map[string]corev1.ResourceList
+	// NextChange is the earliest Until after now among all bindings (zero if
+	// none): when the accounting must be done again.
+	NextChange time.Time
+}
+
+// Account does the accounting of pools on nodes of the given capacity at
+// time now. It changes none of its inputs.
+func Account(pools []Pool, capacity Capacity, now time.Time) Result {
+	a := newAccountant(pools, capacity, now)
+	for _, e := range a.roots {
+		a.visit(e)
+	}
+	a.explainUnvisited()
+	return a.res
+}
+
+// entry is a pool being judged.
+type entry struct {
+	pool     *Pool
+	result   *PoolResult
+	nodes    []string // sorted, unique
+	children []*entry // in order of precedence
+	visited  bool
+	// alloc maps each node of an accepted pool to the sum of its accepted
+	// children's PerNode there.
+	alloc map[string]corev1.ResourceList
+}
+
+type accountant struct {
+	capacity Capacity
+	entries  []*entry // in order of precedence
+	byKey    map[string]*entry
+	roots    []*entry                       // in order of precedence
+	used     map[string]corev1.ResourceList // node -> sum of accepted root pools
+	res      Result
+}
+
+func newAccountant(pools []Pool, capacity Capacity, now time.Time) *accountant {
+	a := &accountant{
+		capacity: capacity,
+		entries:  make([]*entry, len(pools)),
+		byKey:    make(map[string]*entry, len(pools)),
+		used:     make(map[string]corev1.ResourceList),
+		res: Result{
+			Pools: make(map[string]*PoolResult, len(pools)),
+			Bound: make(map[string]map[string]corev1.ResourceList),
+		},
+	}
+	for i := range pools {
+		p := &pools[i]
+		e := &entry{pool: p, result: &PoolResult{}, nodes: sortedUnique(p.Nodes)}
+		a.noteBinding(e, now)
+		a.entries[i] = e
+	}
+	slices.SortFunc(a.entries, precedence)
+	for _, e := range a.entries {
+		a.byKey[e.pool.Key] = e
+		a.res.Pools[e.pool.Key] = e.result
+	}
+	for _, e := range a.entries {
+		if e.pool.Parent == "" {
+			a.roots = append(a.roots, e)
+		} else if parent, found := a.byKey[e.pool.Parent]; found {
+			parent.children = append(parent.children, e)
+		}
+	}
+	return a
+}
+
+// precedence orders pools: older first, then by Key.
+func precedence(x, y *entry) int {
+	if c := x.pool.Created.Compare(y.pool.Created); c != 0 {
+		return c
+	}
+	return strings.Compare(x.pool.Key, y.pool.Key)
+}
+
+func sortedUnique(nodes []string) []string {
+	out := slices.Clone(nodes)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// noteBinding sets the binding flags of e and keeps NextChange.
+func (a *accountant) noteBinding(e *entry, now time.Time) {
+	b := e.pool.Binding
+	if b == nil {
+		return
+	}
+	e.result.BindingActive = now.Before(b.Until)
+	e.result.BindingExpired = !e.result.BindingActive
+	if e.result.BindingActive && (a.res.NextChange.IsZero() || b.Until.Before(a.res.NextChange)) {
+		a.res.NextChange = b.Until
+	}
+}
+
+// visit judges e, then its children, then settles e's accounts once its
+// children have taken their part.
+func (a *accountant) visit(e *entry) {
+	e.visited = true
+	e.result.Invalid, e.result.Overcommitted = a.judge(e)
+	if e.result.Contributes() {
+		a.accept(e)
+	}
+	for _, c := range e.children {
+		a.visit(c)
+	}
+	if e.result.Contributes() {
+		a.settle(e)
+	}
+}
+
+// judge returns why e is invalid or overcommitted, or two empty strings.
+func (a *accountant) judge(e *entry) (invalid, overcommitted string) {
+	if why := checkResources(e.pool.PerNode); why != "" {
+		return why, ""
+	}
+	if e.pool.Parent == "" {
+		return a.judgeRoot(e)
+	}
+	return a.judgeChild(e)
+}
+
+func (a *accountant) judgeRoot(e *entry) (invalid, overcommitted string) {
+	hasCapacity := func(n string) bool { _, found := a.capacity[n]; return found }
+	if n, ok := allIn(e.nodes, hasCapacity); !ok {
+		return fmt.Sprintf("node %s has no known capacity", n), ""
+	}
+	total := func(n string) corev1.ResourceList { return a.capacity[n] }
+	return "", overflow(e.nodes, total, a.used, e.pool.PerNode, "of node capacity")
+}
+
+func (a *accountant) judgeChild(e *entry) (invalid, overcommitted string) {
+	parent := a.byKey[e.pool.Parent]
+	switch {
+	case parent.result.Invalid != "":
+		return fmt.Sprintf("parent %s is invalid", parent.pool.Key), ""
+	case parent.result.Overcommitted != "":
+		return fmt.Sprintf("parent %s is overcommitted", parent.pool.Key), ""
+	}
+	inParent := func(n string) bool { _, found := parent.alloc[n]; return found }
+	if n, ok := allIn(e.nodes, inParent); !ok {
+		return fmt.Sprintf("node %s is not a node of parent %s", n, parent.pool.Key), ""
+	}
+	total := func(string) corev1.ResourceList { return parent.pool.PerNode }
+	return "", overflow(e.nodes, total, parent.alloc, e.pool.PerNode, "in parent "+parent.pool.Key)
+}
+
+// allIn returns the first node for which in is false.
+func allIn(nodes []string, in func(string) bool) (string, bool) {
+	for _, n := range nodes {
+		if !in(n) {
+			return n, false
+		}
+	}
+	return "", true
+}
+
+// overflow says where want does not fit in total(n) - used[n] for the first
+// such node of nodes, or returns "". where ends the message.
+func overflow(nodes []string, total func(string) corev1.ResourceList, used map[string]corev1.ResourceList, want corev1.ResourceList, where string) string {
+	for _, n := range nodes {
+		t := total(n)
+		r, ok := shortfall(t, used[n], want)
+		if ok {
+			continue
+		}
+		free := t[r].DeepCopy()
+		if u, found := used[n][r]; found {
+			free.Sub(u)
+		}
+		requested := want[r].DeepCopy()
+		return fmt.Sprintf("node %s: %s: %s requested, %s free %s", n, r, requested.String(), free.String(), where)
+	}
+	return ""
+}
+
+// accept makes e take its amounts from its parent or, for a root pool, from
+// its nodes.
+func (a *accountant) accept(e *entry) {
+	e.alloc = make(map[string]corev1.ResourceList, len(e.nodes))
+	for _, n := range e.nodes {
+		e.alloc[n] = corev1.ResourceList{}
+		Add(a.takenFrom(e, n), e.pool.PerNode)
+	}
+}
+
+// takenFrom is the list that e's amounts on node n are added to.
+func (a *accountant) takenFrom(e *entry, n string) corev1.ResourceList {
+	if e.pool.Parent != "" {
+		return a.byKey[e.pool.Parent].alloc[n]
+	}
+	if a.used[n] == nil {
+		a.used[n] = corev1.ResourceList{}
+	}
+	return a.used[n]
+}
+
+// settle fills e's node accounts and gives what its children leave to its
+// slice while the binding is active.
+func (a *accountant) settle(e *entry) {
+	perNode := e.pool.PerNode
+	e.result.Nodes = make(map[string]NodeAccount, len(e.nodes))
+	for _, n := range e.nodes {
+		allocated := Restrict(e.alloc[n], perNode)
+		if e.result.BindingActive {
+			rest := Sub(perNode, allocated)
+			Add(a.boundTo(e.pool.Binding.Slice, n), rest)
+			Add(allocated, rest)
+		}
+		e.result.Nodes[n] = NodeAccount{Allocated: allocated, Free: Sub(perNode, allocated)}
+	}
+}
+
+func (a *accountant) boundTo(slice, node string) corev1.ResourceList {
+	nodes := a.res.Bound[slice]
+	if nodes == nil {
+		nodes = make(map[string]corev1.ResourceList)
+		a.res.Bound[slice] = nodes
+	}
+	if nodes[node] == nil {
+		nodes[node] = corev1.ResourceList{}
+	}
+	return nodes[node]
+}
+
+// explainUnvisited marks Invalid the pools no root leads to: those whose
+// parent is missing, those on a cycle of parents, and their descendants.
+func (a *accountant) explainUnvisited() {
+	for _, e := range a.entries {
+		if e.visited {
+			continue
+		}
+		parent, found := a.byKey[e.pool.Parent]
+		switch {
+		case !found:
+			e.result.Invalid = fmt.Sprintf("parent %s not found", e.pool.Parent)
+		case a.cycle(e) != nil:
+			e.result.Invalid = "parents form a cycle: " + strings.Join(a.cycle(e), " -> ")
+		default:
+			e.result.Invalid = fmt.Sprintf("parent %s is invalid", parent.pool.Key)
+		}
+	}
+}
+
+// cycle returns the keys from e up its parents back to e, or nil when e is
+// not on a cycle.
+func (a *accountant) cycle(e *entry) []string {
+	path := []string{e.pool.Key}
+	for p, found := a.byKey[e.pool.Parent]; found && len(path) <= len(a.entries); p, found = a.byKey[p.pool.Parent] {
+		path = append(path, p.pool.Key)
+		if p == e {
+			return path
+		}
+	}
+	return nil
+}
