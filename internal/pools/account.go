@@ -49,7 +49,8 @@ import (
 // Pool is one ResourcePool, resolved: its node set is already computed by
 // the caller.
 type Pool struct {
-	// Key is "<namespace>/<name>", unique among the pools passed to Account.
+	// Key is "<namespace>/<name>", unique among the pools passed to Account
+	// (with duplicates, the result is undefined).
 	Key string
 	// Parent is the parent's Key, "" for a root pool.
 	Parent string
@@ -145,7 +146,7 @@ type entry struct {
 	children []*entry // in order of precedence
 	visited  bool
 	// alloc maps each node of an accepted pool to the sum of its accepted
-	// children's PerNode there.
+	// children's PerNode there (nil while no child takes a part).
 	alloc map[string]corev1.ResourceList
 }
 
@@ -302,21 +303,24 @@ func overflow(nodes []string, total func(string) corev1.ResourceList, used map[s
 // its nodes.
 func (a *accountant) accept(e *entry) {
 	e.alloc = make(map[string]corev1.ResourceList, len(e.nodes))
+	taken := a.used
+	if e.pool.Parent != "" {
+		taken = a.byKey[e.pool.Parent].alloc
+	}
 	for _, n := range e.nodes {
-		e.alloc[n] = corev1.ResourceList{}
-		Add(a.takenFrom(e, n), e.pool.PerNode)
+		e.alloc[n] = nil // made when a child takes a part
+		Add(listOf(taken, n), e.pool.PerNode)
 	}
 }
 
-// takenFrom is the list that e's amounts on node n are added to.
-func (a *accountant) takenFrom(e *entry, n string) corev1.ResourceList {
-	if e.pool.Parent != "" {
-		return a.byKey[e.pool.Parent].alloc[n]
+// listOf returns m[key], first making it when it is nil.
+func listOf(m map[string]corev1.ResourceList, key string) corev1.ResourceList {
+	l := m[key]
+	if l == nil {
+		l = corev1.ResourceList{}
+		m[key] = l
 	}
-	if a.used[n] == nil {
-		a.used[n] = corev1.ResourceList{}
-	}
-	return a.used[n]
+	return l
 }
 
 // settle fills e's node accounts and gives what its children leave to its
@@ -328,23 +332,21 @@ func (a *accountant) settle(e *entry) {
 		allocated := Restrict(e.alloc[n], perNode)
 		if e.result.BindingActive {
 			rest := Sub(perNode, allocated)
-			Add(a.boundTo(e.pool.Binding.Slice, n), rest)
+			Add(listOf(a.boundTo(e.pool.Binding.Slice), n), rest)
 			Add(allocated, rest)
 		}
 		e.result.Nodes[n] = NodeAccount{Allocated: allocated, Free: Sub(perNode, allocated)}
 	}
 }
 
-func (a *accountant) boundTo(slice, node string) corev1.ResourceList {
+// boundTo returns the amounts bound to slice, by node.
+func (a *accountant) boundTo(slice string) map[string]corev1.ResourceList {
 	nodes := a.res.Bound[slice]
 	if nodes == nil {
 		nodes = make(map[string]corev1.ResourceList)
 		a.res.Bound[slice] = nodes
 	}
-	if nodes[node] == nil {
-		nodes[node] = corev1.ResourceList{}
-	}
-	return nodes[node]
+	return nodes
 }
 
 // explainUnvisited marks Invalid the pools no root leads to: those whose
@@ -354,16 +356,19 @@ func (a *accountant) explainUnvisited() {
 		if e.visited {
 			continue
 		}
-		parent, found := a.byKey[e.pool.Parent]
-		switch {
-		case !found:
-			e.result.Invalid = fmt.Sprintf("parent %s not found", e.pool.Parent)
-		case a.cycle(e) != nil:
-			e.result.Invalid = "parents form a cycle: " + strings.Join(a.cycle(e), " -> ")
-		default:
-			e.result.Invalid = fmt.Sprintf("parent %s is invalid", parent.pool.Key)
-		}
+		e.result.Invalid = a.unreachedReason(e)
 	}
+}
+
+// unreachedReason says why no root pool leads to e.
+func (a *accountant) unreachedReason(e *entry) string {
+	if _, found := a.byKey[e.pool.Parent]; !found {
+		return fmt.Sprintf("parent %s not found", e.pool.Parent)
+	}
+	if loop := a.cycle(e); loop != nil {
+		return "parents form a cycle: " + strings.Join(loop, " -> ")
+	}
+	return fmt.Sprintf("parent %s is invalid", e.pool.Parent)
 }
 
 // cycle returns the keys from e up its parents back to e, or nil when e is
