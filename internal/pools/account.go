@@ -65,6 +65,9 @@ type Pool struct {
 	PerNode corev1.ResourceList
 	// Binding gives the pool to a slice; nil if unbound.
 	Binding *Binding
+	// Invalid, when set by the caller (e.g. Resolve: a node of another
+	// site), makes the pool Invalid with that message.
+	Invalid string
 }
 
 // Binding gives a pool to a slice until a time.
@@ -236,6 +239,9 @@ func (a *accountant) visit(e *entry) {
 
 // judge returns why e is invalid or overcommitted, or two empty strings.
 func (a *accountant) judge(e *entry) (invalid, overcommitted string) {
+	if e.pool.Invalid != "" {
+		return e.pool.Invalid, ""
+	}
 	if why := checkResources(e.pool.PerNode); why != "" {
 		return why, ""
 	}

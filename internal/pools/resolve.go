@@ -1,0 +1,153 @@
+package pools
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+)
+
+// NodeInfo is what resolving pools' nodes needs to know about a node.
+type NodeInfo struct {
+	// Name is the node's name.
+	Name string
+	// Site is the node's planetkube.io/site label.
+	Site string
+	// Labels are the node's labels.
+	Labels map[string]string
+}
+
+// Spec is a ResourcePool as written, before its nodes are resolved.
+type Spec struct {
+	// Key, Parent (a Key), Created, PerNode and Binding are as in Pool; Site
+	// is the pool's namespace.
+	Key, Parent, Site string
+	Created           time.Time
+	PerNode           corev1.ResourceList
+	Binding           *Binding
+	// Selector, Sites and Names choose the nodes; a nil Selector matches
+	// every node, empty lists restrict nothing.
+	Selector     labels.Selector
+	Sites, Names []string
+	// Invalid, set by the caller when the spec cannot be read (a bad
+	// selector), makes the pool Invalid.
+	Invalid string
+}
+
+// Resolve gives each pool its nodes. A root pool spans the nodes of its own
+// site that match its selection: naming a node of another site, or a node
+// that does not exist, or listing another site in Sites makes it Invalid
+// (a site's owners reserve only their own nodes). A sub-pool spans the
+// nodes of its parent that match; Account checks that named nodes are its
+// parent's.
+func Resolve(specs []Spec, nodes []NodeInfo) []Pool {
+	bySite := map[string][]*NodeInfo{}
+	byName := make(map[string]*NodeInfo, len(nodes))
+	for i := range nodes {
+		n := &nodes[i]
+		byName[n.Name] = n
+		bySite[n.Site] = append(bySite[n.Site], n)
+	}
+	out := make([]Pool, len(specs))
+	for i := range specs {
+		s := &specs[i]
+		p := Pool{Key: s.Key, Parent: s.Parent, Created: s.Created, Site: s.Site, PerNode: s.PerNode, Binding: s.Binding, Invalid: s.Invalid}
+		if p.Invalid == "" {
+			if s.Parent == "" {
+				p.Nodes, p.Invalid = resolveRoot(s, bySite[s.Site], byName)
+			} else {
+				p.Nodes = selectNodes(s, nodes)
+			}
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// resolveRoot returns a root pool's nodes among its site's, or why it has
+// none it may hold.
+func resolveRoot(s *Spec, site []*NodeInfo, byName map[string]*NodeInfo) ([]string, string) {
+	for _, other := range s.Sites {
+		if other != s.Site {
+			return nil, fmt.Sprintf("a root pool of site %s cannot take nodes of site %s", s.Site, other)
+		}
+	}
+	for _, name := range s.Names {
+		n, found := byName[name]
+		switch {
+		case !found:
+			return nil, fmt.Sprintf("node %s does not exist", name)
+		case n.Site != s.Site:
+			return nil, fmt.Sprintf("node %s belongs to site %s, not %s: a root pool takes only its own site's nodes", name, n.Site, s.Site)
+		}
+	}
+	var out []string
+	for _, n := range site {
+		if matches(s, n) {
+			out = append(out, n.Name)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Sprintf("the pool's selection matches no node of site %s", s.Site)
+	}
+	slices.Sort(out)
+	return out, ""
+}
+
+// selectNodes returns the names of the nodes matching a sub-pool's selection.
+func selectNodes(s *Spec, nodes []NodeInfo) []string {
+	var out []string
+	for i := range nodes {
+		if matches(s, &nodes[i]) {
+			out = append(out, nodes[i].Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// matches says whether a node is in a spec's selection.
+func matches(s *Spec, n *NodeInfo) bool {
+	return (s.Selector == nil || s.Selector.Matches(labels.Set(n.Labels))) &&
+		(len(s.Sites) == 0 || slices.Contains(s.Sites, n.Site)) &&
+		(len(s.Names) == 0 || slices.Contains(s.Names, n.Name))
+}
+
+// CapacityOf is what root pools may reserve on a node of this allocatable:
+// its cpu, memory and ephemeral storage, its egress bandwidth when the node
+// advertises planetkube.io/egress-bandwidth, and as many slivers as it
+// takes pods.
+func CapacityOf(allocatable corev1.ResourceList) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage, planetv1.ResourceEgressBandwidth} {
+		if q, ok := allocatable[r]; ok {
+			out[r] = q.DeepCopy()
+		}
+	}
+	if q, ok := allocatable[corev1.ResourcePods]; ok {
+		out[planetv1.ResourceSlivers] = q.DeepCopy()
+	}
+	return out
+}
+
+// Reserved returns, per node, what the contributing root pools reserve.
+func Reserved(pools []Pool, res Result) map[string]corev1.ResourceList {
+	out := map[string]corev1.ResourceList{}
+	for i := range pools {
+		p := &pools[i]
+		if r := res.Pools[p.Key]; p.Parent != "" || r == nil || !r.Contributes() {
+			continue
+		}
+		for _, n := range p.Nodes {
+			if out[n] == nil {
+				out[n] = corev1.ResourceList{}
+			}
+			Add(out[n], p.PerNode)
+		}
+	}
+	return out
+}
