@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,7 +85,11 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if !g.runSlivers {
 		ns = nil
 	}
-	obs, syncErr := r.syncSlivers(ctx, slice, ns)
+	rsv, err := sliceReservations(ctx, r.Client, slice, r.Now())
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	obs, syncErr := r.syncSlivers(ctx, slice, ns, rsv)
 	r.setStatus(slice, g, obs)
 	r.emitTransitionEvent(old, slice)
 	if !equality.Semantic.DeepEqual(old.Status, slice.Status) {
@@ -95,7 +100,33 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if syncErr != nil {
 		return ctrl.Result{}, syncErr
 	}
-	return ctrl.Result{RequeueAfter: g.requeueAfter}, nil
+	requeue := g.requeueAfter
+	if len(rsv.bound) > 0 {
+		// A binding of this slice may end before the pool controller's
+		// status change reaches us.
+		requeue = soonest(requeue, untilNext(rsv.nextChange, r.Now()))
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// untilNext returns the time from now until t plus a second (so that the
+// wake-up is past t), or 0 when t is zero.
+func untilNext(t, now time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	return max(t.Sub(now), 0) + time.Second
+}
+
+// soonest returns the shortest positive duration, or 0 when there is none.
+func soonest(ds ...time.Duration) time.Duration {
+	var out time.Duration
+	for _, d := range ds {
+		if d > 0 && (out == 0 || d < out) {
+			out = d
+		}
+	}
+	return out
 }
 
 // finalize deletes the slice namespace (with every sliver, the secret and the
@@ -162,8 +193,23 @@ func sliceOfObject(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[planetv1.LabelSite], Name: l[planetv1.LabelSlice]}}}
 }
 
+// boundSlice maps a pool (old or new, as the handler calls it for both) to
+// the slice its binding names.
+func boundSlice(_ context.Context, o client.Object) []reconcile.Request {
+	p, ok := o.(*planetv1.ResourcePool)
+	if !ok || p.Spec.Binding == nil {
+		return nil
+	}
+	ns, name, found := strings.Cut(p.Spec.Binding.Slice, "/")
+	if !found {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+}
+
 // SetupWithManager registers the controller. Node changes re-place every
-// slice; site changes and slice deletions re-check the site's slices.
+// slice; site changes and slice deletions re-check the site's slices; pool
+// changes (spec or status: a binding that ends) re-check the bound slice.
 func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
@@ -189,6 +235,7 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 			return allSlices(ctx)
 		}), builder.WithPredicates(nodeChanged)).
+		Watches(&planetv1.ResourcePool{}, handler.EnqueueRequestsFromMapFunc(boundSlice)).
 		Watches(&planetv1.Site{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return allSlices(ctx, client.InNamespace(o.GetName()))
 		})).

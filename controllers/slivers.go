@@ -11,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
@@ -28,14 +27,17 @@ const (
 	// annotationTemplateHash on a sliver records the slice spec it was made
 	// from; a sliver with another hash is replaced.
 	annotationTemplateHash = "planetkube.io/template-hash"
+	// annotationReservedHash on a sliver records the amounts bound to its
+	// slice on its node when it was made ("" for none). A binding that
+	// starts or ends changes the sliver's QoS class, which a running Pod
+	// cannot change (in-place resize keeps the QoS class): the sliver is
+	// recreated.
+	annotationReservedHash = "planetkube.io/reserved-hash"
 	// sliverContainer is the name of a sliver's container.
 	sliverContainer = "sliver"
 	// sshMountPath is where the users' authorized_keys is mounted.
 	sshMountPath = "/etc/planetkube/ssh"
 )
-
-// defaultEphemeralStorage is PlanetLab's default disk per sliver.
-var defaultEphemeralStorage = resource.MustParse("10Gi")
 
 // sliverObservation is what syncSlivers saw and did.
 type sliverObservation struct {
@@ -49,7 +51,7 @@ type sliverObservation struct {
 // syncSlivers creates the missing slivers of the slice in its namespace ns
 // and deletes the ones it must not have; with ns nil (the slice must run no
 // slivers) it deletes them all.
-func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, ns *corev1.Namespace) (sliverObservation, error) {
+func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, ns *corev1.Namespace, rsv reservations) (sliverObservation, error) {
 	var obs sliverObservation
 	nsName := naming.SliceNamespace(slice.Namespace, slice.Name)
 	pods := &corev1.PodList{}
@@ -87,6 +89,9 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		retained[n] = true
 	}
 	hash := templateHash(slice)
+	isCurrent := func(p *corev1.Pod) bool {
+		return p.Annotations[annotationTemplateHash] == hash && p.Annotations[annotationReservedHash] == reservedHash(rsv.bound[p.Spec.NodeName])
+	}
 
 	// What to delete: slivers off their nodes, stale, finished or misnamed.
 	var stale []*corev1.Pod
@@ -97,7 +102,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		}
 		keep := byNode[p.Spec.NodeName] == p && runSet[p.Spec.NodeName] &&
 			p.Status.Phase != corev1.PodFailed && p.Status.Phase != corev1.PodSucceeded &&
-			(p.Annotations[annotationTemplateHash] == hash || retained[p.Spec.NodeName])
+			(isCurrent(p) || retained[p.Spec.NodeName])
 		if !keep {
 			stale = append(stale, p)
 		}
@@ -111,7 +116,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	var missing []*corev1.Pod
 	for _, n := range res.Run {
 		if _, ok := byNode[n]; !ok && !retained[n] {
-			missing = append(missing, r.sliverPod(slice, ns, nodeByName[n], hash))
+			missing = append(missing, r.sliverPod(slice, ns, nodeByName[n], hash, rsv))
 		}
 	}
 
@@ -122,13 +127,13 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		// back before a sliver needs it.
 		keys, _ := authorizedKeys(slice)
 		if kerr := r.applyKeys(ctx, slice, keys); kerr != nil {
-			return observe(res, byNode, hash, retained), errors.Join(err, kerr)
+			return observe(res, byNode, isCurrent, retained), errors.Join(err, kerr)
 		}
 	}
 	if cerr := r.createSlivers(ctx, slice, missing); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
-	obs = observe(res, byNode, hash, retained)
+	obs = observe(res, byNode, isCurrent, retained)
 	return obs, err
 }
 
@@ -168,7 +173,7 @@ func placementNodes(nodes []corev1.Node) []placement.Node {
 
 // observe counts the desired and ready slivers and says why the others are
 // not ready, for at most MaxSliverIssues nodes.
-func observe(res placement.Result, byNode map[string]*corev1.Pod, hash string, retained map[string]bool) sliverObservation {
+func observe(res placement.Result, byNode map[string]*corev1.Pod, isCurrent func(*corev1.Pod) bool, retained map[string]bool) sliverObservation {
 	obs := sliverObservation{desired: len(res.Run), matching: res.Matching}
 	var issues []planetv1.SliverIssue
 	for _, is := range res.Issues {
@@ -176,7 +181,7 @@ func observe(res placement.Result, byNode map[string]*corev1.Pod, hash string, r
 	}
 	for _, n := range res.Run {
 		p := byNode[n]
-		current := p != nil && p.DeletionTimestamp.IsZero() && (p.Annotations[annotationTemplateHash] == hash || retained[n])
+		current := p != nil && p.DeletionTimestamp.IsZero() && (isCurrent(p) || retained[n])
 		if current && podReady(p) {
 			obs.ready++
 			continue
@@ -215,6 +220,24 @@ func sliverIssue(node string, p *corev1.Pod, current bool) planetv1.SliverIssue 
 	return planetv1.SliverIssue{Node: node, Reason: reason, Message: truncate(p.Status.Message, 1024)}
 }
 
+// reservedHash identifies amounts bound on a node; "" for none.
+func reservedHash(bound corev1.ResourceList) string {
+	if len(bound) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(bound))
+	for n := range bound {
+		names = append(names, string(n))
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		q := bound[corev1.ResourceName(n)]
+		fmt.Fprintf(h, "%s=%s;", n, q.String())
+	}
+	return hex.EncodeToString(h.Sum(nil)[:5])
+}
+
 // podReady says whether the pod's Ready condition is True.
 func podReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
@@ -239,7 +262,7 @@ func templateHash(slice *planetv1.Slice) string {
 // sliverPod builds the sliver Pod of the slice on a node. Its owner is the
 // slice namespace: a namespaced Slice cannot own objects in another
 // namespace, and the Slice's finalizer deletes the namespace.
-func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace, node *corev1.Node, hash string) *corev1.Pod {
+func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace, node *corev1.Node, hash string, rsv reservations) *corev1.Pod {
 	t := slice.Spec.Template
 	env := make([]corev1.EnvVar, 0, len(t.Env))
 	for _, e := range t.Env {
@@ -249,7 +272,8 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 	for _, p := range t.Ports {
 		ports = append(ports, corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 	}
-	cpu := fairshare.CPURequest(*node.Status.Allocatable.Cpu(), resource.Quantity{}, max(1, slice.Spec.CPUShare), r.SharesPerNode)
+	bound := rsv.bound[node.Name]
+	resources := fairshare.SliverResources(node.Status.Allocatable, rsv.reserved[node.Name], bound, max(1, slice.Spec.CPUShare), r.SharesPerNode)
 	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -265,6 +289,7 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 			Labels:    sliceLabels(slice),
 			Annotations: map[string]string{
 				annotationTemplateHash:           hash,
+				annotationReservedHash:           reservedHash(bound),
 				planetv1.AnnotationSliceFullName: naming.FullName(r.Authority, slice.Namespace, slice.Name),
 			},
 			OwnerReferences: []metav1.OwnerReference{{
@@ -276,16 +301,13 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 			AutomountServiceAccountToken: ptr.To(false),
 			EnableServiceLinks:           ptr.To(false),
 			Containers: []corev1.Container{{
-				Name:    sliverContainer,
-				Image:   t.Image,
-				Command: t.Command,
-				Args:    t.Args,
-				Env:     env,
-				Ports:   ports,
-				Resources: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: cpu},
-					Limits:   corev1.ResourceList{corev1.ResourceEphemeralStorage: defaultEphemeralStorage},
-				},
+				Name:            sliverContainer,
+				Image:           t.Image,
+				Command:         t.Command,
+				Args:            t.Args,
+				Env:             env,
+				Ports:           ports,
+				Resources:       resources,
 				SecurityContext: sc,
 				VolumeMounts:    []corev1.VolumeMount{{Name: naming.AuthorizedKeysSecret, MountPath: sshMountPath, ReadOnly: true}},
 			}},

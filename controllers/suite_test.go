@@ -68,6 +68,8 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(manager.Setup(mgr, manager.Options{Authority: "plc", SliverWriters: 16, SharesPerNode: 100, SliceWorkers: 2})).To(Succeed())
+	// The ResourcePool controller is part of Setup; the webhooks are not
+	// (internal/admission tests them), so the controllers' own checks show.
 	Expect(ctrl.NewControllerManagedBy(mgr).Named("fake-kubelet").For(&corev1.Pod{}).Complete(podFinalizer{mgr.GetClient()})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
@@ -116,7 +118,10 @@ func setNodeReady(n *corev1.Node, status corev1.ConditionStatus) {
 	if status != corev1.ConditionTrue {
 		reason = "KubeletStopped"
 	}
-	n.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourcePods: resource.MustParse("110")}
+	n.Status.Allocatable = corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("16Gi"),
+		corev1.ResourceEphemeralStorage: resource.MustParse("100Gi"), corev1.ResourcePods: resource.MustParse("110"),
+	}
 	n.Status.Capacity = n.Status.Allocatable
 	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, Reason: reason, Message: "set by the test"}}
 	Expect(k8s.Status().Update(ctx, n)).To(Succeed())

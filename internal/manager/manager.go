@@ -153,6 +153,12 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Slice controller: %w", err)
 	}
+	if err := (&controllers.ResourcePoolReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("resourcepool-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ResourcePool controller: %w", err)
+	}
 	if o.Webhooks {
 		if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the Slice webhook: %w", err)

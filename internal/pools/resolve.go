@@ -41,9 +41,10 @@ type Spec struct {
 // Resolve gives each pool its nodes. A root pool spans the nodes of its own
 // site that match its selection: naming a node of another site, or a node
 // that does not exist, or listing another site in Sites makes it Invalid
-// (a site's owners reserve only their own nodes). A sub-pool spans the
-// nodes of its parent that match; Account checks that named nodes are its
-// parent's.
+// (a site's owners reserve only their own nodes). A sub-pool spans the nodes
+// it names (Account checks that they are its parent's), or else those of
+// its parent that match its selector and sites: all of them when it has no
+// selection.
 func Resolve(specs []Spec, nodes []NodeInfo) []Pool {
 	bySite := map[string][]*NodeInfo{}
 	byName := make(map[string]*NodeInfo, len(nodes))
@@ -52,20 +53,47 @@ func Resolve(specs []Spec, nodes []NodeInfo) []Pool {
 		byName[n.Name] = n
 		bySite[n.Site] = append(bySite[n.Site], n)
 	}
+	r := resolver{specs: map[string]*Spec{}, done: map[string]*Pool{}, bySite: bySite, byName: byName}
+	for i := range specs {
+		r.specs[specs[i].Key] = &specs[i]
+	}
 	out := make([]Pool, len(specs))
 	for i := range specs {
-		s := &specs[i]
-		p := Pool{Key: s.Key, Parent: s.Parent, Created: s.Created, Site: s.Site, PerNode: s.PerNode, Binding: s.Binding, Invalid: s.Invalid}
-		if p.Invalid == "" {
-			if s.Parent == "" {
-				p.Nodes, p.Invalid = resolveRoot(s, bySite[s.Site], byName)
-			} else {
-				p.Nodes = selectNodes(s, nodes)
-			}
-		}
-		out[i] = p
+		out[i] = *r.resolve(&specs[i], 0)
 	}
 	return out
+}
+
+// resolver resolves pools, parents first, each once.
+type resolver struct {
+	specs  map[string]*Spec
+	done   map[string]*Pool
+	bySite map[string][]*NodeInfo
+	byName map[string]*NodeInfo
+}
+
+func (r *resolver) resolve(s *Spec, depth int) *Pool {
+	if p, ok := r.done[s.Key]; ok {
+		return p
+	}
+	p := &Pool{Key: s.Key, Parent: s.Parent, Created: s.Created, Site: s.Site, PerNode: s.PerNode, Binding: s.Binding, Invalid: s.Invalid}
+	parent, hasParent := r.specs[s.Parent]
+	switch {
+	case p.Invalid != "":
+	case s.Parent == "":
+		p.Nodes, p.Invalid = resolveRoot(s, r.bySite[s.Site], r.byName)
+	case len(s.Names) > 0:
+		p.Nodes = slices.Sorted(slices.Values(s.Names))
+	case hasParent && depth < len(r.specs):
+		// depth bounds a cycle of parents; Account reports the cycle.
+		for _, n := range r.resolve(parent, depth+1).Nodes {
+			if matches(s, r.byName[n]) {
+				p.Nodes = append(p.Nodes, n)
+			}
+		}
+	}
+	r.done[s.Key] = p
+	return p
 }
 
 // resolveRoot returns a root pool's nodes among its site's, or why it has
@@ -98,21 +126,9 @@ func resolveRoot(s *Spec, site []*NodeInfo, byName map[string]*NodeInfo) ([]stri
 	return out, ""
 }
 
-// selectNodes returns the names of the nodes matching a sub-pool's selection.
-func selectNodes(s *Spec, nodes []NodeInfo) []string {
-	var out []string
-	for i := range nodes {
-		if matches(s, &nodes[i]) {
-			out = append(out, nodes[i].Name)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // matches says whether a node is in a spec's selection.
 func matches(s *Spec, n *NodeInfo) bool {
-	return (s.Selector == nil || s.Selector.Matches(labels.Set(n.Labels))) &&
+	return n != nil && (s.Selector == nil || s.Selector.Matches(labels.Set(n.Labels))) &&
 		(len(s.Sites) == 0 || slices.Contains(s.Sites, n.Site)) &&
 		(len(s.Names) == 0 || slices.Contains(s.Names, n.Name))
 }

@@ -34,7 +34,7 @@ func TestResolve(t *testing.T) {
 		{"root lists another site", Spec{Key: "a/r", Site: "a", Sites: []string{"b"}}, nil, "cannot take nodes of site b"},
 		{"root matching nothing", Spec{Key: "c/r", Site: "c"}, nil, "matches no node of site c"},
 		{"caller's invalid stands", Spec{Key: "a/r", Site: "a", Invalid: "bad selector"}, nil, "bad selector"},
-		{"sub-pool selects by name", Spec{Key: "a/s", Site: "a", Parent: "a/r", Names: []string{"a1", "b1"}}, []string{"a1", "b1"}, ""},
+		{"sub-pool names nodes (Account checks them)", Spec{Key: "a/s", Site: "a", Parent: "a/r", Names: []string{"b1", "a1"}}, []string{"a1", "b1"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,6 +46,27 @@ func TestResolve(t *testing.T) {
 				t.Errorf("invalid = %q, want one containing %q", got.Invalid, tt.wantInvalid)
 			}
 		})
+	}
+}
+
+func TestResolveSubPoolsFromTheirParents(t *testing.T) {
+	nodes := []NodeInfo{
+		{Name: "a1", Site: "a", Labels: map[string]string{"zone": "x"}},
+		{Name: "a2", Site: "a", Labels: map[string]string{"zone": "y"}},
+		{Name: "b1", Site: "b", Labels: map[string]string{"zone": "x"}},
+	}
+	got := Resolve([]Spec{
+		{Key: "a/grandchild", Site: "a", Parent: "a/child"}, // listed before its parents
+		{Key: "a/child", Site: "a", Parent: "a/r", Selector: labels.SelectorFromSet(labels.Set{"zone": "x"})},
+		{Key: "a/r", Site: "a"},
+		{Key: "a/loop1", Site: "a", Parent: "a/loop2"},
+		{Key: "a/loop2", Site: "a", Parent: "a/loop1"},
+	}, nodes)
+	want := map[string][]string{"a/grandchild": {"a1"}, "a/child": {"a1"}, "a/r": {"a1", "a2"}, "a/loop1": nil, "a/loop2": nil}
+	for _, p := range got {
+		if !slices.Equal(p.Nodes, want[p.Key]) {
+			t.Errorf("%s: nodes = %v, want %v", p.Key, p.Nodes, want[p.Key])
+		}
 	}
 }
 
