@@ -106,7 +106,7 @@ type ResourcePoolStatus struct {
 // +kubebuilder:printcolumn:name="Parent",type=string,JSONPath=`.spec.parent`
 // +kubebuilder:printcolumn:name="Nodes",type=integer,JSONPath=`.status.nodeCount`
 // +kubebuilder:printcolumn:name="Bound To",type=string,JSONPath=`.spec.binding.slice`
-// +kubebuilder:printcolumn:name="Until",type=date,JSONPath=`.spec.binding.until`
+// +kubebuilder:printcolumn:name="Until",type=string,JSONPath=`.spec.binding.until`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ResourcePool struct {

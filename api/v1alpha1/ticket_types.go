@@ -54,7 +54,7 @@ type TicketStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=tk,categories=planetkube
 // +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.status.issuer`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

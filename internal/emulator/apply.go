@@ -34,7 +34,9 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // Apply server-side applies (forcing conflicts) every YAML document of the
 // given files and folders (recursively, *.yaml and *.yml, kustomization.yaml
 // skipped). CustomResourceDefinitions go first and are waited for until
-// Established, then Namespaces, then everything else in file order.
+// Established, then Namespaces, then objects written without a namespace
+// (cluster-scoped ones such as Sites, whose namespaces the rest may need),
+// then everything else, each group in file order.
 func (c *Cluster) Apply(ctx context.Context, paths ...string) error {
 	objs, err := readObjects(paths)
 	if err != nil {
@@ -69,7 +71,8 @@ func (c *Cluster) Apply(ctx context.Context, paths ...string) error {
 	return waitCRDsEstablished(ctx, dyn, crds)
 }
 
-// applyRank orders objects: CRDs (0), Namespaces (1), the rest (2).
+// applyRank orders objects: CRDs (0), Namespaces (1), objects without a
+// namespace (2), the rest (3).
 func applyRank(obj *unstructured.Unstructured) int {
 	switch obj.GroupVersionKind().GroupKind() {
 	case schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}:
@@ -77,7 +80,10 @@ func applyRank(obj *unstructured.Unstructured) int {
 	case schema.GroupKind{Kind: "Namespace"}:
 		return 1
 	}
-	return 2
+	if obj.GetNamespace() == "" {
+		return 2
+	}
+	return 3
 }
 
 // applyObject server-side applies one object, resolving its resource with mapper.
