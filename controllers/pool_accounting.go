@@ -5,7 +5,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
@@ -23,9 +22,6 @@ type poolView struct {
 	reserved map[string]corev1.ResourceList
 }
 
-// poolKey is a pool's key in the accounting.
-func poolKey(p *planetv1.ResourcePool) string { return p.Namespace + "/" + p.Name }
-
 // accountPools reads every pool and node from the cache, resolves each
 // pool's nodes and does the accounting.
 func accountPools(ctx context.Context, c client.Reader, now time.Time) (poolView, error) {
@@ -37,16 +33,10 @@ func accountPools(ctx context.Context, c client.Reader, now time.Time) (poolView
 	if err := c.List(ctx, nodes, client.HasLabels{planetv1.LabelSite}); err != nil {
 		return poolView{}, err
 	}
-	infos := make([]pools.NodeInfo, len(nodes.Items))
-	capacity := make(pools.Capacity, len(nodes.Items))
-	for i := range nodes.Items {
-		n := &nodes.Items[i]
-		infos[i] = pools.NodeInfo{Name: n.Name, Site: siteOfNode(n), Labels: n.Labels}
-		capacity[n.Name] = pools.CapacityOf(n.Status.Allocatable)
-	}
+	infos, capacity := pools.NodesOf(nodes.Items)
 	specs := make([]pools.Spec, 0, len(list.Items))
 	for i := range list.Items {
-		specs = append(specs, poolSpec(&list.Items[i]))
+		specs = append(specs, pools.SpecOf(&list.Items[i]))
 	}
 	resolved := pools.Resolve(specs, infos)
 	view := poolView{pools: list.Items, result: pools.Account(resolved, capacity, now), nodes: map[string][]string{}}
@@ -55,28 +45,6 @@ func accountPools(ctx context.Context, c client.Reader, now time.Time) (poolView
 	}
 	view.reserved = pools.Reserved(resolved, view.result)
 	return view, nil
-}
-
-// poolSpec turns a ResourcePool into what resolution reads.
-func poolSpec(p *planetv1.ResourcePool) pools.Spec {
-	s := pools.Spec{Key: poolKey(p), Site: p.Namespace, Created: p.CreationTimestamp.Time, PerNode: p.Spec.PerNode}
-	if p.Spec.Parent != "" {
-		s.Parent = p.Namespace + "/" + p.Spec.Parent
-	}
-	if sel := p.Spec.Nodes; sel != nil {
-		s.Names, s.Sites = sel.Names, sel.Sites
-		if sel.Selector != nil {
-			ls, err := metav1.LabelSelectorAsSelector(sel.Selector)
-			if err != nil {
-				s.Invalid = "invalid node selector: " + err.Error()
-			}
-			s.Selector = ls
-		}
-	}
-	if b := p.Spec.Binding; b != nil {
-		s.Binding = &pools.Binding{Slice: b.Slice, Until: b.Until.Time}
-	}
-	return s
 }
 
 // reservations are what resource pools mean for one slice's slivers.

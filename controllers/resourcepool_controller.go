@@ -71,13 +71,13 @@ func (r *ResourcePoolReconciler) Reconcile(ctx context.Context, _ ctrl.Request) 
 	for i := range view.pools {
 		pool := &view.pools[i]
 		old := pool.DeepCopy()
-		setPoolStatus(pool, view.result.Pools[poolKey(pool)], view.nodes[poolKey(pool)])
+		setPoolStatus(pool, view.result.Pools[pools.KeyOf(pool)], view.nodes[pools.KeyOf(pool)])
 		if equality.Semantic.DeepEqual(old.Status, pool.Status) {
 			continue
 		}
 		r.emitPoolEvents(old, pool)
 		if err := r.Status().Patch(ctx, pool, client.MergeFrom(old)); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("patching the status of pool %s: %w", poolKey(pool), err))
+			errs = append(errs, fmt.Errorf("patching the status of pool %s: %w", pools.KeyOf(pool), err))
 		}
 	}
 	if len(errs) > 0 {

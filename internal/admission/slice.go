@@ -6,7 +6,6 @@ import (
 	"context"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -61,7 +60,7 @@ func (v *SliceValidator) checkExpiry(s *planetv1.Slice) error {
 	if msg == "" {
 		return nil
 	}
-	return apierrors.NewInvalid(planetv1.GroupVersion.WithKind("Slice").GroupKind(), s.Name, field.ErrorList{
+	return invalid("Slice", s.Name, field.ErrorList{
 		field.Invalid(field.NewPath("spec", "expiresAt"), s.Spec.ExpiresAt.UTC().Format(time.RFC3339), msg),
 	})
 }

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -28,6 +29,11 @@ var (
 	k8s    client.Client
 	ctx    context.Context
 	cancel context.CancelFunc
+	// cfg is the admin's connection to the API server.
+	cfg *rest.Config
+	// cached is the manager's cached client, which the webhooks read nodes
+	// from.
+	cached client.Reader
 )
 
 func TestAdmission(t *testing.T) {
@@ -48,7 +54,8 @@ var _ = BeforeSuite(func() {
 		BinaryAssetsDirectory: assets,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join("..", "..", "config", "webhook", "manifests.yaml")}},
 	}
-	cfg, err := env.Start()
+	var err error
+	cfg, err = env.Start()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
 		cancel()
@@ -62,6 +69,8 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect((&admission.SliceValidator{}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&admission.ResourcePoolValidator{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
+	cached = mgr.GetClient()
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

@@ -163,6 +163,12 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the Slice webhook: %w", err)
 		}
+		if err := (&admission.ResourcePoolValidator{
+			Client:    mgr.GetClient(),
+			APIReader: mgr.GetAPIReader(),
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the ResourcePool webhook: %w", err)
+		}
 	}
 	return nil
 }

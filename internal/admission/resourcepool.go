@@ -1,0 +1,304 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/pools"
+)
+
+// +kubebuilder:webhook:path=/validate-planetkube-io-v1alpha1-resourcepool,mutating=false,failurePolicy=fail,sideEffects=None,groups=planetkube.io,resources=resourcepools,verbs=create;update;delete,versions=v1alpha1,name=vresourcepool.planetkube.io,admissionReviewVersions=v1,timeoutSeconds=5
+
+// ResourcePoolValidator refuses at admission what the ResourcePool
+// controller would otherwise only settle afterwards (by marking the pool
+// Invalid or Overcommitted):
+//
+//   - a root pool over nodes that are not its site's, or over no node;
+//   - a sub-pool whose parent does not exist, or whose nodes are not its
+//     parent's;
+//   - a pool that does not fit: the accounting is done as the controller does
+//     it, with the new or changed pool judged last (existing pools keep their
+//     precedence), so the message names the first node and resource that
+//     does not fit;
+//   - a change that would make another pool stop contributing (a parent
+//     shrunk below what its sub-pools hold);
+//   - a new or changed binding to a slice that does not exist, or whose end
+//     is not in the future.
+//
+// Deleting a pool that still has sub-pools, or whose binding is still
+// active, is refused rather than cascaded: a reservation bound to a slice
+// never disappears as a side effect, and sub-pools are deleted explicitly
+// first (or the binding removed). Deletions while the namespace itself is
+// being deleted are always allowed, so that a site can go away.
+//
+// Two creations racing each other can both pass; the controller settles
+// that (the later pool is Overcommitted).
+type ResourcePoolValidator struct {
+	// Client reads nodes; the manager's cache is fine (nodes change rarely
+	// and the pool controller watches them).
+	Client client.Reader
+	// APIReader reads pools, slices and namespaces from the API server, so
+	// that a parent or a slice created just before is seen. nil: Client.
+	APIReader client.Reader
+	// Now returns the current time; tests may set it.
+	Now func() time.Time
+}
+
+var _ admission.Validator[*planetv1.ResourcePool] = &ResourcePoolValidator{}
+
+// SetupWithManager registers the webhook with the manager's webhook server.
+func (v *ResourcePoolValidator) SetupWithManager(mgr ctrl.Manager) error {
+	if v.Now == nil {
+		v.Now = time.Now
+	}
+	if v.APIReader == nil {
+		v.APIReader = v.Client
+	}
+	return ctrl.NewWebhookManagedBy(mgr, &planetv1.ResourcePool{}).WithValidator(v).Complete()
+}
+
+// ValidateCreate checks a new pool.
+func (v *ResourcePoolValidator) ValidateCreate(ctx context.Context, p *planetv1.ResourcePool) (admission.Warnings, error) {
+	return nil, v.validate(ctx, nil, p)
+}
+
+// ValidateUpdate checks a pool whose spec changes; other changes (labels,
+// finalizers, a deletion in progress) always pass.
+func (v *ResourcePoolValidator) ValidateUpdate(ctx context.Context, old, p *planetv1.ResourcePool) (admission.Warnings, error) {
+	if p.DeletionTimestamp != nil || equality.Semantic.DeepEqual(old.Spec, p.Spec) {
+		return nil, nil
+	}
+	return nil, v.validate(ctx, old, p)
+}
+
+// ValidateDelete refuses to delete a pool that has sub-pools or an active
+// binding, unless its namespace is being deleted.
+func (v *ResourcePoolValidator) ValidateDelete(ctx context.Context, p *planetv1.ResourcePool) (admission.Warnings, error) {
+	ns := &corev1.Namespace{}
+	if err := v.APIReader.Get(ctx, types.NamespacedName{Name: p.Namespace}, ns); err == nil && ns.DeletionTimestamp != nil {
+		return nil, nil
+	}
+	children := &planetv1.ResourcePoolList{}
+	if err := v.APIReader.List(ctx, children, client.InNamespace(p.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing the pools of %s: %w", p.Namespace, err)
+	}
+	for i := range children.Items {
+		if c := &children.Items[i]; c.Spec.Parent == p.Name {
+			return nil, forbidden(p, fmt.Sprintf("pool %s still has sub-pool %s: delete its sub-pools first", p.Name, c.Name))
+		}
+	}
+	if b := p.Spec.Binding; b != nil && v.Now().Before(b.Until.Time) {
+		return nil, forbidden(p, fmt.Sprintf("the binding to %s runs until %s: remove the binding first", b.Slice, b.Until.UTC().Format(time.RFC3339)))
+	}
+	return nil, nil
+}
+
+// validate checks a new pool (old == nil) or a changed one.
+func (v *ResourcePoolValidator) validate(ctx context.Context, old, p *planetv1.ResourcePool) error {
+	errs, err := v.checkBinding(ctx, old, p)
+	if err != nil {
+		return err
+	}
+	if p.Spec.Parent != "" {
+		fe, err := v.checkParent(ctx, p)
+		if err != nil {
+			return err
+		}
+		if fe != nil {
+			return invalid("ResourcePool", p.Name, append(errs, fe))
+		}
+	}
+	fe, err := v.checkAccounting(ctx, old != nil, p)
+	if err != nil {
+		return err
+	}
+	if fe != nil {
+		errs = append(errs, fe)
+	}
+	if len(errs) > 0 {
+		return invalid("ResourcePool", p.Name, errs)
+	}
+	return nil
+}
+
+// checkParent says why a sub-pool's parent cannot be used: it does not
+// exist in the pool's namespace.
+func (v *ResourcePoolValidator) checkParent(ctx context.Context, p *planetv1.ResourcePool) (*field.Error, error) {
+	parent := &planetv1.ResourcePool{}
+	err := v.APIReader.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.Parent}, parent)
+	switch {
+	case apierrors.IsNotFound(err):
+		return field.Invalid(field.NewPath("spec", "parent"), p.Spec.Parent,
+			fmt.Sprintf("parent pool %s not found in namespace %s: create the parent first", p.Spec.Parent, p.Namespace)), nil
+	case err != nil:
+		return nil, fmt.Errorf("reading parent pool %s: %w", p.Spec.Parent, err)
+	}
+	return nil, nil
+}
+
+// checkBinding checks a binding that is new or changed: the slice exists and
+// the end is in the future. An unchanged binding passes, even once expired.
+func (v *ResourcePoolValidator) checkBinding(ctx context.Context, old, p *planetv1.ResourcePool) (field.ErrorList, error) {
+	b := p.Spec.Binding
+	if b == nil {
+		return nil, nil
+	}
+	var was planetv1.PoolBinding
+	if old != nil && old.Spec.Binding != nil {
+		was = *old.Spec.Binding
+	}
+	path := field.NewPath("spec", "binding")
+	var errs field.ErrorList
+	if !b.Until.Equal(&was.Until) && !v.Now().Before(b.Until.Time) {
+		errs = append(errs, field.Invalid(path.Child("until"), b.Until.UTC().Format(time.RFC3339), "is not in the future"))
+	}
+	if b.Slice != was.Slice {
+		found, err := v.sliceExists(ctx, b.Slice)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			errs = append(errs, field.Invalid(path.Child("slice"), b.Slice, fmt.Sprintf("slice %s not found", b.Slice)))
+		}
+	}
+	return errs, nil
+}
+
+// sliceExists says whether the slice "<namespace>/<name>" exists.
+func (v *ResourcePoolValidator) sliceExists(ctx context.Context, key string) (bool, error) {
+	ns, name, _ := strings.Cut(key, "/")
+	err := v.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &planetv1.Slice{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading slice %s: %w", key, err)
+	}
+	return true, nil
+}
+
+// checkAccounting does the accounting with p added (or replacing its old
+// version) and judged last, and says why p does not fit; on an update, also
+// which other pool it would stop from contributing.
+func (v *ResourcePoolValidator) checkAccounting(ctx context.Context, update bool, p *planetv1.ResourcePool) (*field.Error, error) {
+	in, err := v.readAccounting(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := pools.KeyOf(p)
+	candidate := pools.SpecOf(p)
+	candidate.Created = in.latest()
+	after := in.with(candidate)
+	now := v.Now()
+	resolved := pools.Resolve(after, in.nodes)
+	res := pools.Account(resolved, in.capacity, now)
+	if fe := candidateError(resolved[len(resolved)-1], res.Pools[key]); fe != nil || !update {
+		return fe, nil
+	}
+	before := pools.Account(pools.Resolve(in.specs, in.nodes), in.capacity, now)
+	return harmed(key, before, res), nil
+}
+
+// candidateError turns the accounting of the pool being admitted into a
+// field error: a resolution problem is about its nodes, an overcommit about
+// its amounts.
+func candidateError(resolved pools.Pool, r *pools.PoolResult) *field.Error {
+	switch {
+	case resolved.Invalid != "":
+		return field.Forbidden(field.NewPath("spec", "nodes"), resolved.Invalid)
+	case r.Overcommitted != "":
+		return field.Forbidden(field.NewPath("spec", "perNode"), "does not fit: "+r.Overcommitted)
+	case r.Invalid != "":
+		return field.Forbidden(field.NewPath("spec"), r.Invalid)
+	}
+	return nil
+}
+
+// harmed names the first pool (by key) other than key that contributed in
+// before and no longer does in after.
+func harmed(key string, before, after pools.Result) *field.Error {
+	keys := make([]string, 0, len(before.Pools))
+	for k, r := range before.Pools {
+		if k != key && r.Contributes() && !after.Pools[k].Contributes() {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	k := slices.Min(keys)
+	why := after.Pools[k].Overcommitted + after.Pools[k].Invalid
+	return field.Forbidden(field.NewPath("spec"), fmt.Sprintf("the change would take pool %s out of service (%s): shrink or delete it first", k, why))
+}
+
+// accountingInput is what the accounting reads from the cluster.
+type accountingInput struct {
+	specs    []pools.Spec
+	nodes    []pools.NodeInfo
+	capacity pools.Capacity
+}
+
+// readAccounting reads every pool and every site node.
+func (v *ResourcePoolValidator) readAccounting(ctx context.Context) (accountingInput, error) {
+	list := &planetv1.ResourcePoolList{}
+	if err := v.APIReader.List(ctx, list); err != nil {
+		return accountingInput{}, fmt.Errorf("listing resource pools: %w", err)
+	}
+	nodes := &corev1.NodeList{}
+	if err := v.Client.List(ctx, nodes, client.HasLabels{planetv1.LabelSite}); err != nil {
+		return accountingInput{}, fmt.Errorf("listing nodes: %w", err)
+	}
+	in := accountingInput{specs: make([]pools.Spec, len(list.Items))}
+	for i := range list.Items {
+		in.specs[i] = pools.SpecOf(&list.Items[i])
+	}
+	in.nodes, in.capacity = pools.NodesOf(nodes.Items)
+	return in, nil
+}
+
+// latest is a creation time after every pool's: the pool being admitted is
+// judged after all others.
+func (in accountingInput) latest() time.Time {
+	var t time.Time
+	for _, s := range in.specs {
+		if s.Created.After(t) {
+			t = s.Created
+		}
+	}
+	return t.Add(time.Second)
+}
+
+// with returns the specs with s in place of the pool of the same key, last.
+func (in accountingInput) with(s pools.Spec) []pools.Spec {
+	out := make([]pools.Spec, 0, len(in.specs)+1)
+	for _, o := range in.specs {
+		if o.Key != s.Key {
+			out = append(out, o)
+		}
+	}
+	return append(out, s)
+}
+
+// forbidden refuses an operation on a pool, saying why.
+func forbidden(p *planetv1.ResourcePool, why string) error {
+	return apierrors.NewForbidden(planetv1.GroupVersion.WithResource("resourcepools").GroupResource(), p.Name, errors.New(why))
+}
+
+// invalid refuses an object of kind for the field errors.
+func invalid(kind, name string, errs field.ErrorList) error {
+	return apierrors.NewInvalid(planetv1.GroupVersion.WithKind(kind).GroupKind(), name, errs)
+}
