@@ -33,8 +33,9 @@ const (
 	benchSite, benchSlice = "bench", "all"
 )
 
-// TestBenchmarks runs the slice rollout benchmark of issue 2 on one emulated
-// cluster and writes its section of the file named by -bench-out.
+// TestBenchmarks runs the slice rollout benchmark of issue 2, then the
+// resource pool binding benchmark of issue 3, on one emulated cluster and
+// writes their sections of the file named by -bench-out.
 func TestBenchmarks(t *testing.T) {
 	if *benchOut == "" {
 		t.Skip("Skipping the benchmarks: no -bench-out file given (run `make bench`)")
@@ -59,6 +60,16 @@ func TestBenchmarks(t *testing.T) {
 		t.Fatalf("Writing %s: %v", *benchOut, err)
 	}
 	t.Logf("Wrote %s:\n%s", *benchOut, res.markdown())
+
+	binding, err := runPoolBinding(ctx, t, c, res.floor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reportManagerErrors(t, manager)
+	if err := writeSection(*benchOut, poolBindingHeading, binding.markdown()); err != nil {
+		t.Fatalf("Writing %s: %v", *benchOut, err)
+	}
+	t.Logf("Wrote %s:\n%s", *benchOut, binding.markdown())
 }
 
 // findBinDir returns the bin folder, skipping the test

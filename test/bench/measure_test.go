@@ -24,6 +24,9 @@ type phase struct {
 	namespace, selector string
 	// start creates what makes the pods; the clock starts just before it.
 	start func(ctx context.Context) error
+	// match, if set, picks the pods that count (nil: all): pods of another
+	// shape, such as those a phase replaces, are ignored.
+	match func(*corev1.Pod) bool
 }
 
 // timing is what a phase measured: from the start to the Nth pod first
@@ -37,6 +40,7 @@ type timing struct {
 type tracker struct {
 	mu      sync.Mutex
 	want    int
+	match   func(*corev1.Pod) bool
 	start   time.Time
 	seen    map[string]bool
 	running map[string]bool
@@ -44,9 +48,9 @@ type tracker struct {
 	done    chan struct{}
 }
 
-// newTracker returns a tracker waiting for want pods.
-func newTracker(want int) *tracker {
-	return &tracker{want: want, seen: map[string]bool{}, running: map[string]bool{}, done: make(chan struct{})}
+// newTracker returns a tracker waiting for want pods that match (nil: any).
+func newTracker(want int, match func(*corev1.Pod) bool) *tracker {
+	return &tracker{want: want, match: match, seen: map[string]bool{}, running: map[string]bool{}, done: make(chan struct{})}
 }
 
 // begin starts the clock.
@@ -59,7 +63,7 @@ func (tr *tracker) begin() {
 // observe records a pod reported by the watch.
 func (tr *tracker) observe(obj any) {
 	pod, ok := obj.(*corev1.Pod)
-	if !ok {
+	if !ok || (tr.match != nil && !tr.match(pod)) {
 		return
 	}
 	now := time.Now()
@@ -97,14 +101,14 @@ func measure(ctx context.Context, t *testing.T, cs kubernetes.Interface, p phase
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tr := newTracker(want)
+	tr := newTracker(want, p.match)
 	informer := podInformer(cs, p.namespace, p.selector, tr)
 	go informer.RunWithContext(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
 		return timing{}, fmt.Errorf("%s: watch of namespace %s did not sync", p.name, p.namespace)
 	}
 	if seen, _ := tr.counts(); seen != 0 {
-		return timing{}, fmt.Errorf("%s: namespace %s already has pods", p.name, p.namespace)
+		return timing{}, fmt.Errorf("%s: namespace %s already has matching pods", p.name, p.namespace)
 	}
 	t.Logf("%s: starting", p.name)
 	tr.begin()

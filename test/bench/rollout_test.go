@@ -50,7 +50,7 @@ func runSliceRollout(ctx context.Context, t *testing.T, c *emulator.Cluster) (*r
 	}
 	// The Site first: its namespace appearing shows the manager is up and
 	// its caches synced before anything is measured.
-	if err := createSite(ctx, k8s, c.Client); err != nil {
+	if err := createSite(ctx, k8s, c.Client, benchSite, "Benchmark site"); err != nil {
 		return nil, err
 	}
 	bare := rest.CopyConfig(c.Config)
@@ -108,22 +108,21 @@ func newClient(cfg *rest.Config) (client.Client, error) {
 	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
-// createSite creates the Site of the benchmark and waits for the manager to
-// make its namespace.
-func createSite(ctx context.Context, k8s client.Client, cs kubernetes.Interface) error {
+// createSite creates a Site and waits for the manager to make its namespace.
+func createSite(ctx context.Context, k8s client.Client, cs kubernetes.Interface, name, displayName string) error {
 	site := &planetv1.Site{
-		ObjectMeta: metav1.ObjectMeta{Name: benchSite},
-		Spec:       planetv1.SiteSpec{DisplayName: "Benchmark site"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       planetv1.SiteSpec{DisplayName: displayName},
 	}
 	if err := k8s.Create(ctx, site); err != nil {
-		return fmt.Errorf("creating site %s: %w", benchSite, err)
+		return fmt.Errorf("creating site %s: %w", name, err)
 	}
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := cs.CoreV1().Namespaces().Get(ctx, benchSite, metav1.GetOptions{})
+		_, err := cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 		return err == nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for the manager to create namespace %s: %w", benchSite, err)
+		return fmt.Errorf("waiting for the manager to create namespace %s: %w", name, err)
 	}
 	return nil
 }
