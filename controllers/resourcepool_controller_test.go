@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/naming"
@@ -48,12 +49,18 @@ func poolCondition(site, name, t string) func(Gomega) metav1.Condition {
 	}
 }
 
-// sliver reads the sliver of a slice on a node.
+// sliver reads the one live sliver of a slice on a node.
 func sliver(g Gomega, slice *planetv1.Slice, node string) *corev1.Pod {
-	p := &corev1.Pod{}
-	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: naming.SliceNamespace(slice.Namespace, slice.Name), Name: naming.SliverName(slice.Name, node)}, p)).To(Succeed())
-	g.Expect(p.DeletionTimestamp.IsZero()).To(BeTrue())
-	return p
+	pods := &corev1.PodList{}
+	g.Expect(k8s.List(ctx, pods, client.InNamespace(naming.SliceNamespace(slice.Namespace, slice.Name)))).To(Succeed())
+	var live []*corev1.Pod
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.Spec.NodeName == node && p.DeletionTimestamp.IsZero() {
+			live = append(live, p)
+		}
+	}
+	g.Expect(live).To(HaveLen(1), "live slivers of %s on %s", slice.Name, node)
+	return live[0]
 }
 
 var _ = Describe("ResourcePool controller", func() {

@@ -66,13 +66,26 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	if err := r.List(ctx, nodes, client.HasLabels{planetv1.LabelSite}); err != nil {
 		return obs, err
 	}
+	hash := templateHash(slice)
+	wantReserved := func(node string) string { return reservedHash(rsv.bound[node]) }
+	isCurrent := func(p *corev1.Pod) bool {
+		return p.Annotations[annotationTemplateHash] == hash && p.Annotations[annotationReservedHash] == wantReserved(p.Spec.NodeName)
+	}
+	// byNode holds each node's live sliver, the current one if there are
+	// two (a reservation changed: the new one runs while the old goes).
 	byNode := map[string]*corev1.Pod{}
 	existing := map[string]bool{}
+	present := map[string]bool{} // every sliver name in use, terminating too
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.Spec.NodeName != "" && p.Name == naming.SliverName(slice.Name, p.Spec.NodeName) {
-			byNode[p.Spec.NodeName] = p
-			existing[p.Spec.NodeName] = p.DeletionTimestamp.IsZero()
+		present[p.Name] = true
+		node := p.Spec.NodeName
+		if node == "" || !p.DeletionTimestamp.IsZero() || p.Name != naming.ReservedSliverName(slice.Name, node, p.Annotations[annotationReservedHash]) {
+			continue
+		}
+		existing[node] = true
+		if have := byNode[node]; have == nil || (!isCurrent(have) && isCurrent(p)) {
+			byNode[node] = p
 		}
 	}
 	req, err := placementRequest(slice, existing)
@@ -88,12 +101,9 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	for _, n := range res.Retained {
 		retained[n] = true
 	}
-	hash := templateHash(slice)
-	isCurrent := func(p *corev1.Pod) bool {
-		return p.Annotations[annotationTemplateHash] == hash && p.Annotations[annotationReservedHash] == reservedHash(rsv.bound[p.Spec.NodeName])
-	}
 
-	// What to delete: slivers off their nodes, stale, finished or misnamed.
+	// What to delete: slivers off their nodes, stale, finished, misnamed,
+	// or a second one on a node.
 	var stale []*corev1.Pod
 	for i := range pods.Items {
 		p := &pods.Items[i]
@@ -107,15 +117,18 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 			stale = append(stale, p)
 		}
 	}
-	// What to create: nodes to run with no sliver (a terminating one blocks
-	// its deterministic name until it is gone).
+	// What to create: nodes to run with no current sliver, unless a pod
+	// with the wanted name still terminates (it holds the name until gone).
 	nodeByName := make(map[string]*corev1.Node, len(nodes.Items))
 	for i := range nodes.Items {
 		nodeByName[nodes.Items[i].Name] = &nodes.Items[i]
 	}
 	var missing []*corev1.Pod
 	for _, n := range res.Run {
-		if _, ok := byNode[n]; !ok && !retained[n] {
+		if have := byNode[n]; retained[n] || (have != nil && isCurrent(have)) {
+			continue
+		}
+		if name := naming.ReservedSliverName(slice.Name, n, wantReserved(n)); !present[name] {
 			missing = append(missing, r.sliverPod(slice, ns, nodeByName[n], hash, rsv))
 		}
 	}
@@ -284,7 +297,7 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      naming.SliverName(slice.Name, node.Name),
+			Name:      naming.ReservedSliverName(slice.Name, node.Name, reservedHash(bound)),
 			Namespace: ns.Name,
 			Labels:    sliceLabels(slice),
 			Annotations: map[string]string{

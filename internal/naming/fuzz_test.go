@@ -14,7 +14,7 @@ func FuzzNames(f *testing.F) {
 	f.Add("a", "NODE_WITH.UPPER", "x")
 	f.Add("s-", "-", "0")
 	f.Fuzz(func(t *testing.T, slice, node, site string) {
-		for _, name := range []string{SliverName(slice, node), SliceNamespace(site, slice)} {
+		for _, name := range []string{SliverName(slice, node), SliceNamespace(site, slice), ReservedSliverName(slice, node, site)} {
 			if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
 				t.Fatalf("invalid name %q from slice %q node %q site %q: %v", name, slice, node, site, errs)
 			}

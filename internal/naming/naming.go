@@ -60,6 +60,19 @@ func SliverName(slice, node string) string {
 	return label(slice+"-"+node, slice+"/"+node)
 }
 
+// ReservedSliverName returns the name of a sliver that runs with reserved
+// resources identified by variant (a short hash of the bound amounts): "" gives
+// SliverName, anything else "<slice>-<node>-<variant>" (or its shortened
+// form). A sliver whose reservation changes gets a new name, so the new Pod
+// can be created while the old one terminates, and nothing that deletes the
+// old Pod by name can hit the new one.
+func ReservedSliverName(slice, node, variant string) string {
+	if variant == "" {
+		return SliverName(slice, node)
+	}
+	return label(slice+"-"+node+"-"+variant, slice+"/"+node+"/"+variant)
+}
+
 // SiteRoleBinding returns the name of the RoleBinding of a site role (RolePI,
 // RoleTech or RoleUser) in the site namespace.
 func SiteRoleBinding(role string) string {

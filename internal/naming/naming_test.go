@@ -169,3 +169,16 @@ func TestDistinct(t *testing.T) {
 		seenPods[got] = in
 	}
 }
+
+func TestReservedSliverName(t *testing.T) {
+	if got, want := ReservedSliverName("web", "n1", ""), SliverName("web", "n1"); got != want {
+		t.Errorf("no variant: %q, want %q", got, want)
+	}
+	if got := ReservedSliverName("web", "n1", "0a1b2c3d4e"); got != "web-n1-0a1b2c3d4e" {
+		t.Errorf("variant: %q", got)
+	}
+	long := ReservedSliverName("a-slice-with-a-rather-long-name", "planetlab-node-17.cs.example.edu", "0a1b2c3d4e")
+	if len(long) > 63 || long == ReservedSliverName("a-slice-with-a-rather-long-name", "planetlab-node-17.cs.example.edu", "ffffffffff") {
+		t.Errorf("long names: %q (len %d) must stay labels and differ per variant", long, len(long))
+	}
+}

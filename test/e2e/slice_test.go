@@ -180,9 +180,9 @@ var _ = Describe("Slices on the emulated cluster", Ordered, func() {
 		Expect(k8s.Create(ctx, slice)).To(Succeed())
 		all := nodesOf()
 		Expect(all.Len()).To(BeNumerically(">=", 200))
-		Eventually(func() int { byName, _ := slivers(slice); return len(byName) }).Should(BeNumerically(">=", 30))
+		Eventually(func() int { byName, _, _ := slivers(slice); return len(byName) }).Should(BeNumerically(">=", 30))
 		Expect(mgr.Kill()).To(Succeed())
-		byName, _ := slivers(slice)
+		byName, _, _ := slivers(slice)
 		Expect(len(byName)).To(BeNumerically("<", all.Len()), "the rollout finished before the kill: slow the manager further")
 		GinkgoWriter.Printf("Killed the manager with %d of %d slivers created\n", len(byName), all.Len())
 

@@ -6,6 +6,8 @@ package e2e
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"os"
 	"testing"
 	"time"
@@ -80,36 +82,40 @@ func asUser(name string) client.Client {
 	return c
 }
 
-// slivers returns, for the slice's live slivers, node name by pod name and
-// the nodes whose sliver is Running.
-func slivers(slice *planetv1.Slice) (byName map[string]string, running sets.Set[string]) {
+// reservedHashAnnotation is the sliver annotation naming its reservation
+// (a sliver with one is named naming.ReservedSliverName).
+const reservedHashAnnotation = "planetkube.io/reserved-hash"
+
+// slivers returns, for the slice's live slivers, node name by pod name, the
+// name each should have by its reservation, and the nodes whose sliver is
+// Running.
+func slivers(slice *planetv1.Slice) (byName, wantName map[string]string, running sets.Set[string]) {
 	GinkgoHelper()
 	pods := &corev1.PodList{}
 	Expect(k8s.List(ctx, pods, client.MatchingLabels{planetv1.LabelSlice: slice.Name, planetv1.LabelSite: slice.Namespace})).To(Succeed())
-	byName, running = map[string]string{}, sets.New[string]()
+	byName, wantName, running = map[string]string{}, map[string]string{}, sets.New[string]()
 	for _, p := range pods.Items {
 		Expect(p.Namespace).To(Equal(naming.SliceNamespace(slice.Namespace, slice.Name)), "a sliver outside the slice namespace")
 		if !p.DeletionTimestamp.IsZero() {
 			continue
 		}
 		byName[p.Name] = p.Spec.NodeName
+		wantName[naming.ReservedSliverName(slice.Name, p.Spec.NodeName, p.Annotations[reservedHashAnnotation])] = p.Spec.NodeName
 		if p.Status.Phase == corev1.PodRunning {
 			running.Insert(p.Spec.NodeName)
 		}
 	}
-	return byName, running
+	return byName, wantName, running
 }
 
 // runningOn succeeds when the slice has exactly one Running sliver, with its
 // deterministic name, on each of the nodes and none elsewhere.
 func runningOn(slice *planetv1.Slice, nodes sets.Set[string]) func(Gomega) {
 	return func(g Gomega) {
-		byName, running := slivers(slice)
-		want := map[string]string{}
-		for n := range nodes {
-			want[naming.SliverName(slice.Name, n)] = n
-		}
-		g.Expect(byName).To(Equal(want))
+		byName, wantName, running := slivers(slice)
+		g.Expect(byName).To(Equal(wantName), "slivers not named deterministically")
+		g.Expect(sets.New(slices.Collect(maps.Values(byName))...)).To(Equal(nodes))
+		g.Expect(byName).To(HaveLen(nodes.Len()), "more than one sliver on a node")
 		g.Expect(sets.List(running)).To(Equal(sets.List(nodes)))
 	}
 }
