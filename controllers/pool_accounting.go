@@ -30,7 +30,7 @@ func accountPools(ctx context.Context, c client.Reader, now time.Time) (poolView
 		return poolView{}, err
 	}
 	nodes := &corev1.NodeList{}
-	if err := c.List(ctx, nodes, client.HasLabels{planetv1.LabelSite}); err != nil {
+	if err := c.List(ctx, nodes, client.HasLabels{planetv1.LabelSite}, client.UnsafeDisableDeepCopy); err != nil { // read-only
 		return poolView{}, err
 	}
 	infos, capacity := pools.NodesOf(nodes.Items)

@@ -145,7 +145,7 @@ func (r *SiteReconciler) ensureRoleBindings(ctx context.Context, site *planetv1.
 // count fills the node and slice counts of the site's status.
 func (r *SiteReconciler) count(ctx context.Context, site *planetv1.Site) error {
 	nodes := &corev1.NodeList{}
-	if err := r.List(ctx, nodes, client.MatchingLabels{planetv1.LabelSite: site.Name}); err != nil {
+	if err := r.List(ctx, nodes, client.MatchingLabels{planetv1.LabelSite: site.Name}, client.UnsafeDisableDeepCopy); err != nil { // read-only
 		return err
 	}
 	site.Status.Nodes, site.Status.ReadyNodes = int32(len(nodes.Items)), 0

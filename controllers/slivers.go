@@ -55,7 +55,9 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	var obs sliverObservation
 	nsName := naming.SliceNamespace(slice.Namespace, slice.Name)
 	pods := &corev1.PodList{}
-	if err := r.List(ctx, pods, client.InNamespace(nsName), client.MatchingLabels(sliceLabels(slice))); err != nil {
+	// The lists below are read-only: skip the cache's deep copies (a large
+	// slice reconciles often while its slivers start).
+	if err := r.List(ctx, pods, client.InNamespace(nsName), client.MatchingLabels(sliceLabels(slice)), client.UnsafeDisableDeepCopy); err != nil {
 		return obs, err
 	}
 	if ns == nil {
@@ -63,7 +65,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	}
 
 	nodes := &corev1.NodeList{}
-	if err := r.List(ctx, nodes, client.HasLabels{planetv1.LabelSite}); err != nil {
+	if err := r.List(ctx, nodes, client.HasLabels{planetv1.LabelSite}, client.UnsafeDisableDeepCopy); err != nil {
 		return obs, err
 	}
 	hash := templateHash(slice)

@@ -254,9 +254,7 @@ func (r *poolBindingResult) markdown() string {
 	if r.settled > 0 {
 		settled = seconds(r.settled) + " (" + ratio(r.settled, r.floor.running) + " the floor)"
 	}
-	fmt.Fprintf(&b, "A watch sees each sliver reserved and Running once by the time above; a list of the slice's pods first shows all %d "+
-		"reserved and Running at the same time after **%s**: slivers already counted are deleted and recreated again meanwhile "+
-		"(see the interpretation).\n\n", r.nodes, settled)
+	fmt.Fprintf(&b, "A list of the slice's pods then shows all %d reserved and Running at the same time after **%s**.\n\n", r.nodes, settled)
 	fmt.Fprintf(&b, "Target: all slivers reserved and Running ≤ %.0f× floor — **%s** (%s).\n\n", runningTarget, r.verdict(), ratio(r.bind.running, r.floor.running))
 	fmt.Fprintf(&b, "Accounting alone (`pools.Account`, `testing.Benchmark` over %d nodes × %d pools: per site two root pools over all its nodes, "+
 		"each split into three overlapping halves and each half into five tenths, every other tenth bound, plus two root pools over half the nodes): "+
@@ -270,10 +268,11 @@ func (r *poolBindingResult) markdown() string {
 // interpretation explains what bounds the binding's time.
 func (r *poolBindingResult) interpretation() string {
 	return fmt.Sprintf("A binding changes each sliver's QoS class, which a running Pod cannot change (in-place resize keeps the class), "+
-		"so the manager recreates every sliver: %d deletes, then, once kwok has finished each graceful deletion and the pod is gone "+
-		"(its deterministic name is taken until then), %d creates, and kwok marks the new pods Running. "+
-		"That is at least twice the floor's %d writes plus kwok's deletion round trip per pod, all through the same API server "+
-		"on the same CPUs, so the floor's write throughput bounds it from below at about 2× before any reconcile or accounting work; "+
-		"the accounting itself (%s per recomputation on a larger workload) is negligible next to it.\n",
-		r.nodes, r.nodes, r.nodes, time.Duration(r.account.NsPerOp()))
+		"so the manager replaces every sliver: %d creates of the new slivers (under a name that carries the reservation, so they "+
+		"start while the old ones terminate) and %d graceful deletes of the old ones, which kwok then completes, and kwok marks "+
+		"the new pods Running. That is twice the floor's %d writes, plus kwok's %d deletion round trips, through the same API "+
+		"server and kwok on the same 2 CPUs; most of the time past the creates is kwok working through "+
+		"twice as many pod transitions as in the floor. A real kubelet finishes deletions itself, in parallel on every node. "+
+		"The accounting (%s per recomputation on the larger workload) is not on the critical path.\n",
+		r.nodes, r.nodes, r.nodes, r.nodes, time.Duration(r.account.NsPerOp()).Round(time.Millisecond))
 }

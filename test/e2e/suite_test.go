@@ -7,8 +7,8 @@ package e2e
 import (
 	"context"
 	"maps"
-	"slices"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
