@@ -135,19 +135,21 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		}
 	}
 
-	err = r.deleteSlivers(ctx, slice, stale, func(n string) bool { return nodeByName[n] == nil })
+	// Create first: a replaced sliver's successor (under another name)
+	// starts while its predecessor terminates.
 	if len(missing) > 0 {
 		// New slivers mount the keys: write them again first, so that a
 		// Secret deleted by hand (the manager does not watch Secrets) comes
 		// back before a sliver needs it.
 		keys, _ := authorizedKeys(slice)
-		if kerr := r.applyKeys(ctx, slice, keys); kerr != nil {
-			return observe(res, byNode, isCurrent, retained), errors.Join(err, kerr)
+		if err := r.applyKeys(ctx, slice, keys); err != nil {
+			return observe(res, byNode, isCurrent, retained), err
 		}
 	}
-	if cerr := r.createSlivers(ctx, slice, missing); cerr != nil {
-		err = errors.Join(err, cerr)
-	}
+	err = errors.Join(
+		r.createSlivers(ctx, slice, missing),
+		r.deleteSlivers(ctx, slice, stale, func(n string) bool { return nodeByName[n] == nil }),
+	)
 	obs = observe(res, byNode, isCurrent, retained)
 	return obs, err
 }

@@ -253,6 +253,14 @@ func (c *Cluster) writeKubeconfig(host string) error {
 	return nil
 }
 
+// kwokConfiguration sets kwok's parallelism for a thousand emulated kubelets.
+const kwokConfiguration = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  podPlayStageParallelism: 32
+  nodePlayStageParallelism: 8
+`
+
 // startComponents starts kube-controller-manager, kube-scheduler and kwok
 // against the running API server; they need not wait for each other.
 func (c *Cluster) startComponents(kcmArgs []string) error {
@@ -294,6 +302,14 @@ func (c *Cluster) startComponents(kcmArgs []string) error {
 		"--cidr=10.0.0.1/16",
 		"--node-ip=10.255.0.1",
 	}
+	// Real nodes each run their own kubelet; kwok plays them all, by
+	// default with 4 pod workers, which would make it, not the API server,
+	// the bottleneck of every pod benchmark.
+	kwokConfig := filepath.Join(c.WorkDir, "kwok-config.yaml")
+	if err := os.WriteFile(kwokConfig, []byte(kwokConfiguration), 0o600); err != nil {
+		return fmt.Errorf("writing kwok configuration: %w", err)
+	}
+	kwok = append(kwok, "--config="+kwokConfig)
 	for _, s := range stages {
 		kwok = append(kwok, "--config="+s)
 	}
