@@ -32,18 +32,6 @@ func newPool(site, name, parent, cpu, memory string, names ...string) *planetv1.
 	return p
 }
 
-// updatePool re-reads the pool, changes it and writes it back.
-func updatePool(pool *planetv1.ResourcePool, change func(*planetv1.ResourcePool)) {
-	GinkgoHelper()
-	Eventually(func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
-			return err
-		}
-		change(pool)
-		return k8s.Update(ctx, pool)
-	}).Should(Succeed())
-}
-
 // poolCondition returns the status of a condition of the pool, read afresh.
 func poolCondition(pool *planetv1.ResourcePool, t string) func(Gomega) metav1.ConditionStatus {
 	return func(g Gomega) metav1.ConditionStatus {
@@ -157,7 +145,7 @@ var _ = Describe("Resource pools on the emulated cluster", Ordered, func() {
 		}).Should(Succeed())
 
 		By("binding the 3 cpu / 6Gi sub-pool to tokyo/spread for 90 s")
-		updatePool(large, func(p *planetv1.ResourcePool) {
+		update(large, func(p *planetv1.ResourcePool) {
 			p.Spec.Binding = &planetv1.PoolBinding{Slice: "tokyo/spread", Until: metav1.NewTime(time.Now().Add(90 * time.Second))}
 		})
 		Eventually(poolCondition(large, "Bound")).Should(Equal(metav1.ConditionTrue))
@@ -171,7 +159,7 @@ var _ = Describe("Resource pools on the emulated cluster", Ordered, func() {
 		Expect(uids(bystander, tokyo)).To(Equal(bystanderUIDs))
 
 		By("ending the binding early: the tokyo slivers of spread go back to the fair share of unreserved capacity")
-		updatePool(large, func(p *planetv1.ResourcePool) { p.Spec.Binding.Until = metav1.NewTime(time.Now().Add(5 * time.Second)) })
+		update(large, func(p *planetv1.ResourcePool) { p.Spec.Binding.Until = metav1.NewTime(time.Now().Add(5 * time.Second)) })
 		Eventually(haveResources(spread, tokyo, reservedShare), 30*time.Second).Should(Succeed())
 		Eventually(runningOn(spread, spreadNodes)).Should(Succeed())
 		Eventually(haveResources(spread, others, fullShare)).Should(Succeed())

@@ -30,15 +30,16 @@ func newSlice(site, name string, mutate func(*planetv1.SliceSpec)) *planetv1.Sli
 	return s
 }
 
-// update re-reads the slice, changes it and writes it back.
-func update(slice *planetv1.Slice, change func(*planetv1.Slice)) {
+// update re-reads an object, changes it and writes it back, again on a
+// conflict.
+func update[T client.Object](obj T, change func(T)) {
 	GinkgoHelper()
 	Eventually(func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice); err != nil {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
-		change(slice)
-		return k8s.Update(ctx, slice)
+		change(obj)
+		return k8s.Update(ctx, obj)
 	}).Should(Succeed())
 }
 
