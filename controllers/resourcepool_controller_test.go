@@ -63,6 +63,23 @@ func sliver(g Gomega, slice *planetv1.Slice, node string) *corev1.Pod {
 	return live[0]
 }
 
+// kubeletStartsSlivers marks the slice's live slivers Running and Ready, as
+// a kubelet would (envtest runs none): a replaced sliver goes only once its
+// successor is Ready.
+func kubeletStartsSlivers(g Gomega, slice *planetv1.Slice) {
+	pods := &corev1.PodList{}
+	g.Expect(k8s.List(ctx, pods, client.InNamespace(naming.SliceNamespace(slice.Namespace, slice.Name)))).To(Succeed())
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if !p.DeletionTimestamp.IsZero() || p.Status.Phase == corev1.PodRunning {
+			continue
+		}
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		g.Expect(k8s.Status().Update(ctx, p)).To(Succeed())
+	}
+}
+
 var _ = Describe("ResourcePool controller", func() {
 	It("accounts root pools and splits, and settles overcommit and foreign nodes by a condition", func() {
 		makeSite("pa", nil)
@@ -143,8 +160,20 @@ var _ = Describe("ResourcePool controller", func() {
 		Expect(k8s.Create(ctx, lease)).To(Succeed())
 		Eventually(poolCondition("qa", "lease", "Bound")).Should(HaveField("Status", metav1.ConditionTrue))
 
+		By("the successors start before their predecessors go (make-before-break)")
+		Eventually(func(g Gomega) {
+			pods := &corev1.PodList{}
+			g.Expect(k8s.List(ctx, pods, client.InNamespace(naming.SliceNamespace("qa", "bound")))).To(Succeed())
+			g.Expect(pods.Items).To(HaveLen(4), "two slivers on each node while the new ones are not Ready")
+		}).Should(Succeed())
+		Consistently(func(g Gomega) {
+			pods := &corev1.PodList{}
+			g.Expect(k8s.List(ctx, pods, client.InNamespace(naming.SliceNamespace("qa", "bound")))).To(Succeed())
+			g.Expect(pods.Items).To(HaveLen(4))
+		}, time.Second).Should(Succeed())
 		for _, node := range []string{"qa-1", "qa-2"} {
 			Eventually(func(g Gomega) {
+				kubeletStartsSlivers(g, bound)
 				p := sliver(g, bound, node)
 				g.Expect(p.Status.QOSClass).To(Equal(corev1.PodQOSGuaranteed))
 				res := p.Spec.Containers[0].Resources
@@ -159,6 +188,7 @@ var _ = Describe("ResourcePool controller", func() {
 		By("the binding's end brings the fair share back")
 		Eventually(poolCondition("qa", "lease", "Expired"), 20*time.Second).Should(HaveField("Status", metav1.ConditionTrue))
 		Eventually(func(g Gomega) {
+			kubeletStartsSlivers(g, bound)
 			p := sliver(g, bound, "qa-1")
 			g.Expect(p.Status.QOSClass).To(Equal(corev1.PodQOSBurstable))
 			g.Expect(p.Spec.Containers[0].Resources.Limits.Cpu().IsZero()).To(BeTrue())

@@ -104,21 +104,6 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		retained[n] = true
 	}
 
-	// What to delete: slivers off their nodes, stale, finished, misnamed,
-	// or a second one on a node.
-	var stale []*corev1.Pod
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if !p.DeletionTimestamp.IsZero() {
-			continue
-		}
-		keep := byNode[p.Spec.NodeName] == p && runSet[p.Spec.NodeName] &&
-			p.Status.Phase != corev1.PodFailed && p.Status.Phase != corev1.PodSucceeded &&
-			(isCurrent(p) || retained[p.Spec.NodeName])
-		if !keep {
-			stale = append(stale, p)
-		}
-	}
 	// What to create: nodes to run with no current sliver, unless a pod
 	// with the wanted name still terminates (it holds the name until gone).
 	nodeByName := make(map[string]*corev1.Node, len(nodes.Items))
@@ -126,17 +111,36 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		nodeByName[nodes.Items[i].Name] = &nodes.Items[i]
 	}
 	var missing []*corev1.Pod
+	replacing := map[string]bool{} // nodes whose sliver's successor is being made
 	for _, n := range res.Run {
 		if have := byNode[n]; retained[n] || (have != nil && isCurrent(have)) {
 			continue
 		}
 		if name := naming.ReservedSliverName(slice.Name, n, wantReserved(n)); !present[name] {
 			missing = append(missing, r.sliverPod(slice, ns, nodeByName[n], hash, rsv))
+			replacing[n] = true
 		}
 	}
 
-	// Create first: a replaced sliver's successor (under another name)
-	// starts while its predecessor terminates.
+	// What to delete: slivers off their nodes, stale, finished, misnamed,
+	// or a second one on a node. A replaced sliver is make-before-break: it
+	// goes once its successor is Ready, or at once if the successor failed
+	// (a node too full for both, say), so that the two cannot lock.
+	var stale []*corev1.Pod
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		node, successor := p.Spec.NodeName, byNode[p.Spec.NodeName]
+		running := runSet[node] && p.Status.Phase != corev1.PodFailed && p.Status.Phase != corev1.PodSucceeded
+		successorPending := successor != nil && successor != p && isCurrent(successor) &&
+			!podReady(successor) && successor.Status.Phase != corev1.PodFailed
+		keep := running && (successor == p && (isCurrent(p) || retained[node] || replacing[node]) || successorPending)
+		if !keep {
+			stale = append(stale, p)
+		}
+	}
 	if len(missing) > 0 {
 		// New slivers mount the keys: write them again first, so that a
 		// Secret deleted by hand (the manager does not watch Secrets) comes

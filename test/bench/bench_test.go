@@ -98,6 +98,7 @@ func startCluster(ctx context.Context, t *testing.T, binDir string, n int) *emul
 		BinDir:  binDir,
 		WorkDir: filepath.Join(os.TempDir(), "planetkube-bench"),
 		Nodes:   n,
+		Sites:   []string{benchSite}, // one site: a root pool spans only its own site's nodes
 		Log:     testWriter{t},
 	})
 	if err != nil {

@@ -75,7 +75,7 @@ func (r *rolloutResult) markdown() string {
 	var b strings.Builder
 	m := r.machine
 	fmt.Fprintf(&b, "Command: `make bench`. Date: %s. Machine: %d CPUs (%s), Linux %s, %s. "+
-		"One emulated cluster of %d kwok nodes over 5 sites; every pod runs `%s`.\n\n",
+		"One emulated cluster of %d kwok nodes, all of site `"+benchSite+"` (so that one pool can span them in the binding benchmark below); every pod runs `%s`.\n\n",
 		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpuModel, m.kernel, m.goVersion, r.nodes, pauseImage)
 	fmt.Fprintf(&b, "Time from the start to all %d pods created (the %dth first seen by a watch) and to all Running:\n\n", r.nodes, r.nodes)
 	b.WriteString("| Rollout, one pod per node | All created | All Running |\n|---|---:|---:|\n")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sync"
 	"testing"
 	"time"
@@ -108,13 +109,14 @@ func newClient(cfg *rest.Config) (client.Client, error) {
 	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
-// createSite creates a Site and waits for the manager to make its namespace.
+// createSite creates a Site (unless it exists) and waits for the manager to
+// make its namespace.
 func createSite(ctx context.Context, k8s client.Client, cs kubernetes.Interface, name, displayName string) error {
 	site := &planetv1.Site{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec:       planetv1.SiteSpec{DisplayName: displayName},
 	}
-	if err := k8s.Create(ctx, site); err != nil {
+	if err := k8s.Create(ctx, site); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating site %s: %w", name, err)
 	}
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
