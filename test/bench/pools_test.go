@@ -247,14 +247,14 @@ func (r *poolBindingResult) markdown() string {
 		"The floor is phase (b) of the slice rollout above, in the same run: %d pod creates by a bare client.\n\n",
 		r.sites, r.reservedCPU, r.reservedMemory, benchSite, benchSlice, r.nodes, r.nodes)
 	b.WriteString("| Phase | All reserved slivers created | All Running |\n|---|---:|---:|\n")
-	fmt.Fprintf(&b, "| Pool binding: %d slivers recreated with reserved amounts | %s | %s |\n", r.nodes, seconds(r.bind.created), seconds(r.bind.running))
+	fmt.Fprintf(&b, "| Pool binding: %d slivers replaced with reserved amounts | %s | %s |\n", r.nodes, seconds(r.bind.created), seconds(r.bind.running))
 	fmt.Fprintf(&b, "| Floor: %d pod creates, bare client-go (phase (b) above) | %s | %s |\n", r.nodes, seconds(r.floor.created), seconds(r.floor.running))
 	fmt.Fprintf(&b, "| Ratio | %s | %s |\n\n", ratio(r.bind.created, r.floor.created), ratio(r.bind.running, r.floor.running))
 	settled := "not within " + phaseTimeout.String()
 	if r.settled > 0 {
 		settled = seconds(r.settled) + " (" + ratio(r.settled, r.floor.running) + " the floor)"
 	}
-	fmt.Fprintf(&b, "A list of the slice's pods then shows all %d reserved and Running at the same time after **%s**.\n\n", r.nodes, settled)
+	fmt.Fprintf(&b, "A list of the slice's pods shows exactly %d slivers, all reserved and Running (every old one gone), after **%s**.\n\n", r.nodes, settled)
 	fmt.Fprintf(&b, "Target: all slivers reserved and Running ≤ %.0f× floor — **%s** (%s).\n\n", runningTarget, r.verdict(), ratio(r.bind.running, r.floor.running))
 	fmt.Fprintf(&b, "Accounting alone (`pools.Account`, `testing.Benchmark` over %d nodes × %d pools: per site two root pools over all its nodes, "+
 		"each split into three overlapping halves and each half into five tenths, every other tenth bound, plus two root pools over half the nodes): "+
@@ -268,11 +268,11 @@ func (r *poolBindingResult) markdown() string {
 // interpretation explains what bounds the binding's time.
 func (r *poolBindingResult) interpretation() string {
 	return fmt.Sprintf("A binding changes each sliver's QoS class, which a running Pod cannot change (in-place resize keeps the class), "+
-		"so the manager replaces every sliver: %d creates of the new slivers (under a name that carries the reservation, so they "+
-		"start while the old ones terminate) and %d graceful deletes of the old ones, which kwok then completes, and kwok marks "+
-		"the new pods Running. That is twice the floor's %d writes, plus kwok's %d deletion round trips, through the same API "+
-		"server and kwok on the same 2 CPUs; most of the time past the creates is kwok working through "+
-		"twice as many pod transitions as in the floor. A real kubelet finishes deletions itself, in parallel on every node. "+
-		"The accounting (%s per recomputation on the larger workload) is not on the critical path.\n",
-		r.nodes, r.nodes, r.nodes, r.nodes, time.Duration(r.account.NsPerOp()).Round(time.Millisecond))
+		"so the manager replaces every sliver, make-before-break: it creates the %d successors at once (under a name that carries "+
+		"the reservation) and deletes each old sliver once its successor is Ready. The successors are Running after about the "+
+		"floor's %d creates plus kwok's readiness round trips; the list that also requires every old sliver gone waits, besides, "+
+		"for %d graceful deletions that kwok completes one by one through the same API server on the same 2 CPUs (a real kubelet "+
+		"finishes its own, in parallel on every node). The accounting (%s per recomputation on the larger workload) is not on "+
+		"the critical path.\n",
+		r.nodes, r.nodes, r.nodes, time.Duration(r.account.NsPerOp()).Round(time.Millisecond))
 }
