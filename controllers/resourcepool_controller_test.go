@@ -195,4 +195,39 @@ var _ = Describe("ResourcePool controller", func() {
 		}, 20*time.Second).Should(Succeed())
 		Expect(otherUID(Default)).To(Equal(before))
 	})
+
+	It("lets the old sliver go at once when its successor fails, so that the two cannot lock", func() {
+		makeSite("qf", nil)
+		makeNode("qf-1", "qf", nil)
+		slice := newSlice("qf", "stuck", nil)
+		Expect(k8s.Create(ctx, slice)).To(Succeed())
+		Eventually(sliverNodes(slice)).Should(HaveLen(1))
+		old := sliver(Default, slice, "qf-1")
+
+		Expect(k8s.Create(ctx, newPool("qf", "root", "", rl("cpu", "2", "memory", "4Gi")))).To(Succeed())
+		lease := newPool("qf", "lease", "root", rl("cpu", "1", "memory", "1Gi"))
+		lease.Spec.Binding = &planetv1.PoolBinding{Slice: "qf/stuck", Until: metav1.Time{Time: time.Now().Add(time.Hour)}}
+		Expect(k8s.Create(ctx, lease)).To(Succeed())
+
+		pods := func(g Gomega) []corev1.Pod {
+			list := &corev1.PodList{}
+			g.Expect(k8s.List(ctx, list, client.InNamespace(naming.SliceNamespace("qf", "stuck")))).To(Succeed())
+			return list.Items
+		}
+		Eventually(pods).Should(HaveLen(2), "the successor starts beside the old sliver")
+		By("the successor fails, as on a node too full for both")
+		Eventually(func(g Gomega) {
+			for _, p := range pods(g) {
+				if p.UID != old.UID && p.Status.Phase != corev1.PodFailed {
+					p.Status.Phase = corev1.PodFailed
+					g.Expect(k8s.Status().Update(ctx, &p)).To(Succeed())
+				}
+			}
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			for _, p := range pods(g) {
+				g.Expect(p.UID).NotTo(Equal(old.UID), "the old sliver is still there")
+			}
+		}).Should(Succeed())
+	})
 })
