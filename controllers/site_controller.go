@@ -83,7 +83,14 @@ func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	ready.ObservedGeneration = site.Generation
 	meta.SetStatusCondition(&site.Status.Conditions, ready)
 	site.Status.ObservedGeneration = site.Generation
-	if !equality.Semantic.DeepEqual(old.Status, site.Status) {
+	switch {
+	case old.Status.ObservedGeneration == 0:
+		// The first status is written whole: a merge patch leaves out
+		// counts that are 0, and kubectl would show them blank.
+		if err := r.Status().Update(ctx, site); err != nil {
+			return ctrl.Result{}, fmt.Errorf("writing site status: %w", err)
+		}
+	case !equality.Semantic.DeepEqual(old.Status, site.Status):
 		if err := r.Status().Patch(ctx, site, client.MergeFrom(old)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("patching site status: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -67,6 +68,20 @@ var _ = Describe("Site controller", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(site), site)).To(Succeed())
 			g.Expect(site.Status.ReadyNodes).To(BeEquivalentTo(1))
+		}).Should(Succeed())
+	})
+
+	It("writes zero counts, so that kubectl shows 0 rather than nothing", func() {
+		site := &planetv1.Site{ObjectMeta: metav1.ObjectMeta{Name: "empty0"}}
+		Expect(k8s.Create(ctx, site)).To(Succeed())
+		Eventually(func(g Gomega) {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(planetv1.GroupVersion.WithKind("Site"))
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: "empty0"}, u)).To(Succeed())
+			slices, found, err := unstructured.NestedInt64(u.Object, "status", "slices")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(found).To(BeTrue(), "status.slices is not written")
+			g.Expect(slices).To(BeZero())
 		}).Should(Succeed())
 	})
 
