@@ -8,8 +8,6 @@ const (
 	LabelSite = "planetkube.io/site"
 	// LabelSlice names the slice a namespace or sliver belongs to.
 	LabelSlice = "planetkube.io/slice"
-	// LabelNode names the node a sliver runs on.
-	LabelNode = "planetkube.io/node"
 	// LabelManagedBy marks objects that PlanetKube created.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is the value of LabelManagedBy on PlanetKube's objects.
