@@ -69,7 +69,13 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		return obs, err
 	}
 	hash := templateHash(slice)
-	wantReserved := func(node string) string { return reservedHash(rsv.bound[node]) }
+	// Hash each node's bound amounts once: isCurrent runs several times per
+	// sliver.
+	reserved := make(map[string]string, len(rsv.bound))
+	for n, b := range rsv.bound {
+		reserved[n] = reservedHash(b)
+	}
+	wantReserved := func(node string) string { return reserved[node] }
 	isCurrent := func(p *corev1.Pod) bool {
 		return p.Annotations[annotationTemplateHash] == hash && p.Annotations[annotationReservedHash] == wantReserved(p.Spec.NodeName)
 	}
