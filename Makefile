@@ -23,9 +23,10 @@ tools: ## Build the pinned tools (control plane, kwok, controller-gen) into bin/
 	@bash hack/tools/build.sh $(BIN)
 
 .PHONY: manifests
-manifests: tools ## Generate the CRDs and the manager's RBAC from the markers.
+manifests: tools ## Generate the CRDs and the manager's and node agent's RBAC from the markers.
 	$(CONTROLLER_GEN) rbac:roleName=planetkube-manager crd webhook paths="./api/...;./controllers/...;./internal/admission/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+	$(CONTROLLER_GEN) rbac:roleName=planetkube-node-agent paths="./internal/agent/..." output:rbac:artifacts:config=config/agent
 
 .PHONY: generate
 generate: tools ## Generate the API's DeepCopy methods.
@@ -59,7 +60,7 @@ run: tools manifests build ## Start an emulated cluster (NODES fake nodes, defau
 
 .PHONY: bench
 bench: tools manifests build ## Run the benchmarks and write docs/benchmarks.md.
-	$(GO) test ./test/bench/ -run TestBenchmarks -count=1 -timeout 30m -v -args -bench-out=$(CURDIR)/docs/benchmarks.md
+	$(GO) test ./test/bench/ -run 'Bench' -count=1 -timeout 40m -v -args -bench-out=$(CURDIR)/docs/benchmarks.md
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

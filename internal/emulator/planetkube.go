@@ -24,7 +24,7 @@ const ManagerUser = "system:serviceaccount:planetkube-system:planetkube-manager"
 
 // DefaultManagerArgs turn off the manager's fixed ports, so that several
 // managers and clusters can run side by side.
-var DefaultManagerArgs = []string{"--metrics-bind-address=0", "--health-probe-bind-address=0"}
+var DefaultManagerArgs = []string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--flow-lookup-address=0"}
 
 // RepoRoot returns the repository root: the folder above BinDir.
 func (c *Cluster) RepoRoot() string { return filepath.Dir(c.BinDir) }

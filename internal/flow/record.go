@@ -27,6 +27,10 @@ type Record struct {
 	// Slice is the full name of the slice that sent it ("" for node traffic
 	// that no sliver sent); Sliver is the pod as namespace/name; PodUID its UID.
 	Slice, Sliver, PodUID string
+	// Node is the node that saw the flow. It is not stored: whoever answers
+	// a query sets it (the node agent its own name, the manager's fan-out
+	// the name of the node that answered).
+	Node string
 }
 
 // Query asks for flows: to a destination IP or of a slice, within a window.

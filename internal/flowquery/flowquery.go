@@ -2,6 +2,11 @@
 // (GET /) and a JSON API (GET /api/v1/flows) that give the same answers.
 // It is read-only, validates every input (400 with a message, the store is
 // not asked), bounds results, and rate-limits each client IP.
+//
+// The same handler serves the cluster-wide lookup on the manager, over a
+// store that asks every node (internal/flowfanout): such a store implements
+// PartialStore, and the nodes that did not answer are listed in the answer
+// (the API's "errors", a notice on the page) rather than lost silently.
 package flowquery
 
 import (
@@ -27,6 +32,35 @@ type Store interface {
 	Query(ctx context.Context, q flow.Query) ([]flow.Record, error)
 }
 
+// NodeError says that a node did not answer a query, and why.
+type NodeError struct {
+	Node  string `json:"node"`
+	Error string `json:"error"`
+}
+
+// Partial is the answer of a PartialStore: the records of the nodes that
+// answered, and the nodes that did not.
+type Partial struct {
+	// Records are ordered by start, at most the query's Limit of them.
+	Records []flow.Record
+	// Truncated says that records may be missing after the last one, even if
+	// there are fewer than the query's Limit (a node bounded its answer).
+	Truncated bool
+	// Errors lists the nodes that did not answer.
+	Errors []NodeError
+}
+
+// PartialStore is a Store whose answer may lack some of its sources, such as
+// the manager's fan-out to every node. The handler uses QueryPartial rather
+// than Query when its store implements it.
+type PartialStore interface {
+	Store
+	// QueryPartial answers q with what the sources that answered gave. Its
+	// error is for a query that got no answer at all; it may come with a
+	// Partial whose Errors say why each source failed.
+	QueryPartial(ctx context.Context, q flow.Query) (Partial, error)
+}
+
 // SliceInfo is what the page shows about a slice beside its flows.
 type SliceInfo struct {
 	FullName, Description, URL string
@@ -50,6 +84,13 @@ type Options struct {
 	Burst         int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// NodeName, if set, is the node that the records without one were seen
+	// by (the node agent sets its own name).
+	NodeName string
+	// Unlimited lists the client networks that are not rate-limited: the
+	// manager's cluster-wide query asks every agent on behalf of all its
+	// own (rate-limited) clients.
+	Unlimited []netip.Prefix
 }
 
 const (
@@ -107,10 +148,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, api, http.StatusMethodNotAllowed, "method not allowed", nil)
 		return
 	}
-	if wait, ok := h.lim.allow(clientIP(r), h.opt.Now()); !ok {
-		hd.Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		h.fail(w, api, http.StatusTooManyRequests, "too many requests", nil)
-		return
+	if ip := clientIP(r); !h.unlimited(ip) {
+		if wait, ok := h.lim.allow(ip, h.opt.Now()); !ok {
+			hd.Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			h.fail(w, api, http.StatusTooManyRequests, "too many requests", nil)
+			return
+		}
 	}
 	form, q, err := h.parse(r.URL.RawQuery, api)
 	if err != nil {
@@ -121,24 +164,39 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.page(w, http.StatusOK, pageData{Form: form})
 		return
 	}
-	recs, err := h.store.Query(r.Context(), *q)
+	var res Partial
+	if ps, ok := h.store.(PartialStore); ok {
+		res, err = ps.QueryPartial(r.Context(), *q)
+	} else {
+		res.Records, err = h.store.Query(r.Context(), *q)
+	}
 	if err != nil {
+		if len(res.Errors) > 0 { // no node answered: say which failed how
+			h.failNodes(w, api, form, res.Errors)
+			return
+		}
 		h.fail(w, api, http.StatusInternalServerError, "internal error", form)
 		return
 	}
-	truncated := false
+	recs, truncated := res.Records, res.Truncated
 	if len(recs) > h.opt.MaxResults {
 		recs, truncated = recs[:h.opt.MaxResults], true
 	}
 	rows := make([]Row, len(recs))
+	showNode := false
 	for i, rec := range recs {
+		if rec.Node == "" {
+			rec.Node = h.opt.NodeName
+		}
 		rows[i] = h.row(rec)
+		showNode = showNode || rows[i].Node != ""
 	}
 	if api {
-		writeJSON(w, http.StatusOK, Response{Flows: rows, Truncated: truncated})
+		writeJSON(w, http.StatusOK, Response{Flows: rows, Truncated: truncated, Errors: res.Errors})
 		return
 	}
-	h.page(w, http.StatusOK, pageData{Form: form, Searched: true, Rows: rows, Truncated: truncated, Max: h.opt.MaxResults})
+	h.page(w, http.StatusOK, pageData{Form: form, Searched: true, Rows: rows, Truncated: truncated, Max: h.opt.MaxResults,
+		ShowNode: showNode, NodeErrors: res.Errors})
 }
 
 // formValues is what the page's form shows back.
@@ -270,6 +328,10 @@ func parseWindow(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// ValidSliceName says whether s may be a slice's full name: at most 253
+// letters, digits, dots, dashes and underscores.
+func ValidSliceName(s string) bool { return validSlice(s) }
+
 func validSlice(s string) bool {
 	if len(s) > maxSliceName {
 		return false
@@ -302,12 +364,23 @@ type Row struct {
 	Description  string     `json:"description,omitempty"`
 	URL          string     `json:"url,omitempty"`
 	Contacts     []string   `json:"contacts,omitempty"`
+	// Node is the node that saw the flow, when known.
+	Node string `json:"node,omitempty"`
 }
 
 // Response is the API's answer.
 type Response struct {
 	Flows     []Row `json:"flows"`
 	Truncated bool  `json:"truncated"`
+	// Errors lists the nodes that did not answer (a PartialStore's answer).
+	Errors []NodeError `json:"errors,omitempty"`
+}
+
+// ErrorResponse is the API's answer to a query that failed: Error says why,
+// and Errors, when no node answered, says why each failed.
+type ErrorResponse struct {
+	Error  string      `json:"error"`
+	Errors []NodeError `json:"errors,omitempty"`
 }
 
 func (h *handler) row(r flow.Record) Row {
@@ -317,7 +390,7 @@ func (h *handler) row(r flow.Record) Row {
 		ReplySrc: r.Reply.Src.String(), ReplyDst: r.Reply.Dst.String(),
 		OrigBytes: r.OrigBytes, OrigPackets: r.OrigPackets,
 		ReplyBytes: r.ReplyBytes, ReplyPackets: r.ReplyPackets,
-		Slice: r.Slice, Sliver: r.Sliver, PodUID: r.PodUID,
+		Slice: r.Slice, Sliver: r.Sliver, PodUID: r.PodUID, Node: r.Node,
 	}
 	if !r.End.IsZero() {
 		e := r.End.UTC()
@@ -339,13 +412,23 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func (h *handler) fail(w http.ResponseWriter, api bool, code int, msg string, form *formValues) {
 	if api {
-		writeJSON(w, code, map[string]string{"error": msg})
+		writeJSON(w, code, ErrorResponse{Error: msg})
 		return
 	}
 	if form == nil {
 		form = &formValues{}
 	}
 	h.page(w, code, pageData{Form: form, Error: msg})
+}
+
+// failNodes answers a query that no node answered: 502, with why each failed.
+func (h *handler) failNodes(w http.ResponseWriter, api bool, form *formValues, errs []NodeError) {
+	const msg = "no node answered"
+	if api {
+		writeJSON(w, http.StatusBadGateway, ErrorResponse{Error: msg, Errors: errs})
+		return
+	}
+	h.page(w, http.StatusBadGateway, pageData{Form: form, Error: msg, NodeErrors: errs})
 }
 
 type pageData struct {
@@ -355,6 +438,9 @@ type pageData struct {
 	Rows      []Row
 	Truncated bool
 	Max       int
+	// ShowNode adds the node column (some row has a node).
+	ShowNode   bool
+	NodeErrors []NodeError
 }
 
 const csp = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -383,16 +469,18 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 <button type="submit">Look up</button>
 </form>
 {{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
+{{with .NodeErrors}}<div id="node-errors" role="alert"><p>Some nodes did not answer; their flows are missing:</p>
+<ul>{{range .}}<li><span class="node">{{.Node}}</span>: <span class="reason">{{.Error}}</span></li>{{end}}</ul></div>{{end}}
 {{if .Searched}}
 {{if .Truncated}}<p id="truncated">Only the first {{.Max}} flows are shown; narrow the window.</p>{{end}}
 {{if .Rows}}
 <table id="flows" border="1">
-<thead><tr><th>Start</th><th>End</th><th>Proto</th><th>Original src → dst</th><th>Reply src → dst</th><th>Bytes (orig/reply)</th><th>Slice</th><th>Description</th><th>URL</th><th>Contacts</th></tr></thead>
+<thead><tr>{{if .ShowNode}}<th>Node</th>{{end}}<th>Start</th><th>End</th><th>Proto</th><th>Original src → dst</th><th>Reply src → dst</th><th>Bytes (orig/reply)</th><th>Pod</th><th>Slice</th><th>Description</th><th>URL</th><th>Contacts</th></tr></thead>
 <tbody>
-{{range .Rows}}<tr>
-<td>{{ts .Start}}</td><td>{{with .End}}{{ts .}}{{else}}open{{end}}</td><td>{{.Proto}}</td>
+{{$node := .ShowNode}}{{range .Rows}}<tr>
+{{if $node}}<td>{{.Node}}</td>{{end}}<td>{{ts .Start}}</td><td>{{with .End}}{{ts .}}{{else}}open{{end}}</td><td>{{.Proto}}</td>
 <td>{{.OrigSrc}} → {{.OrigDst}}</td><td>{{.ReplySrc}} → {{.ReplyDst}}</td>
-<td>{{.OrigBytes}} / {{.ReplyBytes}}</td>
+<td>{{.OrigBytes}} / {{.ReplyBytes}}</td><td>{{.Sliver}}</td>
 {{if .Slice}}<td>{{.Slice}}</td><td>{{.Description}}</td><td>{{with .URL}}<a href="{{.}}" rel="noopener noreferrer">{{.}}</a>{{end}}</td><td>{{range $i, $c := .Contacts}}{{if $i}}, {{end}}{{$c}}{{end}}</td>
 {{else}}<td colspan="4">node traffic (no slice)</td>{{end}}
 </tr>
@@ -401,6 +489,20 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{end}}
 </body></html>
 `))
+
+// unlimited says whether a client IP is exempt from the rate limit.
+func (h *handler) unlimited(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	for _, p := range h.opt.Unlimited {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
 
 // clientIP is the peer's address; forwarding headers are not trusted.
 func clientIP(r *http.Request) string {

@@ -289,6 +289,34 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+func TestRateLimitExemptNetworks(t *testing.T) {
+	h := newH(&fakeStore{}, Options{RatePerSecond: 1, Burst: 1, Now: func() time.Time { return now },
+		Unlimited: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("fd00::/64")}})
+	codes := func(addr string) (ok, limited int) {
+		for range 20 {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest("GET", "/api/v1/flows?ip=1.2.3.4", nil)
+			r.RemoteAddr = addr
+			h.ServeHTTP(w, r)
+			switch w.Code {
+			case 200:
+				ok++
+			case 429:
+				limited++
+			}
+		}
+		return ok, limited
+	}
+	for _, addr := range []string{"10.96.3.4:5000", "[fd00::7]:5000", "[::ffff:10.96.0.9]:1"} {
+		if ok, limited := codes(addr); ok != 20 || limited != 0 {
+			t.Errorf("Exempt client %s: %d answered, %d limited; want all answered", addr, ok, limited)
+		}
+	}
+	if ok, limited := codes("10.97.0.1:5000"); ok != 1 || limited != 19 {
+		t.Errorf("Other client: %d answered, %d limited; want 1 and 19", ok, limited)
+	}
+}
+
 func TestTruncation(t *testing.T) {
 	many := make([]flow.Record, 5)
 	for i := range many {
@@ -322,5 +350,104 @@ func TestStoreError(t *testing.T) {
 		if w.Code != 500 || strings.Contains(w.Body.String(), "secret") || !strings.Contains(w.Body.String(), "internal error") {
 			t.Errorf("%s: %d %s", p, w.Code, w.Body)
 		}
+	}
+}
+
+func TestNodeName(t *testing.T) {
+	r := recs()
+	r[1].Node = "other-node"
+	h := newH(&fakeStore{recs: r}, Options{NodeName: "node-a"})
+	w := do(h, "GET", "/api/v1/flows?ip=198.51.100.7")
+	var resp Response
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Flows) != 2 || resp.Flows[0].Node != "node-a" || resp.Flows[1].Node != "other-node" {
+		t.Fatalf("flows %+v", resp.Flows)
+	}
+	if !strings.Contains(w.Body.String(), `"node":"node-a"`) || strings.Contains(w.Body.String(), `"errors"`) {
+		t.Errorf("body %s", w.Body)
+	}
+	body := do(h, "GET", "/?ip=198.51.100.7").Body.String()
+	if !strings.Contains(body, "<th>Node</th>") || !strings.Contains(body, "<td>node-a</td>") || !strings.Contains(body, "<td>other-node</td>") {
+		t.Errorf("page lacks the node column:\n%s", body)
+	}
+	// Without a node name nor nodes on the records, no column and no field.
+	h = newH(&fakeStore{recs: recs()}, Options{})
+	if body := do(h, "GET", "/?ip=198.51.100.7").Body.String(); strings.Contains(body, "<th>Node</th>") {
+		t.Errorf("page has a node column:\n%s", body)
+	}
+	if body := do(h, "GET", "/api/v1/flows?ip=198.51.100.7").Body.String(); strings.Contains(body, `"node"`) {
+		t.Errorf("API has a node field: %s", body)
+	}
+}
+
+// partialStore answers as a fan-out over nodes would: res and err.
+type partialStore struct {
+	fakeStore
+	res Partial
+	err error
+}
+
+func (p *partialStore) QueryPartial(ctx context.Context, q flow.Query) (Partial, error) {
+	if _, err := p.fakeStore.Query(ctx, q); err != nil {
+		return Partial{}, err
+	}
+	return p.res, p.err
+}
+
+func TestPartialStore(t *testing.T) {
+	r := recs()
+	r[0].Node, r[1].Node = "n1", "n2"
+	errs := []NodeError{{Node: "n3", Error: "timed out"}, {Node: "<b>n4</b>", Error: `bad response: <script>alert(1)</script>`}}
+	s := &partialStore{res: Partial{Records: r, Truncated: true, Errors: errs}}
+	h := newH(s, Options{NodeName: "manager-should-not-show"})
+	w := do(h, "GET", "/api/v1/flows?ip=198.51.100.7")
+	var resp Response
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || w.Code != 200 {
+		t.Fatalf("%d %v %s", w.Code, err, w.Body)
+	}
+	if len(resp.Flows) != 2 || resp.Flows[0].Node != "n1" || resp.Flows[1].Node != "n2" || !resp.Truncated {
+		t.Errorf("resp %+v", resp)
+	}
+	if len(resp.Errors) != 2 || resp.Errors[0] != errs[0] || resp.Errors[1] != errs[1] {
+		t.Errorf("errors %+v", resp.Errors)
+	}
+	if !strings.Contains(w.Body.String(), `"errors":[{"node":"n3","error":"timed out"}`) {
+		t.Errorf("body %s", w.Body)
+	}
+	w = do(h, "GET", "/?ip=198.51.100.7")
+	body := w.Body.String()
+	for _, want := range []string{`id="node-errors"`, "n3", "timed out", "&lt;b&gt;n4&lt;/b&gt;", "&lt;script&gt;alert(1)&lt;/script&gt;", "Only the first", "<td>n1</td>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "<script>") || strings.Contains(body, "<b>") {
+		t.Errorf("page not escaped:\n%s", body)
+	}
+
+	// No node answered: 502 with the reasons.
+	s = &partialStore{res: Partial{Errors: errs[:1]}, err: errors.New("every node failed")}
+	h = newH(s, Options{})
+	w = do(h, "GET", "/api/v1/flows?ip=198.51.100.7")
+	var er ErrorResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &er); err != nil || w.Code != 502 || er.Error != "no node answered" || len(er.Errors) != 1 || er.Errors[0] != errs[0] {
+		t.Errorf("%d %s", w.Code, w.Body)
+	}
+	w = do(h, "GET", "/?ip=198.51.100.7")
+	if w.Code != 502 || !strings.Contains(w.Body.String(), "timed out") || !strings.Contains(w.Body.String(), "no node answered") {
+		t.Errorf("%d %s", w.Code, w.Body)
+	}
+	// An error without node errors stays an opaque 500.
+	s = &partialStore{err: errors.New("listing pods: secret detail")}
+	h = newH(s, Options{})
+	w = do(h, "GET", "/api/v1/flows?ip=198.51.100.7")
+	if w.Code != 500 || strings.Contains(w.Body.String(), "secret") {
+		t.Errorf("%d %s", w.Code, w.Body)
+	}
+	// Bad input never reaches the store.
+	if w := do(h, "GET", "/api/v1/flows?ip=300.1.1.1"); w.Code != 400 || len(s.calls()) != 1 {
+		t.Errorf("%d, %d calls", w.Code, len(s.calls()))
 	}
 }

@@ -5,6 +5,7 @@ package manager
 import (
 	"flag"
 	"fmt"
+	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -22,6 +23,9 @@ import (
 	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/admission"
 	"github.com/planetkube/planetkube/internal/fairshare"
+	"github.com/planetkube/planetkube/internal/flowfanout"
+	"github.com/planetkube/planetkube/internal/flowquery"
+	"github.com/planetkube/planetkube/internal/slicedir"
 )
 
 // Options are the manager's settings, one flag each.
@@ -40,6 +44,10 @@ type Options struct {
 	WebhookHost          string
 	WebhookPort          int
 	WebhookCertDir       string
+	FlowLookupAddr       string
+	AgentNamespace       string
+	AgentSelector        string
+	AgentPort            int
 }
 
 // BindFlags registers the options on a flag set, with their defaults.
@@ -60,6 +68,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookHost, "webhook-host", "", "Address the webhook server listens on (default: all).")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Folder with the webhook server's tls.crt and tls.key (default: controller-runtime's).")
+	fs.StringVar(&o.FlowLookupAddr, "flow-lookup-address", ":9470", "Address of the cluster-wide flow lookup page (/) and JSON API (/api/v1/flows), which asks every node agent; 0 disables it.")
+	fs.StringVar(&o.AgentNamespace, "agent-namespace", "planetkube-system", "Namespace of the node agents' pods.")
+	fs.StringVar(&o.AgentSelector, "agent-selector", "app.kubernetes.io/component=node-agent", "Label selector of the node agents' pods.")
+	fs.IntVar(&o.AgentPort, "agent-port", 9470, "Port of the node agents' lookup API.")
 }
 
 // Scheme returns a scheme with the Kubernetes and PlanetKube kinds.
@@ -159,6 +171,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ResourcePool controller: %w", err)
 	}
+	if o.FlowLookupAddr != "0" && o.FlowLookupAddr != "" {
+		if err := setupFlowLookup(mgr, o); err != nil {
+			return err
+		}
+	}
 	if o.Webhooks {
 		if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the Slice webhook: %w", err)
@@ -171,4 +188,33 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		}
 	}
 	return nil
+}
+
+// setupFlowLookup serves the cluster-wide flow lookup (FlowLookupHandler).
+func setupFlowLookup(mgr ctrl.Manager, o Options) error {
+	handler, err := FlowLookupHandler(mgr.GetAPIReader(), mgr.GetClient(), o)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(&flowquery.Server{Addr: o.FlowLookupAddr, Handler: handler}); err != nil {
+		return fmt.Errorf("adding the flow lookup server: %w", err)
+	}
+	return nil
+}
+
+// FlowLookupHandler is the cluster-wide flow lookup: the node agents' page
+// and API, answered by asking every agent and merging what they return. The
+// agents are found by listing their pods through agents (the API, not the
+// cache, which holds only slivers); slices resolves slice details.
+func FlowLookupHandler(agents, slices client.Reader, o Options) (http.Handler, error) {
+	sel, err := labels.Parse(o.AgentSelector)
+	if err != nil {
+		return nil, fmt.Errorf("--agent-selector: %w", err)
+	}
+	if o.AgentPort < 1 || o.AgentPort > 65535 {
+		return nil, fmt.Errorf("--agent-port must be in 1..65535, got %d", o.AgentPort)
+	}
+	fanout := flowfanout.New(flowfanout.PodTargets(agents, o.AgentNamespace, sel, o.AgentPort), flowfanout.Options{})
+	dir := &slicedir.Directory{Reader: slices, Authority: o.Authority}
+	return flowquery.NewHandler(fanout, dir, flowquery.Options{}), nil
 }

@@ -1,0 +1,246 @@
+// Package agent is the node agent (`planetkube node-agent`), PlanetKube's
+// PlanetFlow: on every node it captures the host's conntrack flows, attributes
+// each to the sliver (and slice) that sent it by (IP, time), stores the flows
+// locally and serves a lookup page and JSON API that answer "who sent traffic
+// to this IP at that time".
+//
+// It runs as a DaemonSet with host network and NET_ADMIN. It reads (never
+// writes) the Pods of its node and the cluster's Slices and Sites.
+package agent
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/flowattr"
+	"github.com/planetkube/planetkube/internal/flowcapture"
+	"github.com/planetkube/planetkube/internal/flowquery"
+	"github.com/planetkube/planetkube/internal/flowstore"
+	"github.com/planetkube/planetkube/internal/slicedir"
+)
+
+// Options are the agent's settings, one flag each.
+type Options struct {
+	NodeName         string
+	Authority        string
+	DataDir          string
+	Retention        time.Duration
+	MaxBytes         int64
+	ListenAddr       string
+	MetricsAddr      string
+	ProbeAddr        string
+	NetNS            string
+	DumpInterval     time.Duration
+	ReadBuffer       int
+	PruneInterval    time.Duration
+	EnableAccounting bool
+	MaxResults       int
+	RatePerSecond    float64
+	Burst            int
+}
+
+// DefaultListenAddr is where the lookup page and API listen by default.
+const DefaultListenAddr = ":9470"
+
+// BindFlags registers the options on a flag set, with their defaults.
+// NODE_NAME in the environment (the DaemonSet sets it from spec.nodeName)
+// is the default node name.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this agent runs on (default: $NODE_NAME).")
+	fs.StringVar(&o.Authority, "authority", "plc", "Name of this install's slice authority: the first part of slice full names.")
+	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/planetkube/flows", "Folder of the flow store.")
+	fs.DurationVar(&o.Retention, "retention", flowstore.DefaultRetention, "How long flows are kept after they end.")
+	fs.Int64Var(&o.MaxBytes, "max-bytes", 0, "Cap on the flow store's size on disk in bytes; 0 means no cap (retention by age only).")
+	fs.StringVar(&o.ListenAddr, "listen-address", DefaultListenAddr, "Address of the lookup page (/) and JSON API (/api/v1/flows).")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9471", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":9472", "Address of the /healthz and /readyz endpoints; 0 disables them.")
+	fs.StringVar(&o.NetNS, "netns", "", "Network namespace to audit, as a path such as /run/netns/x (default: the agent's own, the host's in the DaemonSet).")
+	fs.DurationVar(&o.DumpInterval, "dump-interval", time.Minute, "How often open flows are dumped, so that long-lived flows are recorded before they end.")
+	fs.IntVar(&o.ReadBuffer, "read-buffer", 32<<20, "Receive buffer of the conntrack event socket, in bytes.")
+	fs.DurationVar(&o.PruneInterval, "prune-interval", 10*time.Minute, "How often the store applies its retention.")
+	fs.BoolVar(&o.EnableAccounting, "enable-accounting", true, "Turn on conntrack byte accounting and timestamps (net.netfilter.nf_conntrack_acct and _timestamp).")
+	fs.IntVar(&o.MaxResults, "max-results", 1000, "Most flows one lookup returns.")
+	fs.Float64Var(&o.RatePerSecond, "lookup-rate", 5, "Lookups per second allowed to each client IP.")
+	fs.IntVar(&o.Burst, "lookup-burst", 10, "Lookups a client IP may make in a burst above its rate.")
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.NodeName == "" {
+		errs = append(errs, errors.New("--node-name (or $NODE_NAME) is required"))
+	}
+	if o.Authority == "" {
+		errs = append(errs, errors.New("--authority must not be empty"))
+	}
+	if o.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if o.Retention <= 0 {
+		errs = append(errs, fmt.Errorf("--retention must be positive, got %v", o.Retention))
+	}
+	if o.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("--max-bytes must not be negative, got %d", o.MaxBytes))
+	}
+	if o.DumpInterval <= 0 || o.PruneInterval <= 0 {
+		errs = append(errs, errors.New("--dump-interval and --prune-interval must be positive"))
+	}
+	if o.MaxResults < 1 || o.MaxResults > flowstore.MaxLimit-1 {
+		errs = append(errs, fmt.Errorf("--max-results must be in 1..%d, got %d", flowstore.MaxLimit-1, o.MaxResults))
+	}
+	return errors.Join(errs...)
+}
+
+// Main parses the flags and runs the agent until SIGTERM or SIGINT.
+func Main(args []string) error {
+	var o Options
+	fs := flag.NewFlagSet("node-agent", flag.ContinueOnError)
+	o.BindFlags(fs)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return Run(ctrl.SetupSignalHandler(), cfg, o)
+}
+
+// Run runs the agent until ctx ends. Records committed to the store before
+// it returns (or before the process is killed) are kept.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	log := ctrl.Log.WithName("node-agent")
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if o.EnableAccounting {
+		if err := flowcapture.EnableAccounting(o.NetNS); err != nil {
+			return fmt.Errorf("turning on conntrack accounting: %w", err)
+		}
+	}
+	store, err := flowstore.Open(ctx, flowstore.Options{Dir: o.DataDir, Retention: o.Retention, MaxBytes: o.MaxBytes})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error(err, "Closing the flow store")
+		}
+	}()
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme(),
+		Cache:                  cacheOptions(o.NodeName),
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress: o.ProbeAddr,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the agent's manager: %w", err)
+	}
+	dir := &slicedir.Directory{Reader: mgr.GetCache(), Authority: o.Authority}
+	tracker := &PodTracker{History: flowattr.NewHistory(), FullName: dir.FullName}
+	podsSynced, err := watchPods(ctx, mgr.GetCache(), tracker)
+	if err != nil {
+		return err
+	}
+	m, capMetrics := processMetrics(store)
+	pipe := &pipeline{store: store, history: tracker.History, metrics: m, log: log}
+	capture := &captureRunnable{o: o, podsSynced: podsSynced, pipe: pipe, metrics: capMetrics}
+	if err := mgr.Add(capture); err != nil {
+		return err
+	}
+	if err := mgr.Add(&pruner{store: store, history: tracker.History, every: o.PruneInterval, retention: o.Retention, metrics: m, log: log}); err != nil {
+		return err
+	}
+	handler := flowquery.NewHandler(store, dir, flowquery.Options{
+		MaxResults: o.MaxResults, RatePerSecond: o.RatePerSecond, Burst: o.Burst, NodeName: o.NodeName,
+	})
+	if err := mgr.Add(&flowquery.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("capture", capture.ready); err != nil {
+		return err
+	}
+	log.Info("Starting node agent", "node", o.NodeName, "dataDir", o.DataDir, "listen", o.ListenAddr, "netns", o.NetNS)
+	return mgr.Start(ctx)
+}
+
+// cacheOptions caches the Pods of this node only, and Slices and Sites, with
+// managed fields dropped.
+func cacheOptions(node string) cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", node)},
+		},
+	}
+}
+
+// watchPods feeds the tracker from the Pod informer; the returned function
+// says when the informer's first list has been delivered.
+func watchPods(ctx context.Context, c cache.Cache, t *PodTracker) (func() bool, error) {
+	inf, err := c.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return nil, fmt.Errorf("getting the Pod informer: %w", err)
+	}
+	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if p, ok := obj.(*corev1.Pod); ok {
+				t.Update(p)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if p, ok := obj.(*corev1.Pod); ok {
+				t.Update(p)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				t.Delete(p)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watching Pods: %w", err)
+	}
+	return reg.HasSynced, nil
+}
+
+// scheme has the kinds the agent reads: core Kubernetes and PlanetKube's.
+func scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(planetv1.AddToScheme(s))
+	return s
+}

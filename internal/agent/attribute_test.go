@@ -1,0 +1,163 @@
+package agent
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/flow"
+	"github.com/planetkube/planetkube/internal/flowattr"
+	"github.com/planetkube/planetkube/internal/slicedir"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+func TestAttribute(t *testing.T) {
+	h := flowattr.NewHistory()
+	sliver := flowattr.Holder{Slice: "plc.princeton.codeen", Sliver: "princeton-codeen/codeen-n1", PodUID: "u1"}
+	web := flowattr.Holder{Slice: "plc.mit.web", Sliver: "mit-web/web-n1", PodUID: "u2"}
+	h.Assign(netip.MustParseAddr("10.244.0.5"), sliver, t0)
+	h.Assign(netip.MustParseAddr("fd00::5"), sliver, t0)
+	h.Assign(netip.MustParseAddr("10.244.0.9"), web, t0)
+
+	tests := []struct {
+		name string
+		rec  flow.Record
+		want flowattr.Holder
+		n    int
+	}{{
+		name: "outgoing flow names its source pod",
+		rec:  flow.Record{Start: t0.Add(time.Minute), Orig: flow.Tuple{Src: ap("10.244.0.5:40000"), Dst: ap("198.51.100.7:80")}},
+		want: sliver, n: 1,
+	}, {
+		name: "IPv4-mapped source is normalized and attributed",
+		rec:  flow.Record{Start: t0.Add(time.Minute), Orig: flow.Tuple{Src: ap("[::ffff:10.244.0.5]:40000"), Dst: ap("[::ffff:198.51.100.7]:80")}},
+		want: sliver, n: 1,
+	}, {
+		name: "IPv6 source",
+		rec:  flow.Record{Start: t0.Add(time.Minute), Orig: flow.Tuple{Src: ap("[fd00::5]:1"), Dst: ap("[2001:db8::1]:80")}},
+		want: sliver, n: 1,
+	}, {
+		name: "incoming flow names the pod that accepted it",
+		rec:  flow.Record{Start: t0.Add(time.Minute), Orig: flow.Tuple{Src: ap("198.51.100.7:5555"), Dst: ap("10.244.0.9:80")}},
+		want: web, n: 1,
+	}, {
+		name: "a flow from before the pod held the IP is node traffic",
+		rec:  flow.Record{Start: t0.Add(-time.Minute), Orig: flow.Tuple{Src: ap("10.244.0.5:40000"), Dst: ap("198.51.100.7:80")}},
+		want: flowattr.Holder{}, n: 0,
+	}, {
+		name: "a flow of no pod is node traffic, and stale names are cleared",
+		rec:  flow.Record{Start: t0.Add(time.Minute), Orig: flow.Tuple{Src: ap("192.0.2.1:22"), Dst: ap("198.51.100.7:80")}, Slice: "stale", Sliver: "x/y", PodUID: "z"},
+		want: flowattr.Holder{}, n: 0,
+	}, {
+		name: "an open flow without a start is attributed at its end",
+		rec:  flow.Record{End: t0.Add(time.Minute), Orig: flow.Tuple{Src: ap("10.244.0.9:1"), Dst: ap("198.51.100.7:80")}},
+		want: web, n: 1,
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			recs := []flow.Record{tc.rec}
+			if n := Attribute(recs, h.At); n != tc.n {
+				t.Errorf("Attribute returned %d, want %d", n, tc.n)
+			}
+			got := flowattr.Holder{Slice: recs[0].Slice, Sliver: recs[0].Sliver, PodUID: recs[0].PodUID}
+			if got != tc.want {
+				t.Errorf("Attributed to %+v, want %+v", got, tc.want)
+			}
+			for _, a := range []netip.AddrPort{recs[0].Orig.Src, recs[0].Orig.Dst} {
+				if a.Addr().Is4In6() {
+					t.Errorf("Address %v left IPv4-mapped", a)
+				}
+			}
+		})
+	}
+}
+
+func sliverPod(name, uid, ip string, phase corev1.PodPhase, start time.Time) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "princeton-codeen", UID: typesUID(uid), Labels: map[string]string{
+			planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelSite: "princeton", planetv1.LabelSlice: "codeen",
+		}},
+		Status: corev1.PodStatus{Phase: phase},
+	}
+	if ip != "" {
+		p.Status.PodIP = ip
+		p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+	}
+	if !start.IsZero() {
+		st := metav1.NewTime(start)
+		p.Status.StartTime = &st
+	}
+	return p
+}
+
+func TestPodTracker(t *testing.T) {
+	now := t0
+	tr := &PodTracker{History: flowattr.NewHistory(), FullName: (&slicedir.Directory{Authority: "plc"}).FullName, Now: func() time.Time { return now }}
+	ip := netip.MustParseAddr("10.244.0.5")
+	holderAt := func(at time.Time) string {
+		h, ok := tr.History.At(ip, at)
+		if !ok {
+			return ""
+		}
+		return h.PodUID + " " + h.Slice
+	}
+
+	// A pod first seen running holds its IP since its start time.
+	tr.Update(sliverPod("a", "uid-a", "10.244.0.5", corev1.PodRunning, t0.Add(-time.Hour)))
+	if got := holderAt(t0.Add(-30 * time.Minute)); got != "uid-a plc.princeton.codeen" {
+		t.Fatalf("Before the agent saw it, the IP was held by %q, want pod a of plc.princeton.codeen", got)
+	}
+	// It ends: the IP is released when that is seen.
+	now = t0.Add(time.Minute)
+	tr.Update(sliverPod("a", "uid-a", "10.244.0.5", corev1.PodSucceeded, t0.Add(-time.Hour)))
+	// A second pod is first seen Pending without an IP, then gains a's IP.
+	now = t0.Add(2 * time.Minute)
+	tr.Update(sliverPod("b", "uid-b", "", corev1.PodPending, time.Time{}))
+	now = t0.Add(3 * time.Minute)
+	tr.Update(sliverPod("b", "uid-b", "10.244.0.5", corev1.PodRunning, t0.Add(2*time.Minute)))
+
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{t0.Add(30 * time.Second), "uid-a plc.princeton.codeen"},
+		{t0.Add(90 * time.Second), ""},
+		{t0.Add(150 * time.Second), ""}, // b had no IP yet
+		{t0.Add(4 * time.Minute), "uid-b plc.princeton.codeen"},
+	} {
+		if got := holderAt(tc.at); got != tc.want {
+			t.Errorf("At %v the IP was held by %q, want %q", tc.at.Sub(t0), got, tc.want)
+		}
+	}
+
+	// Deleting b releases the IP.
+	now = t0.Add(5 * time.Minute)
+	tr.Delete(sliverPod("b", "uid-b", "10.244.0.5", corev1.PodRunning, t0.Add(2*time.Minute)))
+	if got := holderAt(t0.Add(6 * time.Minute)); got != "" {
+		t.Errorf("After b was deleted the IP was held by %q", got)
+	}
+
+	// Host-network pods and pods of no slice.
+	hostNet := sliverPod("h", "uid-h", "192.0.2.10", corev1.PodRunning, t0)
+	hostNet.Spec.HostNetwork = true
+	tr.Update(hostNet)
+	if _, ok := tr.History.At(netip.MustParseAddr("192.0.2.10"), t0.Add(time.Hour)); ok {
+		t.Error("A host-network pod was given the node's IP")
+	}
+	plain := sliverPod("dns", "uid-dns", "10.244.0.7", corev1.PodRunning, t0)
+	plain.Labels = nil
+	tr.Update(plain)
+	if h, ok := tr.History.At(netip.MustParseAddr("10.244.0.7"), t0.Add(time.Hour)); !ok || h.Slice != "" || h.Sliver != "princeton-codeen/dns" {
+		t.Errorf("A pod of no slice is held as %+v, %v; want its name and no slice", h, ok)
+	}
+}
+
+func typesUID(s string) types.UID { return types.UID(s) }

@@ -1,0 +1,129 @@
+package agent
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/flowattr"
+)
+
+// PodTracker turns the Pods of this node, as the informer sees them, into the
+// IP history that flows are attributed against.
+//
+// When an IP is assigned: a pod first seen already holding its IP (the agent
+// started after it, or missed its Pending state) holds it from its
+// status.startTime, so flows still open from before the agent started are
+// attributed; a pod seen gaining an IP holds it from the moment that is seen.
+// A pod that ends (Succeeded, Failed) or is deleted releases its IPs when that
+// is seen. Host-network pods hold no IP of their own: their traffic is node
+// traffic.
+type PodTracker struct {
+	// History receives the assignments; queries read it concurrently.
+	History *flowattr.History
+	// FullName returns a slice's full name from its site and name.
+	FullName func(site, slice string) string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	mu   sync.Mutex
+	held map[types.UID][]netip.Addr // the IPs each known pod holds now
+}
+
+func (t *PodTracker) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
+// Update records a pod that was added or changed.
+func (t *PodTracker) Update(pod *corev1.Pod) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held == nil {
+		t.held = map[types.UID][]netip.Addr{}
+	}
+	now := t.now()
+	old, known := t.held[pod.UID]
+	ips := podIPs(pod)
+	for _, ip := range old {
+		if !containsAddr(ips, ip) {
+			t.History.Release(ip, string(pod.UID), now)
+		}
+	}
+	from := now
+	if !known {
+		from = heldSince(pod, now)
+	}
+	holder := t.holder(pod)
+	for _, ip := range ips {
+		if !containsAddr(old, ip) {
+			t.History.Assign(ip, holder, from)
+		}
+	}
+	t.held[pod.UID] = ips
+}
+
+// Delete records a pod that is gone.
+func (t *PodTracker) Delete(pod *corev1.Pod) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	for _, ip := range t.held[pod.UID] {
+		t.History.Release(ip, string(pod.UID), now)
+	}
+	delete(t.held, pod.UID)
+}
+
+// holder names the pod; slivers (labelled by the Slice controller) carry
+// their slice's full name, other pods none.
+func (t *PodTracker) holder(pod *corev1.Pod) flowattr.Holder {
+	h := flowattr.Holder{Sliver: pod.Namespace + "/" + pod.Name, PodUID: string(pod.UID)}
+	l := pod.Labels
+	if l[planetv1.LabelManagedBy] == planetv1.ManagedByValue && l[planetv1.LabelSite] != "" && l[planetv1.LabelSlice] != "" && t.FullName != nil {
+		h.Slice = t.FullName(l[planetv1.LabelSite], l[planetv1.LabelSlice])
+	}
+	return h
+}
+
+// podIPs returns the IPs a pod holds now: none for host-network pods and for
+// pods that have ended.
+func podIPs(pod *corev1.Pod) []netip.Addr {
+	if pod.Spec.HostNetwork || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil && pod.Status.Phase != corev1.PodRunning {
+		return nil
+	}
+	var out []netip.Addr
+	add := func(s string) {
+		if a, err := netip.ParseAddr(s); err == nil && !containsAddr(out, a.Unmap()) {
+			out = append(out, a.Unmap())
+		}
+	}
+	for _, p := range pod.Status.PodIPs {
+		add(p.IP)
+	}
+	add(pod.Status.PodIP)
+	return out
+}
+
+// heldSince is when a pod first seen with its IP is taken to have held it:
+// its start time, unless that is missing or in the future.
+func heldSince(pod *corev1.Pod, now time.Time) time.Time {
+	if st := pod.Status.StartTime; st != nil && !st.Time.After(now) {
+		return st.Time
+	}
+	return now
+}
+
+func containsAddr(list []netip.Addr, a netip.Addr) bool {
+	for _, b := range list {
+		if a == b {
+			return true
+		}
+	}
+	return false
+}
