@@ -13,7 +13,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,6 +58,7 @@ type Options struct {
 	MaxResults       int
 	RatePerSecond    float64
 	Burst            int
+	Unlimited        string
 }
 
 // DefaultListenAddr is where the lookup page and API listen by default.
@@ -81,6 +84,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxResults, "max-results", 1000, "Most flows one lookup returns.")
 	fs.Float64Var(&o.RatePerSecond, "lookup-rate", 5, "Lookups per second allowed to each client IP.")
 	fs.IntVar(&o.Burst, "lookup-burst", 10, "Lookups a client IP may make in a burst above its rate.")
+	fs.StringVar(&o.Unlimited, "lookup-unlimited", "", "Comma-separated networks (CIDRs) whose clients are not rate-limited, such as the manager's pod network: its cluster-wide lookup asks every agent on behalf of all its own clients.")
 }
 
 // Validate checks the options.
@@ -104,10 +108,29 @@ func (o *Options) Validate() error {
 	if o.DumpInterval <= 0 || o.PruneInterval <= 0 {
 		errs = append(errs, errors.New("--dump-interval and --prune-interval must be positive"))
 	}
+	if _, err := o.unlimited(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.MaxResults < 1 || o.MaxResults > flowstore.MaxLimit-1 {
 		errs = append(errs, fmt.Errorf("--max-results must be in 1..%d, got %d", flowstore.MaxLimit-1, o.MaxResults))
 	}
 	return errors.Join(errs...)
+}
+
+// unlimited parses --lookup-unlimited.
+func (o *Options) unlimited() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(o.Unlimited, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("--lookup-unlimited: %q is not a CIDR such as 10.244.0.0/16", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // Main parses the flags and runs the agent until SIGTERM or SIGINT.
@@ -177,8 +200,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err := mgr.Add(&pruner{store: store, history: tracker.History, every: o.PruneInterval, retention: o.Retention, metrics: m, log: log}); err != nil {
 		return err
 	}
+	unlimited, _ := o.unlimited() // validated above
 	handler := flowquery.NewHandler(store, dir, flowquery.Options{
-		MaxResults: o.MaxResults, RatePerSecond: o.RatePerSecond, Burst: o.Burst, NodeName: o.NodeName,
+		MaxResults: o.MaxResults, RatePerSecond: o.RatePerSecond, Burst: o.Burst, NodeName: o.NodeName, Unlimited: unlimited,
 	})
 	if err := mgr.Add(&flowquery.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
 		return err

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,3 +162,34 @@ func TestPodTracker(t *testing.T) {
 }
 
 func typesUID(s string) types.UID { return types.UID(s) }
+
+func TestOptionsValidate(t *testing.T) {
+	valid := func() Options {
+		return Options{NodeName: "n1", Authority: "plc", DataDir: "/tmp/x", Retention: time.Hour, DumpInterval: time.Minute, PruneInterval: time.Minute, MaxResults: 1000}
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*Options)
+		error string
+	}{
+		{"valid", func(*Options) {}, ""},
+		{"no node", func(o *Options) { o.NodeName = "" }, "--node-name"},
+		{"negative size", func(o *Options) { o.MaxBytes = -1 }, "--max-bytes"},
+		{"zero retention", func(o *Options) { o.Retention = 0 }, "--retention"},
+		{"too many results", func(o *Options) { o.MaxResults = 1 << 20 }, "--max-results"},
+		{"bad CIDR", func(o *Options) { o.Unlimited = "10.0.0.0/8, nonsense" }, `"nonsense" is not a CIDR`},
+		{"good CIDRs", func(o *Options) { o.Unlimited = "10.0.0.0/8, fd00::/64" }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := valid()
+			tc.edit(&o)
+			err := o.Validate()
+			switch {
+			case tc.error == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.error != "" && (err == nil || !strings.Contains(err.Error(), tc.error)):
+				t.Errorf("Validate() = %v, want an error mentioning %q", err, tc.error)
+			}
+		})
+	}
+}
