@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
 )
 
 // RequireRootEnv is the environment variable that turns RequireRoot's skip
