@@ -59,6 +59,7 @@ type Options struct {
 	RatePerSecond    float64
 	Burst            int
 	Unlimited        string
+	SetupOnly        bool
 }
 
 // DefaultListenAddr is where the lookup page and API listen by default.
@@ -84,6 +85,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxResults, "max-results", 1000, "Most flows one lookup returns.")
 	fs.Float64Var(&o.RatePerSecond, "lookup-rate", 5, "Lookups per second allowed to each client IP.")
 	fs.IntVar(&o.Burst, "lookup-burst", 10, "Lookups a client IP may make in a burst above its rate.")
+	fs.BoolVar(&o.SetupOnly, "setup-only", false, "Turn on conntrack accounting and timestamps, then exit (the DaemonSet's privileged init container).")
 	fs.StringVar(&o.Unlimited, "lookup-unlimited", "", "Comma-separated networks (CIDRs) whose clients are not rate-limited, such as the manager's pod network: its cluster-wide lookup asks every agent on behalf of all its own clients.")
 }
 
@@ -144,6 +146,13 @@ func Main(args []string) error {
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if o.SetupOnly {
+		if err := flowcapture.EnableAccounting(o.NetNS); err != nil {
+			return fmt.Errorf("turning on conntrack accounting: %w", err)
+		}
+		ctrl.Log.WithName("node-agent").Info("Turned on conntrack accounting and timestamps", "netns", o.NetNS)
+		return nil
+	}
 	if err := o.Validate(); err != nil {
 		return err
 	}
