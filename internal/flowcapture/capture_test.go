@@ -299,23 +299,11 @@ func TestCaptureLongFlow(t *testing.T) {
 	}
 }
 
-// TestCaptureOverflow overflows a tiny event socket buffer with a burst of
-// short UDP flows and checks that the capture re-syncs, keeps working, and
-// accounts for every flow: each has exactly one record with End set, either
-// final (its DESTROY was seen) or lost (it vanished between dumps).
-func TestCaptureOverflow(t *testing.T) {
-	netnstest.RequireRoot(t)
-	t.Parallel()
-	const timeout = 3 * time.Second
-	topo := netnstest.NewNode(t, netnstest.NodeOptions{Pods: 4, ConntrackTimeout: timeout})
-	udp := netnstest.StartUDPServer(t, topo.Internet)
-	tcp := netnstest.StartTCPServer(t, topo.Internet)
-	col, m := startCapture(t, topo, Options{ReadBuffer: 4096, PlainReadBuffer: true, UnreliableEvents: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-
-	const perWorker, workers = 1000, 16
-	dst := netip.AddrPortFrom(topo.Internet.IPv4, udp.Port())
+// sendUDPBurst sends perWorker one-datagram UDP exchanges from each of
+// workers goroutines, spread over the topology's pods, and returns the local
+// addresses each worker used.
+func sendUDPBurst(ctx context.Context, t *testing.T, topo *netnstest.Node, dst netip.AddrPort, workers, perWorker int) [][]netip.AddrPort {
+	t.Helper()
 	made := make([][]netip.AddrPort, workers)
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -339,6 +327,27 @@ func TestCaptureOverflow(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	return made
+}
+
+// TestCaptureOverflow overflows a tiny event socket buffer with a burst of
+// short UDP flows and checks that the capture re-syncs, keeps working, and
+// accounts for every flow: each has exactly one record with End set, either
+// final (its DESTROY was seen) or lost (it vanished between dumps).
+func TestCaptureOverflow(t *testing.T) {
+	netnstest.RequireRoot(t)
+	t.Parallel()
+	const timeout = 3 * time.Second
+	topo := netnstest.NewNode(t, netnstest.NodeOptions{Pods: 4, ConntrackTimeout: timeout})
+	udp := netnstest.StartUDPServer(t, topo.Internet)
+	tcp := netnstest.StartTCPServer(t, topo.Internet)
+	col, m := startCapture(t, topo, Options{ReadBuffer: 4096, PlainReadBuffer: true, UnreliableEvents: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+
+	const perWorker, workers = 1000, 16
+	dst := netip.AddrPortFrom(topo.Internet.IPv4, udp.Port())
+	made := sendUDPBurst(ctx, t, topo, dst, workers, perWorker)
 	t.Logf("Made %d UDP flows; overflows so far %v", workers*perWorker, value(m.Overflows))
 
 	// A flow after the burst is still captured.
@@ -413,29 +422,7 @@ func TestCaptureReliableBurst(t *testing.T) {
 
 	const perWorker, workers = 500, 16
 	dst := netip.AddrPortFrom(topo.Internet.IPv4, udp.Port())
-	made := make([][]netip.AddrPort, workers)
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pod := topo.Pods[w%len(topo.Pods)]
-			for range perWorker {
-				local, err := pod.SendUDP(ctx, dst, 1, 10)
-				if err != nil {
-					errs <- err
-					return
-				}
-				made[w] = append(made[w], local)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	made := sendUDPBurst(ctx, t, topo, dst, workers, perWorker)
 	want := make(map[netip.AddrPort]bool, workers*perWorker)
 	for _, ws := range made {
 		for _, a := range ws {
