@@ -56,9 +56,7 @@ var _ = Describe("Site controller", func() {
 		}).Should(Succeed())
 
 		By("removing the techs, their binding goes")
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(site), site)).To(Succeed())
-		site.Spec.Techs = nil
-		Expect(k8s.Update(ctx, site)).To(Succeed())
+		Expect(updateSpec(client.ObjectKeyFromObject(site), site, func() { site.Spec.Techs = nil })).To(Succeed())
 		Eventually(func() error {
 			return k8s.Get(ctx, client.ObjectKey{Namespace: "alpha", Name: "planetkube-site-tech"}, rb)
 		}).Should(Satisfy(apierrors.IsNotFound))

@@ -208,15 +208,11 @@ var _ = Describe("Slice controller", func() {
 		}).Should(Succeed())
 
 		By("suspend removes the slivers and keeps the rest; resume brings them back")
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())
-		slice.Spec.State = planetv1.SliceSuspended
-		Expect(k8s.Update(ctx, slice)).To(Succeed())
+		Expect(updateSpec(client.ObjectKeyFromObject(slice), slice, func() { slice.Spec.State = planetv1.SliceSuspended })).To(Succeed())
 		Eventually(sliverNodes(slice)).Should(BeEmpty())
 		Eventually(condition(slice, planetv1.ConditionSuspended)).Should(withReason(metav1.ConditionTrue, "Suspended"))
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: nsName, Name: naming.SliceUsersRoleBinding}, rb)).To(Succeed())
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())
-		slice.Spec.State = planetv1.SliceActive
-		Expect(k8s.Update(ctx, slice)).To(Succeed())
+		Expect(updateSpec(client.ObjectKeyFromObject(slice), slice, func() { slice.Spec.State = planetv1.SliceActive })).To(Succeed())
 		Eventually(sliverNodes(slice)).Should(HaveLen(4))
 
 		By("delete: the slice namespace goes and the Slice is released")
@@ -241,16 +237,12 @@ var _ = Describe("Slice controller", func() {
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), &planetv1.Slice{})).To(Succeed())
 
 		By("a renewal past 8 weeks is refused and the old expiry stays")
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())
-		slice.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(57 * 24 * time.Hour)}
-		Expect(k8s.Update(ctx, slice)).To(Succeed())
+		Expect(updateSpec(client.ObjectKeyFromObject(slice), slice, func() { slice.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(57 * 24 * time.Hour)} })).To(Succeed())
 		Eventually(condition(slice, planetv1.ConditionReady)).Should(And(withReason(metav1.ConditionFalse, "InvalidExpiry"), HaveField("Message", ContainSubstring("more than 8 weeks ahead"))))
 		Consistently(sliverNodes(slice), 2*time.Second).Should(BeEmpty())
 
 		By("a renewal within 8 weeks brings the slivers back")
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())
-		slice.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(7 * 24 * time.Hour)}
-		Expect(k8s.Update(ctx, slice)).To(Succeed())
+		Expect(updateSpec(client.ObjectKeyFromObject(slice), slice, func() { slice.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(7 * 24 * time.Hour)} })).To(Succeed())
 		Eventually(sliverNodes(slice)).Should(HaveLen(1))
 		Eventually(condition(slice, planetv1.ConditionExpired)).Should(withReason(metav1.ConditionFalse, "NotExpired"))
 	})
@@ -283,9 +275,7 @@ var _ = Describe("Slice controller", func() {
 
 		By("disabling the site stops its slices")
 		site := &planetv1.Site{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Name: "lim"}, site)).To(Succeed())
-		site.Spec.State = planetv1.SiteDisabled
-		Expect(k8s.Update(ctx, site)).To(Succeed())
+		Expect(updateSpec(client.ObjectKey{Name: "lim"}, site, func() { site.Spec.State = planetv1.SiteDisabled })).To(Succeed())
 		Eventually(condition(second, planetv1.ConditionReady)).Should(withReason(metav1.ConditionFalse, "SiteDisabled"))
 		Eventually(sliverNodes(second)).Should(BeEmpty())
 

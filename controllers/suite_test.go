@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -123,4 +124,16 @@ func setNodeReady(n *corev1.Node, status corev1.ConditionStatus) {
 func deleteNode(name string) {
 	GinkgoHelper()
 	Expect(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+}
+
+// updateSpec reads obj at key, applies change and writes it, again on a
+// conflict: the controllers write the same objects (status, finalizers).
+func updateSpec(key client.ObjectKey, obj client.Object, change func()) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, key, obj); err != nil {
+			return err
+		}
+		change()
+		return k8s.Update(ctx, obj)
+	})
 }
