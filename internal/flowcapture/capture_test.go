@@ -301,8 +301,8 @@ func TestCaptureLongFlow(t *testing.T) {
 
 // sendUDPBurst sends perWorker one-datagram UDP exchanges from each of
 // workers goroutines, spread over the topology's pods, and returns the local
-// addresses each worker used.
-func sendUDPBurst(ctx context.Context, t *testing.T, topo *netnstest.Node, dst netip.AddrPort, workers, perWorker int) [][]netip.AddrPort {
+// addresses they used.
+func sendUDPBurst(ctx context.Context, t *testing.T, topo *netnstest.Node, dst netip.AddrPort, workers, perWorker int) map[netip.AddrPort]bool {
 	t.Helper()
 	made := make([][]netip.AddrPort, workers)
 	var wg sync.WaitGroup
@@ -327,7 +327,35 @@ func sendUDPBurst(ctx context.Context, t *testing.T, topo *netnstest.Node, dst n
 	for err := range errs {
 		t.Fatal(err)
 	}
-	return made
+	sources := make(map[netip.AddrPort]bool, workers*perWorker)
+	for _, ws := range made {
+		for _, a := range ws {
+			sources[a] = true
+		}
+	}
+	return sources
+}
+
+// flowKey tells flows apart by source and start: a source port may be
+// reused once its first flow ended.
+type flowKey struct {
+	src   netip.AddrPort
+	start time.Time
+}
+
+// endedFlows returns the records with End set of the flows to dst from
+// sources, by flow.
+func endedFlows(col *collector, dst netip.AddrPort, sources map[netip.AddrPort]bool) map[flowKey][]flow.Record {
+	got := make(map[flowKey][]flow.Record)
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	for _, r := range col.recs {
+		if !r.End.IsZero() && r.Orig.Dst == dst && sources[r.Orig.Src] {
+			k := flowKey{r.Orig.Src, r.Start}
+			got[k] = append(got[k], r)
+		}
+	}
+	return got
 }
 
 // TestCaptureOverflow overflows a tiny event socket buffer with a burst of
@@ -347,7 +375,7 @@ func TestCaptureOverflow(t *testing.T) {
 
 	const perWorker, workers = 1000, 16
 	dst := netip.AddrPortFrom(topo.Internet.IPv4, udp.Port())
-	made := sendUDPBurst(ctx, t, topo, dst, workers, perWorker)
+	want := sendUDPBurst(ctx, t, topo, dst, workers, perWorker)
 	t.Logf("Made %d UDP flows; overflows so far %v", workers*perWorker, value(m.Overflows))
 
 	// A flow after the burst is still captured.
@@ -358,42 +386,20 @@ func TestCaptureOverflow(t *testing.T) {
 	}
 	waitFinal(t, col, local, tdst)
 
-	want := make(map[netip.AddrPort]bool, workers*perWorker)
-	for _, ws := range made {
-		for _, a := range ws {
-			want[a] = true
-		}
-	}
-	// Flows are told apart by source and start (a source port may be reused
-	// once its first flow ended). Each must have exactly one record with End
-	// set: final, or lost (with its last known counters).
-	type flowKey struct {
-		src   netip.AddrPort
-		start time.Time
-	}
-	ended := func() (map[flowKey]int, map[netip.AddrPort]bool) {
-		got := make(map[flowKey]int)
-		srcs := make(map[netip.AddrPort]bool)
-		col.mu.Lock()
-		defer col.mu.Unlock()
-		for _, r := range col.recs {
-			if !r.End.IsZero() && r.Orig.Dst == dst && want[r.Orig.Src] {
-				got[flowKey{r.Orig.Src, r.Start}]++
-				srcs[r.Orig.Src] = true
-			}
-		}
-		return got, srcs
-	}
+	// Each flow must have exactly one record with End set: final, or lost
+	// (with its last known counters).
 	eventually(t, 30*time.Second, "a record with End set for every flow", func() bool {
-		_, srcs := ended()
+		srcs := make(map[netip.AddrPort]bool)
+		for k := range endedFlows(col, dst, want) {
+			srcs[k.src] = true
+		}
 		return len(srcs) == len(want)
 	})
-	got, _ := ended()
 	total := 0
-	for k, n := range got {
-		total += n
-		if n != 1 {
-			t.Errorf("Flow from %s started %v has %d records with End set, want 1", k.src, k.start, n)
+	for k, rs := range endedFlows(col, dst, want) {
+		total += len(rs)
+		if len(rs) != 1 {
+			t.Errorf("Flow from %s started %v has %d records with End set, want 1", k.src, k.start, len(rs))
 		}
 	}
 	overflows, lost, resyncs := value(m.Overflows), value(m.LostFlows), value(m.Resyncs)
@@ -422,30 +428,15 @@ func TestCaptureReliableBurst(t *testing.T) {
 
 	const perWorker, workers = 500, 16
 	dst := netip.AddrPortFrom(topo.Internet.IPv4, udp.Port())
-	made := sendUDPBurst(ctx, t, topo, dst, workers, perWorker)
-	want := make(map[netip.AddrPort]bool, workers*perWorker)
-	for _, ws := range made {
-		for _, a := range ws {
-			want[a] = true
-		}
-	}
-	// A source port may be reused: after its first flow ended (a new flow,
-	// with a later start) or within the timeout (the same flow, one more
-	// datagram). So flows are told apart by source and start, and the
-	// datagrams their final records carry add up to those sent.
-	type flowKey struct {
-		src   netip.AddrPort
-		start time.Time
-	}
+	want := sendUDPBurst(ctx, t, topo, dst, workers, perWorker)
+	// A source port reused within the timeout is the same flow (one more
+	// datagram), so the datagrams the final records carry add up to those
+	// sent.
 	ended := func() (map[flowKey][]flow.Record, uint64) {
-		got := make(map[flowKey][]flow.Record)
+		got := endedFlows(col, dst, want)
 		var packets uint64
-		col.mu.Lock()
-		defer col.mu.Unlock()
-		for _, r := range col.recs {
-			if !r.End.IsZero() && r.Orig.Dst == dst && want[r.Orig.Src] {
-				k := flowKey{r.Orig.Src, r.Start}
-				got[k] = append(got[k], r)
+		for _, rs := range got {
+			for _, r := range rs {
 				packets += r.OrigPackets
 			}
 		}
