@@ -29,10 +29,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/flowattr"
 	"github.com/planetkube/planetkube/internal/flowcapture"
 	"github.com/planetkube/planetkube/internal/flowquery"
@@ -138,14 +138,9 @@ func (o *Options) unlimited() ([]netip.Prefix, error) {
 // Main parses the flags and runs the agent until SIGTERM or SIGINT.
 func Main(args []string) error {
 	var o Options
-	fs := flag.NewFlagSet("node-agent", flag.ContinueOnError)
-	o.BindFlags(fs)
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse("node-agent", args, o.BindFlags); err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	if o.SetupOnly {
 		if err := flowcapture.EnableAccounting(o.NetNS); err != nil {
 			return fmt.Errorf("turning on conntrack accounting: %w", err)

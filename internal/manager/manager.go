@@ -15,13 +15,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/admission"
+	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/fairshare"
 	"github.com/planetkube/planetkube/internal/flowfanout"
 	"github.com/planetkube/planetkube/internal/flowquery"
@@ -101,14 +101,9 @@ func CacheOptions() cache.Options {
 // Main parses the flags and runs the manager until SIGTERM or SIGINT.
 func Main(args []string) error {
 	var o Options
-	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	o.BindFlags(fs)
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse("manager", args, o.BindFlags); err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
 	cfg, err := ctrl.GetConfig()
