@@ -251,6 +251,16 @@ func (e *encoder) appendRecord(b []byte, r *flow.Record) []byte {
 	return binary.AppendUvarint(b, attr)
 }
 
+// addrEntry reads a dictionary id at d's position and returns the address
+// that entry interns.
+func addrEntry(d *dec, entry func(uint64) ([]byte, bool)) (netip.Addr, bool) {
+	e, ok := entry(d.uvarint())
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return addrFrom(e)
+}
+
 // decodeRecord decodes the record at d's position (all but the
 // attribution's strings: attr is its dictionary id, 0 for none). entry
 // returns a dictionary entry by id. ok is false on corrupt input.
@@ -272,11 +282,7 @@ func decodeRecord(d *dec, base int64, entry func(uint64) ([]byte, bool), r *flow
 	if flags&fOpen == 0 {
 		r.End = fromMicros(start + unzz(d.uvarint()))
 	}
-	e, ok := entry(d.uvarint())
-	if !ok {
-		return 0, false
-	}
-	src, ok := addrFrom(e)
+	src, ok := addrEntry(d, entry)
 	if !ok {
 		return 0, false
 	}
@@ -300,11 +306,7 @@ func decodeRecord(d *dec, base int64, entry func(uint64) ([]byte, bool), r *flow
 	if flags&fNoNAT != 0 {
 		r.Reply.Dst = r.Orig.Src
 	} else {
-		e, ok := entry(d.uvarint())
-		if !ok {
-			return 0, false
-		}
-		a, ok := addrFrom(e)
+		a, ok := addrEntry(d, entry)
 		if !ok {
 			return 0, false
 		}

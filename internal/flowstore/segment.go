@@ -352,15 +352,25 @@ func parseIndex(b []byte) (idxView, error) {
 
 func (v *idxView) u32(at int) uint32 { return binary.LittleEndian.Uint32(v.b[at:]) }
 
-// blobBytes returns the length-prefixed string at blob offset off.
-func (v *idxView) blobBytes(off uint32) ([]byte, bool) {
+// blobAt returns a decoder after the length prefix at blob offset off, and
+// that length (bytes of a string, items of a list: at most the bytes left).
+func (v *idxView) blobAt(off uint32) (dec, uint64, bool) {
 	at := uint64(v.blob) + uint64(off)
 	if at >= uint64(len(v.b)) {
-		return nil, false
+		return dec{}, 0, false
 	}
 	d := dec{b: v.b[at:]}
 	n := d.uvarint()
 	if n > uint64(len(d.b)) {
+		return dec{}, 0, false
+	}
+	return d, n, true
+}
+
+// blobBytes returns the length-prefixed string at blob offset off.
+func (v *idxView) blobBytes(off uint32) ([]byte, bool) {
+	d, n, ok := v.blobAt(off)
+	if !ok {
 		return nil, false
 	}
 	s := d.bytes(int(n))
@@ -377,13 +387,8 @@ func (v *idxView) entry(id uint64) ([]byte, bool) {
 // postings decodes the offsets list at blob offset off; offsets must fall
 // inside the data (size bytes).
 func (v *idxView) postings(off uint32, size int64) ([]uint32, bool) {
-	at := uint64(v.blob) + uint64(off)
-	if at >= uint64(len(v.b)) {
-		return nil, false
-	}
-	d := dec{b: v.b[at:]}
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
+	d, n, ok := v.blobAt(off)
+	if !ok {
 		return nil, false
 	}
 	out := make([]uint32, 0, n)
