@@ -6,26 +6,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
-	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/clusterview"
 )
 
 // nodeReady returns whether the node's Ready condition is True, and the
 // condition's reason and message when it is not.
-func nodeReady(n *corev1.Node) (ready bool, reason, message string) {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			if c.Status == corev1.ConditionTrue {
-				return true, "", ""
-			}
-			reason = c.Reason
-			if reason == "" {
-				reason = "Ready" + string(c.Status)
-			}
-			return false, reason, c.Message
-		}
-	}
-	return false, "NoReadyCondition", "the node has not reported a Ready condition"
-}
+var nodeReady = clusterview.NodeReady
 
 // nodeChanged passes node events that can change placement or site counts:
 // create, delete, and updates of labels, schedulability, readiness or
@@ -45,6 +31,3 @@ var nodeChanged = predicate.Funcs{
 			!equality.Semantic.DeepEqual(o.Status.Allocatable, n.Status.Allocatable)
 	},
 }
-
-// siteOfNode returns the node's site label.
-func siteOfNode(n *corev1.Node) string { return n.Labels[planetv1.LabelSite] }

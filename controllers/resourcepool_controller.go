@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"errors"
 	"fmt"
 	"sort"
@@ -14,44 +16,27 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/pools"
-)
-
-// Condition types and reasons of ResourcePools.
-const (
-	ConditionBound         = "Bound"
-	ConditionOvercommitted = "Overcommitted"
-
-	ReasonPoolAccepted   = "Accepted"
-	ReasonPoolInvalid    = "Invalid"
-	ReasonOvercommitted  = "Overcommitted"
-	ReasonFits           = "Fits"
-	ReasonBindingActive  = "BindingActive"
-	ReasonNotBound       = "NotBound"
-	ReasonBindingExpired = "BindingExpired"
 )
 
 // maxPoolNodeStatus bounds ResourcePoolStatus.Nodes.
 const maxPoolNodeStatus = 100
 
 // ResourcePoolReconciler keeps every pool's accounting in its status.
-// Accounting is global (root pools share nodes; sub-pools share parents), so
-// every pool or node event queues one request, accountingKey: its reconcile
-// does the accounting once and patches the statuses that changed, instead of
-// doing it once per pool.
+// Accounting is global (root pools share nodes; sub-pools share parents) and
+// the shared view does it once per change of pools or nodes; every new
+// accounting queues one request, accountingKey, whose reconcile patches the
+// statuses that changed.
 type ResourcePoolReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
-	// Now returns the current time; tests may set it.
-	Now func() time.Time
+	// View does the accounting.
+	View *clusterview.View
 }
 
 // accountingKey is the one request the pool controller works on.
@@ -60,18 +45,22 @@ var accountingKey = reconcile.Request{NamespacedName: types.NamespacedName{Name:
 // +kubebuilder:rbac:groups=planetkube.io,resources=resourcepools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=planetkube.io,resources=resourcepools/status,verbs=get;update;patch
 
-// Reconcile does the accounting of every pool and writes their statuses.
+// Reconcile writes the latest accounting into the pools' statuses.
 func (r *ResourcePoolReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
-	now := r.Now()
-	view, err := accountPools(ctx, r.Client, now)
-	if err != nil {
+	result, _ := r.View.Accounting()
+	list := &planetv1.ResourcePoolList{}
+	if err := r.List(ctx, list); err != nil {
 		return ctrl.Result{}, err
 	}
 	var errs []error
-	for i := range view.pools {
-		pool := &view.pools[i]
+	for i := range list.Items {
+		pool := &list.Items[i]
+		res := result.Pools[pools.KeyOf(pool)]
+		if res == nil {
+			continue // not accounted yet: the next accounting queues us again
+		}
 		old := pool.DeepCopy()
-		setPoolStatus(pool, view.result.Pools[pools.KeyOf(pool)], view.nodes[pools.KeyOf(pool)])
+		setPoolStatus(pool, res)
 		if equality.Semantic.DeepEqual(old.Status, pool.Status) {
 			continue
 		}
@@ -80,22 +69,14 @@ func (r *ResourcePoolReconciler) Reconcile(ctx context.Context, _ ctrl.Request) 
 			errs = append(errs, fmt.Errorf("patching the status of pool %s: %w", pools.KeyOf(pool), err))
 		}
 	}
-	if len(errs) > 0 {
-		return ctrl.Result{}, errors.Join(errs...)
-	}
-	var after time.Duration
-	if next := view.result.NextChange; !next.IsZero() {
-		// Wake just after the next binding ends.
-		after = next.Sub(now) + time.Second
-	}
-	return ctrl.Result{RequeueAfter: after}, nil
+	return ctrl.Result{}, errors.Join(errs...)
 }
 
 // setPoolStatus writes a pool's accounting into its status.
-func setPoolStatus(pool *planetv1.ResourcePool, res *pools.PoolResult, nodes []string) {
+func setPoolStatus(pool *planetv1.ResourcePool, res *pools.PoolResult) {
 	st := &pool.Status
 	st.ObservedGeneration = pool.Generation
-	st.NodeCount = int32(len(nodes))
+	st.NodeCount = 0
 	st.Nodes = nil
 	cond := func(t string, ok bool, reason, msg string) {
 		s := metav1.ConditionFalse
@@ -106,30 +87,43 @@ func setPoolStatus(pool *planetv1.ResourcePool, res *pools.PoolResult, nodes []s
 	}
 	switch {
 	case res == nil:
-		cond(planetv1.ConditionReady, false, ReasonPoolInvalid, "the pool is not accounted yet")
+		cond(planetv1.ConditionReady, false, planetv1.ReasonPoolInvalid, "the pool is not accounted yet")
 		return
 	case res.Invalid != "":
-		cond(planetv1.ConditionReady, false, ReasonPoolInvalid, res.Invalid)
-		cond(ConditionOvercommitted, false, ReasonPoolInvalid, "the pool is invalid: "+res.Invalid)
-	case res.Overcommitted != "":
-		cond(planetv1.ConditionReady, false, ReasonOvercommitted, "the pool does not fit and holds nothing: "+res.Overcommitted)
-		cond(ConditionOvercommitted, true, ReasonOvercommitted, res.Overcommitted)
+		cond(planetv1.ConditionReady, false, planetv1.ReasonPoolInvalid, res.Invalid)
+		cond(planetv1.ConditionOvercommitted, false, planetv1.ReasonPoolInvalid, "the pool is invalid: "+res.Invalid)
 	default:
-		cond(planetv1.ConditionReady, true, ReasonPoolAccepted, fmt.Sprintf("the pool holds its amounts on %d nodes", len(nodes)))
-		cond(ConditionOvercommitted, false, ReasonFits, "the pool fits")
+		held := len(res.Nodes)
+		st.NodeCount = int32(held)
 		st.Nodes = poolNodeStatus(res.Nodes)
+		if res.Overcommitted != "" {
+			cond(planetv1.ConditionOvercommitted, true, planetv1.ReasonOvercommitted, res.Overcommitted)
+		} else {
+			cond(planetv1.ConditionOvercommitted, false, planetv1.ReasonFits, "the pool fits")
+		}
+		if len(res.Lost) == 0 {
+			cond(planetv1.ConditionReady, true, planetv1.ReasonPoolAccepted, fmt.Sprintf("the pool holds its amounts on %d nodes", held))
+			break
+		}
+		reason := planetv1.ReasonNodesMissing
+		if res.Overcommitted != "" {
+			reason = planetv1.ReasonOvercommitted
+		}
+		first := slices.Min(slices.Collect(maps.Keys(res.Lost)))
+		cond(planetv1.ConditionReady, false, reason, fmt.Sprintf("the pool holds its amounts on %d of %d nodes and nothing on the others; %s",
+			held, held+len(res.Lost), res.Lost[first]))
 	}
 	b := pool.Spec.Binding
 	switch {
 	case b == nil:
-		cond(ConditionBound, false, ReasonNotBound, "the pool has no binding")
+		cond(planetv1.ConditionBound, false, planetv1.ReasonNotBound, "the pool has no binding")
 		meta.RemoveStatusCondition(&st.Conditions, planetv1.ConditionExpired)
 	case res.BindingExpired:
-		cond(ConditionBound, false, ReasonBindingExpired, fmt.Sprintf("the binding to %s ended at %s", b.Slice, b.Until.UTC().Format(time.RFC3339)))
-		cond(planetv1.ConditionExpired, true, ReasonBindingExpired, fmt.Sprintf("the binding to %s ended at %s", b.Slice, b.Until.UTC().Format(time.RFC3339)))
+		cond(planetv1.ConditionBound, false, planetv1.ReasonBindingExpired, fmt.Sprintf("the binding to %s ended at %s", b.Slice, b.Until.UTC().Format(time.RFC3339)))
+		cond(planetv1.ConditionExpired, true, planetv1.ReasonBindingExpired, fmt.Sprintf("the binding to %s ended at %s", b.Slice, b.Until.UTC().Format(time.RFC3339)))
 	default:
-		cond(ConditionBound, res.Contributes(), ReasonBindingActive, fmt.Sprintf("bound to %s until %s", b.Slice, b.Until.UTC().Format(time.RFC3339)))
-		cond(planetv1.ConditionExpired, false, ReasonBindingActive, fmt.Sprintf("the binding ends at %s", b.Until.UTC().Format(time.RFC3339)))
+		cond(planetv1.ConditionBound, res.Contributes(), planetv1.ReasonBindingActive, fmt.Sprintf("bound to %s until %s", b.Slice, b.Until.UTC().Format(time.RFC3339)))
+		cond(planetv1.ConditionExpired, false, planetv1.ReasonBindingActive, fmt.Sprintf("the binding ends at %s", b.Until.UTC().Format(time.RFC3339)))
 	}
 }
 
@@ -160,35 +154,30 @@ func freeScore(free corev1.ResourceList) float64 {
 
 // emitPoolEvents records the transitions a pool's owners must see.
 func (r *ResourcePoolReconciler) emitPoolEvents(old, cur *planetv1.ResourcePool) {
-	for _, t := range []string{ConditionOvercommitted, ConditionBound, planetv1.ConditionExpired} {
+	for _, t := range []string{planetv1.ConditionOvercommitted, planetv1.ConditionBound, planetv1.ConditionExpired} {
 		was := meta.FindStatusCondition(old.Status.Conditions, t)
 		now := meta.FindStatusCondition(cur.Status.Conditions, t)
 		if now == nil || now.Status != metav1.ConditionTrue || (was != nil && was.Status == now.Status && was.Reason == now.Reason) {
 			continue
 		}
 		kind := corev1.EventTypeNormal
-		if t == ConditionOvercommitted {
+		if t == planetv1.ConditionOvercommitted {
 			kind = corev1.EventTypeWarning
 		}
 		r.Recorder.Eventf(cur, nil, kind, now.Reason, "Account", now.Message)
 	}
 }
 
-// SetupWithManager registers the controller: a change of a pool's spec
-// (not its status) or of a node queues the accounting.
+// SetupWithManager registers the controller: every new accounting of the
+// view queues the accounting key.
 func (r *ResourcePoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Now == nil {
-		r.Now = time.Now
-	}
-	account := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-		return []reconcile.Request{accountingKey}
-	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("resourcepool").
-		WatchesRawSource(source.Kind(mgr.GetCache(), &planetv1.ResourcePool{},
-			handler.TypedEnqueueRequestsFromMapFunc(func(context.Context, *planetv1.ResourcePool) []reconcile.Request {
-				return []reconcile.Request{accountingKey}
-			}), predicate.TypedGenerationChangedPredicate[*planetv1.ResourcePool]{})).
-		Watches(&corev1.Node{}, account, builder.WithPredicates(nodeChanged)).
+		WatchesRawSource(r.View.Source(func(_ context.Context, c clusterview.Change) []reconcile.Request {
+			if !c.Accounting {
+				return nil
+			}
+			return []reconcile.Request{accountingKey}
+		})).
 		Complete(r)
 }

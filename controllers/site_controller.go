@@ -59,7 +59,7 @@ func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 	old := site.DeepCopy()
 
-	ready := metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonReconciled, Message: "the site's namespace and role bindings are in place"}
+	ready := metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionTrue, Reason: planetv1.ReasonReconciled, Message: "the site's namespace and role bindings are in place"}
 	err := r.ensureNamespace(ctx, site)
 	if err == nil {
 		err = r.ensureRoleBindings(ctx, site)
@@ -67,13 +67,13 @@ func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	var conflict *conflictError
 	switch {
 	case errorsAs(err, &conflict):
-		ready = metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonNamespaceConflict, Message: conflict.Error()}
-		r.Recorder.Eventf(site, nil, corev1.EventTypeWarning, ReasonNamespaceConflict, "Reconcile", conflict.Error())
+		ready = metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionFalse, Reason: planetv1.ReasonNamespaceConflict, Message: conflict.Error()}
+		r.Recorder.Eventf(site, nil, corev1.EventTypeWarning, planetv1.ReasonNamespaceConflict, "Reconcile", conflict.Error())
 		err = nil
 	case err != nil:
 		return ctrl.Result{}, err
 	case site.Spec.State == planetv1.SiteDisabled:
-		ready = metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonSiteDisabled, Message: "the site is disabled: its slices run no slivers"}
+		ready = metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionFalse, Reason: planetv1.ReasonSiteDisabled, Message: "the site is disabled: its slices run no slivers"}
 	}
 
 	if err := r.count(ctx, site); err != nil {
@@ -132,9 +132,17 @@ func (r *SiteReconciler) ensureRoleBindings(ctx context.Context, site *planetv1.
 	for role, subjects := range siteRoles(site) {
 		name := naming.SiteRoleBinding(role)
 		if len(subjects) == 0 {
-			rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: site.Name}}
-			if err := r.Delete(ctx, rb); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("deleting role binding %s: %w", name, err)
+			// Delete only a binding the cache holds: a site without techs
+			// must not send a DELETE on every reconcile.
+			rb := &rbacv1.RoleBinding{}
+			err := r.Get(ctx, types.NamespacedName{Namespace: site.Name, Name: name}, rb)
+			if client.IgnoreNotFound(err) != nil {
+				return err
+			}
+			if err == nil && rb.DeletionTimestamp.IsZero() {
+				if err := r.Delete(ctx, rb, client.Preconditions{UID: &rb.UID}); client.IgnoreNotFound(err) != nil {
+					return fmt.Errorf("deleting role binding %s: %w", name, err)
+				}
 			}
 			continue
 		}

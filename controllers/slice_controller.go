@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/flowcontrol"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,7 +26,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/placement"
+	"github.com/planetkube/planetkube/internal/sliverplan"
 )
 
 // SliceReconciler gives a Slice its namespace, access for its users and one
@@ -32,6 +37,13 @@ import (
 type SliceReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
+	// View is the shared view of nodes, their free room and the pool
+	// accounting.
+	View *clusterview.View
+	// Backoff spaces out the replacement of failed slivers, per slice and
+	// node (default: 1 s doubling up to 15 min, as the DaemonSet
+	// controller's).
+	Backoff *flowcontrol.Backoff
 	// Authority is the first part of slice full names.
 	Authority string
 	// SliverWriters bounds the parallel sliver writes of one reconcile.
@@ -50,8 +62,10 @@ type SliceReconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;patch
 
-// Reconcile brings a slice's namespace, access and slivers to its spec.
-func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// Reconcile brings a slice's namespace, access and slivers to its spec. The
+// status is written on every exit, errors included, with the failing step's
+// reason.
+func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	slice := &planetv1.Slice{}
 	if err := r.Get(ctx, req.NamespacedName, slice); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -67,56 +81,61 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 	}
 	old := slice.DeepCopy()
+	var (
+		g    gate
+		plan sliverplan.Plan
+		fail *stepError
+	)
+	defer func() {
+		if retErr != nil && !errorsAs(retErr, &fail) {
+			fail = &stepError{reason: planetv1.ReasonSliversFailed, err: retErr}
+		}
+		r.setStatus(slice, g, plan, fail)
+		r.emitTransitionEvent(old, slice)
+		if equality.Semantic.DeepEqual(old.Status, slice.Status) {
+			return
+		}
+		if err := r.Status().Patch(ctx, slice, client.MergeFrom(old)); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("patching slice status: %w", err))
+		}
+	}()
 
 	g, err := r.gate(ctx, slice)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, &stepError{reason: planetv1.ReasonSiteLookupFailed, err: err}
 	}
 	var ns *corev1.Namespace
 	if g.ownNamespace {
-		var err error
 		if ns, err = r.ensureSliceNamespace(ctx, slice); err != nil {
-			if !errorsAs(err, new(*conflictError)) {
+			var conflict *conflictError
+			if !errorsAs(err, &conflict) {
 				return ctrl.Result{}, err
 			}
-			g.block(ReasonNamespaceConflict, err.Error())
+			// The namespace is someone else's: say so without naming
+			// anything of theirs in this slice's status.
+			g.ownNamespace = false
+			g.block(planetv1.ReasonNamespaceConflict, conflict.Error())
 		}
 	}
 	if !g.runSlivers {
 		ns = nil
 	}
-	rsv, err := sliceReservations(ctx, r.Client, slice, r.Now())
+	plan, backOff, err := r.syncSlivers(ctx, slice, ns)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	obs, syncErr := r.syncSlivers(ctx, slice, ns, rsv)
-	r.setStatus(slice, g, obs)
-	r.emitTransitionEvent(old, slice)
-	if !equality.Semantic.DeepEqual(old.Status, slice.Status) {
-		if err := r.Status().Patch(ctx, slice, client.MergeFrom(old)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("patching slice status: %w", err)
-		}
-	}
-	if syncErr != nil {
-		return ctrl.Result{}, syncErr
-	}
-	requeue := g.requeueAfter
-	if len(rsv.bound) > 0 {
-		// A binding of this slice may end before the pool controller's
-		// status change reaches us.
-		requeue = soonest(requeue, untilNext(rsv.nextChange, r.Now()))
-	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return ctrl.Result{RequeueAfter: soonest(g.requeueAfter, backOff)}, nil
 }
 
-// untilNext returns the time from now until t plus a second (so that the
-// wake-up is past t), or 0 when t is zero.
-func untilNext(t, now time.Time) time.Duration {
-	if t.IsZero() {
-		return 0
-	}
-	return max(t.Sub(now), 0) + time.Second
+// stepError is an error of one step of a reconcile, with the reason the
+// slice's Ready condition shows for it.
+type stepError struct {
+	reason string
+	err    error
 }
+
+func (e *stepError) Error() string { return e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
 
 // soonest returns the shortest positive duration, or 0 when there is none.
 func soonest(ds ...time.Duration) time.Duration {
@@ -161,16 +180,18 @@ func (r *SliceReconciler) emitTransitionEvent(old, cur *planetv1.Slice) {
 		return
 	}
 	switch now.Reason {
-	case ReasonSiteNotFound, ReasonSiteDisabled, ReasonSiteSliceLimit, ReasonInvalidExpiry,
-		ReasonNoMatchingNodes, ReasonNamespaceConflict:
+	case planetv1.ReasonSiteNotFound, planetv1.ReasonSiteDisabled, planetv1.ReasonSiteSliceLimit, planetv1.ReasonInvalidExpiry,
+		planetv1.ReasonNoMatchingNodes, planetv1.ReasonNamespaceConflict:
 		r.Recorder.Eventf(cur, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", now.Message)
-	case ReasonExpired, ReasonSuspended:
+	case planetv1.ReasonExpired, planetv1.ReasonSuspended:
 		r.Recorder.Eventf(cur, nil, corev1.EventTypeNormal, now.Reason, "Reconcile", now.Message)
 	}
 }
 
-// sliverChanged passes the pod events that change a slice's status: create,
-// delete, and updates of phase, readiness or deletion.
+// sliverChanged passes the pod events that change a slice's status or plan:
+// create, delete, and updates of phase, readiness, deletion or the reasons
+// shown for a sliver that is not ready (ContainerCreating, then
+// ErrImagePull ...).
 var sliverChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, okO := e.ObjectOld.(*corev1.Pod)
@@ -178,8 +199,8 @@ var sliverChanged = predicate.Funcs{
 		if !okO || !okN {
 			return true
 		}
-		return o.Status.Phase != n.Status.Phase || podReady(o) != podReady(n) ||
-			o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+		return sliverplan.SliverOf(o, annotationTemplateHash, annotationReservedHash) !=
+			sliverplan.SliverOf(n, annotationTemplateHash, annotationReservedHash)
 	},
 }
 
@@ -193,30 +214,51 @@ func sliceOfObject(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[planetv1.LabelSite], Name: l[planetv1.LabelSlice]}}}
 }
 
-// boundSlice maps a pool (old or new, as the handler calls it for both) to
-// the slice its binding names.
-func boundSlice(_ context.Context, o client.Object) []reconcile.Request {
-	p, ok := o.(*planetv1.ResourcePool)
-	if !ok || p.Spec.Binding == nil {
-		return nil
+// viewChanged maps a change of the view to the slices it concerns: those
+// whose selection matches the node before or after (and only those), and
+// those whose bound amounts changed.
+func (r *SliceReconciler) viewChanged(ctx context.Context, c clusterview.Change) []reconcile.Request {
+	var out []reconcile.Request
+	for _, key := range c.BoundSlices {
+		if ns, name, ok := strings.Cut(key, "/"); ok {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}})
+		}
 	}
-	ns, name, found := strings.Cut(p.Spec.Binding.Slice, "/")
-	if !found {
-		return nil
+	if c.Node == nil {
+		return out
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+	list := &planetv1.SliceList{}
+	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil { // read-only
+		ctrl.LoggerFrom(ctx).Error(err, "Listing slices")
+		return out
+	}
+	for i := range list.Items {
+		s := &list.Items[i]
+		req, err := placementRequest(s, nil)
+		if err != nil {
+			continue
+		}
+		if (c.Node.Old != nil && placement.Matches(c.Node.Old, req)) || (c.Node.New != nil && placement.Matches(c.Node.New, req)) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(s)})
+		}
+	}
+	return out
 }
 
-// SetupWithManager registers the controller. Node changes re-place every
-// slice; site changes and slice deletions re-check the site's slices; pool
-// changes (spec or status: a binding that ends) re-check the bound slice.
+// SetupWithManager registers the controller. Changes of the view (nodes
+// that the slice's selection matches, amounts bound to it) re-place the
+// slice; site changes, and slices created or deleted, re-check the site's
+// slices (the maxSlices rank).
 func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	allSlices := func(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
+	if r.Backoff == nil {
+		r.Backoff = flowcontrol.NewBackOff(time.Second, 15*time.Minute)
+	}
+	siteSlices := func(ctx context.Context, site string) []reconcile.Request {
 		list := &planetv1.SliceList{}
-		if err := r.List(ctx, list, opts...); err != nil {
+		if err := r.List(ctx, list, client.InNamespace(site), client.UnsafeDisableDeepCopy); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Listing slices")
 			return nil
 		}
@@ -232,17 +274,15 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(sliceOfObject), builder.WithPredicates(sliverChanged)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(sliceOfObject)).
 		Watches(&rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(sliceOfObject)).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-			return allSlices(ctx)
-		}), builder.WithPredicates(nodeChanged)).
-		Watches(&planetv1.ResourcePool{}, handler.EnqueueRequestsFromMapFunc(boundSlice)).
+		WatchesRawSource(r.View.Source(r.viewChanged)).
 		Watches(&planetv1.Site{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return allSlices(ctx, client.InNamespace(o.GetName()))
+			return siteSlices(ctx, o.GetName())
 		})).
 		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return allSlices(ctx, client.InNamespace(o.GetNamespace()))
+			return siteSlices(ctx, o.GetNamespace())
 		}), builder.WithPredicates(predicate.Funcs{
-			CreateFunc: func(event.CreateEvent) bool { return false },
+			// A slice created or deleted moves the others' maxSlices rank:
+			// two created in the same second must not both run.
 			UpdateFunc: func(e event.UpdateEvent) bool {
 				return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
 			},

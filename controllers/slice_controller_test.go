@@ -103,7 +103,9 @@ func markSliversReady(slice *planetv1.Slice) {
 	}
 }
 
-// reconcileErrors reads the slice controller's reconcile error counter.
+// reconcileErrors reads the slice controller's reconcile error counter, and
+// fails the test when the metric is missing (a renamed metric must not pass
+// as zero errors).
 func reconcileErrors() float64 {
 	GinkgoHelper()
 	families, err := ctrlmetrics.Registry.Gather()
@@ -118,6 +120,7 @@ func reconcileErrors() float64 {
 			}
 		}
 	}
+	Fail("no controller_runtime_reconcile_errors_total{controller=\"slice\"} in the registry")
 	return 0
 }
 

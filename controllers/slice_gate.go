@@ -61,11 +61,11 @@ func (r *SliceReconciler) gate(ctx context.Context, slice *planetv1.Slice) (gate
 		if client.IgnoreNotFound(err) != nil {
 			return g, err
 		}
-		g.block(ReasonSiteNotFound, fmt.Sprintf("namespace %s is not a site's namespace: a Slice lives in the namespace of its Site", slice.Namespace))
+		g.block(planetv1.ReasonSiteNotFound, fmt.Sprintf("namespace %s is not a site's namespace: a Slice lives in the namespace of its Site", slice.Namespace))
 		return g, nil
 	}
 	if site.Spec.State == planetv1.SiteDisabled {
-		g.block(ReasonSiteDisabled, fmt.Sprintf("site %s is disabled: its slices run no slivers", site.Name))
+		g.block(planetv1.ReasonSiteDisabled, fmt.Sprintf("site %s is disabled: its slices run no slivers", site.Name))
 		return g, nil
 	}
 	rank, limit, err := r.sliceRank(ctx, slice, site)
@@ -73,15 +73,15 @@ func (r *SliceReconciler) gate(ctx context.Context, slice *planetv1.Slice) (gate
 		return g, err
 	}
 	if rank >= limit {
-		g.block(ReasonSiteSliceLimit, fmt.Sprintf("site %s is at its limit of %d slices (maxSlices); this slice is number %d by creation time: delete a slice or raise maxSlices", site.Name, limit, rank+1))
+		g.block(planetv1.ReasonSiteSliceLimit, fmt.Sprintf("site %s is at its limit of %d slices (maxSlices); this slice is number %d by creation time: delete a slice or raise maxSlices", site.Name, limit, rank+1))
 		return g, nil
 	}
 	g.ownNamespace = true
 	switch {
 	case g.expired:
-		g.block(ReasonExpired, fmt.Sprintf("the slice expired at %s: renew it by setting spec.expiresAt up to 8 weeks ahead", d.ExpiresAt.UTC().Format(time.RFC3339)))
+		g.block(planetv1.ReasonExpired, fmt.Sprintf("the slice expired at %s: renew it by setting spec.expiresAt up to 8 weeks ahead", d.ExpiresAt.UTC().Format(time.RFC3339)))
 	case g.suspended:
-		g.block(ReasonSuspended, "the slice is suspended: set spec.state to Active to run its slivers")
+		g.block(planetv1.ReasonSuspended, "the slice is suspended: set spec.state to Active to run its slivers")
 	}
 	return g, nil
 }

@@ -91,20 +91,21 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 	case apierrors.IsNotFound(err):
 		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 		if err := r.Create(ctx, ns); err != nil {
-			return nil, fmt.Errorf("creating slice namespace %s: %w", name, err)
+			return nil, &stepError{reason: planetv1.ReasonNamespaceFailed, err: fmt.Errorf("creating slice namespace %s: %w", name, err)}
 		}
 		ctrl.LoggerFrom(ctx).Info("Created slice namespace", "namespace", name)
 	case err != nil:
-		return nil, err
+		return nil, &stepError{reason: planetv1.ReasonNamespaceFailed, err: err}
 	case !ownsNamespace(slice, ns):
 		return nil, &conflictError{fmt.Sprintf("namespace %s exists and is not this slice's", name)}
 	case !ns.DeletionTimestamp.IsZero():
-		return nil, fmt.Errorf("slice namespace %s is being deleted; it is made again once it is gone", name)
+		return nil, &stepError{reason: planetv1.ReasonNamespaceTerminating,
+			err: fmt.Errorf("slice namespace %s is being deleted; it is made again once it is gone", name)}
 	}
 
 	if ns.Annotations[annotationKeysHash] != keysHash {
 		if err := r.applyKeys(ctx, slice, keys); err != nil {
-			return nil, err
+			return nil, &stepError{reason: planetv1.ReasonAccessFailed, err: err}
 		}
 	}
 	users := make([]planetv1.Subject, 0, len(slice.Spec.Users))
@@ -113,7 +114,7 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 	}
 	rb := roleBinding(naming.SliceUsersRoleBinding, name, naming.SliceUserClusterRole, rbacSubjects(users), sliceLabels(slice))
 	if err := ensureRoleBinding(ctx, r.Client, rb); err != nil {
-		return nil, err
+		return nil, &stepError{reason: planetv1.ReasonAccessFailed, err: err}
 	}
 
 	if mapsContain(ns.Labels, labels) && mapsContain(ns.Annotations, annotations) {
@@ -123,7 +124,7 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 	ns.Labels = mergeMaps(ns.Labels, labels)
 	ns.Annotations = mergeMaps(ns.Annotations, annotations)
 	if err := r.Patch(ctx, ns, patch); err != nil {
-		return nil, fmt.Errorf("updating slice namespace %s: %w", name, err)
+		return nil, &stepError{reason: planetv1.ReasonNamespaceFailed, err: fmt.Errorf("updating slice namespace %s: %w", name, err)}
 	}
 	return ns, nil
 }

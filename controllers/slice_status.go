@@ -7,37 +7,49 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/sliverplan"
 )
 
 // setStatus writes what the reconcile decided and observed into the slice's
-// status: counts, expiry and the Ready, Expired and Suspended conditions.
-func (r *SliceReconciler) setStatus(slice *planetv1.Slice, g gate, obs sliverObservation) {
+// status: counts, expiry and the Ready, Expired and Suspended conditions. A
+// step that failed (fail) shows in Ready; the counts and issues of a
+// reconcile that did not get to its slivers stay as they were.
+func (r *SliceReconciler) setStatus(slice *planetv1.Slice, g gate, obs sliverplan.Plan, fail *stepError) {
 	st := &slice.Status
 	st.FullName = naming.FullName(r.Authority, slice.Namespace, slice.Name)
 	st.Namespace = ""
 	if g.ownNamespace {
 		st.Namespace = naming.SliceNamespace(slice.Namespace, slice.Name)
 	}
-	st.ExpiresAt = &metav1.Time{Time: g.expiresAt.UTC().Truncate(1e9)}
-	st.DesiredSlivers = int32(obs.desired)
-	st.ReadySlivers = int32(obs.ready)
-	st.PendingSlivers = int32(obs.desired - obs.ready)
-	st.Slivers = fmt.Sprintf("%d/%d", obs.ready, obs.desired)
-	st.NotReady = obs.issues
 	st.ObservedGeneration = slice.Generation
+	if fail != nil && (fail.reason == planetv1.ReasonSiteLookupFailed || g.expiresAt.IsZero()) {
+		setCondition(slice, planetv1.ConditionReady, metav1.ConditionFalse, fail.reason, truncate(fail.Error(), 1024))
+		return
+	}
+	st.ExpiresAt = &metav1.Time{Time: g.expiresAt.UTC().Truncate(1e9)}
+	if fail == nil || fail.reason == planetv1.ReasonSliversFailed {
+		st.DesiredSlivers = int32(obs.Desired)
+		st.ReadySlivers = int32(obs.Ready)
+		st.PendingSlivers = int32(obs.Desired - obs.Ready)
+		st.Slivers = fmt.Sprintf("%d/%d", obs.Ready, obs.Desired)
+		st.NotReady = obs.Issues
+	}
 
 	if g.expired {
-		setCondition(slice, planetv1.ConditionExpired, metav1.ConditionTrue, ReasonExpired, g.blockMessageOr("the slice expired"))
+		setCondition(slice, planetv1.ConditionExpired, metav1.ConditionTrue, planetv1.ReasonExpired, g.blockMessageOr("the slice expired"))
 	} else {
-		setCondition(slice, planetv1.ConditionExpired, metav1.ConditionFalse, ReasonNotExpired, "the slice expires at "+st.ExpiresAt.Format("2006-01-02T15:04:05Z"))
+		setCondition(slice, planetv1.ConditionExpired, metav1.ConditionFalse, planetv1.ReasonNotExpired, "the slice expires at "+st.ExpiresAt.Format("2006-01-02T15:04:05Z"))
 	}
 	if g.suspended {
-		setCondition(slice, planetv1.ConditionSuspended, metav1.ConditionTrue, ReasonSuspended, "the slice is suspended: it runs no slivers")
+		setCondition(slice, planetv1.ConditionSuspended, metav1.ConditionTrue, planetv1.ReasonSuspended, "the slice is suspended: it runs no slivers")
 	} else {
-		setCondition(slice, planetv1.ConditionSuspended, metav1.ConditionFalse, ReasonActive, "the slice is active")
+		setCondition(slice, planetv1.ConditionSuspended, metav1.ConditionFalse, planetv1.ReasonActive, "the slice is active")
 	}
 
 	status, reason, msg := readiness(g, obs)
+	if fail != nil {
+		status, reason, msg = metav1.ConditionFalse, fail.reason, truncate(fail.Error(), 1024)
+	}
 	setCondition(slice, planetv1.ConditionReady, status, reason, msg)
 }
 
@@ -53,24 +65,28 @@ func (g gate) blockMessageOr(def string) string {
 // rest, since the user must fix the spec; a suspended slice is Ready (it is
 // as asked, which keeps GitOps health checks green); slivers on nodes that
 // are not ready do not hold Ready back, as a large testbed always has some.
-func readiness(g gate, obs sliverObservation) (metav1.ConditionStatus, string, string) {
+func readiness(g gate, obs sliverplan.Plan) (metav1.ConditionStatus, string, string) {
 	switch {
 	case g.invalidExpiry != "":
-		return metav1.ConditionFalse, ReasonInvalidExpiry, g.invalidExpiry
-	case g.blockReason == ReasonSuspended:
-		return metav1.ConditionTrue, ReasonSuspended, g.blockMessage
+		return metav1.ConditionFalse, planetv1.ReasonInvalidExpiry, g.invalidExpiry
+	case g.blockReason == planetv1.ReasonSuspended:
+		return metav1.ConditionTrue, planetv1.ReasonSuspended, g.blockMessage
 	case g.blockReason != "":
 		return metav1.ConditionFalse, g.blockReason, g.blockMessage
-	case obs.desired == 0 && obs.matching == 0:
-		return metav1.ConditionFalse, ReasonNoMatchingNodes, "the slice's node selection matches no node"
-	case obs.desired == 0:
-		return metav1.ConditionFalse, ReasonNoMatchingNodes, fmt.Sprintf("%d nodes match the slice's node selection but none is ready", obs.matching)
-	case obs.pending > 0:
-		return metav1.ConditionFalse, ReasonSliversPending, fmt.Sprintf("%d of %d slivers ready", obs.ready, obs.desired)
+	case obs.Desired == 0 && obs.Matching == 0:
+		return metav1.ConditionFalse, planetv1.ReasonNoMatchingNodes, "the slice's node selection matches no node"
+	case obs.Desired == 0:
+		return metav1.ConditionFalse, planetv1.ReasonNoMatchingNodes, fmt.Sprintf("%d nodes match the slice's node selection but none is ready", obs.Matching)
+	case obs.Pending > 0:
+		msg := fmt.Sprintf("%d of %d slivers ready", obs.Ready, obs.Desired)
+		if obs.NoRoom > 0 {
+			msg += fmt.Sprintf("; %d nodes take no more pods", obs.NoRoom)
+		}
+		return metav1.ConditionFalse, planetv1.ReasonSliversPending, msg
 	}
-	msg := fmt.Sprintf("%d of %d slivers ready", obs.ready, obs.desired)
-	if obs.ready < obs.desired {
-		msg += fmt.Sprintf("; %d on nodes that are not ready", obs.desired-obs.ready)
+	msg := fmt.Sprintf("%d of %d slivers ready", obs.Ready, obs.Desired)
+	if obs.Ready < obs.Desired {
+		msg += fmt.Sprintf("; %d on nodes that are not ready", obs.Desired-obs.Ready)
 	}
-	return metav1.ConditionTrue, ReasonSliversReady, msg
+	return metav1.ConditionTrue, planetv1.ReasonSliversReady, msg
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,9 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/fairshare"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/placement"
+	"github.com/planetkube/planetkube/internal/sliverplan"
 )
 
 const (
@@ -32,120 +35,63 @@ const (
 	// starts or ends changes the sliver's QoS class, which a running Pod
 	// cannot change (in-place resize keeps the QoS class): the sliver is
 	// recreated.
-	annotationReservedHash = "planetkube.io/reserved-hash"
+	annotationReservedHash = clusterview.AnnotationReservedHash
 	// sliverContainer is the name of a sliver's container.
 	sliverContainer = "sliver"
 	// sshMountPath is where the users' authorized_keys is mounted.
 	sshMountPath = "/etc/planetkube/ssh"
 )
 
-// sliverObservation is what syncSlivers saw and did.
-type sliverObservation struct {
-	desired, ready int
-	// pending counts desired slivers on ready nodes that are not ready yet.
-	pending  int
-	matching int
-	issues   []planetv1.SliverIssue
-}
-
 // syncSlivers creates the missing slivers of the slice in its namespace ns
 // and deletes the ones it must not have; with ns nil (the slice must run no
-// slivers) it deletes them all.
-func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, ns *corev1.Namespace, rsv reservations) (sliverObservation, error) {
-	var obs sliverObservation
+// slivers) it deletes them all. It returns the plan it carried out and when
+// to look again (a back-off that ends; 0 for never).
+func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, ns *corev1.Namespace) (sliverplan.Plan, time.Duration, error) {
 	nsName := naming.SliceNamespace(slice.Namespace, slice.Name)
 	pods := &corev1.PodList{}
-	// The lists below are read-only: skip the cache's deep copies (a large
-	// slice reconciles often while its slivers start).
+	// The list is read-only: skip the cache's deep copies (a large slice
+	// reconciles often while its slivers start).
 	if err := r.List(ctx, pods, client.InNamespace(nsName), client.MatchingLabels(sliceLabels(slice)), client.UnsafeDisableDeepCopy); err != nil {
-		return obs, err
+		return sliverplan.Plan{}, 0, err
 	}
 	if ns == nil {
-		return obs, r.deleteSlivers(ctx, slice, podPointers(pods.Items, func(p *corev1.Pod) bool { return p.DeletionTimestamp.IsZero() }), nil)
+		var live []*corev1.Pod
+		for i := range pods.Items {
+			if pods.Items[i].DeletionTimestamp.IsZero() {
+				live = append(live, &pods.Items[i])
+			}
+		}
+		return sliverplan.Plan{}, 0, r.deleteSlivers(ctx, slice, live, nil)
 	}
 
-	nodes := &corev1.NodeList{}
-	if err := r.List(ctx, nodes, client.HasLabels{planetv1.LabelSite}, client.UnsafeDisableDeepCopy); err != nil {
-		return obs, err
-	}
-	hash := templateHash(slice)
-	// Hash each node's bound amounts once: isCurrent runs several times per
-	// sliver.
-	reserved := make(map[string]string, len(rsv.bound))
-	for n, b := range rsv.bound {
+	key := sliceKey(slice)
+	rsv := r.View.Reservations(key)
+	reserved := make(map[string]string, len(rsv.Bound))
+	for n, b := range rsv.Bound {
 		reserved[n] = reservedHash(b)
 	}
-	wantReserved := func(node string) string { return reserved[node] }
-	isCurrent := func(p *corev1.Pod) bool {
-		return p.Annotations[annotationTemplateHash] == hash && p.Annotations[annotationReservedHash] == wantReserved(p.Spec.NodeName)
-	}
-	// byNode holds each node's live sliver, the current one if there are
-	// two (a reservation changed: the new one runs while the old goes).
-	byNode := map[string]*corev1.Pod{}
-	existing := map[string]bool{}
-	present := map[string]bool{} // every sliver name in use, terminating too
+	slivers := make([]sliverplan.Sliver, len(pods.Items))
 	for i := range pods.Items {
-		p := &pods.Items[i]
-		present[p.Name] = true
-		node := p.Spec.NodeName
-		if node == "" || !p.DeletionTimestamp.IsZero() || p.Name != naming.ReservedSliverName(slice.Name, node, p.Annotations[annotationReservedHash]) {
-			continue
-		}
-		existing[node] = true
-		if have := byNode[node]; have == nil || (!isCurrent(have) && isCurrent(p)) {
-			byNode[node] = p
-		}
+		slivers[i] = sliverplan.SliverOf(&pods.Items[i], annotationTemplateHash, annotationReservedHash)
 	}
-	req, err := placementRequest(slice, existing)
+	req, err := placementRequest(slice, sliverplan.Existing(slice.Name, slivers))
 	if err != nil {
-		return obs, err
+		return sliverplan.Plan{}, 0, err
 	}
-	res := placement.Place(placementNodes(nodes.Items), req)
-	runSet := make(map[string]bool, len(res.Run))
-	for _, n := range res.Run {
-		runSet[n] = true
-	}
-	retained := make(map[string]bool, len(res.Retained))
-	for _, n := range res.Retained {
-		retained[n] = true
-	}
+	res := placement.Place(r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names), req)
 
-	// What to create: nodes to run with no current sliver, unless a pod
-	// with the wanted name still terminates (it holds the name until gone).
-	nodeByName := make(map[string]*corev1.Node, len(nodes.Items))
-	for i := range nodes.Items {
-		nodeByName[nodes.Items[i].Name] = &nodes.Items[i]
-	}
+	backOff, requeue := r.backOffFailed(slice, slivers)
+	hash := templateHash(slice)
+	plan := sliverplan.Make(sliverplan.Input{
+		Slice: slice.Name, TemplateHash: hash, Reserved: reserved, Slivers: slivers, Placement: res,
+		NodeGone: func(n string) bool { _, ok := r.View.Allocatable(n); return !ok },
+		BackOff:  backOff,
+		NoRoom:   func(n string) string { return r.noRoom(slice, n, &requeue) },
+	})
+
 	var missing []*corev1.Pod
-	replacing := map[string]bool{} // nodes whose sliver's successor is being made
-	for _, n := range res.Run {
-		if have := byNode[n]; retained[n] || (have != nil && isCurrent(have)) {
-			continue
-		}
-		if name := naming.ReservedSliverName(slice.Name, n, wantReserved(n)); !present[name] {
-			missing = append(missing, r.sliverPod(slice, ns, nodeByName[n], hash, rsv))
-			replacing[n] = true
-		}
-	}
-
-	// What to delete: slivers off their nodes, stale, finished, misnamed,
-	// or a second one on a node. A replaced sliver is make-before-break: it
-	// goes once its successor is Ready, or at once if the successor failed
-	// (a node too full for both, say), so that the two cannot lock.
-	var stale []*corev1.Pod
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if !p.DeletionTimestamp.IsZero() {
-			continue
-		}
-		node, successor := p.Spec.NodeName, byNode[p.Spec.NodeName]
-		running := runSet[node] && p.Status.Phase != corev1.PodFailed && p.Status.Phase != corev1.PodSucceeded
-		successorPending := successor != nil && successor != p && isCurrent(successor) &&
-			!podReady(successor) && successor.Status.Phase != corev1.PodFailed
-		keep := running && (successor == p && (isCurrent(p) || retained[node] || replacing[node]) || successorPending)
-		if !keep {
-			stale = append(stale, p)
-		}
+	for _, n := range plan.Create {
+		missing = append(missing, r.sliverPod(slice, ns, n, hash, rsv))
 	}
 	if len(missing) > 0 {
 		// New slivers mount the keys: write them again first, so that a
@@ -153,16 +99,74 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		// back before a sliver needs it.
 		keys, _ := authorizedKeys(slice)
 		if err := r.applyKeys(ctx, slice, keys); err != nil {
-			return observe(res, byNode, isCurrent, retained), err
+			return plan, requeue, err
 		}
+	}
+	stale := make([]*corev1.Pod, 0, len(plan.Delete))
+	now := map[*corev1.Pod]bool{}
+	for _, d := range plan.Delete {
+		p := &pods.Items[d.Index]
+		stale = append(stale, p)
+		now[p] = d.Now
 	}
 	err = errors.Join(
 		r.createSlivers(ctx, slice, missing),
-		r.deleteSlivers(ctx, slice, stale, func(n string) bool { return nodeByName[n] == nil }),
+		r.deleteSlivers(ctx, slice, stale, func(p *corev1.Pod) bool { return now[p] }),
 	)
-	obs = observe(res, byNode, isCurrent, retained)
-	return obs, err
+	return plan, requeue, err
 }
+
+// backOffFailed applies the per-node back-off of failed slivers, as the
+// DaemonSet controller does: a failed sliver is deleted (and replaced) at
+// once the first time, then only after a back-off that doubles with each
+// failure on that node, up to a maximum. It returns the nodes whose failed
+// sliver stays for now, with the time left, and the soonest of those times.
+func (r *SliceReconciler) backOffFailed(slice *planetv1.Slice, slivers []sliverplan.Sliver) (map[string]time.Duration, time.Duration) {
+	backOff := map[string]time.Duration{}
+	var requeue time.Duration
+	now := r.Backoff.Clock.Now()
+	for i := range slivers {
+		s := &slivers[i]
+		if !s.Failed() {
+			continue
+		}
+		id := backoffKey(slice, s.Node)
+		if r.Backoff.IsInBackOffSinceUpdate(id, now) {
+			left := r.Backoff.Get(id)
+			backOff[s.Node] = left
+			requeue = soonest(requeue, left)
+			continue
+		}
+		r.Backoff.Next(id, now)
+		r.Recorder.Eventf(slice, nil, corev1.EventTypeWarning, planetv1.ReasonSliverFailed, "ReplaceSliver",
+			"Sliver %s on node %s failed (%s: %s); replacing it, then backing off %s", s.Name, s.Node, s.Reason, truncate(s.Message, 256), r.Backoff.Get(id))
+	}
+	return backOff, requeue
+}
+
+// noRoom says why a node takes no new sliver of the slice now (it takes no
+// more pods), and backs off the next look at it.
+func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, requeue *time.Duration) string {
+	free, ok := r.View.Free(node, sliceKey(slice))
+	if !ok || free.Pods > 0 {
+		return ""
+	}
+	id := backoffKey(slice, node)
+	now := r.Backoff.Clock.Now()
+	if !r.Backoff.IsInBackOffSinceUpdate(id, now) {
+		r.Backoff.Next(id, now)
+	}
+	*requeue = soonest(*requeue, r.Backoff.Get(id))
+	return fmt.Sprintf("node %s takes no more pods: its other pods use all it allocates", node)
+}
+
+// backoffKey identifies a slice's sliver on a node in the back-off.
+func backoffKey(slice *planetv1.Slice, node string) string {
+	return string(slice.UID) + "/" + node
+}
+
+// sliceKey is "<namespace>/<name>", the slice's key in the view.
+func sliceKey(slice *planetv1.Slice) string { return slice.Namespace + "/" + slice.Name }
 
 // placementRequest turns the slice's node choice into a placement request.
 func placementRequest(slice *planetv1.Slice, existing map[string]bool) (placement.Request, error) {
@@ -183,70 +187,6 @@ func placementRequest(slice *planetv1.Slice, existing map[string]bool) (placemen
 	return req, nil
 }
 
-// placementNodes converts nodes to what placement reads.
-func placementNodes(nodes []corev1.Node) []placement.Node {
-	out := make([]placement.Node, len(nodes))
-	for i := range nodes {
-		n := &nodes[i]
-		ready, reason, msg := nodeReady(n)
-		out[i] = placement.Node{
-			Name: n.Name, Site: siteOfNode(n), Labels: n.Labels,
-			Ready: ready, Unschedulable: n.Spec.Unschedulable,
-			NotReadyReason: reason, NotReadyMessage: msg,
-		}
-	}
-	return out
-}
-
-// observe counts the desired and ready slivers and says why the others are
-// not ready, for at most MaxSliverIssues nodes.
-func observe(res placement.Result, byNode map[string]*corev1.Pod, isCurrent func(*corev1.Pod) bool, retained map[string]bool) sliverObservation {
-	obs := sliverObservation{desired: len(res.Run), matching: res.Matching}
-	var issues []planetv1.SliverIssue
-	for _, is := range res.Issues {
-		issues = append(issues, planetv1.SliverIssue{Node: is.Node, Reason: is.Reason, Message: is.Message})
-	}
-	for _, n := range res.Run {
-		p := byNode[n]
-		current := p != nil && p.DeletionTimestamp.IsZero() && (isCurrent(p) || retained[n])
-		if current && podReady(p) {
-			obs.ready++
-			continue
-		}
-		if retained[n] {
-			continue // reported by placement
-		}
-		obs.pending++
-		issues = append(issues, sliverIssue(n, p, current))
-	}
-	sort.Slice(issues, func(i, j int) bool { return issues[i].Node < issues[j].Node })
-	if len(issues) > planetv1.MaxSliverIssues {
-		issues = issues[:planetv1.MaxSliverIssues]
-	}
-	obs.issues = issues
-	return obs
-}
-
-// sliverIssue says why the sliver on a node is not ready.
-func sliverIssue(node string, p *corev1.Pod, current bool) planetv1.SliverIssue {
-	switch {
-	case p == nil:
-		return planetv1.SliverIssue{Node: node, Reason: "SliverNotCreated", Message: "the sliver is being created"}
-	case !current:
-		return planetv1.SliverIssue{Node: node, Reason: "SliverReplacing", Message: "the old sliver is being replaced"}
-	}
-	for _, cs := range p.Status.ContainerStatuses {
-		if w := cs.State.Waiting; w != nil && w.Reason != "" {
-			return planetv1.SliverIssue{Node: node, Reason: w.Reason, Message: truncate(w.Message, 1024)}
-		}
-	}
-	reason := string(p.Status.Phase)
-	if reason == "" {
-		reason = string(corev1.PodPending)
-	}
-	return planetv1.SliverIssue{Node: node, Reason: reason, Message: truncate(p.Status.Message, 1024)}
-}
-
 // reservedHash identifies amounts bound on a node; "" for none.
 func reservedHash(bound corev1.ResourceList) string {
 	if len(bound) == 0 {
@@ -265,16 +205,6 @@ func reservedHash(bound corev1.ResourceList) string {
 	return hex.EncodeToString(h.Sum(nil)[:5])
 }
 
-// podReady says whether the pod's Ready condition is True.
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // templateHash identifies what of the slice spec shapes a sliver.
 func templateHash(slice *planetv1.Slice) string {
 	b, _ := json.Marshal(struct {
@@ -286,10 +216,11 @@ func templateHash(slice *planetv1.Slice) string {
 	return hex.EncodeToString(sum[:5])
 }
 
-// sliverPod builds the sliver Pod of the slice on a node. Its owner is the
-// slice namespace: a namespaced Slice cannot own objects in another
-// namespace, and the Slice's finalizer deletes the namespace.
-func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace, node *corev1.Node, hash string, rsv reservations) *corev1.Pod {
+// sliverPod builds the sliver Pod of the slice on a node, with requests that
+// fit what the node has free. Its owner is the slice namespace: a
+// namespaced Slice cannot own objects in another namespace, and the Slice's
+// finalizer deletes the namespace.
+func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace, node, hash string, rsv clusterview.Reservations) *corev1.Pod {
 	t := slice.Spec.Template
 	env := make([]corev1.EnvVar, 0, len(t.Env))
 	for _, e := range t.Env {
@@ -299,8 +230,10 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 	for _, p := range t.Ports {
 		ports = append(ports, corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 	}
-	bound := rsv.bound[node.Name]
-	resources := fairshare.SliverResources(node.Status.Allocatable, rsv.reserved[node.Name], bound, max(1, slice.Spec.CPUShare), r.SharesPerNode)
+	bound := rsv.Bound[node]
+	allocatable, _ := r.View.Allocatable(node)
+	free, _ := r.View.Free(node, sliceKey(slice))
+	resources := fairshare.SliverResources(allocatable, rsv.Reserved[node], bound, free.Resources, max(1, slice.Spec.CPUShare), r.SharesPerNode)
 	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -311,7 +244,7 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      naming.ReservedSliverName(slice.Name, node.Name, reservedHash(bound)),
+			Name:      naming.ReservedSliverName(slice.Name, node, reservedHash(bound)),
 			Namespace: ns.Name,
 			Labels:    sliceLabels(slice),
 			Annotations: map[string]string{
@@ -324,7 +257,7 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 			}},
 		},
 		Spec: corev1.PodSpec{
-			NodeName:                     node.Name,
+			NodeName:                     node,
 			AutomountServiceAccountToken: ptr.To(false),
 			EnableServiceLinks:           ptr.To(false),
 			Containers: []corev1.Container{{
@@ -348,33 +281,36 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 	}
 }
 
-// createSlivers creates pods in parallel; one that already exists (a stale
-// cache) is not an error.
+// createSlivers creates pods in parallel, each counted on its node in the
+// view until the informer sees it; one that already exists (a stale cache)
+// is not an error.
 func (r *SliceReconciler) createSlivers(ctx context.Context, slice *planetv1.Slice, pods []*corev1.Pod) error {
 	if len(pods) == 0 {
 		return nil
 	}
 	err := forEach(ctx, len(pods), r.SliverWriters, func(i int) error {
+		r.View.Assume(pods[i])
 		if err := r.Create(ctx, pods[i]); err != nil && !apierrors.IsAlreadyExists(err) {
+			r.View.Forget(pods[i])
 			return fmt.Errorf("creating sliver %s: %w", pods[i].Name, err)
 		}
 		return nil
 	})
 	ctrl.LoggerFrom(ctx).Info("Created slivers", "count", len(pods), "failed", err != nil)
-	r.Recorder.Eventf(slice, nil, corev1.EventTypeNormal, ReasonSliversCreated, "CreateSlivers", "Created %d slivers", len(pods))
+	r.Recorder.Eventf(slice, nil, corev1.EventTypeNormal, planetv1.ReasonSliversCreated, "CreateSlivers", "Created %d slivers", len(pods))
 	return err
 }
 
 // deleteSlivers deletes pods in parallel; one already gone is not an error.
-// Pods on nodes for which nodeGone (if set) is true are deleted at once.
-func (r *SliceReconciler) deleteSlivers(ctx context.Context, slice *planetv1.Slice, pods []*corev1.Pod, nodeGone func(string) bool) error {
+// Pods for which now (if set) is true are deleted with no grace period.
+func (r *SliceReconciler) deleteSlivers(ctx context.Context, slice *planetv1.Slice, pods []*corev1.Pod, now func(*corev1.Pod) bool) error {
 	if len(pods) == 0 {
 		return nil
 	}
 	err := forEach(ctx, len(pods), r.SliverWriters, func(i int) error {
 		p := pods[i]
 		opts := []client.DeleteOption{client.Preconditions{UID: &p.UID}}
-		if nodeGone != nil && nodeGone(p.Spec.NodeName) {
+		if now != nil && now(p) {
 			// No kubelet is left to finish a graceful deletion: do not
 			// leave the sliver to the pod garbage collector.
 			opts = append(opts, client.GracePeriodSeconds(0))
@@ -385,19 +321,8 @@ func (r *SliceReconciler) deleteSlivers(ctx context.Context, slice *planetv1.Sli
 		return nil
 	})
 	ctrl.LoggerFrom(ctx).Info("Deleted slivers", "count", len(pods), "failed", err != nil)
-	r.Recorder.Eventf(slice, nil, corev1.EventTypeNormal, ReasonSliversDeleted, "DeleteSlivers", "Deleted %d slivers", len(pods))
+	r.Recorder.Eventf(slice, nil, corev1.EventTypeNormal, planetv1.ReasonSliversDeleted, "DeleteSlivers", "Deleted %d slivers", len(pods))
 	return err
-}
-
-// podPointers returns pointers to the pods that pass keep.
-func podPointers(pods []corev1.Pod, keep func(*corev1.Pod) bool) []*corev1.Pod {
-	var out []*corev1.Pod
-	for i := range pods {
-		if keep(&pods[i]) {
-			out = append(out, &pods[i])
-		}
-	}
-	return out
 }
 
 // truncate cuts s to at most n bytes.

@@ -13,8 +13,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -31,6 +33,18 @@ var (
 	k8s     client.Client
 	ctx     context.Context
 	cancel  context.CancelFunc
+	// stopManager stops the running manager and waits for it to return.
+	stopManager func()
+	// writes counts the manager's writes (see countWrites).
+	writes writeLog
+)
+
+// Settings of the suite's manager: a failed sliver is replaced at once, then
+// after 6 s, 12 s, 12 s ... (short, so that a test sees the back-off pass);
+// the resync period is short so that a test can wait one out.
+const (
+	testSliverBackoff = 6 * time.Second
+	testSyncPeriod    = 5 * time.Second
 )
 
 func TestControllers(t *testing.T) {
@@ -54,23 +68,51 @@ var _ = BeforeSuite(func() {
 	k8s, err = client.New(cfg, client.Options{Scheme: manager.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 
+	startManager()
+})
+
+// startManager starts the manager of PlanetKube's controllers, as the
+// manager binary wires them, with a client that counts its writes.
+func startManager() {
+	GinkgoHelper()
+	cache := manager.CacheOptions()
+	cache.SyncPeriod = ptr.To(testSyncPeriod)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  manager.Scheme(),
-		Cache:   manager.CacheOptions(),
+		Cache:   cache,
 		Metrics: metricsserver.Options{BindAddress: "0"},
+		NewClient: func(config *rest.Config, options client.Options) (client.Client, error) {
+			c, err := client.NewWithWatch(config, options)
+			return countWrites(c, &writes), err
+		},
+		// A restarted manager registers its controllers again.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(manager.Setup(mgr, manager.Options{Authority: "plc", SliverWriters: 16, SharesPerNode: 100, SliceWorkers: 2})).To(Succeed())
+	Expect(manager.Setup(mgr, manager.Options{
+		Authority: "plc", SliverWriters: 16, SharesPerNode: 100, SliceWorkers: 2,
+		SliverBackoff: testSliverBackoff, SliverBackoffMax: 2 * testSliverBackoff,
+	})).To(Succeed())
 	// The ResourcePool controller is part of Setup; the webhooks are not
 	// (internal/admission tests them), so the controllers' own checks show.
 	Expect(ctrl.NewControllerManagedBy(mgr).Named("fake-kubelet").For(&corev1.Pod{}).Complete(podFinalizer{mgr.GetClient()})).To(Succeed())
+	mctx, mcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
 		defer GinkgoRecover()
-		Expect(mgr.Start(ctx)).To(Succeed())
+		defer close(done)
+		Expect(mgr.Start(mctx)).To(Succeed())
 	}()
-})
+	stopManager = func() {
+		mcancel()
+		<-done
+	}
+}
 
 var _ = AfterSuite(func() {
+	if stopManager != nil {
+		stopManager()
+	}
 	cancel()
 	if testEnv != nil {
 		Expect(testEnv.Stop()).To(Succeed())

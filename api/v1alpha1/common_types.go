@@ -20,15 +20,6 @@ const (
 	SliceFinalizer = "planetkube.io/slice"
 )
 
-// Condition types shared by PlanetKube kinds.
-const (
-	// ConditionReady is True when the object is fully reconciled and serving.
-	ConditionReady = "Ready"
-	// ConditionExpired is True when a Slice, binding or Ticket passed its end time.
-	ConditionExpired = "Expired"
-	// ConditionSuspended is True when a Slice is suspended.
-	ConditionSuspended = "Suspended"
-)
 
 // SubjectKind is the kind of an RBAC subject.
 // +kubebuilder:validation:Enum=User;Group;ServiceAccount

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -220,28 +221,38 @@ func candidateError(resolved pools.Pool, r *pools.PoolResult) *field.Error {
 	switch {
 	case resolved.Invalid != "":
 		return field.Forbidden(field.NewPath("spec", "nodes"), resolved.Invalid)
-	case r.Overcommitted != "":
-		return field.Forbidden(field.NewPath("spec", "perNode"), "does not fit: "+r.Overcommitted)
 	case r.Invalid != "":
 		return field.Forbidden(field.NewPath("spec"), r.Invalid)
+	case r.Overcommitted != "":
+		return field.Forbidden(field.NewPath("spec", "perNode"), "does not fit: "+r.Overcommitted)
+	case len(r.Lost) > 0:
+		return field.Forbidden(field.NewPath("spec", "nodes"), r.Lost[slices.Min(slices.Collect(maps.Keys(r.Lost)))])
 	}
 	return nil
 }
 
-// harmed names the first pool (by key) other than key that contributed in
-// before and no longer does in after.
+// harmed names the first pool (by key) other than key that held a node in
+// before and no longer does in after, and why it lost the first such node.
 func harmed(key string, before, after pools.Result) *field.Error {
-	keys := make([]string, 0, len(before.Pools))
-	for k, r := range before.Pools {
-		if k != key && r.Contributes() && !after.Pools[k].Contributes() {
-			keys = append(keys, k)
+	k, why := "", ""
+	for _, pk := range slices.Sorted(maps.Keys(before.Pools)) {
+		r := after.Pools[pk]
+		if pk == key || r == nil {
+			continue
+		}
+		for _, n := range slices.Sorted(maps.Keys(before.Pools[pk].Nodes)) {
+			if !r.Holds(n) {
+				k, why = pk, r.Invalid+r.Lost[n]
+				break
+			}
+		}
+		if k != "" {
+			break
 		}
 	}
-	if len(keys) == 0 {
+	if k == "" {
 		return nil
 	}
-	k := slices.Min(keys)
-	why := after.Pools[k].Overcommitted + after.Pools[k].Invalid
 	return field.Forbidden(field.NewPath("spec"), fmt.Sprintf("the change would take pool %s out of service (%s): shrink or delete it first", k, why))
 }
 

@@ -164,7 +164,7 @@ var _ = Describe("ResourcePool admission", func() {
 		outside := subPool(site, "outside", "root", "1")
 		_, others := newSite(1)
 		outside.Spec.Nodes = &planetv1.NodeSelection{Names: others}
-		Expect(k8s.Create(ctx, outside)).To(invalidWith(fmt.Sprintf("node %s is not a node of parent %s/root", others[0], site)))
+		Expect(k8s.Create(ctx, outside)).To(invalidWith(fmt.Sprintf("node %s is not held by parent %s/root", others[0], site)))
 
 		root.Spec.PerNode[corev1.ResourceCPU] = resource.MustParse("500m")
 		Expect(k8s.Update(ctx, root)).To(invalidWith(fmt.Sprintf("would take pool %s/half out of service", site)))

@@ -14,11 +14,13 @@ import (
 	"github.com/planetkube/planetkube/internal/expiry"
 )
 
-// +kubebuilder:webhook:path=/validate-planetkube-io-v1alpha1-slice,mutating=false,failurePolicy=fail,sideEffects=None,groups=planetkube.io,resources=slices,verbs=create;update,versions=v1alpha1,name=vslice.planetkube.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-planetkube-io-v1alpha1-slice,mutating=false,failurePolicy=ignore,sideEffects=None,groups=planetkube.io,resources=slices,verbs=create;update,versions=v1alpha1,name=vslice.planetkube.io,admissionReviewVersions=v1,timeoutSeconds=5
 
 // SliceValidator refuses a Slice whose newly set expiresAt is in the past or
 // more than 8 weeks ahead. The Slice controller applies the same rule (and
-// keeps the expiry in force) if the webhook is not installed.
+// keeps the expiry in force) if the webhook is not installed or does not
+// answer: so the webhook fails open (failurePolicy Ignore), and a manager
+// that is down never blocks a change to a Slice (removing a finalizer, say).
 type SliceValidator struct {
 	// Now returns the current time; tests may set it.
 	Now func() time.Time

@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -118,6 +119,52 @@ var _ = Describe("Slice admission", func() {
 
 		got.Spec.ExpiresAt = &metav1.Time{Time: time.Now().Add(30 * 24 * time.Hour)}
 		Expect(k8s.Update(ctx, got)).To(Succeed())
+	})
+
+	It("fails open: with the webhook server unreachable, slices still change and their finalizers can be removed", func() {
+		s := slice("unreachable", time.Now().Add(time.Hour))
+		s.Finalizers = []string{planetv1.SliceFinalizer}
+		Expect(k8s.Create(ctx, s)).To(Succeed())
+
+		By("the manager is down: the slice webhook points at a closed port, as shipped otherwise")
+		vwcs := &admissionregv1.ValidatingWebhookConfigurationList{}
+		Expect(k8s.List(ctx, vwcs)).To(Succeed())
+		var vwc *admissionregv1.ValidatingWebhookConfiguration
+		var hook *admissionregv1.ValidatingWebhook
+		for i := range vwcs.Items {
+			for j := range vwcs.Items[i].Webhooks {
+				if vwcs.Items[i].Webhooks[j].Name == "vslice.planetkube.io" {
+					vwc, hook = &vwcs.Items[i], &vwcs.Items[i].Webhooks[j]
+				}
+			}
+		}
+		Expect(hook).NotTo(BeNil(), "the slice webhook is not installed")
+		saved := hook.ClientConfig.DeepCopy()
+		dead := "https://127.0.0.1:1/validate-planetkube-io-v1alpha1-slice"
+		hook.ClientConfig = admissionregv1.WebhookClientConfig{URL: &dead, CABundle: saved.CABundle}
+		Expect(k8s.Update(ctx, vwc)).To(Succeed())
+		DeferCleanup(func() {
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(vwc), vwc)).To(Succeed())
+			for j := range vwc.Webhooks {
+				if vwc.Webhooks[j].Name == "vslice.planetkube.io" {
+					vwc.Webhooks[j].ClientConfig = *saved
+				}
+			}
+			Expect(k8s.Update(ctx, vwc)).To(Succeed())
+		})
+
+		Eventually(func() error {
+			got := &planetv1.Slice{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(s), got); err != nil {
+				return err
+			}
+			got.Finalizers = nil
+			return k8s.Update(ctx, got)
+		}, 10*time.Second, 200*time.Millisecond).Should(Succeed())
+		Expect(k8s.Delete(ctx, s)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(s), &planetv1.Slice{}))
+		}).Should(BeTrue())
 	})
 
 	It("lets other changes through once the expiry in the spec has passed", func() {

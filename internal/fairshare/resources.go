@@ -20,7 +20,13 @@ var DefaultEphemeralStorage = resource.MustParse("10Gi")
 // (work-conserving), a memory limit of the node's unreserved memory, and an
 // ephemeral-storage limit of DefaultEphemeralStorage (the request at most
 // that). Unreserved is allocatable minus what root pools reserve on the node.
-func SliverResources(allocatable, reserved, bound corev1.ResourceList, share, sharesPerNode int32) corev1.ResourceRequirements {
+//
+// A fair-share request never exceeds what is free on the node (free, the
+// room the node's other pods leave; nil when unknown): the kubelet rejects
+// a pod whose requests do not fit (OutOfcpu), whatever its share. A request
+// cut this way only lowers the sliver's scheduling weight; the node agent
+// applies the slice's share to its cgroups.
+func SliverResources(allocatable, reserved, bound, free corev1.ResourceList, share, sharesPerNode int32) corev1.ResourceRequirements {
 	req := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	guaranteed := func(name corev1.ResourceName) bool {
 		q, ok := bound[name]
@@ -43,6 +49,17 @@ func SliverResources(allocatable, reserved, bound corev1.ResourceList, share, sh
 		req.Limits[corev1.ResourceEphemeralStorage] = DefaultEphemeralStorage.DeepCopy()
 		if free := unreserved(allocatable, reserved, corev1.ResourceEphemeralStorage); free > 0 {
 			req.Requests[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(min(DefaultEphemeralStorage.Value(), shareOf(free, share, sharesPerNode)), resource.BinarySI)
+		}
+	}
+	if free != nil {
+		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+			q, asked := req.Requests[name]
+			if b, isBound := bound[name]; !asked || (isBound && b.Sign() > 0) {
+				continue // nothing asked, or reserved (Guaranteed)
+			}
+			if room := free[name]; q.Cmp(room) > 0 {
+				req.Requests[name] = room.DeepCopy()
+			}
 		}
 	}
 	return req

@@ -50,7 +50,7 @@ func TestSliverResources(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := SliverResources(alloc, tt.reserved, tt.bound, tt.share, DefaultSharesPerNode)
+			got := SliverResources(alloc, tt.reserved, tt.bound, nil, tt.share, DefaultSharesPerNode)
 			if !equality.Semantic.DeepEqual(got.Requests, tt.wantReq) {
 				t.Errorf("requests = %v, want %v", got.Requests, tt.wantReq)
 			}
@@ -62,12 +62,42 @@ func TestSliverResources(t *testing.T) {
 }
 
 func TestSliverEphemeralStorageRequest(t *testing.T) {
-	got := SliverResources(list("cpu", "1", "ephemeral-storage", "100Gi"), nil, nil, 1, DefaultSharesPerNode)
+	got := SliverResources(list("cpu", "1", "ephemeral-storage", "100Gi"), nil, nil, nil, 1, DefaultSharesPerNode)
 	if q := got.Requests[corev1.ResourceEphemeralStorage]; q.Cmp(resource.MustParse("1Gi")) != 0 {
 		t.Errorf("ephemeral-storage request = %s, want 1Gi (a hundredth of 100Gi)", q.String())
 	}
-	got = SliverResources(list("cpu", "1", "ephemeral-storage", "10Ti"), nil, nil, 1, DefaultSharesPerNode)
+	got = SliverResources(list("cpu", "1", "ephemeral-storage", "10Ti"), nil, nil, nil, 1, DefaultSharesPerNode)
 	if q := got.Requests[corev1.ResourceEphemeralStorage]; q.Cmp(DefaultEphemeralStorage) != 0 {
 		t.Errorf("ephemeral-storage request = %s, want the 10Gi limit", q.String())
+	}
+}
+
+// TestSliverResourcesFitWhatIsFree: one share-100 slice next to a DaemonSet
+// pod asks for no more than the node has free, and reserved amounts are
+// never cut.
+func TestSliverResourcesFitWhatIsFree(t *testing.T) {
+	alloc := list("cpu", "4", "memory", "16Gi", "ephemeral-storage", "100Gi")
+	tests := []struct {
+		name          string
+		bound, free   corev1.ResourceList
+		share         int32
+		wantCPU       string
+		wantMem       string
+		wantEphemeral string
+	}{
+		{"share 100 next to a 500m/1Gi DaemonSet pod", nil, list("cpu", "3500m", "memory", "15Gi", "ephemeral-storage", "100Gi"), 100, "3500m", "15Gi", "10Gi"},
+		{"nothing free: zero requests, never negative", nil, list("cpu", "0", "memory", "0", "ephemeral-storage", "0"), 1, "0", "0", "0"},
+		{"room to spare: the fair share", nil, list("cpu", "4", "memory", "16Gi", "ephemeral-storage", "100Gi"), 1, "40m", "163Mi", "1Gi"},
+		{"bound cpu is not cut, the rest is", list("cpu", "2"), list("cpu", "0", "memory", "1Gi", "ephemeral-storage", "0"), 100, "2", "1Gi", "0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := SliverResources(alloc, nil, tt.bound, tt.free, tt.share, DefaultSharesPerNode)
+			for name, want := range map[corev1.ResourceName]string{"cpu": tt.wantCPU, "memory": tt.wantMem, "ephemeral-storage": tt.wantEphemeral} {
+				if q := got.Requests[name]; q.Cmp(resource.MustParse(want)) != 0 {
+					t.Errorf("request %s = %s, want %s", name, q.String(), want)
+				}
+			}
+		})
 	}
 }

@@ -3,14 +3,18 @@
 package manager
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/flowcontrol"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +26,7 @@ import (
 	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/admission"
 	"github.com/planetkube/planetkube/internal/cli"
+	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/fairshare"
 	"github.com/planetkube/planetkube/internal/flowfanout"
 	"github.com/planetkube/planetkube/internal/flowquery"
@@ -40,6 +45,8 @@ type Options struct {
 	SliceWorkers         int
 	SliverWriters        int
 	SharesPerNode        int
+	SliverBackoff        time.Duration
+	SliverBackoffMax     time.Duration
 	Webhooks             bool
 	WebhookHost          string
 	WebhookPort          int
@@ -64,6 +71,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.SliceWorkers, "slice-workers", 4, "Slices reconciled at the same time.")
 	fs.IntVar(&o.SliverWriters, "sliver-writers", 64, "Parallel API writes (sliver creations and deletions) per slice reconcile.")
 	fs.IntVar(&o.SharesPerNode, "shares-per-node", fairshare.DefaultSharesPerNode, "Share units each node's unreserved CPU is divided into (a share-1 sliver requests 1/N of it).")
+	fs.DurationVar(&o.SliverBackoff, "sliver-backoff", time.Second, "First wait before a failed sliver (say, rejected by the kubelet for OutOfcpu) is replaced again on the same node; it doubles with each failure.")
+	fs.DurationVar(&o.SliverBackoffMax, "sliver-backoff-max", 15*time.Minute, "Longest wait before a failed sliver is replaced again.")
 	fs.BoolVar(&o.Webhooks, "webhooks", true, "Serve the validating webhooks (config/webhook); the API server must be configured to call them.")
 	fs.StringVar(&o.WebhookHost, "webhook-host", "", "Address the webhook server listens on (default: all).")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the webhook server.")
@@ -142,8 +151,44 @@ func Main(args []string) error {
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 
-// Setup registers every PlanetKube controller with the manager.
+// PodCacheOptions scope the view's pod cache: every pod bound to a node and
+// not finished, stripped to what the view reads (clusterview.StripPod).
+func PodCacheOptions(mgr ctrl.Manager) cache.Options {
+	return cache.Options{
+		Scheme: mgr.GetScheme(),
+		Mapper: mgr.GetRESTMapper(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {
+				Field:     fields.ParseSelectorOrDie("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"),
+				Transform: clusterview.StripPod,
+			},
+		},
+	}
+}
+
+// Setup registers every PlanetKube controller with the manager, and the
+// shared view of the cluster they read.
 func Setup(mgr ctrl.Manager, o Options) error {
+	view := clusterview.New(nil)
+	pods, err := cache.New(mgr.GetConfig(), PodCacheOptions(mgr))
+	if err != nil {
+		return fmt.Errorf("creating the pod cache: %w", err)
+	}
+	if err := mgr.Add(pods); err != nil {
+		return err
+	}
+	if err := view.Feed(context.Background(), mgr.GetCache(), pods); err != nil {
+		return fmt.Errorf("feeding the cluster view: %w", err)
+	}
+	if err := mgr.Add(view); err != nil {
+		return err
+	}
+	if o.SliverBackoff <= 0 {
+		o.SliverBackoff = time.Second
+	}
+	if o.SliverBackoffMax < o.SliverBackoff {
+		o.SliverBackoffMax = max(o.SliverBackoff, 15*time.Minute)
+	}
 	if err := (&controllers.SiteReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("site-controller"),
@@ -153,6 +198,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err := (&controllers.SliceReconciler{
 		Client:        mgr.GetClient(),
 		Recorder:      mgr.GetEventRecorder("slice-controller"),
+		View:          view,
+		Backoff:       flowcontrol.NewBackOff(o.SliverBackoff, o.SliverBackoffMax),
 		Authority:     o.Authority,
 		SliverWriters: o.SliverWriters,
 		SharesPerNode: int32(o.SharesPerNode),
@@ -163,6 +210,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err := (&controllers.ResourcePoolReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("resourcepool-controller"),
+		View:     view,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ResourcePool controller: %w", err)
 	}

@@ -141,16 +141,25 @@ func sortedMatching(nodes []Node, req Request) []*Node {
 	var out []*Node
 	for i := range nodes {
 		n := &nodes[i]
-		if n.Site == "" ||
-			(sites != nil && !sites[n.Site]) ||
-			(names != nil && !names[n.Name]) ||
-			(req.Selector != nil && !req.Selector.Matches(labels.Set(n.Labels))) {
-			continue
+		if matches(n, req, sites, names) {
+			out = append(out, n)
 		}
-		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// Matches says whether a node matches the request's selection (whatever its
+// readiness).
+func Matches(n *Node, req Request) bool {
+	return matches(n, req, toSet(req.Sites), toSet(req.Names))
+}
+
+func matches(n *Node, req Request, sites, names map[string]bool) bool {
+	return n.Site != "" &&
+		(sites == nil || sites[n.Site]) &&
+		(names == nil || names[n.Name]) &&
+		(req.Selector == nil || req.Selector.Matches(labels.Set(n.Labels)))
 }
 
 func toSet(list []string) map[string]bool {

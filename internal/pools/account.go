@@ -16,25 +16,29 @@
 //   - A sub-pool takes its amounts from its parent: its nodes are a subset of
 //     the parent's, and on each node its children together hold at most the
 //     parent's PerNode.
-//   - A binding gives a slice, on each of the pool's nodes, what the pool's
+//   - A binding gives a slice, on each node the pool holds, what the pool's
 //     children leave (PerNode - Σ children) until a time. After that time it
 //     gives nothing.
 //
 // Pools are judged in order of precedence: older first (Created), then by
-// Key; a parent is always judged before its children. Only pools that share
-// a parent (or, for root pools, the nodes) compete, so when amounts do not
-// fit, the later pool in precedence loses: it is Overcommitted and
-// contributes nothing, and nothing already accepted ever shrinks. A pool that
-// cannot be judged (unknown or negative resource, node outside its parent or
-// without capacity, parent missing, invalid or overcommitted, a cycle of
-// parents) is Invalid and contributes nothing either; so are its
-// descendants. Within a pool, nodes are checked in name order and resources
-// in name order, so messages are deterministic too.
+// Key; a parent is always judged before its children. Amounts are judged
+// node by node: on each node, only pools that share a parent (or, for root
+// pools, the node) compete, and when amounts do not fit, the later pool in
+// precedence loses that node (it is Overcommitted there and holds nothing
+// on it) and keeps the others. A node that vanishes, or that its parent no
+// longer holds, is lost to the pool alone: nothing already accepted on the
+// other nodes ever shrinks, so one node coming or going never moves a
+// reservation elsewhere. A pool that cannot be judged at all (unknown or
+// negative resource, parent missing or invalid, a cycle of parents) is
+// Invalid and contributes nothing; so are its descendants. Within a pool,
+// nodes are checked in name order and resources in name order, so messages
+// are deterministic too.
 //
-// For each pool that contributes, [PoolResult].Nodes gives, per node and
-// for each resource of PerNode, what is Allocated (children plus the active
-// binding) and what is Free (PerNode - Allocated): an actively bound pool
-// has nothing free.
+// For each pool that is not Invalid, [PoolResult].Nodes gives, per node it
+// holds and for each resource of PerNode, what is Allocated (children plus
+// the active binding) and what is Free (PerNode - Allocated): an actively
+// bound pool has nothing free. [PoolResult].Lost says, for each of its
+// other nodes, why it holds nothing there.
 package pools
 
 import (
@@ -68,6 +72,10 @@ type Pool struct {
 	// Invalid, when set by the caller (e.g. Resolve: a node of another
 	// site), makes the pool Invalid with that message.
 	Invalid string
+	// Lost, set by the caller (e.g. Resolve: a named node that does not
+	// exist), maps nodes of the pool that it cannot hold to why; Account
+	// reports them in PoolResult.Lost.
+	Lost map[string]string
 }
 
 // Binding gives a pool to a slice until a time.
@@ -94,27 +102,37 @@ type NodeAccount struct {
 // PoolResult is the accounting of one pool.
 type PoolResult struct {
 	// Invalid, when not empty, says why the pool contributes nothing: parent
-	// missing, invalid or overcommitted, a node outside its parent or without
-	// capacity, an unknown resource, a cycle of parents.
+	// missing or invalid, an unknown resource, a cycle of parents.
 	Invalid string
 	// Overcommitted, when not empty, names the first node and resource that
 	// does not fit, e.g. "node n1: cpu: 3 requested, 2 free in parent
 	// team/root" or "node n1: cpu: 3 requested, 2 free of node capacity";
-	// the pool contributes nothing.
+	// the pool holds nothing on that node (see Lost).
 	Overcommitted string
+	// Lost maps each node of the pool that it does not hold to why: it does
+	// not fit there, the node is gone or has no capacity, or the parent
+	// does not hold it. Nil when the pool holds every node, or is Invalid.
+	Lost map[string]string
 	// BindingActive is true when the pool has a binding and now < Until
 	// (whether or not the pool contributes).
 	BindingActive bool
 	// BindingExpired is true when the pool has a binding and now >= Until.
 	BindingExpired bool
-	// Nodes is the per-node accounting of a contributing pool; nil for a pool
-	// that is Invalid or Overcommitted.
+	// Nodes is the per-node accounting of the nodes the pool holds; nil
+	// for a pool that is Invalid or holds no node.
 	Nodes map[string]NodeAccount
 }
 
-// Contributes reports whether the pool is neither Invalid nor Overcommitted.
+// Contributes reports whether the pool holds its amounts on at least one
+// node.
 func (r *PoolResult) Contributes() bool {
-	return r.Invalid == "" && r.Overcommitted == ""
+	return r.Invalid == "" && len(r.Nodes) > 0
+}
+
+// Holds reports whether the pool holds its amounts on node.
+func (r *PoolResult) Holds(node string) bool {
+	_, ok := r.Nodes[node]
+	return r.Invalid == "" && ok
 }
 
 // Result is the accounting of a set of pools.
@@ -148,7 +166,7 @@ type entry struct {
 	nodes    []string // sorted, unique
 	children []*entry // in order of precedence
 	visited  bool
-	// alloc maps each node of an accepted pool to the sum of its accepted
+	// alloc maps each node the pool holds to the sum of its accepted
 	// children's PerNode there (nil while no child takes a part).
 	alloc map[string]corev1.ResourceList
 }
@@ -221,102 +239,94 @@ func (a *accountant) noteBinding(e *entry, now time.Time) {
 	}
 }
 
-// visit judges e, then its children, then settles e's accounts once its
-// children have taken their part.
+// visit judges e node by node, then its children, then settles e's accounts
+// once its children have taken their part.
 func (a *accountant) visit(e *entry) {
 	e.visited = true
-	e.result.Invalid, e.result.Overcommitted = a.judge(e)
-	if e.result.Contributes() {
-		a.accept(e)
+	e.result.Invalid = a.invalid(e)
+	if e.result.Invalid == "" {
+		a.take(e)
 	}
 	for _, c := range e.children {
 		a.visit(c)
 	}
-	if e.result.Contributes() {
+	if len(e.alloc) > 0 {
 		a.settle(e)
 	}
 }
 
-// judge returns why e is invalid or overcommitted, or two empty strings.
-func (a *accountant) judge(e *entry) (invalid, overcommitted string) {
+// invalid returns why e cannot be judged at all, or "".
+func (a *accountant) invalid(e *entry) string {
 	if e.pool.Invalid != "" {
-		return e.pool.Invalid, ""
+		return e.pool.Invalid
 	}
 	if why := checkResources(e.pool.PerNode); why != "" {
-		return why, ""
+		return why
 	}
-	if e.pool.Parent == "" {
-		return a.judgeRoot(e)
-	}
-	return a.judgeChild(e)
-}
-
-func (a *accountant) judgeRoot(e *entry) (invalid, overcommitted string) {
-	hasCapacity := func(n string) bool { _, found := a.capacity[n]; return found }
-	if n, ok := allIn(e.nodes, hasCapacity); !ok {
-		return fmt.Sprintf("node %s has no known capacity", n), ""
-	}
-	total := func(n string) corev1.ResourceList { return a.capacity[n] }
-	return "", overflow(e.nodes, total, a.used, e.pool.PerNode, "of node capacity")
-}
-
-func (a *accountant) judgeChild(e *entry) (invalid, overcommitted string) {
-	parent := a.byKey[e.pool.Parent]
-	switch {
-	case parent.result.Invalid != "":
-		return fmt.Sprintf("parent %s is invalid", parent.pool.Key), ""
-	case parent.result.Overcommitted != "":
-		return fmt.Sprintf("parent %s is overcommitted", parent.pool.Key), ""
-	}
-	inParent := func(n string) bool { _, found := parent.alloc[n]; return found }
-	if n, ok := allIn(e.nodes, inParent); !ok {
-		return fmt.Sprintf("node %s is not a node of parent %s", n, parent.pool.Key), ""
-	}
-	total := func(string) corev1.ResourceList { return parent.pool.PerNode }
-	return "", overflow(e.nodes, total, parent.alloc, e.pool.PerNode, "in parent "+parent.pool.Key)
-}
-
-// allIn returns the first node for which in is false.
-func allIn(nodes []string, in func(string) bool) (string, bool) {
-	for _, n := range nodes {
-		if !in(n) {
-			return n, false
-		}
-	}
-	return "", true
-}
-
-// overflow says where want does not fit in total(n) - used[n] for the first
-// such node of nodes, or returns "". where ends the message.
-func overflow(nodes []string, total func(string) corev1.ResourceList, used map[string]corev1.ResourceList, want corev1.ResourceList, where string) string {
-	for _, n := range nodes {
-		t := total(n)
-		r, ok := shortfall(t, used[n], want)
-		if ok {
-			continue
-		}
-		free := t[r].DeepCopy()
-		if u, found := used[n][r]; found {
-			free.Sub(u)
-		}
-		requested := want[r].DeepCopy()
-		return fmt.Sprintf("node %s: %s: %s requested, %s free %s", n, r, requested.String(), free.String(), where)
+	if parent := a.byKey[e.pool.Parent]; e.pool.Parent != "" && parent.result.Invalid != "" {
+		return fmt.Sprintf("parent %s is invalid", parent.pool.Key)
 	}
 	return ""
 }
 
-// accept makes e take its amounts from its parent or, for a root pool, from
-// its nodes.
-func (a *accountant) accept(e *entry) {
+// take makes e take its amounts, node by node, from its parent or, for a
+// root pool, from the node; a node where it cannot is lost to e alone.
+func (a *accountant) take(e *entry) {
 	e.alloc = make(map[string]corev1.ResourceList, len(e.nodes))
-	taken := a.used
+	taken, where := a.used, "of node capacity"
+	total := func(n string) (corev1.ResourceList, string) {
+		c, found := a.capacity[n]
+		if !found {
+			return nil, fmt.Sprintf("node %s has no known capacity", n)
+		}
+		return c, ""
+	}
 	if e.pool.Parent != "" {
-		taken = a.byKey[e.pool.Parent].alloc
+		parent := a.byKey[e.pool.Parent]
+		taken, where = parent.alloc, "in parent "+parent.pool.Key
+		total = func(n string) (corev1.ResourceList, string) {
+			if _, held := parent.alloc[n]; !held {
+				return nil, fmt.Sprintf("node %s is not held by parent %s", n, parent.pool.Key)
+			}
+			return parent.pool.PerNode, ""
+		}
 	}
 	for _, n := range e.nodes {
+		why := e.pool.Lost[n]
+		if why == "" {
+			var t corev1.ResourceList
+			if t, why = total(n); why == "" {
+				why = overflow(n, t, taken[n], e.pool.PerNode, where)
+				if why != "" && e.result.Overcommitted == "" {
+					e.result.Overcommitted = why
+				}
+			}
+		}
+		if why != "" {
+			if e.result.Lost == nil {
+				e.result.Lost = map[string]string{}
+			}
+			e.result.Lost[n] = why
+			continue
+		}
 		e.alloc[n] = nil // made when a child takes a part
 		Add(listOf(taken, n), e.pool.PerNode)
 	}
+}
+
+// overflow says how want does not fit in total - used on node n, or returns
+// "". where ends the message.
+func overflow(n string, total, used, want corev1.ResourceList, where string) string {
+	r, ok := shortfall(total, used, want)
+	if ok {
+		return ""
+	}
+	free := total[r].DeepCopy()
+	if u, found := used[r]; found {
+		free.Sub(u)
+	}
+	requested := want[r].DeepCopy()
+	return fmt.Sprintf("node %s: %s: %s requested, %s free %s", n, r, requested.String(), free.String(), where)
 }
 
 // listOf returns m[key], first making it when it is nil.
@@ -333,8 +343,11 @@ func listOf(m map[string]corev1.ResourceList, key string) corev1.ResourceList {
 // slice while the binding is active.
 func (a *accountant) settle(e *entry) {
 	perNode := e.pool.PerNode
-	e.result.Nodes = make(map[string]NodeAccount, len(e.nodes))
+	e.result.Nodes = make(map[string]NodeAccount, len(e.alloc))
 	for _, n := range e.nodes {
+		if _, held := e.alloc[n]; !held {
+			continue
+		}
 		allocated := Restrict(e.alloc[n], perNode)
 		if e.result.BindingActive {
 			rest := Sub(perNode, allocated)

@@ -56,11 +56,14 @@ func TestAccount(t *testing.T) {
 		// invalid and over: the exact Invalid and Overcommitted of the pools
 		// named; every other pool must have neither.
 		invalid, over map[string]string
-		nodes         map[string]map[string]NodeAccount // exact, for the pools named
-		bound         map[string]map[string]corev1.ResourceList
-		nextChange    time.Time
-		active        []string // pools with BindingActive
-		expired       []string // pools with BindingExpired
+		// lost: the exact Lost of the pools named; every other pool holds
+		// all its nodes (or is Invalid).
+		lost       map[string]map[string]string
+		nodes      map[string]map[string]NodeAccount // exact, for the pools named
+		bound      map[string]map[string]corev1.ResourceList
+		nextChange time.Time
+		active     []string // pools with BindingActive
+		expired    []string // pools with BindingExpired
 	}{{
 		name:  "root within capacity",
 		pools: []Pool{mk("s/r", "", 0, ns("n1", "n2"), rl("cpu", "2", "memory", "4Gi"))},
@@ -69,16 +72,18 @@ func TestAccount(t *testing.T) {
 			"n2": acct(rl("cpu", "0", "memory", "0"), rl("cpu", "2", "memory", "4Gi")),
 		}},
 	}, {
-		name: "second root overflows one node: the later loses, binds nothing",
+		name: "second root overflows one node: the later loses that node only",
 		pools: []Pool{
 			mk("s/a", "", 0, ns("n1", "n2"), rl("cpu", "3")),
 			bound(mk("s/b", "", 1, ns("n2", "n3"), rl("cpu", "2")), "s/x", inHour),
 		},
 		over: map[string]string{"s/b": "node n2: cpu: 2 requested, 1 free of node capacity"},
+		lost: map[string]map[string]string{"s/b": {"n2": "node n2: cpu: 2 requested, 1 free of node capacity"}},
 		nodes: map[string]map[string]NodeAccount{
 			"s/a": {"n1": acct(rl("cpu", "0"), rl("cpu", "3")), "n2": acct(rl("cpu", "0"), rl("cpu", "3"))},
-			"s/b": nil,
+			"s/b": {"n3": acct(rl("cpu", "2"), rl("cpu", "0"))},
 		},
+		bound:      map[string]map[string]corev1.ResourceList{"s/x": {"n3": rl("cpu", "2")}},
 		active:     ns("s/b"),
 		nextChange: inHour,
 	}, {
@@ -87,6 +92,7 @@ func TestAccount(t *testing.T) {
 			mk("s/a", "", 0, ns("n1"), rl("planetkube.io/egress-bandwidth", "1M")),
 		},
 		over: map[string]string{"s/a": "node n1: planetkube.io/egress-bandwidth: 1M requested, 0 free of node capacity"},
+		lost: map[string]map[string]string{"s/a": {"n1": "node n1: planetkube.io/egress-bandwidth: 1M requested, 0 free of node capacity"}},
 	}, {
 		name: "split conservation over three levels",
 		pools: []Pool{
@@ -120,17 +126,43 @@ func TestAccount(t *testing.T) {
 			mk("s/c2", "s/r", 2, ns("n1"), rl("cpu", "1")),
 			mk("s/g", "s/c2", 3, ns("n1"), rl("cpu", "1")),
 		},
-		over:    map[string]string{"s/c2": "node n1: cpu: 1 requested, 500m free in parent s/r"},
-		invalid: map[string]string{"s/g": "parent s/c2 is overcommitted"},
-		nodes:   map[string]map[string]NodeAccount{"s/r": {"n1": acct(rl("cpu", "1500m"), rl("cpu", "500m"))}},
+		over: map[string]string{"s/c2": "node n1: cpu: 1 requested, 500m free in parent s/r"},
+		lost: map[string]map[string]string{
+			"s/c2": {"n1": "node n1: cpu: 1 requested, 500m free in parent s/r"},
+			"s/g":  {"n1": "node n1 is not held by parent s/c2"},
+		},
+		nodes: map[string]map[string]NodeAccount{"s/r": {"n1": acct(rl("cpu", "1500m"), rl("cpu", "500m"))}},
 	}, {
-		name: "child with a node outside its parent",
+		name: "child with a node outside its parent holds the others",
 		pools: []Pool{
 			mk("s/r", "", 0, ns("n1"), rl("cpu", "2")),
 			mk("s/c", "s/r", 1, ns("n1", "n2"), rl("cpu", "1")),
 		},
-		invalid: map[string]string{"s/c": "node n2 is not a node of parent s/r"},
-		nodes:   map[string]map[string]NodeAccount{"s/r": {"n1": acct(rl("cpu", "0"), rl("cpu", "2"))}},
+		lost: map[string]map[string]string{"s/c": {"n2": "node n2 is not held by parent s/r"}},
+		nodes: map[string]map[string]NodeAccount{
+			"s/r": {"n1": acct(rl("cpu", "1"), rl("cpu", "1"))},
+			"s/c": {"n1": acct(rl("cpu", "0"), rl("cpu", "1"))},
+		},
+	}, {
+		name: "a vanished node is lost to its root and the root's children alone",
+		pools: []Pool{
+			bound(mk("s/r", "", 0, ns("n1", "n2", "gone"), rl("cpu", "2")), "t/x", inHour),
+			bound(mk("s/c", "s/r", 1, ns("n2", "gone"), rl("cpu", "1")), "t/y", inHour),
+		},
+		lost: map[string]map[string]string{
+			"s/r": {"gone": "node gone has no known capacity"},
+			"s/c": {"gone": "node gone is not held by parent s/r"},
+		},
+		nodes: map[string]map[string]NodeAccount{
+			"s/r": {"n1": acct(rl("cpu", "2"), rl("cpu", "0")), "n2": acct(rl("cpu", "2"), rl("cpu", "0"))},
+			"s/c": {"n2": acct(rl("cpu", "1"), rl("cpu", "0"))},
+		},
+		bound: map[string]map[string]corev1.ResourceList{
+			"t/x": {"n1": rl("cpu", "2"), "n2": rl("cpu", "1")},
+			"t/y": {"n2": rl("cpu", "1")},
+		},
+		active:     ns("s/r", "s/c"),
+		nextChange: inHour,
 	}, {
 		name: "missing parent, and its child",
 		pools: []Pool{
@@ -145,8 +177,11 @@ func TestAccount(t *testing.T) {
 			mk("s/b", "", 1, ns("n1"), rl("cpu", "1")),
 			mk("s/c", "s/b", 2, ns("n1"), rl("cpu", "1")),
 		},
-		over:    map[string]string{"s/b": "node n1: cpu: 1 requested, 0 free of node capacity"},
-		invalid: map[string]string{"s/c": "parent s/b is overcommitted"},
+		over: map[string]string{"s/b": "node n1: cpu: 1 requested, 0 free of node capacity"},
+		lost: map[string]map[string]string{
+			"s/b": {"n1": "node n1: cpu: 1 requested, 0 free of node capacity"},
+			"s/c": {"n1": "node n1 is not held by parent s/b"},
+		},
 	}, {
 		name: "active bindings: exact amounts per node, summed per slice, free 0",
 		pools: []Pool{
@@ -197,8 +232,9 @@ func TestAccount(t *testing.T) {
 		invalid: map[string]string{
 			"s/gpu": "unknown resource nvidia.com/gpu",
 			"s/neg": "negative amount of cpu",
-			"s/far": "node n9 has no known capacity",
 		},
+		lost:  map[string]map[string]string{"s/far": {"n9": "node n9 has no known capacity"}},
+		nodes: map[string]map[string]NodeAccount{"s/far": {"n1": acct(rl("cpu", "0"), rl("cpu", "1"))}},
 	}, {
 		name: "ties in Created are broken by Key, whatever the input order",
 		pools: []Pool{
@@ -206,6 +242,7 @@ func TestAccount(t *testing.T) {
 			mk("s/a", "", 0, ns("n1"), rl("cpu", "3")),
 		},
 		over: map[string]string{"s/b": "node n1: cpu: 3 requested, 1 free of node capacity"},
+		lost: map[string]map[string]string{"s/b": {"n1": "node n1: cpu: 3 requested, 1 free of node capacity"}},
 	}, {
 		name: "a parent is judged before an older child; siblings by precedence",
 		pools: []Pool{
@@ -215,6 +252,7 @@ func TestAccount(t *testing.T) {
 			mk("s/r", "", 1, ns("n1"), rl("cpu", "4")),
 		},
 		over:  map[string]string{"s/c1": "node n1: cpu: 2 requested, 1 free in parent s/r"},
+		lost:  map[string]map[string]string{"s/c1": {"n1": "node n1: cpu: 2 requested, 1 free in parent s/r"}},
 		nodes: map[string]map[string]NodeAccount{"s/r": {"n1": acct(rl("cpu", "3"), rl("cpu", "1"))}},
 	}, {
 		name: "cycle of parents, a self-parent, and a child hanging off the cycle",
@@ -253,6 +291,9 @@ func TestAccount(t *testing.T) {
 				}
 				if !pr.Contributes() && pr.Nodes != nil {
 					t.Errorf("%s contributes nothing but has node accounts", p.Key)
+				}
+				if got, want := fmt.Sprint(pr.Lost), fmt.Sprint(tt.lost[p.Key]); got != want {
+					t.Errorf("%s: Lost = %s, want %s", p.Key, got, want)
 				}
 			}
 			for key, want := range tt.nodes {

@@ -81,7 +81,7 @@ func (r *resolver) resolve(s *Spec, depth int) *Pool {
 	switch {
 	case p.Invalid != "":
 	case s.Parent == "":
-		p.Nodes, p.Invalid = resolveRoot(s, r.bySite[s.Site], r.byName)
+		p.Nodes, p.Lost, p.Invalid = resolveRoot(s, r.bySite[s.Site], r.byName)
 	case len(s.Names) > 0:
 		p.Nodes = slices.Sorted(slices.Values(s.Names))
 	case hasParent && depth < len(r.specs):
@@ -96,34 +96,38 @@ func (r *resolver) resolve(s *Spec, depth int) *Pool {
 	return p
 }
 
-// resolveRoot returns a root pool's nodes among its site's, or why it has
-// none it may hold.
-func resolveRoot(s *Spec, site []*NodeInfo, byName map[string]*NodeInfo) ([]string, string) {
+// resolveRoot returns a root pool's nodes among its site's, the nodes it
+// names that do not exist (lost to it, not to the pool: a node that leaves
+// takes only its own part), or why it has none it may hold.
+func resolveRoot(s *Spec, site []*NodeInfo, byName map[string]*NodeInfo) (nodes []string, lost map[string]string, invalid string) {
 	for _, other := range s.Sites {
 		if other != s.Site {
-			return nil, fmt.Sprintf("a root pool of site %s cannot take nodes of site %s", s.Site, other)
+			return nil, nil, fmt.Sprintf("a root pool of site %s cannot take nodes of site %s", s.Site, other)
 		}
 	}
 	for _, name := range s.Names {
 		n, found := byName[name]
 		switch {
 		case !found:
-			return nil, fmt.Sprintf("node %s does not exist", name)
+			if lost == nil {
+				lost = map[string]string{}
+			}
+			lost[name] = fmt.Sprintf("node %s does not exist", name)
+			nodes = append(nodes, name)
 		case n.Site != s.Site:
-			return nil, fmt.Sprintf("node %s belongs to site %s, not %s: a root pool takes only its own site's nodes", name, n.Site, s.Site)
+			return nil, nil, fmt.Sprintf("node %s belongs to site %s, not %s: a root pool takes only its own site's nodes", name, n.Site, s.Site)
 		}
 	}
-	var out []string
 	for _, n := range site {
 		if matches(s, n) {
-			out = append(out, n.Name)
+			nodes = append(nodes, n.Name)
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Sprintf("the pool's selection matches no node of site %s", s.Site)
+	if len(nodes) == 0 {
+		return nil, nil, fmt.Sprintf("the pool's selection matches no node of site %s", s.Site)
 	}
-	slices.Sort(out)
-	return out, ""
+	slices.Sort(nodes)
+	return nodes, lost, ""
 }
 
 // matches says whether a node is in a spec's selection.
@@ -155,10 +159,14 @@ func Reserved(pools []Pool, res Result) map[string]corev1.ResourceList {
 	out := map[string]corev1.ResourceList{}
 	for i := range pools {
 		p := &pools[i]
-		if r := res.Pools[p.Key]; p.Parent != "" || r == nil || !r.Contributes() {
+		r := res.Pools[p.Key]
+		if p.Parent != "" || r == nil || !r.Contributes() {
 			continue
 		}
 		for _, n := range p.Nodes {
+			if !r.Holds(n) {
+				continue
+			}
 			if out[n] == nil {
 				out[n] = corev1.ResourceList{}
 			}

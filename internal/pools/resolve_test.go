@@ -30,7 +30,7 @@ func TestResolve(t *testing.T) {
 		{"root selector stays in its site", Spec{Key: "a/r", Site: "a", Selector: zoneX}, []string{"a1"}, ""},
 		{"root names its own node", Spec{Key: "a/r", Site: "a", Names: []string{"a2"}}, []string{"a2"}, ""},
 		{"root names another site's node", Spec{Key: "a/r", Site: "a", Names: []string{"b1"}}, nil, "node b1 belongs to site b, not a"},
-		{"root names a missing node", Spec{Key: "a/r", Site: "a", Names: []string{"zz"}}, nil, "node zz does not exist"},
+		{"root names a missing node: lost, not invalid", Spec{Key: "a/r", Site: "a", Names: []string{"zz", "a1"}}, []string{"a1", "zz"}, ""},
 		{"root lists another site", Spec{Key: "a/r", Site: "a", Sites: []string{"b"}}, nil, "cannot take nodes of site b"},
 		{"root matching nothing", Spec{Key: "c/r", Site: "c"}, nil, "matches no node of site c"},
 		{"caller's invalid stands", Spec{Key: "a/r", Site: "a", Invalid: "bad selector"}, nil, "bad selector"},
@@ -67,6 +67,16 @@ func TestResolveSubPoolsFromTheirParents(t *testing.T) {
 		if !slices.Equal(p.Nodes, want[p.Key]) {
 			t.Errorf("%s: nodes = %v, want %v", p.Key, p.Nodes, want[p.Key])
 		}
+	}
+}
+
+func TestResolvedMissingNodeIsLostInAccount(t *testing.T) {
+	cpu := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}
+	ps := Resolve([]Spec{{Key: "a/r", Site: "a", Names: []string{"a1", "gone"}, PerNode: cpu}}, []NodeInfo{{Name: "a1", Site: "a"}})
+	res := Account(ps, Capacity{"a1": cpu}, timeZero)
+	r := res.Pools["a/r"]
+	if r.Invalid != "" || !r.Holds("a1") || r.Holds("gone") || r.Lost["gone"] != "node gone does not exist" {
+		t.Errorf("result = %+v, want a1 held and gone lost as missing", r)
 	}
 }
 

@@ -1,0 +1,83 @@
+package v1alpha1
+
+// Condition types of PlanetKube's kinds. Every kind has Ready, with
+// observedGeneration, so that kstatus (Flux, Argo CD, kubectl wait) reads its
+// health.
+const (
+	// ConditionReady is True when the object is fully reconciled and serving.
+	ConditionReady = "Ready"
+	// ConditionExpired is True when a Slice, binding or Ticket passed its end time.
+	ConditionExpired = "Expired"
+	// ConditionSuspended is True when a Slice is suspended.
+	ConditionSuspended = "Suspended"
+	// ConditionBound is True while a ResourcePool's binding gives its
+	// amounts to a slice.
+	ConditionBound = "Bound"
+	// ConditionOvercommitted is True when a ResourcePool does not fit on
+	// some of its nodes (it holds nothing there).
+	ConditionOvercommitted = "Overcommitted"
+)
+
+// Reasons shared by several kinds.
+const (
+	ReasonReconciled        = "Reconciled"
+	ReasonSiteDisabled      = "SiteDisabled"
+	ReasonNamespaceConflict = "NamespaceConflict"
+)
+
+// Reasons of a Slice's conditions.
+const (
+	ReasonSliversReady    = "SliversReady"
+	ReasonSliversPending  = "SliversPending"
+	ReasonNoMatchingNodes = "NoMatchingNodes"
+	ReasonSiteNotFound    = "SiteNotFound"
+	ReasonSiteSliceLimit  = "SiteSliceLimit"
+	ReasonInvalidExpiry   = "InvalidExpiry"
+	ReasonExpired         = "Expired"
+	ReasonNotExpired      = "NotExpired"
+	ReasonSuspended       = "Suspended"
+	ReasonActive          = "Active"
+	// ReasonSiteLookupFailed, ReasonNamespaceFailed, ReasonAccessFailed
+	// and ReasonSliversFailed say which step of a reconcile failed; the
+	// message carries the error, and the reconcile is retried.
+	ReasonSiteLookupFailed = "SiteLookupFailed"
+	ReasonNamespaceFailed  = "NamespaceFailed"
+	ReasonAccessFailed     = "AccessFailed"
+	ReasonSliversFailed    = "SliversFailed"
+	// ReasonNamespaceTerminating: the slice namespace is being deleted (by
+	// hand); it is made again once it is gone.
+	ReasonNamespaceTerminating = "NamespaceTerminating"
+)
+
+// Reasons of Slice events.
+const (
+	ReasonSliversCreated = "SliversCreated"
+	ReasonSliversDeleted = "SliversDeleted"
+	// ReasonSliverFailed: a sliver failed (the kubelet rejected it, say
+	// OutOfcpu); it is replaced after a per-node back-off.
+	ReasonSliverFailed = "SliverFailed"
+)
+
+// Reasons of a sliver issue (SliceStatus.NotReady), besides the node's and
+// the pod's own (NodeNotReady, ContainerCreating, ErrImagePull ...).
+const (
+	SliverIssueNotCreated = "SliverNotCreated"
+	SliverIssueReplacing  = "SliverReplacing"
+	// SliverIssueBackOff: the node's sliver failed and the next one waits
+	// for the back-off to pass.
+	SliverIssueBackOff = "SliverBackOff"
+	// SliverIssueNodeFull: the node takes no more pods.
+	SliverIssueNodeFull = "NodeFull"
+)
+
+// Reasons of a ResourcePool's conditions.
+const (
+	ReasonPoolAccepted   = "Accepted"
+	ReasonPoolInvalid    = "Invalid"
+	ReasonOvercommitted  = "Overcommitted"
+	ReasonNodesMissing   = "NodesMissing"
+	ReasonFits           = "Fits"
+	ReasonBindingActive  = "BindingActive"
+	ReasonNotBound       = "NotBound"
+	ReasonBindingExpired = "BindingExpired"
+)

@@ -1,0 +1,218 @@
+package clusterview
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+)
+
+// AnnotationReservedHash on a sliver records the amounts bound to its slice
+// on its node ("" for none): a sliver with one lives on a pool's reservation.
+const AnnotationReservedHash = "planetkube.io/reserved-hash"
+
+// assumeTTL is how long an assumed sliver counts on its node without the
+// informer having seen it (a creation that failed without Forget).
+const assumeTTL = time.Minute
+
+// podUse is what one pod takes of its node.
+type podUse struct {
+	node string
+	// slice is "<namespace>/<name>" of the slice whose sliver it is, or "".
+	slice string
+	// reserved: a sliver that lives on a pool's reservation, which the
+	// accounting already takes out of the node.
+	reserved             bool
+	cpuMilli, mem, ephem int64
+	assumed              bool
+	assumedAt            time.Time
+}
+
+// NoPodLimit is Free.Pods of a node that does not say how many pods it takes.
+const NoPodLimit = int64(1) << 40
+
+// Free is the room a new fair-share sliver of a slice has on a node.
+type Free struct {
+	// Resources are allocatable - what root pools reserve - the requests of
+	// every pod on the node but the slice's own slivers and the slivers
+	// that live on reservations (never below zero), for cpu, memory and
+	// ephemeral storage.
+	Resources corev1.ResourceList
+	// Pods is how many more pods the node takes (allocatable pods - pods on
+	// it but the slice's own slivers); NoPodLimit when the node does not say.
+	Pods int64
+}
+
+// useOf returns what a pod takes of its node: the larger of the sum of its
+// containers' requests and its largest init container's, plus its overhead,
+// as the kubelet counts it.
+func useOf(p *corev1.Pod) *podUse {
+	u := &podUse{node: p.Spec.NodeName}
+	l := p.Labels
+	if l[planetv1.LabelManagedBy] == planetv1.ManagedByValue && l[planetv1.LabelSlice] != "" && l[planetv1.LabelSite] != "" {
+		u.slice = l[planetv1.LabelSite] + "/" + l[planetv1.LabelSlice]
+		u.reserved = p.Annotations[AnnotationReservedHash] != ""
+	}
+	var cpu, mem, eph int64
+	for i := range p.Spec.Containers {
+		r := p.Spec.Containers[i].Resources.Requests
+		cpu += r.Cpu().MilliValue()
+		mem += r.Memory().Value()
+		eph += r.StorageEphemeral().Value()
+	}
+	for i := range p.Spec.InitContainers {
+		r := p.Spec.InitContainers[i].Resources.Requests
+		cpu = max(cpu, r.Cpu().MilliValue())
+		mem = max(mem, r.Memory().Value())
+		eph = max(eph, r.StorageEphemeral().Value())
+	}
+	o := p.Spec.Overhead
+	u.cpuMilli, u.mem, u.ephem = cpu+o.Cpu().MilliValue(), mem+o.Memory().Value(), eph+o.StorageEphemeral().Value()
+	return u
+}
+
+// counts says whether a pod takes room on its node: it is bound to one and
+// has not finished.
+func counts(p *corev1.Pod) bool {
+	return p.Spec.NodeName != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+}
+
+// SetPod records what a pod takes of its node (or forgets it once it
+// finished), replacing an assumption of the same name.
+func (v *View) SetPod(p *corev1.Pod) {
+	key := p.Namespace + "/" + p.Name
+	if !counts(p) {
+		v.DeletePod(key)
+		return
+	}
+	u := useOf(p)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.putLocked(key, u)
+}
+
+// DeletePod forgets a pod, by namespace/name.
+func (v *View) DeletePod(key string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.dropLocked(key)
+}
+
+// Assume counts a sliver about to be created on its node until the informer
+// sees it (or Forget, or a minute passes), so that slices reconciled at the
+// same time do not give away the same room twice.
+func (v *View) Assume(p *corev1.Pod) {
+	key := p.Namespace + "/" + p.Name
+	u := useOf(p)
+	u.assumed, u.assumedAt = true, v.now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, seen := v.pods[key]; seen {
+		return
+	}
+	v.putLocked(key, u)
+}
+
+// Forget drops an assumption whose creation failed.
+func (v *View) Forget(p *corev1.Pod) {
+	key := p.Namespace + "/" + p.Name
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if u := v.pods[key]; u != nil && u.assumed {
+		v.dropLocked(key)
+	}
+}
+
+func (v *View) putLocked(key string, u *podUse) {
+	v.dropLocked(key)
+	v.pods[key] = u
+	on := v.onNode[u.node]
+	if on == nil {
+		on = map[string]*podUse{}
+		v.onNode[u.node] = on
+	}
+	on[key] = u
+}
+
+func (v *View) dropLocked(key string) {
+	if old := v.pods[key]; old != nil {
+		delete(v.pods, key)
+		delete(v.onNode[old.node], key)
+		if len(v.onNode[old.node]) == 0 {
+			delete(v.onNode, old.node)
+		}
+	}
+}
+
+// Free returns the room a new fair-share sliver of slice ("<namespace>/
+// <name>") has on a node, and false for a node the view does not know.
+func (v *View) Free(nodeName, slice string) (Free, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	nn := v.nodes[nodeName]
+	if nn == nil {
+		return Free{}, false
+	}
+	now := v.now()
+	reserved := v.acct.reserved[nodeName]
+	alloc := nn.allocatable
+	cpu := alloc.Cpu().MilliValue() - reserved.Cpu().MilliValue()
+	mem := alloc.Memory().Value() - reserved.Memory().Value()
+	eph := alloc.StorageEphemeral().Value() - reserved.StorageEphemeral().Value()
+	pods := NoPodLimit
+	if q, ok := alloc[corev1.ResourcePods]; ok {
+		pods = q.Value()
+	}
+	for _, u := range v.onNode[nodeName] {
+		if u.slice == slice || (u.assumed && now.Sub(u.assumedAt) > assumeTTL) {
+			continue
+		}
+		pods--
+		if u.reserved {
+			continue
+		}
+		cpu, mem, eph = cpu-u.cpuMilli, mem-u.mem, eph-u.ephem
+	}
+	return Free{
+		Resources: corev1.ResourceList{
+			corev1.ResourceCPU:              *resource.NewMilliQuantity(max(0, cpu), resource.DecimalSI),
+			corev1.ResourceMemory:           *resource.NewQuantity(max(0, mem), resource.BinarySI),
+			corev1.ResourceEphemeralStorage: *resource.NewQuantity(max(0, eph), resource.BinarySI),
+		},
+		Pods: max(pods, 0),
+	}, true
+}
+
+// StripPod is a cache transform for the view's pod informer: it keeps only
+// what the view reads of a pod (its name, PlanetKube's labels and sliver
+// annotation, its node, its containers' requests and overhead, and its
+// phase), which keeps a cache of every pod in the cluster small.
+func StripPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Pod{}
+	out.Name, out.Namespace, out.UID, out.ResourceVersion = p.Name, p.Namespace, p.UID, p.ResourceVersion
+	if l := p.Labels; l[planetv1.LabelManagedBy] == planetv1.ManagedByValue {
+		out.Labels = map[string]string{
+			planetv1.LabelManagedBy: l[planetv1.LabelManagedBy], planetv1.LabelSite: l[planetv1.LabelSite], planetv1.LabelSlice: l[planetv1.LabelSlice],
+		}
+		if h, ok := p.Annotations[AnnotationReservedHash]; ok {
+			out.Annotations = map[string]string{AnnotationReservedHash: h}
+		}
+	}
+	out.Spec.NodeName, out.Spec.Overhead = p.Spec.NodeName, p.Spec.Overhead
+	strip := func(cs []corev1.Container) []corev1.Container {
+		res := make([]corev1.Container, len(cs))
+		for i := range cs {
+			res[i].Resources.Requests = cs[i].Resources.Requests
+		}
+		return res
+	}
+	out.Spec.Containers, out.Spec.InitContainers = strip(p.Spec.Containers), strip(p.Spec.InitContainers)
+	out.Status.Phase = p.Status.Phase
+	return out, nil
+}

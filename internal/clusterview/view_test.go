@@ -1,0 +1,248 @@
+package clusterview
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+)
+
+func mkNode(name, site string, ready bool) *corev1.Node {
+	status := corev1.ConditionTrue
+	if !ready {
+		status = corev1.ConditionFalse
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{planetv1.LabelSite: site}},
+		Status: corev1.NodeStatus{
+			Allocatable: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("16Gi"),
+				corev1.ResourceEphemeralStorage: resource.MustParse("100Gi"), corev1.ResourcePods: resource.MustParse("3"),
+			},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status}},
+		},
+	}
+}
+
+func pod(ns, name, node, cpu, mem string, labels map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem),
+		}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+}
+
+func sliverLabels(site, slice string) map[string]string {
+	return map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelSite: site, planetv1.LabelSlice: slice}
+}
+
+func names(v *View, sites, nodes []string) []string {
+	var out []string
+	for _, n := range v.Candidates(sites, nodes) {
+		out = append(out, n.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestCandidatesAndNodeChanges(t *testing.T) {
+	v := New(nil)
+	var changes []Change
+	v.Subscribe(func(c Change) { changes = append(changes, c) })
+	v.SetNode(mkNode("a1", "a", true))
+	v.SetNode(mkNode("a2", "a", true))
+	v.SetNode(mkNode("b1", "b", false))
+	v.SetNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}) // no site: not PlanetKube's
+	if got := names(v, nil, nil); !slices.Equal(got, []string{"a1", "a2", "b1"}) {
+		t.Errorf("all = %v", got)
+	}
+	if got := names(v, []string{"b"}, nil); !slices.Equal(got, []string{"b1"}) {
+		t.Errorf("site b = %v", got)
+	}
+	if got := names(v, []string{"a"}, []string{"b1", "zz"}); !slices.Equal(got, []string{"b1"}) {
+		t.Errorf("names win over sites (placement filters both) = %v", got)
+	}
+	if len(changes) != 3 {
+		t.Fatalf("changes = %d, want 3 (the plain node is none)", len(changes))
+	}
+	v.SetNode(mkNode("a1", "a", true)) // a heartbeat: nothing changed
+	if len(changes) != 3 {
+		t.Errorf("an unchanged node was published")
+	}
+	v.SetNode(mkNode("b1", "a", true)) // moved to site a and ready
+	c := changes[len(changes)-1].Node
+	if c == nil || c.Old.Site != "b" || c.New.Site != "a" || !c.New.Ready {
+		t.Errorf("move: %+v", c)
+	}
+	if got := names(v, []string{"b"}, nil); len(got) != 0 {
+		t.Errorf("site b after the move = %v", got)
+	}
+	v.DeleteNode("a2")
+	if c := changes[len(changes)-1].Node; c.New != nil || c.Old.Name != "a2" {
+		t.Errorf("delete: %+v", c)
+	}
+	if _, ok := v.Allocatable("a2"); ok {
+		t.Error("a deleted node is still known")
+	}
+}
+
+func TestFree(t *testing.T) {
+	v := New(nil)
+	v.SetNode(mkNode("n1", "a", true))
+	v.SetPod(pod("kube-system", "ds", "n1", "500m", "1Gi", nil))
+	v.SetPod(pod("a-s", "s-n1", "n1", "1", "2Gi", sliverLabels("a", "s")))
+	v.SetPod(pod("a-t", "t-n1", "n1", "250m", "1Gi", sliverLabels("a", "t")))
+	done := pod("default", "done", "n1", "2", "8Gi", nil)
+	done.Status.Phase = corev1.PodSucceeded
+	v.SetPod(done)
+	v.SetPod(pod("default", "elsewhere", "n2", "2", "8Gi", nil))
+
+	f, ok := v.Free("n1", "a/s")
+	if !ok {
+		t.Fatal("n1 unknown")
+	}
+	// 4 - 500m (DaemonSet) - 250m (slice t); slice s's own sliver is left out.
+	if q := f.Resources[corev1.ResourceCPU]; q.String() != "3250m" {
+		t.Errorf("free cpu = %s, want 3250m", q.String())
+	}
+	if q := f.Resources[corev1.ResourceMemory]; q.String() != "14Gi" {
+		t.Errorf("free memory = %s, want 14Gi", q.String())
+	}
+	if f.Pods != 1 {
+		t.Errorf("free pods = %d, want 1 (3 allocatable, 2 others)", f.Pods)
+	}
+
+	// An assumed sliver of another slice counts until seen, and Forget
+	// drops it.
+	u := pod("a-u", "u-n1", "n1", "3", "1Gi", sliverLabels("a", "u"))
+	v.Assume(u)
+	if f, _ := v.Free("n1", "a/s"); f.Pods != 0 || f.Resources.Cpu().String() != "250m" {
+		t.Errorf("with an assumed sliver: pods %d, cpu %s", f.Pods, f.Resources.Cpu().String())
+	}
+	v.Forget(u)
+	v.DeletePod("kube-system/ds")
+	if f, _ := v.Free("n1", "a/s"); f.Pods != 2 || f.Resources.Cpu().String() != "3750m" {
+		t.Errorf("after Forget and a delete: pods %d, cpu %s", f.Pods, f.Resources.Cpu().String())
+	}
+	// A pod that finishes frees its room.
+	t2 := pod("a-t", "t-n1", "n1", "250m", "1Gi", sliverLabels("a", "t"))
+	t2.Status.Phase = corev1.PodFailed
+	v.SetPod(t2)
+	if f, _ := v.Free("n1", "a/s"); f.Resources.Cpu().String() != "4" {
+		t.Errorf("after the pod failed: cpu %s", f.Resources.Cpu().String())
+	}
+	// Never below zero.
+	v.SetPod(pod("default", "hog", "n1", "64", "1Ti", nil))
+	if f, _ := v.Free("n1", "a/s"); f.Resources.Cpu().Sign() != 0 || f.Resources.Memory().Sign() != 0 {
+		t.Errorf("overfull node: %v", f.Resources)
+	}
+}
+
+func pool(name string, names []string, cpu string, bindTo string, until time.Time) *planetv1.ResourcePool {
+	p := &planetv1.ResourcePool{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name, Generation: 1},
+		Spec: planetv1.ResourcePoolSpec{
+			Nodes:   &planetv1.NodeSelection{Names: names},
+			PerNode: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)},
+		},
+	}
+	if bindTo != "" {
+		p.Spec.Binding = &planetv1.PoolBinding{Slice: bindTo, Until: metav1.Time{Time: until}}
+	}
+	return p
+}
+
+func TestAccountingFollowsPoolsNodesAndTime(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	v := New(now)
+	synced := false
+	v.AddFeed(func() bool { mu.Lock(); defer mu.Unlock(); return synced })
+	changes := make(chan Change, 100)
+	v.Subscribe(func(c Change) {
+		if c.Node == nil {
+			changes <- c
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = v.Start(ctx) }()
+
+	v.SetNode(mkNode("n1", "a", true))
+	v.SetNode(mkNode("n2", "a", true))
+	v.SetPool(pool("r", []string{"n1", "n2"}, "1", "a/s", clock.Add(time.Hour)))
+	if v.Synced() {
+		t.Fatal("synced before the feeds")
+	}
+	mu.Lock()
+	synced = true
+	mu.Unlock()
+	c := next(t, changes)
+	if !c.Accounting || !slices.Equal(c.BoundSlices, []string{"a/s"}) || !v.Synced() {
+		t.Fatalf("first accounting: %+v, synced %v", c, v.Synced())
+	}
+	if r := v.Reservations("a/s"); len(r.Bound) != 2 || r.Reserved["n1"][corev1.ResourceCPU] != resource.MustParse("1") || !r.NextChange.Equal(clock.Add(time.Hour)) {
+		t.Errorf("reservations: %+v", r)
+	}
+	// A status write (same generation) changes nothing.
+	v.SetPool(pool("r", []string{"n1", "n2"}, "1", "a/s", clock.Add(time.Hour)))
+	// A node that goes: the slice loses it, and only it.
+	v.DeleteNode("n2")
+	c = next(t, changes)
+	if !slices.Equal(c.BoundSlices, []string{"a/s"}) {
+		t.Errorf("after the node went: %+v", c)
+	}
+	if r := v.Reservations("a/s"); len(r.Bound) != 1 || r.Bound["n1"] == nil {
+		t.Errorf("bound after the node went: %v", r.Bound)
+	}
+	// The binding ends with time: the view wakes by itself.
+	mu.Lock()
+	clock = clock.Add(time.Hour)
+	mu.Unlock()
+	v.SetPod(pod("x", "y", "n1", "1", "1", nil)) // (pods do not wake it; time does)
+	c = next(t, changes)
+	if !slices.Equal(c.BoundSlices, []string{"a/s"}) || len(v.Reservations("a/s").Bound) != 0 {
+		t.Errorf("after the binding ended: %+v, bound %v", c, v.Reservations("a/s").Bound)
+	}
+	res, _ := v.Accounting()
+	if !res.Pools["a/r"].BindingExpired {
+		t.Errorf("pool result: %+v", res.Pools["a/r"])
+	}
+}
+
+func next(t *testing.T, ch chan Change) Change {
+	t.Helper()
+	select {
+	case c := <-ch:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("no accounting within 10 s")
+		return Change{}
+	}
+}
+
+func TestStripPodKeepsWhatTheViewReads(t *testing.T) {
+	p := pod("a-s", "s-n1", "n1", "1", "2Gi", sliverLabels("a", "s"))
+	p.Annotations = map[string]string{AnnotationReservedHash: "abc", "other": "x"}
+	p.Spec.Containers[0].Image = "big"
+	p.Spec.InitContainers = []corev1.Container{{Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("3")}}}}
+	got, _ := StripPod(p)
+	s := got.(*corev1.Pod)
+	if s.Spec.Containers[0].Image != "" || s.Annotations["other"] != "" {
+		t.Error("kept what the view does not read")
+	}
+	before, after := useOf(p), useOf(s)
+	if *before != *after || after.cpuMilli != 3000 || after.slice != "a/s" || !after.reserved {
+		t.Errorf("use before %+v, after %+v", before, after)
+	}
+}
