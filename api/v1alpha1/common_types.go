@@ -20,7 +20,6 @@ const (
 	SliceFinalizer = "planetkube.io/slice"
 )
 
-
 // SubjectKind is the kind of an RBAC subject.
 // +kubebuilder:validation:Enum=User;Group;ServiceAccount
 type SubjectKind string

@@ -24,7 +24,9 @@ func sliver(node string, mods ...func(*Sliver)) Sliver {
 }
 
 func failed(reason string) func(*Sliver) {
-	return func(s *Sliver) { s.Phase, s.Ready, s.Reason, s.Message = corev1.PodFailed, false, reason, "Node didn't have enough resource: cpu" }
+	return func(s *Sliver) {
+		s.Phase, s.Ready, s.Reason, s.Message = corev1.PodFailed, false, reason, "Node didn't have enough resource: cpu"
+	}
 }
 func waiting(reason string) func(*Sliver) {
 	return func(s *Sliver) { s.Phase, s.Ready, s.WaitingReason = corev1.PodPending, false, reason }
