@@ -1,10 +1,10 @@
 // Package flowfanout is the manager's cluster-wide flow lookup: a
-// flowquery.Store that asks the JSON API of every node agent
-// (internal/flowquery on each node) concurrently, and merges their answers.
+// query.Store that asks the JSON API of every node agent
+// (internal/agent/query on each node) concurrently, and merges their answers.
 //
 // A node that fails, times out or answers nonsense does not fail the query:
 // the answer carries what the other nodes said and says which node failed
-// and why (Store implements flowquery.PartialStore, so the page and the API
+// and why (Store implements query.PartialStore, so the page and the API
 // show it). Agents' answers are not trusted: their size is bounded, and every
 // row is checked (addresses, times, names, and that it matches the query).
 package flowfanout
@@ -28,8 +28,8 @@ import (
 
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/flowquery"
 )
 
 // Target is a node agent to ask.
@@ -72,16 +72,16 @@ type Options struct {
 	Client *http.Client
 }
 
-// Store asks every target; it implements flowquery.Store and
-// flowquery.PartialStore.
+// Store asks every target; it implements query.Store and
+// query.PartialStore.
 type Store struct {
 	targets Targets
 	opt     Options
 }
 
 var (
-	_ flowquery.Store        = (*Store)(nil)
-	_ flowquery.PartialStore = (*Store)(nil)
+	_ query.Store        = (*Store)(nil)
+	_ query.PartialStore = (*Store)(nil)
 )
 
 // New returns a Store over the agents that targets lists.
@@ -126,19 +126,19 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 // there were targets and none answered (Errors says why), or an error for a
 // query that could not be sent (invalid, or the targets unknown). No target
 // means no records and no error.
-func (s *Store) QueryPartial(ctx context.Context, q flow.Query) (flowquery.Partial, error) {
+func (s *Store) QueryPartial(ctx context.Context, q flow.Query) (query.Partial, error) {
 	if !q.Dst.IsValid() && q.Slice == "" {
-		return flowquery.Partial{}, errors.New("flowfanout: query: need a destination IP or a slice")
+		return query.Partial{}, errors.New("flowfanout: query: need a destination IP or a slice")
 	}
-	if q.Slice != "" && !flowquery.ValidSliceName(q.Slice) {
-		return flowquery.Partial{}, errors.New("flowfanout: query: invalid slice name")
+	if q.Slice != "" && !query.ValidSliceName(q.Slice) {
+		return query.Partial{}, errors.New("flowfanout: query: invalid slice name")
 	}
 	if !q.To.After(q.From) || q.Limit < 1 {
-		return flowquery.Partial{}, errors.New("flowfanout: query: need a window and a positive limit")
+		return query.Partial{}, errors.New("flowfanout: query: need a window and a positive limit")
 	}
 	targets, err := s.targets(ctx)
 	if err != nil {
-		return flowquery.Partial{}, fmt.Errorf("flowfanout: listing the nodes: %w", err)
+		return query.Partial{}, fmt.Errorf("flowfanout: listing the nodes: %w", err)
 	}
 	answers := make([]answer, len(targets))
 	sem := make(chan struct{}, s.opt.MaxInFlight)
@@ -174,13 +174,13 @@ func (e nodeErr) Error() string { return e.msg }
 
 var errCanceled = nodeErr{"query canceled"}
 
-func merge(targets []Target, answers []answer, limit int) (flowquery.Partial, error) {
-	var res flowquery.Partial
+func merge(targets []Target, answers []answer, limit int) (query.Partial, error) {
+	var res query.Partial
 	var all []flow.Record
 	var cut *flow.Record // the earliest last record of a node that truncated
 	for i, a := range answers {
 		if a.err != nil {
-			res.Errors = append(res.Errors, flowquery.NodeError{Node: targets[i].Node, Error: a.err.Error()})
+			res.Errors = append(res.Errors, query.NodeError{Node: targets[i].Node, Error: a.err.Error()})
 			continue
 		}
 		all = append(all, a.recs...)
@@ -286,7 +286,7 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) ([]flow.Record,
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg := fmt.Sprintf("HTTP %d", resp.StatusCode)
-		var e flowquery.ErrorResponse
+		var e query.ErrorResponse
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			msg += ": " + clean(e.Error, 200)
 		}
@@ -296,8 +296,8 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) ([]flow.Record,
 		return nil, false, nodeErr{"bad response: not JSON"}
 	}
 	var r struct {
-		Flows     []flowquery.Row `json:"flows"`
-		Truncated bool            `json:"truncated"`
+		Flows     []query.Row `json:"flows"`
+		Truncated bool        `json:"truncated"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, false, nodeErr{"bad response: malformed JSON"}
@@ -322,7 +322,7 @@ const (
 )
 
 // record checks an agent's row and turns it back into a record of node.
-func record(row flowquery.Row, node string, q flow.Query) (flow.Record, error) {
+func record(row query.Row, node string, q flow.Query) (flow.Record, error) {
 	r := flow.Record{
 		Start: row.Start.UTC(), Proto: row.Proto,
 		OrigBytes: row.OrigBytes, OrigPackets: row.OrigPackets,
@@ -347,7 +347,7 @@ func record(row flowquery.Row, node string, q flow.Query) (flow.Record, error) {
 			return r, errors.New("invalid address")
 		}
 	}
-	if r.Slice != "" && !flowquery.ValidSliceName(r.Slice) {
+	if r.Slice != "" && !query.ValidSliceName(r.Slice) {
 		return r, errors.New("invalid slice name")
 	}
 	if !printable(r.Sliver, maxSliver) || !printable(r.PodUID, maxUID) {

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/flow"
 	"github.com/planetkube/planetkube/internal/flowfanout"
-	"github.com/planetkube/planetkube/internal/flowquery"
 )
 
 var (
@@ -26,7 +26,7 @@ var (
 	dst = netip.MustParseAddr("198.51.100.7")
 )
 
-// memStore is a test double for a node's flow store (internal/flowstore):
+// memStore is a test double for a node's flow store (internal/agent/store):
 // it answers from memory, with the store's semantics (overlap of the
 // window, ordered by start, at most Limit).
 type memStore struct {
@@ -71,7 +71,7 @@ func rec(at time.Duration, slice string, bytes uint64) flow.Record {
 func agent(t *testing.T, node string, maxResults int, recs ...flow.Record) (*httptest.Server, *memStore) {
 	t.Helper()
 	s := &memStore{recs: recs}
-	srv := httptest.NewServer(flowquery.NewHandler(s, nil, flowquery.Options{
+	srv := httptest.NewServer(query.NewHandler(s, nil, query.Options{
 		NodeName: node, MaxResults: maxResults, RatePerSecond: 1e6, Burst: 1 << 20,
 	}))
 	t.Cleanup(srv.Close)
@@ -113,7 +113,7 @@ func jsonAgent(t *testing.T, code int, body string) (*httptest.Server, *atomic.I
 	})
 }
 
-func query(limit int) flow.Query {
+func dstQuery(limit int) flow.Query {
 	return flow.Query{Dst: dst, From: t0.Add(-time.Hour), To: t0.Add(time.Hour), Limit: limit}
 }
 
@@ -148,7 +148,7 @@ func TestMergeAndPartialFailure(t *testing.T) {
 	), flowfanout.Options{Timeout: 300 * time.Millisecond})
 
 	start := time.Now()
-	res, err := s.QueryPartial(context.Background(), query(100))
+	res, err := s.QueryPartial(context.Background(), dstQuery(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestMergeAndPartialFailure(t *testing.T) {
 	if res.Truncated {
 		t.Error("truncated")
 	}
-	wantErr := []flowquery.NodeError{{Node: "node-slow", Error: "timed out"}, {Node: "node-garbage", Error: "bad response: malformed JSON"}}
+	wantErr := []query.NodeError{{Node: "node-slow", Error: "timed out"}, {Node: "node-garbage", Error: "bad response: malformed JSON"}}
 	if !slices.Equal(res.Errors, wantErr) {
 		t.Errorf("errors %+v\nwant %+v", res.Errors, wantErr)
 	}
@@ -174,12 +174,12 @@ func TestMergeAndPartialFailure(t *testing.T) {
 	}
 
 	// The limit applies to the merge.
-	res, err = s.QueryPartial(context.Background(), query(3))
+	res, err = s.QueryPartial(context.Background(), dstQuery(3))
 	if err != nil || len(res.Records) != 3 || !res.Truncated || res.Records[2].OrigBytes != 3 || len(res.Errors) != 2 {
 		t.Errorf("limit 3: %v %v truncated %v errors %v", err, summary(res.Records), res.Truncated, res.Errors)
 	}
 	// The Store method gives the records of the nodes that answered.
-	recs, err := s.Query(context.Background(), query(100))
+	recs, err := s.Query(context.Background(), dstQuery(100))
 	if err != nil || len(recs) != 5 {
 		t.Errorf("Query: %v %v", err, summary(recs))
 	}
@@ -191,7 +191,7 @@ func TestAgentTruncation(t *testing.T) {
 	a, _ := agent(t, "a", 2, rec(0, "plc.a", 1), rec(2*time.Second, "plc.a", 3), rec(3*time.Second, "plc.a", 4))
 	b, _ := agent(t, "b", 100, rec(time.Second, "plc.b", 2), rec(2*time.Second, "plc.b", 33), rec(5*time.Second, "plc.b", 6))
 	s := flowfanout.New(flowfanout.StaticTargets(flowfanout.Target{Node: "a", URL: a.URL}, flowfanout.Target{Node: "b", URL: b.URL}), flowfanout.Options{})
-	res, err := s.QueryPartial(context.Background(), query(100))
+	res, err := s.QueryPartial(context.Background(), dstQuery(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,25 +206,25 @@ func TestAllFail(t *testing.T) {
 	dead.Close()
 	busy, _ := jsonAgent(t, 429, `{"error":"too many requests"}`)
 	s := flowfanout.New(flowfanout.StaticTargets(flowfanout.Target{Node: "dead", URL: dead.URL}, flowfanout.Target{Node: "busy", URL: busy.URL}), flowfanout.Options{})
-	res, err := s.QueryPartial(context.Background(), query(10))
+	res, err := s.QueryPartial(context.Background(), dstQuery(10))
 	if !errors.Is(err, flowfanout.ErrNoAnswer) {
 		t.Fatalf("err %v", err)
 	}
-	want := []flowquery.NodeError{{Node: "dead", Error: "connection refused"}, {Node: "busy", Error: "HTTP 429: too many requests"}}
+	want := []query.NodeError{{Node: "dead", Error: "connection refused"}, {Node: "busy", Error: "HTTP 429: too many requests"}}
 	if !slices.Equal(res.Errors, want) || len(res.Records) != 0 {
 		t.Errorf("errors %+v\nwant %+v", res.Errors, want)
 	}
-	if _, err := s.Query(context.Background(), query(10)); !errors.Is(err, flowfanout.ErrNoAnswer) {
+	if _, err := s.Query(context.Background(), dstQuery(10)); !errors.Is(err, flowfanout.ErrNoAnswer) {
 		t.Errorf("Query: %v", err)
 	}
 	// No node at all is no error.
-	res, err = flowfanout.New(flowfanout.StaticTargets(), flowfanout.Options{}).QueryPartial(context.Background(), query(10))
+	res, err = flowfanout.New(flowfanout.StaticTargets(), flowfanout.Options{}).QueryPartial(context.Background(), dstQuery(10))
 	if err != nil || len(res.Records) != 0 || len(res.Errors) != 0 {
 		t.Errorf("no target: %v %+v", err, res)
 	}
 	// Nor does a failed listing of the nodes pass for an answer.
 	_, err = flowfanout.New(func(context.Context) ([]flowfanout.Target, error) { return nil, errors.New("forbidden") }, flowfanout.Options{}).
-		QueryPartial(context.Background(), query(10))
+		QueryPartial(context.Background(), dstQuery(10))
 	if err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Errorf("listing error: %v", err)
 	}
@@ -269,7 +269,7 @@ func TestUntrustedAnswers(t *testing.T) {
 	} {
 		srv, _ := jsonAgent(t, c.code, c.body)
 		s := flowfanout.New(flowfanout.StaticTargets(flowfanout.Target{Node: "n", URL: srv.URL}), flowfanout.Options{MaxBody: 1024})
-		res, err := s.QueryPartial(context.Background(), query(10))
+		res, err := s.QueryPartial(context.Background(), dstQuery(10))
 		switch {
 		case c.want == "" && (err != nil || len(res.Records) != 1 || res.Records[0].Node != "n"):
 			t.Errorf("%s: %v %+v", c.name, err, res)
@@ -285,7 +285,7 @@ func TestUntrustedAnswers(t *testing.T) {
 		{html.URL + "/?x=1", "invalid agent URL"},
 	} {
 		s := flowfanout.New(flowfanout.StaticTargets(flowfanout.Target{Node: "n", URL: c.url}), flowfanout.Options{})
-		res, _ := s.QueryPartial(context.Background(), query(10))
+		res, _ := s.QueryPartial(context.Background(), dstQuery(10))
 		if len(res.Errors) != 1 || res.Errors[0].Error != c.want {
 			t.Errorf("%s: %+v, want %q", c.url, res.Errors, c.want)
 		}
@@ -337,9 +337,9 @@ func TestBoundedConcurrency(t *testing.T) {
 		ts = append(ts, flowfanout.Target{Node: string(rune('a' + i)), URL: srv.URL})
 	}
 	s := flowfanout.New(flowfanout.StaticTargets(ts...), flowfanout.Options{MaxInFlight: max, Timeout: 20 * time.Second})
-	done := make(chan flowquery.Partial)
+	done := make(chan query.Partial)
 	go func() {
-		res, _ := s.QueryPartial(context.Background(), query(10))
+		res, _ := s.QueryPartial(context.Background(), dstQuery(10))
 		done <- res
 	}()
 	deadline := time.Now().Add(10 * time.Second)
@@ -361,9 +361,9 @@ func TestBoundedConcurrency(t *testing.T) {
 }
 
 // dirDouble is a test double for the manager's slice directory.
-type dirDouble map[string]flowquery.SliceInfo
+type dirDouble map[string]query.SliceInfo
 
-func (d dirDouble) Slice(n string) (flowquery.SliceInfo, bool) { i, ok := d[n]; return i, ok }
+func (d dirDouble) Slice(n string) (query.SliceInfo, bool) { i, ok := d[n]; return i, ok }
 
 func TestManagerHandler(t *testing.T) {
 	a, aStore := agent(t, "a", 100, rec(0, "plc.a", 1))
@@ -374,9 +374,9 @@ func TestManagerHandler(t *testing.T) {
 		listed.Add(1)
 		return []flowfanout.Target{{Node: "a", URL: a.URL}, {Node: "b", URL: b.URL}, {Node: "g", URL: garbage.URL}}, nil
 	}
-	h := flowquery.NewHandler(flowfanout.New(targets, flowfanout.Options{}),
+	h := query.NewHandler(flowfanout.New(targets, flowfanout.Options{}),
 		dirDouble{"plc.a": {FullName: "plc.a", Description: "Slice A"}},
-		flowquery.Options{RatePerSecond: 1e6, Burst: 1 << 20, Now: func() time.Time { return t0 }})
+		query.Options{RatePerSecond: 1e6, Burst: 1 << 20, Now: func() time.Time { return t0 }})
 	mgr := httptest.NewServer(h)
 	t.Cleanup(mgr.Close)
 	get := func(path string) (int, string) {
@@ -391,12 +391,12 @@ func TestManagerHandler(t *testing.T) {
 	}
 
 	code, body := get("/api/v1/flows?ip=198.51.100.7")
-	var resp flowquery.Response
+	var resp query.Response
 	if err := json.Unmarshal([]byte(body), &resp); err != nil || code != 200 {
 		t.Fatalf("%d %v %s", code, err, body)
 	}
 	if len(resp.Flows) != 2 || resp.Flows[0].Node != "a" || resp.Flows[1].Node != "b" || resp.Flows[0].Description != "Slice A" ||
-		len(resp.Errors) != 1 || resp.Errors[0] != (flowquery.NodeError{Node: "g", Error: "bad response: malformed JSON"}) {
+		len(resp.Errors) != 1 || resp.Errors[0] != (query.NodeError{Node: "g", Error: "bad response: malformed JSON"}) {
 		t.Errorf("response %s", body)
 	}
 	code, body = get("/?ip=198.51.100.7")

@@ -21,10 +21,10 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/admission"
+	flowquery "github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/fairshare"
 	"github.com/planetkube/planetkube/internal/flowfanout"
-	"github.com/planetkube/planetkube/internal/flowquery"
 	"github.com/planetkube/planetkube/internal/slicedir"
 )
 

@@ -11,7 +11,7 @@
 package netnstest
 
 import (
-	"github.com/planetkube/planetkube/internal/netns"
+	"github.com/planetkube/planetkube/internal/agent/netns"
 
 	"bytes"
 	"context"
@@ -59,7 +59,7 @@ type NS struct {
 	// Name is the namespace's name for `ip netns`.
 	Name string
 	// Path is the bind mount of the namespace, for setns(2) or
-	// flowcapture.Options.NetNS.
+	// capture.Options.NetNS.
 	Path string
 	// IPv4 and IPv6 are the namespace's main addresses: a pod's address, the
 	// internet host's address, or the node's uplink address (the address

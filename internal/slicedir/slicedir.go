@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/flowquery"
+	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/naming"
 )
 
@@ -32,18 +32,18 @@ type Directory struct {
 // Slice resolves a full name "<authority>.<site>.<slice>" of this authority.
 // Site names have no dots, so the name splits unambiguously once the
 // authority is known.
-func (d *Directory) Slice(fullName string) (flowquery.SliceInfo, bool) {
+func (d *Directory) Slice(fullName string) (query.SliceInfo, bool) {
 	site, slice, ok := d.split(fullName)
 	if !ok {
-		return flowquery.SliceInfo{}, false
+		return query.SliceInfo{}, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), directoryTimeout)
 	defer cancel()
 	var s planetv1.Slice
 	if err := d.Reader.Get(ctx, types.NamespacedName{Namespace: site, Name: slice}, &s); err != nil {
-		return flowquery.SliceInfo{}, false
+		return query.SliceInfo{}, false
 	}
-	info := flowquery.SliceInfo{FullName: fullName, Description: s.Spec.Description, URL: s.Spec.URL}
+	info := query.SliceInfo{FullName: fullName, Description: s.Spec.Description, URL: s.Spec.URL}
 	var st planetv1.Site
 	if err := d.Reader.Get(ctx, types.NamespacedName{Name: site}, &st); err == nil {
 		info.Contacts = contacts(&st)

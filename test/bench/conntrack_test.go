@@ -20,8 +20,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 
+	flowcapture "github.com/planetkube/planetkube/internal/agent/capture"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/flowcapture"
 	"github.com/planetkube/planetkube/internal/netnstest"
 )
 

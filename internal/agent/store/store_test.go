@@ -1,4 +1,4 @@
-package flowstore
+package store
 
 import (
 	"bufio"
@@ -288,7 +288,7 @@ func TestInvalidQuery(t *testing.T) {
 		{"empty window", flow.Query{Dst: dst, From: t0, To: t0, Limit: 10}},
 		{"reversed window", flow.Query{Dst: dst, From: t0, To: t0.Add(-time.Hour), Limit: 10}},
 	} {
-		if _, err := s.Query(context.Background(), c.q); err == nil || !strings.HasPrefix(err.Error(), "flowstore: ") {
+		if _, err := s.Query(context.Background(), c.q); err == nil || !strings.HasPrefix(err.Error(), "store: ") {
 			t.Errorf("%s: error %v", c.name, err)
 		}
 	}

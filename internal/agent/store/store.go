@@ -1,4 +1,4 @@
-// Package flowstore is the node agent's local, embedded flow store: audited
+// Package store is the node agent's local, embedded flow store: audited
 // flows (flow.Record) kept in a directory of append-only segments, written in
 // batches and indexed for the two lookups the agent answers: "flows to this
 // destination IP within a time window" and "flows of this slice within a time
@@ -108,7 +108,7 @@
 // Add, Prune and Close are serialized; queries hold a read lock for their
 // duration, and Add takes the write lock only to publish a batch after it is
 // durable, so queries run concurrently with writes.
-package flowstore
+package store
 
 import (
 	"cmp"
@@ -195,13 +195,13 @@ type Store struct {
 // crash (see the package comment).
 func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Dir == "" {
-		return nil, errors.New("flowstore: empty directory")
+		return nil, errors.New("store: empty directory")
 	}
 	if o.Retention <= 0 {
 		o.Retention = DefaultRetention
 	}
 	if o.MaxBytes < 0 {
-		return nil, fmt.Errorf("flowstore: negative MaxBytes %d", o.MaxBytes)
+		return nil, fmt.Errorf("store: negative MaxBytes %d", o.MaxBytes)
 	}
 	if o.SegmentBytes <= 0 {
 		o.SegmentBytes = DefaultSegmentBytes
@@ -217,15 +217,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		o.Now = time.Now
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("flowstore: %w", err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	lock, err := os.OpenFile(filepath.Join(o.Dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("flowstore: %w", err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("flowstore: %s is in use by another process: %w", o.Dir, err)
+		return nil, fmt.Errorf("store: %s is in use by another process: %w", o.Dir, err)
 	}
 	s := &Store{opt: o, lock: lock}
 	if err := s.load(ctx); err != nil {
@@ -240,7 +240,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 func (s *Store) load(ctx context.Context) error {
 	ents, err := os.ReadDir(s.opt.Dir)
 	if err != nil {
-		return fmt.Errorf("flowstore: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
 	logs, idxs := map[uint64]bool{}, map[uint64]bool{}
 	var seqs []uint64
@@ -274,7 +274,7 @@ func (s *Store) load(ctx context.Context) error {
 	var recovered []*segment
 	for _, seq := range seqs {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("flowstore: open: %w", err)
+			return fmt.Errorf("store: open: %w", err)
 		}
 		s.nextSeq = seq + 1
 		if idxs[seq] {
@@ -313,18 +313,18 @@ func (s *Store) recover(seq uint64) (*segment, error) {
 	path := segName(s.opt.Dir, seq, "log")
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("flowstore: recover %s: %w", path, err)
+		return nil, fmt.Errorf("store: recover %s: %w", path, err)
 	}
 	sg, good, err := recoverData(seq, b)
 	if err != nil { // no readable header: no batch was ever committed in it
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("flowstore: recover %s: %w", path, err)
+			return nil, fmt.Errorf("store: recover %s: %w", path, err)
 		}
 		return nil, nil
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, fmt.Errorf("flowstore: recover %s: %w", path, err)
+		return nil, fmt.Errorf("store: recover %s: %w", path, err)
 	}
 	if good < int64(len(b)) {
 		if err := f.Truncate(good); err == nil {
@@ -332,7 +332,7 @@ func (s *Store) recover(seq uint64) (*segment, error) {
 		}
 		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("flowstore: recover %s: truncate: %w", path, err)
+			return nil, fmt.Errorf("store: recover %s: truncate: %w", path, err)
 		}
 	}
 	sg.f = f
@@ -373,7 +373,7 @@ func (s *Store) Close() error {
 	}
 	s.release()
 	if err != nil {
-		return fmt.Errorf("flowstore: close: %w", err)
+		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
 }
@@ -398,7 +398,7 @@ func (s *Store) Add(ctx context.Context, recs []flow.Record) error {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("flowstore: add: %w", err)
+		return fmt.Errorf("store: add: %w", err)
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -460,7 +460,7 @@ func (s *Store) Add(ctx context.Context, recs []flow.Record) error {
 	s.payload = p
 	n := len(p) - frameHeaderSize
 	if n > maxFrame {
-		return fmt.Errorf("flowstore: add: batch of %d records is %d bytes, more than %d", len(recs), n, maxFrame)
+		return fmt.Errorf("store: add: batch of %d records is %d bytes, more than %d", len(recs), n, maxFrame)
 	}
 	binary.LittleEndian.PutUint32(p, uint32(n))
 	binary.LittleEndian.PutUint32(p[4:], crc32.Checksum(p[frameHeaderSize:], castagnoli))
@@ -468,13 +468,13 @@ func (s *Store) Add(ctx context.Context, recs []flow.Record) error {
 	off := sg.dataSize
 	pf, err := sg.parseFrame(p[frameHeaderSize:], off)
 	if err != nil { // an encoder bug: never write what cannot be read back
-		return fmt.Errorf("flowstore: add: encoded batch does not decode: %w", err)
+		return fmt.Errorf("store: add: encoded batch does not decode: %w", err)
 	}
 	if _, err := sg.f.WriteAt(p, off); err != nil {
-		return s.undo(off, fmt.Errorf("flowstore: add: write: %w", err))
+		return s.undo(off, fmt.Errorf("store: add: write: %w", err))
 	}
 	if err := syscall.Fdatasync(int(sg.f.Fd())); err != nil {
-		return s.undo(off, fmt.Errorf("flowstore: add: fdatasync: %w", err))
+		return s.undo(off, fmt.Errorf("store: add: fdatasync: %w", err))
 	}
 	s.mu.Lock()
 	sg.apply(pf, p)
@@ -485,7 +485,7 @@ func (s *Store) Add(ctx context.Context, recs []flow.Record) error {
 // undo cuts a failed frame off the open segment.
 func (s *Store) undo(off int64, err error) error {
 	if terr := s.open.f.Truncate(off); terr != nil {
-		s.broken = fmt.Errorf("flowstore: a failed write could not be undone (%v); reopen the store", terr)
+		s.broken = fmt.Errorf("store: a failed write could not be undone (%v); reopen the store", terr)
 	}
 	return err
 }
@@ -496,7 +496,7 @@ func (s *Store) usable() error {
 	closed := s.closed
 	s.mu.RUnlock()
 	if closed {
-		return errors.New("flowstore: store is closed")
+		return errors.New("store: store is closed")
 	}
 	return s.broken
 }
@@ -507,7 +507,7 @@ func (s *Store) create(base int64, now time.Time) error {
 	path := segName(s.opt.Dir, seq, "log")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("flowstore: new segment: %w", err)
+		return fmt.Errorf("store: new segment: %w", err)
 	}
 	hdr := logHeader(base)
 	_, err = f.Write(hdr)
@@ -520,7 +520,7 @@ func (s *Store) create(base int64, now time.Time) error {
 	if err != nil {
 		f.Close()
 		os.Remove(path)
-		return fmt.Errorf("flowstore: new segment %s: %w", path, err)
+		return fmt.Errorf("store: new segment %s: %w", path, err)
 	}
 	s.nextSeq++
 	sg := newOpenSegment(seq, base)
@@ -551,12 +551,12 @@ func (s *Store) sealSegment(sg *segment) error {
 	}
 	idxPath := segName(s.opt.Dir, sg.seq, "idx")
 	if err := writeFileSync(idxPath, sg.buildIndex()); err != nil {
-		return fmt.Errorf("flowstore: seal segment %d: %w", sg.seq, err)
+		return fmt.Errorf("store: seal segment %d: %w", sg.seq, err)
 	}
 	sealed, err := loadSealed(s.opt.Dir, sg.seq)
 	if err != nil {
 		os.Remove(idxPath)
-		return fmt.Errorf("flowstore: seal segment %d: %w", sg.seq, err)
+		return fmt.Errorf("store: seal segment %d: %w", sg.seq, err)
 	}
 	s.mu.Lock()
 	for i, x := range s.segs {
@@ -598,7 +598,7 @@ func (s *Store) drop(sg *segment) {
 // span (SegmentAge).
 func (s *Store) Prune(ctx context.Context, now time.Time) (int64, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("flowstore: prune: %w", err)
+		return 0, fmt.Errorf("store: prune: %w", err)
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -668,20 +668,20 @@ type attrKey struct {
 // Limit must be in 1..MaxLimit.
 func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) {
 	if !q.Dst.IsValid() && q.Slice == "" {
-		return nil, errors.New("flowstore: query: need a destination IP or a slice")
+		return nil, errors.New("store: query: need a destination IP or a slice")
 	}
 	if q.Limit < 1 || q.Limit > MaxLimit {
-		return nil, fmt.Errorf("flowstore: query: limit %d not in 1..%d", q.Limit, MaxLimit)
+		return nil, fmt.Errorf("store: query: limit %d not in 1..%d", q.Limit, MaxLimit)
 	}
 	if !q.To.After(q.From) {
-		return nil, fmt.Errorf("flowstore: query: window end %v not after start %v", q.To, q.From)
+		return nil, fmt.Errorf("store: query: window end %v not after start %v", q.To, q.From)
 	}
 	dst := norm(q.Dst)
 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, errors.New("flowstore: query: store is closed")
+		return nil, errors.New("store: query: store is closed")
 	}
 	// Candidates are kept small; only the records returned are decoded
 	// with their attribution.
@@ -700,7 +700,7 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 		if !ok {
 			e, _ := sg.entry(id)
 			if a, ok = parseAttr(e); !ok {
-				return a, fmt.Errorf("flowstore: query: segment %d: corrupt attribution %d", sg.seq, id)
+				return a, fmt.Errorf("store: query: segment %d: corrupt attribution %d", sg.seq, id)
 			}
 			attrs[k] = a
 		}
@@ -713,18 +713,18 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("flowstore: query: %w", err)
+			return nil, fmt.Errorf("store: query: %w", err)
 		}
 		offs, err := sg.offsets(dst, q.Slice)
 		if err != nil {
-			return nil, fmt.Errorf("flowstore: query: segment %d: %w", sg.seq, err)
+			return nil, fmt.Errorf("store: query: segment %d: %w", sg.seq, err)
 		}
 		data := sg.bytes()
 		for _, off := range offs {
 			d := dec{b: data, i: int(off)}
 			id, ok := decodeRecord(&d, sg.base, sg.entry, &r)
 			if !ok {
-				return nil, fmt.Errorf("flowstore: query: segment %d: corrupt record at %d", sg.seq, off)
+				return nil, fmt.Errorf("store: query: segment %d: corrupt record at %d", sg.seq, off)
 			}
 			if !r.Start.Before(to) || dst.IsValid() && r.Orig.Dst.Addr() != dst {
 				continue

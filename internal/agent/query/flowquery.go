@@ -1,4 +1,4 @@
-// Package flowquery serves a node's flow lookup over HTTP: a human page
+// Package query serves a node's flow lookup over HTTP: a human page
 // (GET /) and a JSON API (GET /api/v1/flows) that give the same answers.
 // It is read-only, validates every input (400 with a message, the store is
 // not asked), bounds results, and rate-limits each client IP.
@@ -7,7 +7,7 @@
 // store that asks every node (internal/flowfanout): such a store implements
 // PartialStore, and the nodes that did not answer are listed in the answer
 // (the API's "errors", a notice on the page) rather than lost silently.
-package flowquery
+package query
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 	"github.com/planetkube/planetkube/internal/flow"
 )
 
-// Store is what the handler reads (internal/flowstore implements it).
+// Store is what the handler reads (internal/agent/store implements it).
 type Store interface {
 	Query(ctx context.Context, q flow.Query) ([]flow.Record, error)
 }

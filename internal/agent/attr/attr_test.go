@@ -1,4 +1,4 @@
-package flowattr
+package attr
 
 import (
 	"fmt"

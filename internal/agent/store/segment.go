@@ -1,4 +1,4 @@
-package flowstore
+package store
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package flowcapture
+package capture
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/planetkube/planetkube/internal/netns"
+	"github.com/planetkube/planetkube/internal/agent/netns"
 )
 
 // EnableAccounting sets net.netfilter.nf_conntrack_acct=1 (byte and packet

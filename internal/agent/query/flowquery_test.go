@@ -1,4 +1,4 @@
-package flowquery
+package query
 
 import (
 	"context"

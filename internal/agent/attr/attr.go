@@ -1,4 +1,4 @@
-// Package flowattr keeps the history of which pod held which IP address when,
+// Package attr keeps the history of which pod held which IP address when,
 // so that a flow seen by the node agent is attributed by (IP, time) and a reused
 // pod IP never names the wrong pod for an old flow.
 //
@@ -12,7 +12,7 @@
 // cut at t (or dropped if it starts at t). An Assign that holds "from t on"
 // ends where the next recorded interval after t begins, so history recorded
 // for later times is never overwritten by an event that arrives late.
-package flowattr
+package attr
 
 import (
 	"net/netip"

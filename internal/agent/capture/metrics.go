@@ -1,4 +1,4 @@
-package flowcapture
+package capture
 
 import "github.com/prometheus/client_golang/prometheus"
 

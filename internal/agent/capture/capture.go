@@ -1,4 +1,4 @@
-// Package flowcapture captures the network flows of a node from conntrack,
+// Package capture captures the network flows of a node from conntrack,
 // for the node agent's audit of flows per slice (PlanetFlow).
 //
 // Run subscribes to conntrack NEW and DESTROY events (the DESTROY carries the
@@ -18,7 +18,7 @@
 //
 // Counters and timestamps need net.netfilter.nf_conntrack_acct=1 and
 // nf_conntrack_timestamp=1 in the captured namespace: see EnableAccounting.
-package flowcapture
+package capture
 
 import (
 	"context"
