@@ -37,7 +37,7 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/cli"
-	"github.com/planetkube/planetkube/internal/slicedir"
+	"github.com/planetkube/planetkube/internal/lookup/slicedir"
 )
 
 // Options are the agent's settings, one flag each.

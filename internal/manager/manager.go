@@ -24,8 +24,8 @@ import (
 	flowquery "github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/fairshare"
-	"github.com/planetkube/planetkube/internal/flowfanout"
-	"github.com/planetkube/planetkube/internal/slicedir"
+	flowfanout "github.com/planetkube/planetkube/internal/lookup/fanout"
+	"github.com/planetkube/planetkube/internal/lookup/slicedir"
 )
 
 // Options are the manager's settings, one flag each.

@@ -4,7 +4,7 @@
 // not asked), bounds results, and rate-limits each client IP.
 //
 // The same handler serves the cluster-wide lookup on the manager, over a
-// store that asks every node (internal/flowfanout): such a store implements
+// store that asks every node (internal/lookup/fanout): such a store implements
 // PartialStore, and the nodes that did not answer are listed in the answer
 // (the API's "errors", a notice on the page) rather than lost silently.
 package query

@@ -1,4 +1,4 @@
-package flowfanout
+package fanout
 
 import (
 	"context"
@@ -25,11 +25,11 @@ func PodTargets(r client.Reader, namespace string, selector labels.Selector, por
 	}
 	return func(ctx context.Context) ([]Target, error) {
 		if port < 1 || port > 65535 {
-			return nil, fmt.Errorf("flowfanout: agent port %d out of range", port)
+			return nil, fmt.Errorf("fanout: agent port %d out of range", port)
 		}
 		var pods corev1.PodList
 		if err := r.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-			return nil, fmt.Errorf("flowfanout: listing agent pods: %w", err)
+			return nil, fmt.Errorf("fanout: listing agent pods: %w", err)
 		}
 		items := slices.Clone(pods.Items)
 		slices.SortFunc(items, func(a, b corev1.Pod) int {

@@ -1,4 +1,4 @@
-// Package flowfanout is the manager's cluster-wide flow lookup: a
+// Package fanout is the manager's cluster-wide flow lookup: a
 // query.Store that asks the JSON API of every node agent
 // (internal/agent/query on each node) concurrently, and merges their answers.
 //
@@ -7,7 +7,7 @@
 // and why (Store implements query.PartialStore, so the page and the API
 // show it). Agents' answers are not trusted: their size is bounded, and every
 // row is checked (addresses, times, names, and that it matches the query).
-package flowfanout
+package fanout
 
 import (
 	"context"
@@ -110,7 +110,7 @@ func New(targets Targets, o Options) *Store {
 
 // ErrNoAnswer is the error of a query that targets were asked and none of
 // them answered.
-var ErrNoAnswer = errors.New("flowfanout: no node answered")
+var ErrNoAnswer = errors.New("fanout: no node answered")
 
 // Query returns the merged records of the nodes that answered; its error is
 // for a query that no node answered (ErrNoAnswer), or that could not be
@@ -128,17 +128,17 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 // means no records and no error.
 func (s *Store) QueryPartial(ctx context.Context, q flow.Query) (query.Partial, error) {
 	if !q.Dst.IsValid() && q.Slice == "" {
-		return query.Partial{}, errors.New("flowfanout: query: need a destination IP or a slice")
+		return query.Partial{}, errors.New("fanout: query: need a destination IP or a slice")
 	}
 	if q.Slice != "" && !query.ValidSliceName(q.Slice) {
-		return query.Partial{}, errors.New("flowfanout: query: invalid slice name")
+		return query.Partial{}, errors.New("fanout: query: invalid slice name")
 	}
 	if !q.To.After(q.From) || q.Limit < 1 {
-		return query.Partial{}, errors.New("flowfanout: query: need a window and a positive limit")
+		return query.Partial{}, errors.New("fanout: query: need a window and a positive limit")
 	}
 	targets, err := s.targets(ctx)
 	if err != nil {
-		return query.Partial{}, fmt.Errorf("flowfanout: listing the nodes: %w", err)
+		return query.Partial{}, fmt.Errorf("fanout: listing the nodes: %w", err)
 	}
 	answers := make([]answer, len(targets))
 	sem := make(chan struct{}, s.opt.MaxInFlight)

@@ -1,4 +1,4 @@
-package flowfanout_test
+package fanout_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/planetkube/planetkube/internal/flowfanout"
+	"github.com/planetkube/planetkube/internal/lookup/fanout"
 	"github.com/planetkube/planetkube/internal/manager"
 	"github.com/planetkube/planetkube/internal/testenv"
 )
@@ -33,7 +33,7 @@ var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var cancel context.CancelFunc
 	ctx, cancel = context.WithCancel(context.Background())
-	env := testenv.New(filepath.Join("..", ".."), testenv.WithoutWebhooks)
+	env := testenv.New(filepath.Join("..", "..", ".."), testenv.WithoutWebhooks)
 	cfg, err := env.Start()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
@@ -80,8 +80,8 @@ var _ = Describe("PodTargets", func() {
 		agentPod(ns, "not-an-agent", map[string]string{"app": "other"}, "node-a", corev1.PodRunning, "10.0.0.11")
 		agentPod("default", "agent-elsewhere", agent, "node-a", corev1.PodRunning, "10.0.0.12")
 
-		targets := flowfanout.PodTargets(k8s, ns, labels.SelectorFromSet(agent), 9470)
-		Expect(targets(ctx)).To(Equal([]flowfanout.Target{
+		targets := fanout.PodTargets(k8s, ns, labels.SelectorFromSet(agent), 9470)
+		Expect(targets(ctx)).To(Equal([]fanout.Target{
 			{Node: "node-a", URL: "http://10.0.0.5:9470"},
 			{Node: "node-b", URL: "http://[fd00::5]:9470"},
 			{Node: "node-c", URL: "http://10.0.0.7:9470"},
@@ -92,14 +92,14 @@ var _ = Describe("PodTargets", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "agent-pending"}, p)).To(Succeed())
 		p.Status.Phase, p.Status.PodIP, p.Status.PodIPs = corev1.PodRunning, "10.0.0.8", []corev1.PodIP{{IP: "10.0.0.8"}}
 		Expect(k8s.Status().Update(ctx, p)).To(Succeed())
-		Expect(targets(ctx)).To(ContainElement(flowfanout.Target{Node: "node-d", URL: "http://10.0.0.8:9470"}))
+		Expect(targets(ctx)).To(ContainElement(fanout.Target{Node: "node-d", URL: "http://10.0.0.8:9470"}))
 
 		// A nil selector takes every pod of the namespace.
-		Expect(flowfanout.PodTargets(k8s, ns, nil, 9470)(ctx)).To(ContainElement(flowfanout.Target{Node: "node-a", URL: "http://10.0.0.11:9470"}))
+		Expect(fanout.PodTargets(k8s, ns, nil, 9470)(ctx)).To(ContainElement(fanout.Target{Node: "node-a", URL: "http://10.0.0.11:9470"}))
 	})
 
 	It("refuses a port out of range", func() {
-		_, err := flowfanout.PodTargets(k8s, "planetkube-system", nil, 0)(ctx)
+		_, err := fanout.PodTargets(k8s, "planetkube-system", nil, 0)(ctx)
 		Expect(err).To(MatchError(ContainSubstring("port 0")))
 	})
 })

@@ -1,4 +1,4 @@
-package flowfanout_test
+package fanout_test
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/flowfanout"
+	"github.com/planetkube/planetkube/internal/lookup/fanout"
 )
 
 var (
@@ -140,12 +140,12 @@ func TestMergeAndPartialFailure(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"flows":[{"start":"2025-03-01T12:00:00Z", garbage`))
 	})
-	s := flowfanout.New(flowfanout.StaticTargets(
-		flowfanout.Target{Node: "node-b", URL: b.URL},
-		flowfanout.Target{Node: "node-slow", URL: slow.URL},
-		flowfanout.Target{Node: "node-a", URL: a.URL},
-		flowfanout.Target{Node: "node-garbage", URL: garbage.URL + "/"},
-	), flowfanout.Options{Timeout: 300 * time.Millisecond})
+	s := fanout.New(fanout.StaticTargets(
+		fanout.Target{Node: "node-b", URL: b.URL},
+		fanout.Target{Node: "node-slow", URL: slow.URL},
+		fanout.Target{Node: "node-a", URL: a.URL},
+		fanout.Target{Node: "node-garbage", URL: garbage.URL + "/"},
+	), fanout.Options{Timeout: 300 * time.Millisecond})
 
 	start := time.Now()
 	res, err := s.QueryPartial(context.Background(), dstQuery(100))
@@ -190,7 +190,7 @@ func TestAgentTruncation(t *testing.T) {
 	// flows are unknown, so the merge stops there and says it is truncated.
 	a, _ := agent(t, "a", 2, rec(0, "plc.a", 1), rec(2*time.Second, "plc.a", 3), rec(3*time.Second, "plc.a", 4))
 	b, _ := agent(t, "b", 100, rec(time.Second, "plc.b", 2), rec(2*time.Second, "plc.b", 33), rec(5*time.Second, "plc.b", 6))
-	s := flowfanout.New(flowfanout.StaticTargets(flowfanout.Target{Node: "a", URL: a.URL}, flowfanout.Target{Node: "b", URL: b.URL}), flowfanout.Options{})
+	s := fanout.New(fanout.StaticTargets(fanout.Target{Node: "a", URL: a.URL}, fanout.Target{Node: "b", URL: b.URL}), fanout.Options{})
 	res, err := s.QueryPartial(context.Background(), dstQuery(100))
 	if err != nil {
 		t.Fatal(err)
@@ -205,25 +205,25 @@ func TestAllFail(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
 	busy, _ := jsonAgent(t, 429, `{"error":"too many requests"}`)
-	s := flowfanout.New(flowfanout.StaticTargets(flowfanout.Target{Node: "dead", URL: dead.URL}, flowfanout.Target{Node: "busy", URL: busy.URL}), flowfanout.Options{})
+	s := fanout.New(fanout.StaticTargets(fanout.Target{Node: "dead", URL: dead.URL}, fanout.Target{Node: "busy", URL: busy.URL}), fanout.Options{})
 	res, err := s.QueryPartial(context.Background(), dstQuery(10))
-	if !errors.Is(err, flowfanout.ErrNoAnswer) {
+	if !errors.Is(err, fanout.ErrNoAnswer) {
 		t.Fatalf("err %v", err)
 	}
 	want := []query.NodeError{{Node: "dead", Error: "connection refused"}, {Node: "busy", Error: "HTTP 429: too many requests"}}
 	if !slices.Equal(res.Errors, want) || len(res.Records) != 0 {
 		t.Errorf("errors %+v\nwant %+v", res.Errors, want)
 	}
-	if _, err := s.Query(context.Background(), dstQuery(10)); !errors.Is(err, flowfanout.ErrNoAnswer) {
+	if _, err := s.Query(context.Background(), dstQuery(10)); !errors.Is(err, fanout.ErrNoAnswer) {
 		t.Errorf("Query: %v", err)
 	}
 	// No node at all is no error.
-	res, err = flowfanout.New(flowfanout.StaticTargets(), flowfanout.Options{}).QueryPartial(context.Background(), dstQuery(10))
+	res, err = fanout.New(fanout.StaticTargets(), fanout.Options{}).QueryPartial(context.Background(), dstQuery(10))
 	if err != nil || len(res.Records) != 0 || len(res.Errors) != 0 {
 		t.Errorf("no target: %v %+v", err, res)
 	}
 	// Nor does a failed listing of the nodes pass for an answer.
-	_, err = flowfanout.New(func(context.Context) ([]flowfanout.Target, error) { return nil, errors.New("forbidden") }, flowfanout.Options{}).
+	_, err = fanout.New(func(context.Context) ([]fanout.Target, error) { return nil, errors.New("forbidden") }, fanout.Options{}).
 		QueryPartial(context.Background(), dstQuery(10))
 	if err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Errorf("listing error: %v", err)
@@ -268,7 +268,7 @@ func TestUntrustedAnswers(t *testing.T) {
 		{"server error", `oops`, 500, "HTTP 500"},
 	} {
 		srv, _ := jsonAgent(t, c.code, c.body)
-		s := flowfanout.New(flowfanout.StaticTargets(flowfanout.Target{Node: "n", URL: srv.URL}), flowfanout.Options{MaxBody: 1024})
+		s := fanout.New(fanout.StaticTargets(fanout.Target{Node: "n", URL: srv.URL}), fanout.Options{MaxBody: 1024})
 		res, err := s.QueryPartial(context.Background(), dstQuery(10))
 		switch {
 		case c.want == "" && (err != nil || len(res.Records) != 1 || res.Records[0].Node != "n"):
@@ -284,7 +284,7 @@ func TestUntrustedAnswers(t *testing.T) {
 		{"http://user:pw@192.0.2.1/", "invalid agent URL"},
 		{html.URL + "/?x=1", "invalid agent URL"},
 	} {
-		s := flowfanout.New(flowfanout.StaticTargets(flowfanout.Target{Node: "n", URL: c.url}), flowfanout.Options{})
+		s := fanout.New(fanout.StaticTargets(fanout.Target{Node: "n", URL: c.url}), fanout.Options{})
 		res, _ := s.QueryPartial(context.Background(), dstQuery(10))
 		if len(res.Errors) != 1 || res.Errors[0].Error != c.want {
 			t.Errorf("%s: %+v, want %q", c.url, res.Errors, c.want)
@@ -304,7 +304,7 @@ func TestQueryParameters(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"flows":[],"truncated":false}`))
 	})
-	s := flowfanout.New(flowfanout.StaticTargets(flowfanout.Target{Node: "n", URL: srv.URL + "/base"}), flowfanout.Options{})
+	s := fanout.New(fanout.StaticTargets(fanout.Target{Node: "n", URL: srv.URL + "/base"}), fanout.Options{})
 	q := flow.Query{Dst: dst, Slice: "plc.a", From: t0.Add(123 * time.Nanosecond), To: t0.Add(time.Hour).In(time.FixedZone("x", 3600)), Limit: 5}
 	if _, err := s.QueryPartial(context.Background(), q); err != nil {
 		t.Fatal(err)
@@ -332,11 +332,11 @@ func TestBoundedConcurrency(t *testing.T) {
 		_, _ = w.Write([]byte(`{"flows":[]}`))
 	})
 	t.Cleanup(func() { close(stop) }) // on failure, before srv.Close
-	var ts []flowfanout.Target
+	var ts []fanout.Target
 	for i := range n {
-		ts = append(ts, flowfanout.Target{Node: string(rune('a' + i)), URL: srv.URL})
+		ts = append(ts, fanout.Target{Node: string(rune('a' + i)), URL: srv.URL})
 	}
-	s := flowfanout.New(flowfanout.StaticTargets(ts...), flowfanout.Options{MaxInFlight: max, Timeout: 20 * time.Second})
+	s := fanout.New(fanout.StaticTargets(ts...), fanout.Options{MaxInFlight: max, Timeout: 20 * time.Second})
 	done := make(chan query.Partial)
 	go func() {
 		res, _ := s.QueryPartial(context.Background(), dstQuery(10))
@@ -370,11 +370,11 @@ func TestManagerHandler(t *testing.T) {
 	b, bStore := agent(t, "b", 100, rec(time.Second, "plc.a", 2))
 	garbage, gHits := jsonAgent(t, 200, `[`)
 	var listed atomic.Int32
-	targets := func(context.Context) ([]flowfanout.Target, error) {
+	targets := func(context.Context) ([]fanout.Target, error) {
 		listed.Add(1)
-		return []flowfanout.Target{{Node: "a", URL: a.URL}, {Node: "b", URL: b.URL}, {Node: "g", URL: garbage.URL}}, nil
+		return []fanout.Target{{Node: "a", URL: a.URL}, {Node: "b", URL: b.URL}, {Node: "g", URL: garbage.URL}}, nil
 	}
-	h := query.NewHandler(flowfanout.New(targets, flowfanout.Options{}),
+	h := query.NewHandler(fanout.New(targets, fanout.Options{}),
 		dirDouble{"plc.a": {FullName: "plc.a", Description: "Slice A"}},
 		query.Options{RatePerSecond: 1e6, Burst: 1 << 20, Now: func() time.Time { return t0 }})
 	mgr := httptest.NewServer(h)
