@@ -22,7 +22,7 @@ import (
 
 	flowcapture "github.com/planetkube/planetkube/internal/agent/capture"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/netnstest"
+	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
 const (

@@ -15,9 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/planetkube/planetkube/internal/agent/query"
-	"github.com/planetkube/planetkube/internal/browsertest"
 	"github.com/planetkube/planetkube/internal/manager"
-	"github.com/planetkube/planetkube/internal/netnstest"
+	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
+	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
 // tcpSYNOptions is the size of the options of a Linux SYN without TCP

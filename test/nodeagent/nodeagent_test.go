@@ -1,6 +1,6 @@
 // Package nodeagent tests the node agent (`planetkube node-agent`) end to end
 // on the real kernel: network namespaces stand for a node, its pods and the
-// internet (internal/netnstest), the agent binary captures the node
+// internet (internal/testing/netns), the agent binary captures the node
 // namespace's conntrack flows, and Pod, Slice and Site objects live on a real
 // kube-apiserver (envtest) where the test sets the pods' IPs. The agent runs
 // as its ServiceAccount under the RBAC generated into config/agent.
@@ -40,8 +40,8 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/manager"
-	"github.com/planetkube/planetkube/internal/netnstest"
-	"github.com/planetkube/planetkube/internal/testenv"
+	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
+	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
 const (

@@ -15,7 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/netnstest"
+	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
 // collector gathers the emitted records.

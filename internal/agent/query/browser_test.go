@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/planetkube/planetkube/internal/browsertest"
 	"github.com/planetkube/planetkube/internal/flow"
+	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
 )
 
 // hostile is a slice description from the directory that would run a script

@@ -16,7 +16,7 @@ import (
 
 	"github.com/planetkube/planetkube/internal/lookup/fanout"
 	"github.com/planetkube/planetkube/internal/manager"
-	"github.com/planetkube/planetkube/internal/testenv"
+	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
 )
 
 var (
