@@ -9,7 +9,7 @@ import (
 	"github.com/planetkube/planetkube/internal/flow"
 )
 
-// On-disk constants; see the package comment for the layout.
+// On-disk constants; doc.go specifies the layout.
 const (
 	logMagic        = "PKFSLOG1"
 	idxMagic        = "PKFSIDX1"
