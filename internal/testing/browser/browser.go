@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
 
 // RequireEnv is the environment variable that, set to 1, makes a missing
@@ -42,8 +44,9 @@ func Path() (string, error) {
 	return "", errors.New("browsertest: no chromium on $PATH (apt-get install chromium)")
 }
 
-// Require returns the browser's path; without one it skips t, or fails it
-// if $PLANETKUBE_REQUIRE_BROWSER is 1.
+// Require returns the browser's path; without one it skips t (recorded for
+// `make test`'s summary, see internal/testing/skiplog), or fails it if
+// $PLANETKUBE_REQUIRE_BROWSER is 1.
 func Require(t testing.TB) string {
 	t.Helper()
 	p, err := Path()
@@ -51,7 +54,7 @@ func Require(t testing.TB) string {
 		if os.Getenv(RequireEnv) == "1" {
 			t.Fatalf("%v, and %s=1", err, RequireEnv)
 		}
-		t.Skip(err)
+		skiplog.Skip(t, err)
 	}
 	return p
 }

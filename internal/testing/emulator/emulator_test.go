@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
 
 // TestCluster starts a small cluster, runs a pod on a fake node, applies a
@@ -21,7 +23,7 @@ func TestCluster(t *testing.T) {
 		err = CheckBinaries(binDir)
 	}
 	if err != nil {
-		t.Skipf("Skipping: emulator binaries not built (%v)", err)
+		skiplog.Skipf(t, "Skipping: emulator binaries not built (%v)", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

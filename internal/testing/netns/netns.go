@@ -11,8 +11,6 @@
 package netnstest
 
 import (
-	"github.com/planetkube/planetkube/internal/agent/netns"
-
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -24,6 +22,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/planetkube/planetkube/internal/agent/netns"
+	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
 
 // RequireRootEnv is the environment variable that turns RequireRoot's skip
@@ -31,7 +32,8 @@ import (
 const RequireRootEnv = "PLANETKUBE_REQUIRE_ROOT"
 
 // RequireRoot skips the test when the process is not root, or fails it when
-// PLANETKUBE_REQUIRE_ROOT=1. It also checks that the ip and nft commands are
+// PLANETKUBE_REQUIRE_ROOT=1. A skip is recorded for `make test`'s summary
+// (internal/testing/skiplog). It also checks that the ip and nft commands are
 // installed.
 func RequireRoot(t testing.TB) {
 	t.Helper()
@@ -51,7 +53,7 @@ func RequireRoot(t testing.TB) {
 	if os.Getenv(RequireRootEnv) == "1" {
 		t.Fatalf("%s, and %s=1", msg, RequireRootEnv)
 	}
-	t.Skip(msg)
+	skiplog.Skip(t, msg)
 }
 
 // NS is one network namespace, mounted at Path (/run/netns/Name).
