@@ -17,11 +17,11 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 
 	flowcapture "github.com/planetkube/planetkube/internal/agent/capture"
 	"github.com/planetkube/planetkube/internal/flow"
+	metrictest "github.com/planetkube/planetkube/internal/testing/metrics"
 	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
@@ -344,22 +344,7 @@ func processCPU() time.Duration {
 // no metric fails t (a missing metric is not 0).
 func ctValue(t testing.TB, c prometheus.Collector) float64 {
 	t.Helper()
-	ch := make(chan prometheus.Metric, 16)
-	c.Collect(ch)
-	close(ch)
-	n, sum := 0, 0.0
-	for m := range ch {
-		var d dto.Metric
-		if err := m.Write(&d); err != nil {
-			t.Fatalf("Reading metric %s: %v", m.Desc(), err)
-		}
-		sum += d.GetCounter().GetValue() + d.GetGauge().GetValue()
-		n++
-	}
-	if n == 0 {
-		t.Fatalf("No metric collected from %T: a missing metric is not 0", c)
-	}
-	return sum
+	return metrictest.Value(t, c)
 }
 
 // nftCounter returns the packets of a named nftables counter, or -1.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/planetkube/planetkube/internal/flow"
+	metrictest "github.com/planetkube/planetkube/internal/testing/metrics"
 	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
@@ -45,68 +45,6 @@ func (c *collector) find(src, dst netip.AddrPort) (finals, snaps []flow.Record) 
 		}
 	}
 	return finals, snaps
-}
-
-// value returns the sum of a collector's counters or gauges. A collector
-// that yields no metric (a vector without children) or another kind of
-// metric fails t: a missing metric must not read as 0.
-func value(t testing.TB, c prometheus.Collector) float64 {
-	t.Helper()
-	ch := make(chan prometheus.Metric, 16)
-	c.Collect(ch)
-	close(ch)
-	n, sum := 0, 0.0
-	for m := range ch {
-		var d dto.Metric
-		if err := m.Write(&d); err != nil {
-			t.Fatalf("Reading metric %s: %v", m.Desc(), err)
-		}
-		switch {
-		case d.Counter != nil:
-			sum += d.Counter.GetValue()
-		case d.Gauge != nil:
-			sum += d.Gauge.GetValue()
-		default:
-			t.Fatalf("Metric %s is neither a counter nor a gauge", m.Desc())
-		}
-		n++
-	}
-	if n == 0 {
-		t.Fatalf("No metric collected from %T: a missing metric is not 0", c)
-	}
-	return sum
-}
-
-// fatalRecorder is a testing.TB whose Fatalf records the failure and ends
-// the goroutine, as testing's does.
-type fatalRecorder struct {
-	testing.TB
-	failed bool
-}
-
-func (f *fatalRecorder) Helper() {}
-
-func (f *fatalRecorder) Fatalf(string, ...any) { f.failed = true; runtime.Goexit() }
-
-func TestValueFailsOnMissingMetric(t *testing.T) {
-	for name, c := range map[string]prometheus.Collector{
-		"a vector without children": prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x_total", Help: "x"}, []string{"kind"}),
-		"a histogram":               prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x"}),
-	} {
-		rec := &fatalRecorder{TB: t}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			value(rec, c)
-		}()
-		<-done
-		if !rec.failed {
-			t.Errorf("value of %s returned instead of failing the test", name)
-		}
-	}
-	if v := value(t, prometheus.NewCounter(prometheus.CounterOpts{Name: "y_total", Help: "y"})); v != 0 {
-		t.Errorf("value of a new counter = %v, want 0", v)
-	}
 }
 
 // eventually polls cond every 10 ms until it holds or timeout passes.
@@ -159,7 +97,7 @@ func startCapture(t *testing.T, topo *netnstest.Node, opts Options) (*collector,
 			t.Fatalf("Run returned early: %v", err)
 		default:
 		}
-		return value(t, opts.Metrics.Dumps) >= 1
+		return metrictest.Value(t, opts.Metrics.Dumps) >= 1
 	})
 	return col, opts.Metrics
 }
@@ -266,10 +204,10 @@ func TestCaptureTCPAndUDP(t *testing.T) {
 			}
 		})
 	}
-	if v := value(t, m.Overflows); v != 0 {
+	if v := metrictest.Value(t, m.Overflows); v != 0 {
 		t.Errorf("Overflows = %v, want 0", v)
 	}
-	if v := value(t, m.LostFlows); v != 0 {
+	if v := metrictest.Value(t, m.LostFlows); v != 0 {
 		t.Errorf("LostFlows = %v, want 0", v)
 	}
 }
@@ -417,7 +355,7 @@ func TestCaptureOverflow(t *testing.T) {
 	const perWorker, workers = 1000, 16
 	dst := netip.AddrPortFrom(topo.Internet.IPv4, udp.Port())
 	want := sendUDPBurst(ctx, t, topo, dst, workers, perWorker)
-	t.Logf("Made %d UDP flows; overflows so far %v", workers*perWorker, value(t, m.Overflows))
+	t.Logf("Made %d UDP flows; overflows so far %v", workers*perWorker, metrictest.Value(t, m.Overflows))
 
 	// A flow after the burst is still captured.
 	tdst := netip.AddrPortFrom(topo.Internet.IPv4, tcp.Port())
@@ -443,10 +381,10 @@ func TestCaptureOverflow(t *testing.T) {
 			t.Errorf("Flow from %s started %v has %d records with End set, want 1", k.src, k.start, len(rs))
 		}
 	}
-	overflows, lost, resyncs := value(t, m.Overflows), value(t, m.LostFlows), value(t, m.Resyncs)
+	overflows, lost, resyncs := metrictest.Value(t, m.Overflows), metrictest.Value(t, m.LostFlows), metrictest.Value(t, m.Resyncs)
 	t.Logf("Overflows %v, re-syncs %v, lost flows %v, late destroys %v, records %d (final %v, snapshot %v, lost %v)",
-		overflows, resyncs, lost, value(t, m.Events.WithLabelValues("late_destroy")), total,
-		value(t, m.Records.WithLabelValues(kindFinal)), value(t, m.Records.WithLabelValues(kindSnapshot)), value(t, m.Records.WithLabelValues(kindLost)))
+		overflows, resyncs, lost, metrictest.Value(t, m.Events.WithLabelValues("late_destroy")), total,
+		metrictest.Value(t, m.Records.WithLabelValues(kindFinal)), metrictest.Value(t, m.Records.WithLabelValues(kindSnapshot)), metrictest.Value(t, m.Records.WithLabelValues(kindLost)))
 	if overflows < 1 || resyncs < 1 {
 		t.Errorf("Overflows = %v, re-syncs = %v; want at least 1 each with a 4 KiB buffer", overflows, resyncs)
 	}
@@ -501,9 +439,9 @@ func TestCaptureReliableBurst(t *testing.T) {
 			t.Errorf("Flow from %s: %d/%d packets, want the exact counters of its DESTROY (n/n, each datagram echoed)", k.src, r.OrigPackets, r.ReplyPackets)
 		}
 	}
-	overflows, lost, resyncs := value(t, m.Overflows), value(t, m.LostFlows), value(t, m.Resyncs)
+	overflows, lost, resyncs := metrictest.Value(t, m.Overflows), metrictest.Value(t, m.LostFlows), metrictest.Value(t, m.Resyncs)
 	t.Logf("%d flows; overflows %v, re-syncs %v, lost %v, late destroys %v, final records %v",
-		len(got), overflows, resyncs, lost, value(t, m.Events.WithLabelValues("late_destroy")), value(t, m.Records.WithLabelValues(kindFinal)))
+		len(got), overflows, resyncs, lost, metrictest.Value(t, m.Events.WithLabelValues("late_destroy")), metrictest.Value(t, m.Records.WithLabelValues(kindFinal)))
 	if overflows < 1 {
 		t.Errorf("Overflows = %v, want at least 1 with a 16 KiB buffer (the test did not make a burst)", overflows)
 	}
@@ -525,7 +463,7 @@ func TestCaptureCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, Options{NetNS: topo.Node.Path, Metrics: m}, func([]flow.Record) {}) }()
-	eventually(t, 10*time.Second, "the initial dump", func() bool { return value(t, m.Dumps) >= 1 })
+	eventually(t, 10*time.Second, "the initial dump", func() bool { return metrictest.Value(t, m.Dumps) >= 1 })
 	cancel()
 	select {
 	case err := <-done:
