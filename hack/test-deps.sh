@@ -10,12 +10,10 @@
 # test run ends by naming every test that skipped.
 set -euo pipefail
 
-declare -A pkg=(
-  [make]=make [git]=git [gcc]=gcc
-  [ip]=iproute2 [nft]=nftables [iptables]=iptables [conntrack]=conntrack [ping]=iputils-ping
-  [chromium]=chromium
-)
-order=(make git gcc ip nft iptables conntrack ping chromium)
+# command:package, in the order they are listed
+deps=(make:make git:git gcc:gcc
+  ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack ping:iputils-ping
+  chromium:chromium)
 
 # Look in sbin too: a user's $PATH often lacks it, root's (and the tests') has it.
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
@@ -31,8 +29,8 @@ has() {
 }
 
 missing=() need=()
-for cmd in "${order[@]}"; do
-  has "$cmd" || { missing+=("$cmd"); need+=("${pkg[$cmd]}"); }
+for d in "${deps[@]}"; do
+  has "${d%%:*}" || { missing+=("${d%%:*}"); need+=("${d#*:}"); }
 done
 root=false
 [[ $(id -u) == 0 ]] && root=true
