@@ -44,9 +44,19 @@ vet: ## Run go vet.
 build: generate ## Build the planetkube binary into bin/.
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/planetkube .
 
+.PHONY: test-deps
+test-deps: ## Install the Debian packages the tests need (as root), or print the command and what will skip.
+	@bash hack/test-deps.sh
+
+# The tests that skip for want of root, Chromium or binaries append a line to
+# $PLANETKUBE_SKIP_LOG (internal/testing/skiplog); the run ends by naming
+# them, or saying that none skipped, and keeps go test's exit status.
 .PHONY: test
-test: tools manifests generate vet build ## Run every test: unit, envtest, e2e on the emulated cluster.
-	$(GO) test ./... -count=1 -timeout $(TEST_TIMEOUT)
+test: test-deps tools manifests generate vet build ## Run every test: unit, envtest, e2e on the emulated cluster, the node agent on the real kernel.
+	@log=$$(mktemp -t planetkube-skips.XXXXXX); \
+	echo "PLANETKUBE_SKIP_LOG=$$log $(GO) test ./... -count=1 -timeout $(TEST_TIMEOUT)"; \
+	PLANETKUBE_SKIP_LOG=$$log $(GO) test ./... -count=1 -timeout $(TEST_TIMEOUT); rc=$$?; \
+	bash hack/skip-summary.sh "$$log"; rm -f "$$log"; exit $$rc
 
 .PHONY: verify
 verify: manifests generate fmt ## Regenerate and fail if anything changed, then vet.

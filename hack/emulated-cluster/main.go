@@ -18,7 +18,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/planetkube/planetkube/internal/emulator"
+	"github.com/planetkube/planetkube/internal/testing/emulator"
 )
 
 func main() {

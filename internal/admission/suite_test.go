@@ -22,7 +22,7 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/admission"
 	"github.com/planetkube/planetkube/internal/manager"
-	"github.com/planetkube/planetkube/internal/testenv"
+	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
 )
 
 var (

@@ -32,12 +32,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/agent/attr"
+	"github.com/planetkube/planetkube/internal/agent/capture"
+	"github.com/planetkube/planetkube/internal/agent/query"
+	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/cli"
-	"github.com/planetkube/planetkube/internal/flowattr"
-	"github.com/planetkube/planetkube/internal/flowcapture"
-	"github.com/planetkube/planetkube/internal/flowquery"
-	"github.com/planetkube/planetkube/internal/flowstore"
-	"github.com/planetkube/planetkube/internal/slicedir"
+	"github.com/planetkube/planetkube/internal/lookup/slicedir"
 )
 
 // Options are the agent's settings, one flag each.
@@ -72,7 +72,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this agent runs on (default: $NODE_NAME).")
 	fs.StringVar(&o.Authority, "authority", "plc", "Name of this install's slice authority: the first part of slice full names.")
 	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/planetkube/flows", "Folder of the flow store.")
-	fs.DurationVar(&o.Retention, "retention", flowstore.DefaultRetention, "How long flows are kept after they end.")
+	fs.DurationVar(&o.Retention, "retention", store.DefaultRetention, "How long flows are kept after they end.")
 	fs.Int64Var(&o.MaxBytes, "max-bytes", 0, "Cap on the flow store's size on disk in bytes; 0 means no cap (retention by age only).")
 	fs.StringVar(&o.ListenAddr, "listen-address", DefaultListenAddr, "Address of the lookup page (/) and JSON API (/api/v1/flows).")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9471", "Address of the Prometheus metrics endpoint; 0 disables it.")
@@ -113,8 +113,8 @@ func (o *Options) Validate() error {
 	if _, err := o.unlimited(); err != nil {
 		errs = append(errs, err)
 	}
-	if o.MaxResults < 1 || o.MaxResults > flowstore.MaxLimit-1 {
-		errs = append(errs, fmt.Errorf("--max-results must be in 1..%d, got %d", flowstore.MaxLimit-1, o.MaxResults))
+	if o.MaxResults < 1 || o.MaxResults > store.MaxLimit-1 {
+		errs = append(errs, fmt.Errorf("--max-results must be in 1..%d, got %d", store.MaxLimit-1, o.MaxResults))
 	}
 	return errors.Join(errs...)
 }
@@ -142,7 +142,7 @@ func Main(args []string) error {
 		return err
 	}
 	if o.SetupOnly {
-		if err := flowcapture.EnableAccounting(o.NetNS); err != nil {
+		if err := capture.EnableAccounting(o.NetNS); err != nil {
 			return fmt.Errorf("turning on conntrack accounting: %w", err)
 		}
 		ctrl.Log.WithName("node-agent").Info("Turned on conntrack accounting and timestamps", "netns", o.NetNS)
@@ -166,16 +166,16 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return err
 	}
 	if o.EnableAccounting {
-		if err := flowcapture.EnableAccounting(o.NetNS); err != nil {
+		if err := capture.EnableAccounting(o.NetNS); err != nil {
 			return fmt.Errorf("turning on conntrack accounting: %w", err)
 		}
 	}
-	store, err := flowstore.Open(ctx, flowstore.Options{Dir: o.DataDir, Retention: o.Retention, MaxBytes: o.MaxBytes})
+	flows, err := store.Open(ctx, store.Options{Dir: o.DataDir, Retention: o.Retention, MaxBytes: o.MaxBytes})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := store.Close(); err != nil {
+		if err := flows.Close(); err != nil {
 			log.Error(err, "Closing the flow store")
 		}
 	}()
@@ -190,31 +190,31 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("creating the agent's manager: %w", err)
 	}
 	dir := &slicedir.Directory{Reader: mgr.GetCache(), Authority: o.Authority}
-	tracker := &PodTracker{History: flowattr.NewHistory(), FullName: dir.FullName}
+	tracker := &PodTracker{History: attr.NewHistory(), FullName: dir.FullName}
 	podsSynced, err := watchPods(ctx, mgr.GetCache(), tracker)
 	if err != nil {
 		return err
 	}
-	m, capMetrics := processMetrics(store)
-	pipe := &pipeline{store: store, history: tracker.History, metrics: m, log: log}
-	capture := &captureRunnable{o: o, podsSynced: podsSynced, pipe: pipe, metrics: capMetrics}
-	if err := mgr.Add(capture); err != nil {
+	m, capMetrics := processMetrics(flows)
+	pipe := &pipeline{store: flows, history: tracker.History, metrics: m, log: log}
+	capturer := &captureRunnable{o: o, podsSynced: podsSynced, pipe: pipe, metrics: capMetrics}
+	if err := mgr.Add(capturer); err != nil {
 		return err
 	}
-	if err := mgr.Add(&pruner{store: store, history: tracker.History, every: o.PruneInterval, retention: o.Retention, metrics: m, log: log}); err != nil {
+	if err := mgr.Add(&pruner{store: flows, history: tracker.History, every: o.PruneInterval, retention: o.Retention, metrics: m, log: log}); err != nil {
 		return err
 	}
 	unlimited, _ := o.unlimited() // validated above
-	handler := flowquery.NewHandler(store, dir, flowquery.Options{
+	handler := query.NewHandler(flows, dir, query.Options{
 		MaxResults: o.MaxResults, RatePerSecond: o.RatePerSecond, Burst: o.Burst, NodeName: o.NodeName, Unlimited: unlimited,
 	})
-	if err := mgr.Add(&flowquery.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
+	if err := mgr.Add(&query.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("capture", capture.ready); err != nil {
+	if err := mgr.AddReadyzCheck("capture", capturer.ready); err != nil {
 		return err
 	}
 	log.Info("Starting node agent", "node", o.NodeName, "dataDir", o.DataDir, "listen", o.ListenAddr, "netns", o.NetNS)

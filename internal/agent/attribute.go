@@ -4,12 +4,12 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/planetkube/planetkube/internal/agent/attr"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/flowattr"
 )
 
-// Lookup says which pod held an IP at a time (flowattr.History.At).
-type Lookup func(ip netip.Addr, t time.Time) (flowattr.Holder, bool)
+// Lookup says which pod held an IP at a time (attr.History.At).
+type Lookup func(ip netip.Addr, t time.Time) (attr.Holder, bool)
 
 // Attribute names the pod of each record in place and returns how many it
 // attributed. A flow belongs to the pod that held its original source address

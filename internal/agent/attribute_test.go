@@ -11,9 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/agent/attr"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/flowattr"
-	"github.com/planetkube/planetkube/internal/slicedir"
+	"github.com/planetkube/planetkube/internal/lookup/slicedir"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -21,9 +21,9 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 func TestAttribute(t *testing.T) {
-	h := flowattr.NewHistory()
-	sliver := flowattr.Holder{Slice: "plc.princeton.codeen", Sliver: "princeton-codeen/codeen-n1", PodUID: "u1"}
-	web := flowattr.Holder{Slice: "plc.mit.web", Sliver: "mit-web/web-n1", PodUID: "u2"}
+	h := attr.NewHistory()
+	sliver := attr.Holder{Slice: "plc.princeton.codeen", Sliver: "princeton-codeen/codeen-n1", PodUID: "u1"}
+	web := attr.Holder{Slice: "plc.mit.web", Sliver: "mit-web/web-n1", PodUID: "u2"}
 	h.Assign(netip.MustParseAddr("10.244.0.5"), sliver, t0)
 	h.Assign(netip.MustParseAddr("fd00::5"), sliver, t0)
 	h.Assign(netip.MustParseAddr("10.244.0.9"), web, t0)
@@ -31,7 +31,7 @@ func TestAttribute(t *testing.T) {
 	tests := []struct {
 		name string
 		rec  flow.Record
-		want flowattr.Holder
+		want attr.Holder
 		n    int
 	}{{
 		name: "outgoing flow names its source pod",
@@ -52,11 +52,11 @@ func TestAttribute(t *testing.T) {
 	}, {
 		name: "a flow from before the pod held the IP is node traffic",
 		rec:  flow.Record{Start: t0.Add(-time.Minute), Orig: flow.Tuple{Src: ap("10.244.0.5:40000"), Dst: ap("198.51.100.7:80")}},
-		want: flowattr.Holder{}, n: 0,
+		want: attr.Holder{}, n: 0,
 	}, {
 		name: "a flow of no pod is node traffic, and stale names are cleared",
 		rec:  flow.Record{Start: t0.Add(time.Minute), Orig: flow.Tuple{Src: ap("192.0.2.1:22"), Dst: ap("198.51.100.7:80")}, Slice: "stale", Sliver: "x/y", PodUID: "z"},
-		want: flowattr.Holder{}, n: 0,
+		want: attr.Holder{}, n: 0,
 	}, {
 		name: "an open flow without a start is attributed at its end",
 		rec:  flow.Record{End: t0.Add(time.Minute), Orig: flow.Tuple{Src: ap("10.244.0.9:1"), Dst: ap("198.51.100.7:80")}},
@@ -68,7 +68,7 @@ func TestAttribute(t *testing.T) {
 			if n := Attribute(recs, h.At); n != tc.n {
 				t.Errorf("Attribute returned %d, want %d", n, tc.n)
 			}
-			got := flowattr.Holder{Slice: recs[0].Slice, Sliver: recs[0].Sliver, PodUID: recs[0].PodUID}
+			got := attr.Holder{Slice: recs[0].Slice, Sliver: recs[0].Sliver, PodUID: recs[0].PodUID}
 			if got != tc.want {
 				t.Errorf("Attributed to %+v, want %+v", got, tc.want)
 			}
@@ -101,7 +101,7 @@ func sliverPod(name, uid, ip string, phase corev1.PodPhase, start time.Time) *co
 
 func TestPodTracker(t *testing.T) {
 	now := t0
-	tr := &PodTracker{History: flowattr.NewHistory(), FullName: (&slicedir.Directory{Authority: "plc"}).FullName, Now: func() time.Time { return now }}
+	tr := &PodTracker{History: attr.NewHistory(), FullName: (&slicedir.Directory{Authority: "plc"}).FullName, Now: func() time.Time { return now }}
 	ip := netip.MustParseAddr("10.244.0.5")
 	holderAt := func(at time.Time) string {
 		h, ok := tr.History.At(ip, at)

@@ -13,10 +13,10 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/planetkube/planetkube/internal/agent/attr"
+	"github.com/planetkube/planetkube/internal/agent/capture"
+	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/flowattr"
-	"github.com/planetkube/planetkube/internal/flowcapture"
-	"github.com/planetkube/planetkube/internal/flowstore"
 )
 
 // storeTimeout bounds one batch write.
@@ -24,8 +24,8 @@ const storeTimeout = 30 * time.Second
 
 // pipeline attributes captured records and stores them.
 type pipeline struct {
-	store   *flowstore.Store
-	history *flowattr.History
+	store   *store.Store
+	history *attr.History
 	metrics *agentMetrics
 	log     logr.Logger
 }
@@ -54,7 +54,7 @@ type captureRunnable struct {
 	o          Options
 	podsSynced func() bool
 	pipe       *pipeline
-	metrics    *flowcapture.Metrics
+	metrics    *capture.Metrics
 	started    atomic.Bool
 }
 
@@ -63,7 +63,7 @@ func (c *captureRunnable) Start(ctx context.Context) error {
 		return nil // stopping before the pods were listed
 	}
 	c.started.Store(true)
-	err := flowcapture.Run(ctx, flowcapture.Options{
+	err := capture.Run(ctx, capture.Options{
 		NetNS:        c.o.NetNS,
 		ReadBuffer:   c.o.ReadBuffer,
 		DumpInterval: c.o.DumpInterval,
@@ -90,8 +90,8 @@ func (c *captureRunnable) ready(_ *http.Request) error {
 // pruner applies the store's retention, and forgets IP history older than
 // it, every interval.
 type pruner struct {
-	store     *flowstore.Store
-	history   *flowattr.History
+	store     *store.Store
+	history   *attr.History
 	every     time.Duration
 	retention time.Duration
 	metrics   *agentMetrics
@@ -132,15 +132,15 @@ type agentMetrics struct {
 var (
 	metricsOnce   sync.Once
 	theMetrics    *agentMetrics
-	theCapMetrics *flowcapture.Metrics
-	currentStore  atomic.Pointer[flowstore.Store]
+	theCapMetrics *capture.Metrics
+	currentStore  atomic.Pointer[store.Store]
 )
 
 // processMetrics returns the agent's metrics, registered once per process
 // in controller-runtime's registry (served on --metrics-bind-address), and
-// points the store gauges at store.
-func processMetrics(store *flowstore.Store) (*agentMetrics, *flowcapture.Metrics) {
-	currentStore.Store(store)
+// points the store gauges at flows.
+func processMetrics(flows *store.Store) (*agentMetrics, *capture.Metrics) {
+	currentStore.Store(flows)
 	metricsOnce.Do(func() {
 		m := &agentMetrics{
 			stored: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -160,7 +160,7 @@ func processMetrics(store *flowstore.Store) (*agentMetrics, *flowcapture.Metrics
 				Help: "Flows deleted by the store's retention.",
 			}),
 		}
-		stat := func(f func(flowstore.Stats) float64) func() float64 {
+		stat := func(f func(store.Stats) float64) func() float64 {
 			return func() float64 {
 				if s := currentStore.Load(); s != nil {
 					return f(s.Stats())
@@ -172,14 +172,14 @@ func processMetrics(store *flowstore.Store) (*agentMetrics, *flowcapture.Metrics
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "planetkube_agent_store_records",
 				Help: "Flow records in the store.",
-			}, stat(func(s flowstore.Stats) float64 { return float64(s.Records) })),
+			}, stat(func(s store.Stats) float64 { return float64(s.Records) })),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "planetkube_agent_store_bytes",
 				Help: "Bytes the flow store uses on disk.",
-			}, stat(func(s flowstore.Stats) float64 { return float64(s.Bytes) })),
+			}, stat(func(s store.Stats) float64 { return float64(s.Bytes) })),
 		)
 		theMetrics = m
-		theCapMetrics = flowcapture.NewMetrics(metrics.Registry)
+		theCapMetrics = capture.NewMetrics(metrics.Registry)
 	})
 	return theMetrics, theCapMetrics
 }

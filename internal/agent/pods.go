@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/flowattr"
+	"github.com/planetkube/planetkube/internal/agent/attr"
 )
 
 // PodTracker turns the Pods of this node, as the informer sees them, into the
@@ -24,7 +24,7 @@ import (
 // traffic.
 type PodTracker struct {
 	// History receives the assignments; queries read it concurrently.
-	History *flowattr.History
+	History *attr.History
 	// FullName returns a slice's full name from its site and name.
 	FullName func(site, slice string) string
 	// Now is the clock (default time.Now).
@@ -82,8 +82,8 @@ func (t *PodTracker) Delete(pod *corev1.Pod) {
 
 // holder names the pod; slivers (labelled by the Slice controller) carry
 // their slice's full name, other pods none.
-func (t *PodTracker) holder(pod *corev1.Pod) flowattr.Holder {
-	h := flowattr.Holder{Sliver: pod.Namespace + "/" + pod.Name, PodUID: string(pod.UID)}
+func (t *PodTracker) holder(pod *corev1.Pod) attr.Holder {
+	h := attr.Holder{Sliver: pod.Namespace + "/" + pod.Name, PodUID: string(pod.UID)}
 	l := pod.Labels
 	if l[planetv1.LabelManagedBy] == planetv1.ManagedByValue && l[planetv1.LabelSite] != "" && l[planetv1.LabelSlice] != "" && t.FullName != nil {
 		h.Slice = t.FullName(l[planetv1.LabelSite], l[planetv1.LabelSlice])

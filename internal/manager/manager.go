@@ -25,12 +25,12 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/admission"
+	flowquery "github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/fairshare"
-	"github.com/planetkube/planetkube/internal/flowfanout"
-	"github.com/planetkube/planetkube/internal/flowquery"
-	"github.com/planetkube/planetkube/internal/slicedir"
+	flowfanout "github.com/planetkube/planetkube/internal/lookup/fanout"
+	"github.com/planetkube/planetkube/internal/lookup/slicedir"
 )
 
 // Options are the manager's settings, one flag each.

@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/planetkube/planetkube/internal/emulator"
+	"github.com/planetkube/planetkube/internal/testing/emulator"
 )
 
 var (

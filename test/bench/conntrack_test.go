@@ -17,12 +17,12 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 
+	flowcapture "github.com/planetkube/planetkube/internal/agent/capture"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/flowcapture"
-	"github.com/planetkube/planetkube/internal/netnstest"
+	metrictest "github.com/planetkube/planetkube/internal/testing/metrics"
+	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
 const (
@@ -153,7 +153,7 @@ func runConntrackBench(t *testing.T) (*ctResult, error) {
 		capErr = <-done
 	})
 	defer stop()
-	for ctValue(metrics.Dumps) < 1 {
+	for ctValue(t, metrics.Dumps) < 1 {
 		select {
 		case err := <-done:
 			return nil, fmt.Errorf("capture ended before its first dump: %v", err)
@@ -237,7 +237,7 @@ func runConntrackBench(t *testing.T) (*ctResult, error) {
 	res.drain = time.Since(loadEnd)
 	res.window = time.Since(start)
 	res.cpu = processCPU() - cpu0
-	res.open = ctValue(metrics.OpenFlows)
+	res.open = ctValue(t, metrics.OpenFlows)
 	stop()
 	if capErr != nil {
 		return nil, fmt.Errorf("capture: %w", capErr)
@@ -247,7 +247,7 @@ func runConntrackBench(t *testing.T) (*ctResult, error) {
 	res.flows = len(seen)
 	mu.Unlock()
 	res.finals, res.snapshots = int(finals.Load()), int(snapshots.Load())
-	res.lost, res.overflows, res.resyncs = ctValue(metrics.LostFlows), ctValue(metrics.Overflows), ctValue(metrics.Resyncs)
+	res.lost, res.overflows, res.resyncs = ctValue(t, metrics.LostFlows), ctValue(t, metrics.Overflows), ctValue(t, metrics.Resyncs)
 	res.received = nftCounter(ctx, t, topo.Internet, "inet", "sink", "received")
 	res.kernelDrops, res.insertFailure = conntrackStats(ctx, t, topo.Node)
 	t.Logf("Load %+v, received %d, flows %d (finals %d, snapshots %d), lost %v, overflows %v, CPU %s over %s",
@@ -340,19 +340,11 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// ctValue returns the value of a counter or gauge.
-func ctValue(c prometheus.Collector) float64 {
-	ch := make(chan prometheus.Metric, 16)
-	c.Collect(ch)
-	close(ch)
-	sum := 0.0
-	for m := range ch {
-		var d dto.Metric
-		if m.Write(&d) == nil {
-			sum += d.GetCounter().GetValue() + d.GetGauge().GetValue()
-		}
-	}
-	return sum
+// ctValue returns the value of a counter or gauge; a collector that yields
+// no metric fails t (a missing metric is not 0).
+func ctValue(t testing.TB, c prometheus.Collector) float64 {
+	t.Helper()
+	return metrictest.Value(t, c)
 }
 
 // nftCounter returns the packets of a named nftables counter, or -1.

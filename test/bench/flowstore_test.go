@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	flowstore "github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/flowstore"
 )
 
 var benchFlows = flag.Int("bench-flows", 10_000_000, "number of flows the flow store benchmark ingests (the documented figures use 10,000,000)")

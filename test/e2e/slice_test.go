@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/emulator"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/testing/emulator"
 )
 
 // newSlice returns a pause-image Slice of a site, changed by mutate.

@@ -21,9 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/emulator"
 	"github.com/planetkube/planetkube/internal/manager"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/testing/emulator"
 )
 
 // nodeCount is the size of the emulated cluster: large enough for the

@@ -14,10 +14,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/planetkube/planetkube/internal/browsertest"
-	"github.com/planetkube/planetkube/internal/flowquery"
+	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/manager"
-	"github.com/planetkube/planetkube/internal/netnstest"
+	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
+	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
 // tcpSYNOptions is the size of the options of a Linux SYN without TCP
@@ -115,7 +115,7 @@ func TestNodeAgent(t *testing.T) {
 		}
 
 		// The slice query finds the same flows.
-		code, r, body, err := query(a.lookup, window(since, url.Values{"slice": {"plc.mit.chord"}}))
+		code, r, body, err := getFlows(a.lookup, window(since, url.Values{"slice": {"plc.mit.chord"}}))
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("Slice query: %d %s %v", code, body, err)
 		}
@@ -237,7 +237,7 @@ func TestNodeAgent(t *testing.T) {
 		}()
 		defer func() { stopTraffic(); wg.Wait() }()
 		killSince := time.Now()
-		var committed []flowquery.Row
+		var committed []query.Row
 		eventually(t, "at least 50 committed flows", func() error {
 			committed = allFlows(t, a.lookup, killSince, inet4)
 			if len(committed) < 50 {
@@ -299,7 +299,7 @@ func TestNodeAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv := httptestServer(t, h)
-		code, r, body, err := query(srv, window(mgrSince, url.Values{"slice": {"plc.mit.chord"}}))
+		code, r, body, err := getFlows(srv, window(mgrSince, url.Values{"slice": {"plc.mit.chord"}}))
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("Cluster-wide query: %d %s %v", code, body, err)
 		}
@@ -323,7 +323,7 @@ func TestNodeAgent(t *testing.T) {
 		}
 		// A node that is down is reported, and the others still answer.
 		b.kill()
-		code, r, body, err = query(srv, window(mgrSince, url.Values{"slice": {"plc.mit.chord"}}))
+		code, r, body, err = getFlows(srv, window(mgrSince, url.Values{"slice": {"plc.mit.chord"}}))
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("Cluster-wide query with node b down: %d %s %v", code, body, err)
 		}
@@ -333,14 +333,14 @@ func TestNodeAgent(t *testing.T) {
 	})
 }
 
-func checkSliver(t *testing.T, row flowquery.Row, slice, sliver, uid string) {
+func checkSliver(t *testing.T, row query.Row, slice, sliver, uid string) {
 	t.Helper()
 	if row.Slice != slice || row.Sliver != sliver || row.PodUID != uid {
 		t.Errorf("Flow %s -> %s attributed to %q %q %q, want %q %q %q", row.OrigSrc, row.OrigDst, row.Slice, row.Sliver, row.PodUID, slice, sliver, uid)
 	}
 }
 
-func countFrom(rows []flowquery.Row, srcs ...netip.AddrPort) int {
+func countFrom(rows []query.Row, srcs ...netip.AddrPort) int {
 	n := 0
 	for _, r := range rows {
 		for _, s := range srcs {
@@ -352,9 +352,9 @@ func countFrom(rows []flowquery.Row, srcs ...netip.AddrPort) int {
 	return n
 }
 
-func allFlows(t *testing.T, base string, since time.Time, dst netip.Addr) []flowquery.Row {
+func allFlows(t *testing.T, base string, since time.Time, dst netip.Addr) []query.Row {
 	t.Helper()
-	code, r, body, err := query(base, window(since, url.Values{"ip": {dst.String()}}))
+	code, r, body, err := getFlows(base, window(since, url.Values{"ip": {dst.String()}}))
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("Query: %d %s %v", code, body, err)
 	}
@@ -362,6 +362,6 @@ func allFlows(t *testing.T, base string, since time.Time, dst netip.Addr) []flow
 }
 
 // key identifies a flow across snapshots: its start and original tuple.
-func key(r flowquery.Row) string {
+func key(r query.Row) string {
 	return fmt.Sprintf("%s %d %s %s", r.Start.UTC().Format(time.RFC3339Nano), r.Proto, r.OrigSrc, r.OrigDst)
 }

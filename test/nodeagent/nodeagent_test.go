@@ -1,6 +1,6 @@
 // Package nodeagent tests the node agent (`planetkube node-agent`) end to end
 // on the real kernel: network namespaces stand for a node, its pods and the
-// internet (internal/netnstest), the agent binary captures the node
+// internet (internal/testing/netns), the agent binary captures the node
 // namespace's conntrack flows, and Pod, Slice and Site objects live on a real
 // kube-apiserver (envtest) where the test sets the pods' IPs. The agent runs
 // as its ServiceAccount under the RBAC generated into config/agent.
@@ -38,10 +38,10 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/flowquery"
+	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/manager"
-	"github.com/planetkube/planetkube/internal/netnstest"
-	"github.com/planetkube/planetkube/internal/testenv"
+	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
+	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
 const (
@@ -285,18 +285,18 @@ func (a *agent) logTail() string {
 	return strings.Join(lines[max(0, len(lines)-30):], "\n")
 }
 
-// query asks an agent's (or the manager's) JSON API.
-func query(base string, params url.Values) (int, flowquery.Response, string, error) {
+// getFlows asks an agent's (or the manager's) JSON API.
+func getFlows(base string, params url.Values) (int, query.Response, string, error) {
 	resp, err := http.Get(base + "/api/v1/flows?" + params.Encode())
 	if err != nil {
-		return 0, flowquery.Response{}, "", err
+		return 0, query.Response{}, "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, flowquery.Response{}, "", err
+		return 0, query.Response{}, "", err
 	}
-	var r flowquery.Response
+	var r query.Response
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(body, &r); err != nil {
 			return resp.StatusCode, r, string(body), fmt.Errorf("decoding %s: %w", body, err)
@@ -317,11 +317,11 @@ func window(since time.Time, extra url.Values) url.Values {
 
 // flowFrom waits until base answers a query for dst with a final record
 // (one that has ended) whose original source is src, and returns it.
-func flowFrom(t *testing.T, base string, since time.Time, dst netip.Addr, src netip.AddrPort) flowquery.Row {
+func flowFrom(t *testing.T, base string, since time.Time, dst netip.Addr, src netip.AddrPort) query.Row {
 	t.Helper()
-	var found flowquery.Row
+	var found query.Row
 	eventually(t, fmt.Sprintf("a final record of the flow %s -> %s", src, dst), func() error {
-		code, r, body, err := query(base, window(since, url.Values{"ip": {dst.String()}}))
+		code, r, body, err := getFlows(base, window(since, url.Values{"ip": {dst.String()}}))
 		if err != nil {
 			return err
 		}

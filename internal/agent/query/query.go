@@ -1,0 +1,61 @@
+// Package query serves a node's flow lookup over HTTP: a human page
+// (GET /) and a JSON API (GET /api/v1/flows) that give the same answers.
+// It is read-only, validates every input (400 with a message, the store is
+// not asked), bounds results, and rate-limits each client IP.
+//
+// The same handler serves the cluster-wide lookup on the manager, over a
+// store that asks every node (internal/lookup/fanout): such a store implements
+// PartialStore, and the nodes that did not answer are listed in the answer
+// (the API's "errors", a notice on the page) rather than lost silently.
+package query
+
+import (
+	"context"
+
+	"github.com/planetkube/planetkube/internal/flow"
+)
+
+// Store is what the handler reads (internal/agent/store implements it).
+type Store interface {
+	Query(ctx context.Context, q flow.Query) ([]flow.Record, error)
+}
+
+// NodeError says that a node did not answer a query, and why.
+type NodeError struct {
+	Node  string `json:"node"`
+	Error string `json:"error"`
+}
+
+// Partial is the answer of a PartialStore: the records of the nodes that
+// answered, and the nodes that did not.
+type Partial struct {
+	// Records are ordered by start, at most the query's Limit of them.
+	Records []flow.Record
+	// Truncated says that records may be missing after the last one, even if
+	// there are fewer than the query's Limit (a node bounded its answer).
+	Truncated bool
+	// Errors lists the nodes that did not answer.
+	Errors []NodeError
+}
+
+// PartialStore is a Store whose answer may lack some of its sources, such as
+// the manager's fan-out to every node. The handler uses QueryPartial rather
+// than Query when its store implements it.
+type PartialStore interface {
+	Store
+	// QueryPartial answers q with what the sources that answered gave. Its
+	// error is for a query that got no answer at all; it may come with a
+	// Partial whose Errors say why each source failed.
+	QueryPartial(ctx context.Context, q flow.Query) (Partial, error)
+}
+
+// SliceInfo is what the page shows about a slice beside its flows.
+type SliceInfo struct {
+	FullName, Description, URL string
+	Contacts                   []string
+}
+
+// Directory resolves a slice's full name to what the page shows about it.
+type Directory interface {
+	Slice(fullName string) (SliceInfo, bool)
+}

@@ -1,0 +1,403 @@
+// Package fanout is the manager's cluster-wide flow lookup: a
+// query.Store that asks the JSON API of every node agent
+// (internal/agent/query on each node) concurrently, and merges their answers.
+//
+// A node that fails, times out or answers nonsense does not fail the query:
+// the answer carries what the other nodes said and says which node failed
+// and why (Store implements query.PartialStore, so the page and the API
+// show it). Agents' answers are not trusted: their size is bounded, and every
+// row is checked (addresses, times, names, and that it matches the query).
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/planetkube/planetkube/internal/agent/query"
+	"github.com/planetkube/planetkube/internal/flow"
+)
+
+// Target is a node agent to ask.
+type Target struct {
+	// Node is the node's name; it is set on the records the agent returns.
+	Node string
+	// URL is the agent's base URL, such as http://10.0.0.5:9470; the query
+	// goes to URL/api/v1/flows.
+	URL string
+}
+
+// Targets lists the agents to ask; it is called once per query.
+type Targets func(ctx context.Context) ([]Target, error)
+
+// StaticTargets always returns ts.
+func StaticTargets(ts ...Target) Targets {
+	return func(context.Context) ([]Target, error) { return slices.Clone(ts), nil }
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxInFlight = 32
+	DefaultTimeout     = 5 * time.Second
+	DefaultMaxBody     = 8 << 20
+)
+
+// Options tune the Store; zero values take the defaults.
+type Options struct {
+	// MaxInFlight bounds the requests to agents in flight at once, per
+	// query (default 32).
+	MaxInFlight int
+	// Timeout bounds each agent's answer, from the request to the end of
+	// its body (default 5s).
+	Timeout time.Duration
+	// MaxBody bounds the size of an agent's answer (default 8 MiB); a larger
+	// one is that node's error.
+	MaxBody int64
+	// Client makes the requests (default: one that ignores proxy settings
+	// and does not follow redirects).
+	Client *http.Client
+}
+
+// Store asks every target; it implements query.Store and
+// query.PartialStore.
+type Store struct {
+	targets Targets
+	opt     Options
+}
+
+var (
+	_ query.Store        = (*Store)(nil)
+	_ query.PartialStore = (*Store)(nil)
+)
+
+// New returns a Store over the agents that targets lists.
+func New(targets Targets, o Options) *Store {
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.Client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil
+		tr.MaxResponseHeaderBytes = 64 << 10
+		tr.MaxIdleConnsPerHost = 2
+		o.Client = &http.Client{
+			Transport:     tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return &Store{targets: targets, opt: o}
+}
+
+// ErrNoAnswer is the error of a query that targets were asked and none of
+// them answered.
+var ErrNoAnswer = errors.New("fanout: no node answered")
+
+// Query returns the merged records of the nodes that answered; its error is
+// for a query that no node answered (ErrNoAnswer), or that could not be
+// asked at all. Use QueryPartial to learn which nodes failed.
+func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) {
+	res, err := s.QueryPartial(ctx, q)
+	return res.Records, err
+}
+
+// QueryPartial asks every target for q's flows and merges their records,
+// ordered by start then node, at most q.Limit of them. The nodes that did not
+// answer are in Errors, in the targets' order. The error is ErrNoAnswer when
+// there were targets and none answered (Errors says why), or an error for a
+// query that could not be sent (invalid, or the targets unknown). No target
+// means no records and no error.
+func (s *Store) QueryPartial(ctx context.Context, q flow.Query) (query.Partial, error) {
+	if !q.Dst.IsValid() && q.Slice == "" {
+		return query.Partial{}, errors.New("fanout: query: need a destination IP or a slice")
+	}
+	if q.Slice != "" && !query.ValidSliceName(q.Slice) {
+		return query.Partial{}, errors.New("fanout: query: invalid slice name")
+	}
+	if !q.To.After(q.From) || q.Limit < 1 {
+		return query.Partial{}, errors.New("fanout: query: need a window and a positive limit")
+	}
+	targets, err := s.targets(ctx)
+	if err != nil {
+		return query.Partial{}, fmt.Errorf("fanout: listing the nodes: %w", err)
+	}
+	answers := make([]answer, len(targets))
+	sem := make(chan struct{}, s.opt.MaxInFlight)
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			answers[i].err = errCanceled
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			answers[i] = s.ask(ctx, t, q)
+		}()
+	}
+	wg.Wait()
+	return merge(targets, answers, q.Limit)
+}
+
+// answer is one node's answer.
+type answer struct {
+	recs      []flow.Record
+	truncated bool
+	err       error
+}
+
+// nodeErr is a node's failure as told to the user: msg is safe to show.
+type nodeErr struct{ msg string }
+
+func (e nodeErr) Error() string { return e.msg }
+
+var errCanceled = nodeErr{"query canceled"}
+
+func merge(targets []Target, answers []answer, limit int) (query.Partial, error) {
+	var res query.Partial
+	var all []flow.Record
+	var cut *flow.Record // the earliest last record of a node that truncated
+	for i, a := range answers {
+		if a.err != nil {
+			res.Errors = append(res.Errors, query.NodeError{Node: targets[i].Node, Error: a.err.Error()})
+			continue
+		}
+		all = append(all, a.recs...)
+		if a.truncated {
+			res.Truncated = true
+			if n := len(a.recs); n > 0 && (cut == nil || order(a.recs[n-1], *cut) < 0) {
+				cut = &a.recs[n-1]
+			}
+		}
+	}
+	if len(targets) > 0 && len(res.Errors) == len(targets) {
+		return res, ErrNoAnswer
+	}
+	slices.SortStableFunc(all, order)
+	if cut != nil {
+		// Past the last record of a node that bounded its answer, that
+		// node's records are missing: the merge is only whole up to there.
+		c := *cut
+		if n := slices.IndexFunc(all, func(r flow.Record) bool { return order(r, c) > 0 }); n >= 0 {
+			all = all[:n]
+		}
+	}
+	if len(all) > limit {
+		all, res.Truncated = all[:limit], true
+	}
+	res.Records = all
+	return res, nil
+}
+
+// order sorts records by start, then node.
+func order(a, b flow.Record) int {
+	if c := a.Start.Compare(b.Start); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Node, b.Node)
+}
+
+// ask queries one agent.
+func (s *Store) ask(ctx context.Context, t Target, q flow.Query) answer {
+	log := logf.FromContext(ctx).WithValues("node", t.Node, "url", t.URL)
+	recs, truncated, err := s.get(ctx, t, q)
+	if err != nil {
+		log.V(1).Info("Node did not answer a flow query", "error", err.Error())
+		var ne nodeErr
+		if !errors.As(err, &ne) {
+			err = classify(ctx, err)
+		}
+		return answer{err: err}
+	}
+	return answer{recs: recs, truncated: truncated}
+}
+
+// classify turns a transport error (whose text names addresses) into what
+// the user is told.
+func classify(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return errCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return nodeErr{"timed out"}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return nodeErr{"connection refused"}
+	default:
+		return nodeErr{"unreachable"}
+	}
+}
+
+func (s *Store) get(ctx context.Context, t Target, q flow.Query) ([]flow.Record, bool, error) {
+	u, err := url.Parse(t.URL)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, false, nodeErr{"invalid agent URL"}
+	}
+	u = u.JoinPath("api", "v1", "flows")
+	v := url.Values{}
+	if q.Dst.IsValid() {
+		v.Set("ip", q.Dst.String())
+	}
+	if q.Slice != "" {
+		v.Set("slice", q.Slice)
+	}
+	v.Set("from", q.From.UTC().Format(time.RFC3339Nano))
+	v.Set("to", q.To.UTC().Format(time.RFC3339Nano))
+	u.RawQuery = v.Encode()
+
+	ctx, cancel := context.WithTimeout(ctx, s.opt.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, false, nodeErr{"invalid agent URL"}
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.opt.Client.Do(req)
+	if err != nil {
+		return nil, false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, s.opt.MaxBody+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if int64(len(body)) > s.opt.MaxBody {
+		return nil, false, nodeErr{fmt.Sprintf("bad response: larger than %d bytes", s.opt.MaxBody)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg := fmt.Sprintf("HTTP %d", resp.StatusCode)
+		var e query.ErrorResponse
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			msg += ": " + clean(e.Error, 200)
+		}
+		return nil, false, nodeErr{msg}
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return nil, false, nodeErr{"bad response: not JSON"}
+	}
+	var r struct {
+		Flows     []query.Row `json:"flows"`
+		Truncated bool        `json:"truncated"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, false, nodeErr{"bad response: malformed JSON"}
+	}
+	if r.Flows == nil {
+		return nil, false, nodeErr{"bad response: no flows"}
+	}
+	recs := make([]flow.Record, len(r.Flows))
+	for i, row := range r.Flows {
+		if recs[i], err = record(row, t.Node, q); err != nil {
+			return nil, false, nodeErr{fmt.Sprintf("bad response: flow %d: %v", i, err)}
+		}
+	}
+	slices.SortStableFunc(recs, order) // agents sort by start; do not rely on it
+	return recs, r.Truncated, nil
+}
+
+// Bounds on an agent's strings.
+const (
+	maxSliver = 253 + 1 + 253
+	maxUID    = 64
+)
+
+// record checks an agent's row and turns it back into a record of node.
+func record(row query.Row, node string, q flow.Query) (flow.Record, error) {
+	r := flow.Record{
+		Start: row.Start.UTC(), Proto: row.Proto,
+		OrigBytes: row.OrigBytes, OrigPackets: row.OrigPackets,
+		ReplyBytes: row.ReplyBytes, ReplyPackets: row.ReplyPackets,
+		Slice: row.Slice, Sliver: row.Sliver, PodUID: row.PodUID, Node: node,
+	}
+	if !validTime(r.Start) {
+		return r, errors.New("invalid start")
+	}
+	if row.End != nil {
+		r.End = row.End.UTC()
+		if !validTime(r.End) || r.End.Before(r.Start) {
+			return r, errors.New("invalid end")
+		}
+	}
+	var err error
+	for _, a := range []struct {
+		s string
+		p *netip.AddrPort
+	}{{row.OrigSrc, &r.Orig.Src}, {row.OrigDst, &r.Orig.Dst}, {row.ReplySrc, &r.Reply.Src}, {row.ReplyDst, &r.Reply.Dst}} {
+		if *a.p, err = netip.ParseAddrPort(a.s); err != nil || a.p.Addr().Zone() != "" {
+			return r, errors.New("invalid address")
+		}
+	}
+	if r.Slice != "" && !query.ValidSliceName(r.Slice) {
+		return r, errors.New("invalid slice name")
+	}
+	if !printable(r.Sliver, maxSliver) || !printable(r.PodUID, maxUID) {
+		return r, errors.New("invalid sliver")
+	}
+	// The agent answers the query asked, or it is wrong.
+	if q.Dst.IsValid() && r.Orig.Dst.Addr().Unmap() != q.Dst {
+		return r, errors.New("destination not the one asked")
+	}
+	if q.Slice != "" && r.Slice != q.Slice {
+		return r, errors.New("slice not the one asked")
+	}
+	if !r.Start.Before(q.To) || !r.End.IsZero() && r.End.Before(q.From) {
+		return r, errors.New("outside the window asked")
+	}
+	return r, nil
+}
+
+func validTime(t time.Time) bool {
+	y := t.Year()
+	return y >= 1970 && y <= 9999
+}
+
+// printable says whether s is at most n bytes of printable UTF-8.
+func printable(s string, n int) bool {
+	if len(s) > n || !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if !unicode.IsPrint(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// clean makes an agent's message printable and at most n bytes.
+func clean(s string, n int) string {
+	s = strings.Map(func(c rune) rune {
+		if unicode.IsPrint(c) {
+			return c
+		}
+		return -1
+	}, strings.ToValidUTF8(s, ""))
+	if len(s) > n {
+		s = s[:n]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+		s += "…"
+	}
+	return s
+}

@@ -1,0 +1,86 @@
+// Package slicedir resolves a slice's full name to what a flow lookup shows
+// beside its flows: the slice's description and URL and its site's contacts.
+// The node agent and the manager's cluster-wide lookup share it.
+package slicedir
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/agent/query"
+	"github.com/planetkube/planetkube/internal/naming"
+)
+
+// directoryTimeout bounds one lookup in the (cached) API.
+const directoryTimeout = 2 * time.Second
+
+// Directory tells the lookup page what it shows beside a slice's flows: the
+// slice's description and URL and its site's contacts (PIs and techs). It
+// reads Slices and Sites through Reader (the agent's informer cache).
+type Directory struct {
+	Reader client.Reader
+	// Authority is this install's slice authority, the first part of the
+	// full names it resolves.
+	Authority string
+}
+
+// Slice resolves a full name "<authority>.<site>.<slice>" of this authority.
+// Site names have no dots, so the name splits unambiguously once the
+// authority is known.
+func (d *Directory) Slice(fullName string) (query.SliceInfo, bool) {
+	site, slice, ok := d.split(fullName)
+	if !ok {
+		return query.SliceInfo{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), directoryTimeout)
+	defer cancel()
+	var s planetv1.Slice
+	if err := d.Reader.Get(ctx, types.NamespacedName{Namespace: site, Name: slice}, &s); err != nil {
+		return query.SliceInfo{}, false
+	}
+	info := query.SliceInfo{FullName: fullName, Description: s.Spec.Description, URL: s.Spec.URL}
+	var st planetv1.Site
+	if err := d.Reader.Get(ctx, types.NamespacedName{Name: site}, &st); err == nil {
+		info.Contacts = contacts(&st)
+	}
+	return info, true
+}
+
+// FullName is the full name of a slice of this authority.
+func (d *Directory) FullName(site, slice string) string {
+	return naming.FullName(d.Authority, site, slice)
+}
+
+func (d *Directory) split(fullName string) (site, slice string, ok bool) {
+	rest, ok := strings.CutPrefix(fullName, d.Authority+".")
+	if !ok {
+		return "", "", false
+	}
+	site, slice, ok = strings.Cut(rest, ".")
+	if !ok || site == "" || slice == "" {
+		return "", "", false
+	}
+	return site, slice, true
+}
+
+// contacts are the people a complaint about a slice of this site goes to:
+// its PIs, then its techs (users and groups, by name, without repeats).
+func contacts(site *planetv1.Site) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, list := range [][]planetv1.Subject{site.Spec.PIs, site.Spec.Techs} {
+		for _, s := range list {
+			if s.Kind == planetv1.SubjectServiceAccount || seen[s.Name] {
+				continue
+			}
+			seen[s.Name] = true
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
