@@ -108,6 +108,11 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if g.ownNamespace {
 		if ns, err = r.ensureSliceNamespace(ctx, slice); err != nil {
 			var conflict *conflictError
+			if errorsAs(err, &fail) && fail.reason == planetv1.ReasonNamespaceTerminating {
+				// Not an error to retry: the namespace's deletion queues
+				// the slice again.
+				return ctrl.Result{}, nil
+			}
 			if !errorsAs(err, &conflict) {
 				return ctrl.Result{}, err
 			}

@@ -112,6 +112,9 @@ var _ = Describe("Slice controller under faults", func() {
 			withReason(metav1.ConditionFalse, planetv1.ReasonNamespaceTerminating),
 			HaveField("Message", ContainSubstring("being deleted")),
 		))
+		before := reconcileErrors()
+		Consistently(reconcileErrors, time.Second).Should(Equal(before), "waiting for a namespace to go is no error")
+		Expect(k8s.Delete(ctx, slice)).To(Succeed())
 	})
 
 	It("does not name another party's namespace in a conflicting slice's status", func() {

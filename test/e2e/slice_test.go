@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -168,38 +167,6 @@ var _ = Describe("Slices on the emulated cluster", Ordered, func() {
 		pods := &corev1.PodList{}
 		Expect(k8s.List(ctx, pods, client.MatchingLabels{planetv1.LabelSlice: "ephemeral"})).To(Succeed())
 		Expect(pods.Items).To(BeEmpty())
-	})
-
-	It("ends with exactly one sliver per node when the manager is killed in the middle of a 200-node rollout", func() {
-		By("restarting the manager slowed down, so that the rollout takes a while")
-		Expect(mgr.Stop()).To(Succeed())
-		var err error
-		mgr, err = cluster.StartPlanetKube(ctx, "--kube-api-qps=20", "--kube-api-burst=1", "--sliver-writers=1")
-		Expect(err).NotTo(HaveOccurred())
-
-		slice := newSlice("princeton", "restart", nil) // every node
-		Expect(k8s.Create(ctx, slice)).To(Succeed())
-		all := nodesOf()
-		Expect(all.Len()).To(BeNumerically(">=", 200))
-		Eventually(func() int { byName, _, _ := slivers(slice); return len(byName) }).Should(BeNumerically(">=", 30))
-		Expect(mgr.Kill()).To(Succeed())
-		byName, _, _ := slivers(slice)
-		Expect(len(byName)).To(BeNumerically("<", all.Len()), "the rollout finished before the kill: slow the manager further")
-		GinkgoWriter.Printf("Killed the manager with %d of %d slivers created\n", len(byName), all.Len())
-
-		By("a manager at full speed finishes the rollout with no duplicate and no orphan")
-		mgr, err = cluster.StartPlanetKube(ctx)
-		Expect(err).NotTo(HaveOccurred())
-		Eventually(runningOn(slice, all), 2*time.Minute).Should(Succeed())
-		Consistently(func(g Gomega) {
-			pods := &corev1.PodList{}
-			g.Expect(k8s.List(ctx, pods, client.InNamespace(naming.SliceNamespace("princeton", "restart")))).To(Succeed())
-			g.Expect(pods.Items).To(HaveLen(all.Len()))
-		}, 3*time.Second).Should(Succeed())
-		Eventually(func(g Gomega) {
-			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), slice)).To(Succeed())
-			g.Expect(slice.Status.Slivers).To(Equal(fmt.Sprintf("%d/%d", all.Len(), all.Len())))
-		}).Should(Succeed())
 	})
 })
 

@@ -242,6 +242,48 @@ func (c *Cluster) StartManagerAs(_ context.Context, user, binary string, args ..
 	return p, nil
 }
 
+// Restart kills a control-plane component (SIGKILL: "etcd",
+// "kube-apiserver", "kube-controller-manager", "kube-scheduler" or "kwok"),
+// starts it again with the same flags (so on the same ports, with the same
+// data) and, for etcd and kube-apiserver, waits until it is healthy.
+func (c *Cluster) Restart(ctx context.Context, name string) error {
+	c.mu.Lock()
+	idx := -1
+	for i, p := range c.control {
+		if p.Name == name {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		c.mu.Unlock()
+		return fmt.Errorf("no control-plane component %q", name)
+	}
+	old := c.control[idx]
+	c.mu.Unlock()
+	_ = old.Kill()
+	c.logf("Killed %s (pid %d)", name, old.Pid())
+	p, err := startProcess(name, old.LogPath, old.binary, old.args, old.env)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.control[idx] = p
+	c.mu.Unlock()
+	c.logf("Restarted %s (pid %d)", name, p.Pid())
+	switch name {
+	case "etcd":
+		return waitFor(ctx, "etcd health", pollInterval, []*Process{p}, func(ctx context.Context) bool {
+			return httpOK(ctx, c.etcdURL+"/health", `"health":"true"`)
+		})
+	case "kube-apiserver":
+		return waitFor(ctx, "kube-apiserver /readyz", pollInterval, []*Process{p}, func(ctx context.Context) bool {
+			body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+			return err == nil && string(body) == "ok"
+		})
+	}
+	return nil
+}
+
 // startComponent starts one control-plane binary of BinDir and tracks it.
 func (c *Cluster) startComponent(name string, args []string, env ...string) (*Process, error) {
 	p, err := startProcess(name, filepath.Join(c.LogDir, name+".log"), filepath.Join(c.BinDir, name), args, env)

@@ -25,9 +25,11 @@ type Process struct {
 	// LogPath is the file that receives the process's stdout and stderr.
 	LogPath string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // the result of cmd.Wait, set before done is closed
+	binary    string
+	args, env []string
+	cmd       *exec.Cmd
+	done      chan struct{}
+	err       error // the result of cmd.Wait, set before done is closed
 }
 
 // startProcess runs binary with args and env appended to the environment of
@@ -45,7 +47,7 @@ func startProcess(name, logPath, binary string, args, env []string) (*Process, e
 		_ = logFile.Close()
 		return nil, fmt.Errorf("starting %s (%s): %w", name, binary, err)
 	}
-	p := &Process{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Name: name, LogPath: logPath, binary: binary, args: args, env: env, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		_ = logFile.Close()
