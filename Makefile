@@ -70,7 +70,7 @@ run: tools manifests build ## Start an emulated cluster (NODES fake nodes, defau
 
 .PHONY: bench
 bench: tools manifests build ## Run the benchmarks and write docs/benchmarks.md.
-	$(GO) test ./test/bench/ -run 'Bench' -count=1 -timeout 40m -v -args -bench-out=$(CURDIR)/docs/benchmarks.md
+	$(GO) test ./test/bench/ -run 'Bench|SteadyState' -count=1 -timeout 100m -v -args -bench-out=$(CURDIR)/docs/benchmarks.md
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

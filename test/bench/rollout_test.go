@@ -45,20 +45,9 @@ type rolloutResult struct {
 // in turn on c, each putting one pod on every node, and checks the slivers.
 func runSliceRollout(ctx context.Context, t *testing.T, c *emulator.Cluster) (*rolloutResult, error) {
 	t.Helper()
-	k8s, err := newClient(c.Config)
+	k8s, bareClient, err := benchClients(ctx, c)
 	if err != nil {
 		return nil, err
-	}
-	// The Site first: its namespace appearing shows the manager is up and
-	// its caches synced before anything is measured.
-	if err := createSite(ctx, k8s, c.Client, benchSite, "Benchmark site"); err != nil {
-		return nil, err
-	}
-	bare := rest.CopyConfig(c.Config)
-	bare.QPS, bare.Burst = -1, 0 // no client-side rate limit
-	bareClient, err := kubernetes.NewForConfig(bare)
-	if err != nil {
-		return nil, fmt.Errorf("building the bare client: %w", err)
 	}
 	for _, ns := range []string{floorNamespace, dsNamespace} {
 		if err := createNamespace(ctx, c.Client, ns); err != nil {
@@ -95,6 +84,27 @@ func runSliceRollout(ctx context.Context, t *testing.T, c *emulator.Cluster) (*r
 		}
 	}
 	return res, nil
+}
+
+// benchClients returns a PlanetKube client and a bare client-go one with no
+// client-side rate limit (the floor's), once the benchmark's Site exists:
+// its namespace appearing shows the manager is up and its caches synced
+// before anything is measured.
+func benchClients(ctx context.Context, c *emulator.Cluster) (client.Client, kubernetes.Interface, error) {
+	k8s, err := newClient(c.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := createSite(ctx, k8s, c.Client, benchSite, "Benchmark site"); err != nil {
+		return nil, nil, err
+	}
+	bare := rest.CopyConfig(c.Config)
+	bare.QPS, bare.Burst = -1, 0 // no client-side rate limit
+	bareClient, err := kubernetes.NewForConfig(bare)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the bare client: %w", err)
+	}
+	return k8s, bareClient, nil
 }
 
 // newClient returns a controller-runtime client that knows the PlanetKube kinds.

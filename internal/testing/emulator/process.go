@@ -182,3 +182,28 @@ func (p *Process) exitError() error {
 	}
 	return err
 }
+
+// CPUTime returns the CPU time (user + system) the process has used so far,
+// read from /proc while it runs.
+func (p *Process) CPUTime() (time.Duration, error) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.Pid()), "stat"))
+	if err != nil {
+		return 0, fmt.Errorf("reading stat of pid %d: %w", p.Pid(), err)
+	}
+	// The command may hold spaces: the fields after it start past ") ".
+	i := bytes.LastIndexByte(data, ')')
+	fields := strings.Fields(string(data[i+2:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("short stat of pid %d", p.Pid())
+	}
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	var ticks int64
+	for _, f := range fields[11:13] { // utime, stime (fields 14 and 15)
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing stat of pid %d: %w", p.Pid(), err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / ticksPerSecond, nil
+}

@@ -1,0 +1,459 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/testing/emulator"
+)
+
+const (
+	steadyHeading = "## Steady state at scale (issue 8)"
+	// steadySlices slices over every node make the 20,000 slivers.
+	steadySlices = 20
+)
+
+var steadyPairs = flag.Int("bench-pairs", 3, "alternating floor/slices pairs of the steady-state benchmark")
+
+// steadyResult holds the figures of the steady-state benchmark.
+type steadyResult struct {
+	nodes, slivers int
+	// floor and slices hold one timing per pair, in pair order; slicesFirst
+	// says which side of each pair ran first.
+	floor, slices []timing
+	slicesFirst   []bool
+	// cpu and rss: the manager's CPU time over the last slice rollout, and
+	// its peak RSS after it.
+	cpu time.Duration
+	rss int64
+	// restart: time from a new manager's start to its slice queue drained
+	// with every slice reconciled, and its writes then and 15 s later.
+	restartSynced time.Duration
+	restartWrites int
+	// join: one node joins: time to its slivers Running, the manager's
+	// writes, and how many of them created pods.
+	joinRunning           time.Duration
+	joinWrites, joinPods  int
+	joinStatus, joinEvent int
+	machine               machine
+}
+
+// runSteadyState measures 20 slices over every node against the floor of as
+// many bare pods, in alternating pairs, then a manager restart and a node
+// joining with the slices converged.
+func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metricsPort int) (*steadyResult, error) {
+	t.Helper()
+	k8s, bareClient, err := benchClients(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	n := len(c.NodeNames)
+	res := &steadyResult{nodes: n, slivers: n * steadySlices}
+	var lastSlices []string
+	for pair := range *steadyPairs {
+		slicesFirst := pair%2 == 1
+		res.slicesFirst = append(res.slicesFirst, slicesFirst)
+		floorNS := fmt.Sprintf("bench-floor-%d", pair)
+		names := make([]string, steadySlices)
+		for i := range names {
+			names[i] = fmt.Sprintf("p%d-s%02d", pair, i)
+		}
+		runFloor := func() error {
+			if err := createNamespace(ctx, c.Client, floorNS); err != nil {
+				return err
+			}
+			tm, err := measure(ctx, t, c.Client, phase{name: fmt.Sprintf("Floor %d", pair), namespace: floorNS, start: func(ctx context.Context) error {
+				return createManyFloorPods(ctx, bareClient, floorNS, c.NodeNames, steadySlices)
+			}}, res.slivers, 15*time.Minute)
+			res.floor = append(res.floor, tm)
+			if err != nil {
+				return err
+			}
+			return deleteAndWait(ctx, t, c.Client, "", "", []string{floorNS})
+		}
+		runSlices := func() error {
+			cpu0, _ := managerCPU(c)
+			tm, err := measure(ctx, t, c.Client, phase{
+				name: fmt.Sprintf("Slices %d", pair), selector: planetv1.LabelSlice + " in (" + strings.Join(names, ",") + ")",
+				start: func(ctx context.Context) error { return createSlices(ctx, k8s, names) },
+			}, res.slivers, 15*time.Minute)
+			res.slices = append(res.slices, tm)
+			if err != nil {
+				return err
+			}
+			cpu1, _ := managerCPU(c)
+			res.cpu = cpu1 - cpu0
+			if pair == *steadyPairs-1 {
+				lastSlices = names
+				return nil // kept for the restart and the join
+			}
+			return deleteSlicesAndWait(ctx, t, k8s, c.Client, names)
+		}
+		order := []func() error{runFloor, runSlices}
+		if slicesFirst {
+			order = []func() error{runSlices, runFloor}
+		}
+		for _, run := range order {
+			if err := run(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	mgr := lastManager(c)
+	if res.rss, err = mgr.PeakRSSBytes(); err != nil {
+		return nil, err
+	}
+
+	// A restart: a new manager over 20 converged slices.
+	if err := mgr.Stop(); err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	if _, err := c.StartPlanetKube(ctx, "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort)); err != nil {
+		return nil, err
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		m, err := scrape(ctx, metricsPort)
+		if err != nil {
+			return false, nil
+		}
+		return m.sum("controller_runtime_reconcile_total", "controller", "slice") >= steadySlices &&
+			m.sum("workqueue_depth", "name", "slice") == 0, nil
+	}); err != nil {
+		return nil, fmt.Errorf("waiting for the restarted manager to resync: %w", err)
+	}
+	res.restartSynced = time.Since(began)
+	time.Sleep(15 * time.Second) //nolint:forbidigo // a quiet period to count writes in, not synchronisation
+	m, err := scrape(ctx, metricsPort)
+	if err != nil {
+		return nil, err
+	}
+	res.restartWrites = m.writes()
+	t.Logf("Restart: resynced in %s, %d writes", res.restartSynced, res.restartWrites)
+
+	// One node joins.
+	before, apiBefore := m, apiserverPodCreates(ctx, c)
+	node := emulator.NodeName(benchSite, n+1)
+	tr := newTracker(steadySlices, func(p *corev1.Pod) bool { return p.Spec.NodeName == node })
+	informer := podInformer(c.Client, "", planetv1.LabelSlice+" in ("+strings.Join(lastSlices, ",")+")", tr)
+	ictx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go informer.RunWithContext(ictx)
+	if !cacheSynced(ictx, informer.HasSynced) {
+		return nil, fmt.Errorf("the join's pod watch did not sync")
+	}
+	tr.begin()
+	if err := c.AddNode(ctx, node, benchSite); err != nil {
+		return nil, err
+	}
+	tm, err := waitDone(ctx, t, "Join", tr)
+	if err != nil {
+		return nil, err
+	}
+	res.joinRunning = tm.running
+	time.Sleep(10 * time.Second) //nolint:forbidigo // a quiet period to count the join's writes in
+	after, err := scrape(ctx, metricsPort)
+	if err != nil {
+		return nil, err
+	}
+	res.joinWrites = after.writes() - before.writes()
+	res.joinPods = apiserverPodCreates(ctx, c) - apiBefore
+	t.Logf("Join: slivers Running in %s; %d writes, %d pod creates", res.joinRunning, res.joinWrites, res.joinPods)
+	return res, nil
+}
+
+func cacheSynced(ctx context.Context, synced func() bool) bool {
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return synced(), nil
+	}) == nil
+}
+
+// lastManager returns the manager process started last.
+func lastManager(c *emulator.Cluster) *emulator.Process {
+	var last *emulator.Process
+	for _, p := range c.Processes() {
+		if strings.HasPrefix(p.Name, "manager-") && !p.Exited() {
+			last = p
+		}
+	}
+	return last
+}
+
+func managerCPU(c *emulator.Cluster) (time.Duration, error) {
+	if p := lastManager(c); p != nil {
+		return p.CPUTime()
+	}
+	return 0, fmt.Errorf("no manager")
+}
+
+// createSlices creates slices over every node, one per name.
+func createSlices(ctx context.Context, k8s client.Client, names []string) error {
+	for _, name := range names {
+		s := &planetv1.Slice{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchSite},
+			Spec:       planetv1.SliceSpec{Template: planetv1.SliverTemplate{Image: pauseImage}},
+		}
+		if err := k8s.Create(ctx, s); err != nil {
+			return fmt.Errorf("creating slice %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// createManyFloorPods creates perNode bare pods on each node.
+func createManyFloorPods(ctx context.Context, cs kubernetes.Interface, ns string, nodes []string, perNode int) error {
+	type job struct {
+		node string
+		i    int
+	}
+	work := make(chan job)
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range floorWorkers {
+		wg.Go(func() {
+			for j := range work {
+				pod := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("floor-%02d-%s", j.i, j.node), Namespace: ns},
+					Spec:       corev1.PodSpec{NodeName: j.node, Containers: []corev1.Container{{Name: "pause", Image: pauseImage}}},
+				}
+				if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+					mu.Lock()
+					first = cmpOr(first, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range perNode {
+		for _, n := range nodes {
+			work <- job{n, i}
+		}
+	}
+	close(work)
+	wg.Wait()
+	return first
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// deleteSlicesAndWait deletes the slices and waits until their slivers are gone.
+func deleteSlicesAndWait(ctx context.Context, t *testing.T, k8s client.Client, cs kubernetes.Interface, names []string) error {
+	for _, name := range names {
+		if err := k8s.Delete(ctx, &planetv1.Slice{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchSite}}); err != nil {
+			return err
+		}
+	}
+	return deleteAndWait(ctx, t, cs, "", planetv1.LabelSlice+" in ("+strings.Join(names, ",")+")", nil)
+}
+
+// deleteAndWait deletes the namespaces and waits until no pod matches
+// selector in namespace (or is left in the namespaces).
+func deleteAndWait(ctx context.Context, t *testing.T, cs kubernetes.Interface, namespace, selector string, namespaces []string) error {
+	for _, ns := range namespaces {
+		if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+	}
+	began := time.Now()
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 15*time.Minute, true, func(ctx context.Context) (bool, error) {
+		left := 0
+		for _, ns := range append(slices.Clone(namespaces), namespace) {
+			if ns == "" && namespace == "" && selector == "" {
+				continue
+			}
+			list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: "0"})
+			if err != nil {
+				return false, nil
+			}
+			left += len(list.Items)
+		}
+		return left == 0, nil
+	})
+	t.Logf("Cleanup took %s", time.Since(began).Round(time.Second))
+	return err
+}
+
+// metricFamilies are scraped Prometheus metrics.
+type metricFamilies map[string]*dto.MetricFamily
+
+// sum adds the values of a counter or gauge whose label has value.
+func (m metricFamilies) sum(name, label, value string) float64 {
+	total := 0.0
+	for _, s := range m[name].GetMetric() {
+		for _, l := range s.GetLabel() {
+			if l.GetName() == label && l.GetValue() == value {
+				total += s.GetCounter().GetValue() + s.GetGauge().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// writes counts the manager's API requests that write.
+func (m metricFamilies) writes() int {
+	total := 0.0
+	for _, method := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		total += m.sum("rest_client_requests_total", "method", method)
+	}
+	return int(total)
+}
+
+// scrape reads the manager's metrics.
+func scrape(ctx context.Context, port int) (metricFamilies, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(port)+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return parseMetrics(resp.Body)
+}
+
+func parseMetrics(r io.Reader) (metricFamilies, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(r)
+}
+
+// apiserverPodCreates reads how many pods the API server created (every
+// client: during the join only the manager creates pods).
+func apiserverPodCreates(ctx context.Context, c *emulator.Cluster) int {
+	body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return -1
+	}
+	m, err := parseMetrics(strings.NewReader(string(body)))
+	if err != nil {
+		return -1
+	}
+	total := 0.0
+	for _, s := range m["apiserver_request_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range s.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["verb"] == "POST" && labels["resource"] == "pods" && labels["subresource"] == "" && labels["code"] == "201" {
+			total += s.GetCounter().GetValue()
+		}
+	}
+	return int(total)
+}
+
+// freeLocalPort returns a free loopback TCP port.
+func freeLocalPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// medianRange returns the median of the ratios and their range.
+func medianRange(rs []float64) (median, lo, hi float64) {
+	s := slices.Clone(rs)
+	slices.Sort(s)
+	n := len(s)
+	median = s[n/2]
+	if n%2 == 0 {
+		median = (s[n/2-1] + s[n/2]) / 2
+	}
+	return median, s[0], s[n-1]
+}
+
+// markdown returns the body of the steady-state section.
+func (r *steadyResult) markdown() string {
+	var b strings.Builder
+	m := r.machine
+	fmt.Fprintf(&b, "Command: `make bench` (alone: `go test ./test/bench/ -run TestSteadyState -v -timeout 60m -args -bench-out=$PWD/docs/benchmarks.md`). "+
+		"Date: %s. Machine: %d CPUs (%s), Linux %s, %s. One emulated cluster of %d kwok nodes (site `%s`).\n\n",
+		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpuModel, m.kernel, m.goVersion, r.nodes, benchSite)
+	fmt.Fprintf(&b, "**Rollout of %d slices over every node (%d slivers)** against the floor: %d bare pods (%d per node) made by client-go with no rate limit from %d goroutines, in the same run. "+
+		"The two sides alternate over %d pairs (the first side of each pair alternates too); each side starts on an emptied cluster.\n\n",
+		steadySlices, r.slivers, r.slivers, steadySlices, floorWorkers, len(r.floor))
+	b.WriteString("| Pair | First | Floor: all Running | Slices: all Running | Slices / floor |\n|---:|---|---:|---:|---:|\n")
+	var ratios []float64
+	for i := range r.floor {
+		first := "floor"
+		if r.slicesFirst[i] {
+			first = "slices"
+		}
+		q := r.slices[i].running.Seconds() / r.floor[i].running.Seconds()
+		ratios = append(ratios, q)
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.2f× |\n", i+1, first, seconds(r.floor[i].running), seconds(r.slices[i].running), q)
+	}
+	med, lo, hi := medianRange(ratios)
+	fmt.Fprintf(&b, "\nSlices / floor, all Running: **median %.2f×** (range %.2f×–%.2f× over %d pairs).\n\n", med, lo, hi, len(ratios))
+	fmt.Fprintf(&b, "| Steady state | Measured | Target |\n|---|---:|---:|\n")
+	fmt.Fprintf(&b, "| Manager restart over %d converged slices: time to resynced (every slice reconciled, queue empty) | %s | — |\n", steadySlices, seconds(r.restartSynced))
+	fmt.Fprintf(&b, "| Manager restart: writes by the new manager (until 15 s after resync) | %d | 0 |\n", r.restartWrites)
+	fmt.Fprintf(&b, "| One node joins: pods created | %d | %d |\n", r.joinPods, steadySlices)
+	fmt.Fprintf(&b, "| One node joins: all the manager's writes (pods, slice statuses, events) | %d | — |\n", r.joinWrites)
+	fmt.Fprintf(&b, "| One node joins: its %d slivers Running | %s | — |\n", steadySlices, seconds(r.joinRunning))
+	fmt.Fprintf(&b, "| Manager CPU per 10,000 slivers (last rollout) | %.1f s | — |\n", r.cpu.Seconds()*10000/float64(r.slivers))
+	fmt.Fprintf(&b, "| Manager peak RSS (VmHWM) with %d slivers; per 10,000 | %.0f MiB; %.0f MiB | — |\n\n", r.slivers, float64(r.rss)/(1<<20), float64(r.rss)/(1<<20)*10000/float64(r.slivers))
+	b.WriteString("The floor and the slices are both bound by the API server's write throughput and kwok marking 20,000 pods Running on the same CPUs; " +
+		"a node joining queues only the slices whose selection matches it (here all 20), and each reconcile reads the shared cluster view, " +
+		"so the join costs one sliver create per slice plus each slice's status; a restart over converged slices reads its caches and writes nothing.\n")
+	return b.String()
+}
+
+// TestSteadyState runs the steady-state benchmark of issue 8 on a cluster of
+// its own and writes its section of the file named by -bench-out.
+func TestSteadyState(t *testing.T) {
+	if *benchOut == "" {
+		t.Skip("Skipping the benchmarks: no -bench-out file given (run `make bench`)")
+	}
+	binDir := findBinDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
+	defer cancel()
+	c := startCluster(ctx, t, binDir, *benchNodes)
+	if err := c.InstallPlanetKube(ctx); err != nil {
+		t.Fatal(err)
+	}
+	port, err := freeLocalPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartPlanetKube(ctx, "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runSteadyState(ctx, t, c, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.machine = describeMachine()
+	reportManagerErrors(t, lastManager(c))
+	if err := writeSection(*benchOut, steadyHeading, res.markdown()); err != nil {
+		t.Fatalf("Writing %s: %v", *benchOut, err)
+	}
+	t.Logf("Wrote %s:\n%s", *benchOut, res.markdown())
+}
