@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -175,7 +174,9 @@ var _ = Describe("Faults", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { _ = second.Stop() })
 
-		leads := func(p *emulator.Process) bool { return strings.Contains(p.LogTail(1000), "successfully acquired lease") }
+		leads := func(p *emulator.Process) bool {
+			return strings.Contains(p.LogTail(1000), "successfully acquired lease")
+		}
 		Eventually(func() bool { return leads(first) || leads(second) }, time.Minute).Should(BeTrue())
 		leader, standby := first, second
 		if leads(second) {
