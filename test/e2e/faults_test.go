@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -52,7 +53,17 @@ func exactlyOnePerNode(slice *planetv1.Slice, nodes sets.Set[string]) func(Gomeg
 			on.Insert(n)
 		}
 		g.Expect(nodes.IsSuperset(on)).To(BeTrue(), "slivers outside the slice's nodes: %v", sets.List(on.Difference(nodes)))
-		g.Expect(sets.List(ready.Difference(running))).To(BeEmpty(), "Ready nodes without a Running sliver")
+		if missing := ready.Difference(running); missing.Len() > 0 {
+			pods := &corev1.PodList{}
+			g.Expect(k8s.List(ctx, pods, client.MatchingLabels{planetv1.LabelSlice: slice.Name, planetv1.LabelSite: slice.Namespace})).To(Succeed())
+			var seen []string
+			for _, p := range pods.Items {
+				if missing.Has(p.Spec.NodeName) {
+					seen = append(seen, fmt.Sprintf("%s deleting=%v phase=%s reason=%s conditions=%v", p.Name, p.DeletionTimestamp, p.Status.Phase, p.Status.Reason, p.Status.Conditions))
+				}
+			}
+			g.Expect(sets.List(missing)).To(BeEmpty(), "Ready nodes without a Running sliver; their slivers: %v", seen)
+		}
 		pods := &corev1.PodList{}
 		g.Expect(k8s.List(ctx, pods, client.MatchingLabels{planetv1.LabelSlice: slice.Name, planetv1.LabelSite: slice.Namespace})).To(Succeed())
 		g.Expect(pods.Items).To(HaveLen(len(byName)), "terminating or stray slivers left")
@@ -175,7 +186,7 @@ var _ = Describe("Faults", Ordered, func() {
 		DeferCleanup(func() { _ = second.Stop() })
 
 		leads := func(p *emulator.Process) bool {
-			return strings.Contains(p.LogTail(1000), "successfully acquired lease")
+			return strings.Contains(strings.ToLower(p.LogTail(2000)), "successfully acquired lease")
 		}
 		Eventually(func() bool { return leads(first) || leads(second) }, time.Minute).Should(BeTrue())
 		leader, standby := first, second
