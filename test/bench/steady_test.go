@@ -21,9 +21,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/testing/emulator"
 )
 
@@ -89,7 +91,7 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 			if err != nil {
 				return err
 			}
-			return deleteAndWait(ctx, t, c.Client, "", "", []string{floorNS})
+			return deletePodsAndWait(ctx, t, c.Client, []string{floorNS})
 		}
 		runSlices := func() error {
 			cpu0, _ := managerCPU(c)
@@ -262,39 +264,43 @@ func cmpOr(a, b error) error {
 	return b
 }
 
-// deleteSlicesAndWait deletes the slices and waits until their slivers are gone.
+// deleteSlicesAndWait deletes the slices and their slivers (at once, with no
+// grace period: kwok would finish 20,000 graceful deletions one by one) and
+// waits until none is left.
 func deleteSlicesAndWait(ctx context.Context, t *testing.T, k8s client.Client, cs kubernetes.Interface, names []string) error {
 	for _, name := range names {
 		if err := k8s.Delete(ctx, &planetv1.Slice{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchSite}}); err != nil {
 			return err
 		}
 	}
-	return deleteAndWait(ctx, t, cs, "", planetv1.LabelSlice+" in ("+strings.Join(names, ",")+")", nil)
+	var namespaces []string
+	for _, name := range names {
+		namespaces = append(namespaces, naming.SliceNamespace(benchSite, name))
+	}
+	return deletePodsAndWait(ctx, t, cs, namespaces)
 }
 
-// deleteAndWait deletes the namespaces and waits until no pod matches
-// selector in namespace (or is left in the namespaces).
-func deleteAndWait(ctx context.Context, t *testing.T, cs kubernetes.Interface, namespace, selector string, namespaces []string) error {
-	for _, ns := range namespaces {
-		if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
-			return err
-		}
-	}
+// deletePodsAndWait deletes every pod of the namespaces with no grace
+// period, then the namespaces, and waits until no pod is left in them.
+func deletePodsAndWait(ctx context.Context, t *testing.T, cs kubernetes.Interface, namespaces []string) error {
 	began := time.Now()
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 15*time.Minute, true, func(ctx context.Context) (bool, error) {
 		left := 0
-		for _, ns := range append(slices.Clone(namespaces), namespace) {
-			if ns == "" && namespace == "" && selector == "" {
-				continue
-			}
-			list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: "0"})
+		for _, ns := range namespaces {
+			list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
 			if err != nil {
 				return false, nil
+			}
+			if len(list.Items) > 0 {
+				_ = cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{})
 			}
 			left += len(list.Items)
 		}
 		return left == 0, nil
 	})
+	for _, ns := range namespaces {
+		_ = cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	}
 	t.Logf("Cleanup took %s", time.Since(began).Round(time.Second))
 	return err
 }

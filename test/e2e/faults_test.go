@@ -141,32 +141,26 @@ var _ = Describe("Faults", Ordered, func() {
 		Expect(k8s.Delete(ctx, slice)).To(Succeed())
 	})
 
-	It("converges without help when kube-apiserver, then etcd, restart in the middle of a rollout", func() {
+	It("converges without help when etcd, then kube-apiserver, restart in the middle of a rollout", func() {
 		nodes := nodesOf(faultSite)
 		restartManager(slowManager...)
 		slice := newSlice("mit", "survivor", func(s *planetv1.SliceSpec) { s.Nodes.Sites = []string{faultSite} })
 		Expect(k8s.Create(ctx, slice)).To(Succeed())
 
+		// etcd first: kube-apiserver's watch cache was seen to miss events
+		// across an etcd restart (a pod then never reaches kwok), which a
+		// restart of kube-apiserver clears; the manager gets no help.
 		Eventually(sliverCount(slice)).Should(BeNumerically(">=", 30))
-		By("kube-apiserver restarts")
-		Expect(cluster.Restart(ctx, "kube-apiserver")).To(Succeed())
+		By("etcd restarts")
+		Expect(cluster.Restart(ctx, "etcd")).To(Succeed())
 		at := sliverCount(slice)()
 		Expect(at).To(BeNumerically("<", nodes.Len()), "the rollout finished before the restart")
 		Eventually(sliverCount(slice), time.Minute).Should(BeNumerically(">=", at+30))
 
-		By("etcd restarts")
+		By("kube-apiserver restarts")
 		at = sliverCount(slice)()
 		Expect(at).To(BeNumerically("<", nodes.Len()), "the rollout finished before the restart")
-		Expect(cluster.Restart(ctx, "etcd")).To(Succeed())
-		Eventually(func(g Gomega) {
-			_, want, _ := slivers(slice)
-			g.Expect(want).To(HaveLen(nodes.Len()))
-		}, 3*time.Minute).Should(Succeed(), "the manager did not finish the rollout")
-		// kwok plays every kubelet, and across the restarts of its API
-		// server it can miss a pod (seen: one of 300 never marked Running);
-		// a kubelet re-lists its pods, so kwok restarts as one would. The
-		// manager gets no help.
-		Expect(cluster.Restart(ctx, "kwok")).To(Succeed())
+		Expect(cluster.Restart(ctx, "kube-apiserver")).To(Succeed())
 		Eventually(exactlyOnePerNode(slice, nodes), 3*time.Minute).Should(Succeed())
 		Expect(mgr.Exited()).To(BeFalse(), "the manager died: %s", mgr.State())
 		Expect(k8s.Delete(ctx, slice)).To(Succeed())
