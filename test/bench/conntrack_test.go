@@ -52,7 +52,7 @@ type ctLoad struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// TestConntrackBench measures the conntrack capture (internal/flowcapture)
+// TestConntrackBench measures the conntrack capture (internal/agent/capture)
 // under 20,000 new flows per second from a pod namespace to the internet
 // namespace of a netnstest topology, and writes its section of the file
 // named by -bench-out.
@@ -397,8 +397,8 @@ func (r *ctResult) markdown() string {
 	fmt.Fprintf(&b, "Command: `make bench` (`go test ./test/bench/ -run TestConntrackBench -args -bench-out=...`, as root). Date: %s. "+
 		"Machine: %d CPUs (%s), Linux %s, %s.\n\n",
 		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpuModel, m.kernel, m.goVersion)
-	fmt.Fprintf(&b, "Setup: a `internal/netnstest` topology (node, pod and internet network namespaces, masquerade by nftables in the node). "+
-		"The capture (`internal/flowcapture`, defaults: %d MiB event socket buffer with SO_RCVBUFFORCE, reliable DESTROY events with NETLINK_BROADCAST_ERROR, dump every minute) runs in the node namespace "+
+	fmt.Fprintf(&b, "Setup: a `internal/testing/netns` topology (node, pod and internet network namespaces, masquerade by nftables in the node). "+
+		"The capture (`internal/agent/capture`, defaults: %d MiB event socket buffer with SO_RCVBUFFORCE, reliable DESTROY events with NETLINK_BROADCAST_ERROR, dump every minute) runs in the node namespace "+
 		"in the test process. A load generator in a child process inside the pod namespace sends one-byte UDP datagrams, each from one of %d sockets "+
 		"to a new destination port of the internet host, so each datagram is a new conntrack flow; the internet host drops them without reply (nftables counter). "+
 		"Unanswered UDP flows time out after %s in the node; nf_conntrack_max raised to %d.\n\n",
@@ -447,7 +447,7 @@ func (r *ctResult) interpretation(rate float64) string {
 		"A flow whose DESTROY waits on the dying list is already gone from dumps, so the capture does not count such a flow as lost while DESTROYs of flows missing from a dump still arrive. ")
 	if r.overflows == 0 {
 		fmt.Fprintf(&b, "In this run the socket never overflowed (the largest table a dump met was %d entries): the burst was not large enough to test the fix here; "+
-			"`TestCaptureReliableBurst` in internal/flowcapture overflows a 16 KiB buffer with such a burst and checks that no flow is lost. ", r.backlog)
+			"`TestCaptureReliableBurst` in internal/agent/capture overflows a 16 KiB buffer with such a burst and checks that no flow is lost. ", r.backlog)
 	} else {
 		fmt.Fprintf(&b, "In this run the socket overflowed %.0f time(s) (re-syncs %.0f) and %.0f flows were lost", r.overflows, r.resyncs, r.lost)
 		if r.lost == 0 {

@@ -73,7 +73,9 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 	res := &steadyResult{nodes: n, slivers: n * steadySlices}
 	var lastSlices []string
 	for pair := range *steadyPairs {
-		slicesFirst := pair%2 == 1
+		// Alternate which side goes first, ending with the floor first: the
+		// last pair's slices stay for the restart and the join.
+		slicesFirst := (*steadyPairs-1-pair)%2 == 1
 		res.slicesFirst = append(res.slicesFirst, slicesFirst)
 		floorNS := fmt.Sprintf("bench-floor-%d", pair)
 		names := make([]string, steadySlices)
