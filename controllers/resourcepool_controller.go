@@ -47,7 +47,7 @@ var accountingKey = reconcile.Request{NamespacedName: types.NamespacedName{Name:
 
 // Reconcile writes the latest accounting into the pools' statuses.
 func (r *ResourcePoolReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
-	result, _ := r.View.Accounting()
+	result := r.View.Accounting()
 	list := &planetv1.ResourcePoolList{}
 	if err := r.List(ctx, list); err != nil {
 		return ctrl.Result{}, err

@@ -15,7 +15,6 @@ import (
 
 // accounting is the pool accounting at one time.
 type accounting struct {
-	at     time.Time
 	result pools.Result
 	// reserved holds, per node, what the root pools that hold it reserve.
 	reserved map[string]corev1.ResourceList
@@ -147,7 +146,7 @@ func (v *View) recompute() {
 
 	now := v.now()
 	resolved := pools.Resolve(specs, infos)
-	acct := accounting{at: now, result: pools.Account(resolved, capacity, now)}
+	acct := accounting{result: pools.Account(resolved, capacity, now)}
 	acct.reserved = pools.Reserved(resolved, acct.result)
 
 	v.mu.Lock()
@@ -193,10 +192,10 @@ func (v *View) Reservations(slice string) Reservations {
 	return Reservations{Bound: v.acct.result.Bound[slice], Reserved: v.acct.reserved, NextChange: v.acct.result.NextChange}
 }
 
-// Accounting returns the latest pool accounting and when it was done. The
-// caller must not change it.
-func (v *View) Accounting() (pools.Result, time.Time) {
+// Accounting returns the latest pool accounting. The caller must not change
+// it.
+func (v *View) Accounting() pools.Result {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	return v.acct.result, v.acct.at
+	return v.acct.result
 }

@@ -250,10 +250,3 @@ func (v *View) Allocatable(name string) (corev1.ResourceList, bool) {
 	}
 	return nn.allocatable, true
 }
-
-// NodeCount returns the number of PlanetKube nodes in the view.
-func (v *View) NodeCount() int {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return len(v.nodes)
-}

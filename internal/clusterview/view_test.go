@@ -214,7 +214,7 @@ func TestAccountingFollowsPoolsNodesAndTime(t *testing.T) {
 	if !slices.Equal(c.BoundSlices, []string{"a/s"}) || len(v.Reservations("a/s").Bound) != 0 {
 		t.Errorf("after the binding ended: %+v, bound %v", c, v.Reservations("a/s").Bound)
 	}
-	res, _ := v.Accounting()
+	res := v.Accounting()
 	if !res.Pools["a/r"].BindingExpired {
 		t.Errorf("pool result: %+v", res.Pools["a/r"])
 	}

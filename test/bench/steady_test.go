@@ -69,6 +69,15 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 	if err != nil {
 		return nil, err
 	}
+	// The site runs 20 slices at once (PlanetLab's default is 10).
+	site := &planetv1.Site{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: benchSite}, site); err != nil {
+		return nil, err
+	}
+	site.Spec.MaxSlices = ptr.To[int32](2 * steadySlices)
+	if err := k8s.Update(ctx, site); err != nil {
+		return nil, fmt.Errorf("raising the site's maxSlices: %w", err)
+	}
 	n := len(c.NodeNames)
 	res := &steadyResult{nodes: n, slivers: n * steadySlices}
 	var lastSlices []string
