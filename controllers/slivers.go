@@ -82,16 +82,17 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 
 	backOff, requeue := r.backOffFailed(slice, slivers)
 	hash := templateHash(slice)
+	room := map[string]clusterview.Free{} // read once per node a sliver is wanted on
 	plan := sliverplan.Make(sliverplan.Input{
 		Slice: slice.Name, TemplateHash: hash, Reserved: reserved, Slivers: slivers, Placement: res,
 		NodeGone: func(n string) bool { _, ok := r.View.Allocatable(n); return !ok },
 		BackOff:  backOff,
-		NoRoom:   func(n string) string { return r.noRoom(slice, n, &requeue) },
+		NoRoom:   func(n string) string { return r.noRoom(slice, n, room, &requeue) },
 	})
 
 	var missing []*corev1.Pod
 	for _, n := range plan.Create {
-		missing = append(missing, r.sliverPod(slice, ns, n, hash, rsv))
+		missing = append(missing, r.sliverPod(slice, ns, n, hash, rsv, room[n]))
 	}
 	if len(missing) > 0 {
 		// New slivers mount the keys: write them again first, so that a
@@ -145,9 +146,11 @@ func (r *SliceReconciler) backOffFailed(slice *planetv1.Slice, slivers []sliverp
 }
 
 // noRoom says why a node takes no new sliver of the slice now (it takes no
-// more pods), and backs off the next look at it.
-func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, requeue *time.Duration) string {
+// more pods), and backs off the next look at it. It records the node's free
+// room in room, for the sliver's requests.
+func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, room map[string]clusterview.Free, requeue *time.Duration) string {
 	free, ok := r.View.Free(node, sliceKey(slice))
+	room[node] = free
 	if !ok || free.Pods > 0 {
 		return ""
 	}
@@ -217,10 +220,10 @@ func templateHash(slice *planetv1.Slice) string {
 }
 
 // sliverPod builds the sliver Pod of the slice on a node, with requests that
-// fit what the node has free. Its owner is the slice namespace: a
+// fit what the node has free (free, from the view). Its owner is the slice namespace: a
 // namespaced Slice cannot own objects in another namespace, and the Slice's
 // finalizer deletes the namespace.
-func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace, node, hash string, rsv clusterview.Reservations) *corev1.Pod {
+func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace, node, hash string, rsv clusterview.Reservations, free clusterview.Free) *corev1.Pod {
 	t := slice.Spec.Template
 	env := make([]corev1.EnvVar, 0, len(t.Env))
 	for _, e := range t.Env {
@@ -232,7 +235,6 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 	}
 	bound := rsv.Bound[node]
 	allocatable, _ := r.View.Allocatable(node)
-	free, _ := r.View.Free(node, sliceKey(slice))
 	resources := fairshare.SliverResources(allocatable, rsv.Reserved[node], bound, free.Resources, max(1, slice.Spec.CPUShare), r.SharesPerNode)
 	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),
