@@ -24,7 +24,7 @@ tools: ## Build the pinned tools (control plane, kwok, controller-gen) into bin/
 
 .PHONY: manifests
 manifests: tools ## Generate the CRDs and the manager's and node agent's RBAC from the markers.
-	$(CONTROLLER_GEN) rbac:roleName=planetkube-manager crd webhook paths="./api/...;./controllers/...;./internal/admission/..." \
+	$(CONTROLLER_GEN) rbac:roleName=planetkube-manager crd webhook paths="./api/...;./controllers/...;./internal/admission/...;./internal/authority/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 	$(CONTROLLER_GEN) rbac:roleName=planetkube-node-agent paths="./internal/agent/..." output:rbac:artifacts:config=config/agent
 
@@ -70,7 +70,7 @@ run: tools manifests build ## Start an emulated cluster (NODES fake nodes, defau
 
 .PHONY: bench
 bench: tools manifests build ## Run the benchmarks and write docs/benchmarks.md.
-	$(GO) test ./test/bench/ -run 'Bench|SteadyState' -count=1 -timeout 100m -v -args -bench-out=$(CURDIR)/docs/benchmarks.md
+	$(GO) test ./test/bench/ -run 'Bench|SteadyState' -count=1 -timeout 180m -v -args -bench-out=$(CURDIR)/docs/benchmarks.md
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

@@ -2,8 +2,10 @@
 //
 //	planetkube manager [flags]      the controllers (default when no subcommand is given)
 //	planetkube node-agent [flags]   the node agent: flow auditing per slice (a DaemonSet)
+//	planetkube ticket issue|inspect sign a ticket; print one's claims and whether it verifies
+//	planetkube authority keygen|delegate  make an authority key; delegate to a child authority
 //
-// Run `planetkube manager --help` or `planetkube node-agent --help` for the flags.
+// Every subcommand prints its usage with --help and exits 0.
 package main
 
 import (
@@ -11,14 +13,30 @@ import (
 	"os"
 
 	"github.com/planetkube/planetkube/internal/agent"
+	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/manager"
+	"github.com/planetkube/planetkube/internal/ticketcmd"
 )
+
+const usage = `Usage: planetkube <command> [flags]
+
+Commands:
+  manager      the controllers (the default when no command is given)
+  node-agent   the node agent: flow auditing per slice (a DaemonSet)
+  ticket       issue | inspect: sign a ticket; print one's claims and whether it verifies
+  authority    keygen | delegate: make an authority key; delegate to a child authority
+
+Run "planetkube <command> --help" for a command's flags.
+`
 
 func main() {
 	args := os.Args[1:]
 	cmd := "manager"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Print(usage)
+		return
 	}
 	var err error
 	switch cmd {
@@ -26,8 +44,18 @@ func main() {
 		err = manager.Main(args)
 	case "node-agent":
 		err = agent.Main(args)
+	case "ticket":
+		err = ticketcmd.Ticket(args, ticketcmd.StdIO())
+	case "authority":
+		err = ticketcmd.Authority(args, ticketcmd.StdIO())
+	case "help":
+		fmt.Print(usage)
+		return
 	default:
-		err = fmt.Errorf("unknown subcommand %q (want: manager or node-agent)", cmd)
+		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+	}
+	if cli.IsHelp(err) {
+		return
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)

@@ -27,7 +27,6 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/clusterview"
-	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/placement"
 	"github.com/planetkube/planetkube/internal/sliverplan"
 )
@@ -95,7 +94,8 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		if equality.Semantic.DeepEqual(old.Status, slice.Status) {
 			return
 		}
-		if err := r.Status().Patch(ctx, slice, client.MergeFrom(old)); err != nil {
+		// A slice deleted meanwhile has no status to write.
+		if err := r.Status().Patch(ctx, slice, client.MergeFrom(old)); client.IgnoreNotFound(err) != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("patching slice status: %w", err))
 		}
 	}()
@@ -160,7 +160,12 @@ func (r *SliceReconciler) finalize(ctx context.Context, slice *planetv1.Slice) e
 		return nil
 	}
 	ns := &corev1.Namespace{}
-	name := naming.SliceNamespace(slice.Namespace, slice.Name)
+	name := r.identity(slice).namespace()
+	if name == "" {
+		patch := client.MergeFrom(slice.DeepCopy())
+		controllerutil.RemoveFinalizer(slice, planetv1.SliceFinalizer)
+		return r.Patch(ctx, slice, patch)
+	}
 	err := r.Get(ctx, types.NamespacedName{Name: name}, ns)
 	if client.IgnoreNotFound(err) != nil {
 		return err
@@ -261,17 +266,10 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Backoff == nil {
 		r.Backoff = flowcontrol.NewBackOff(time.Second, 15*time.Minute)
 	}
+	// siteSlices lists the slices of a site's namespace ("": of every
+	// namespace).
 	siteSlices := func(ctx context.Context, site string) []reconcile.Request {
-		list := &planetv1.SliceList{}
-		if err := r.List(ctx, list, client.InNamespace(site), client.UnsafeDisableDeepCopy); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Listing slices")
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for i := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-		}
-		return reqs
+		return listRequests(ctx, r, &planetv1.SliceList{}, client.InNamespace(site))
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&planetv1.Slice{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -283,6 +281,11 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&planetv1.Site{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return siteSlices(ctx, o.GetName())
 		})).
+		// A site that changes whom it trusts (or is disabled) changes
+		// which slices its nodes run: every slice may gain or lose slivers.
+		Watches(&planetv1.Site{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+			return siteSlices(ctx, "")
+		}), builder.WithPredicates(trustChanged)).
 		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return siteSlices(ctx, o.GetNamespace())
 		}), builder.WithPredicates(predicate.Funcs{

@@ -56,25 +56,15 @@ func (r *SliceReconciler) gate(ctx context.Context, slice *planetv1.Slice) (gate
 		g.requeueAfter = d.RequeueAfter + time.Second
 	}
 
-	site := &planetv1.Site{}
-	if err := r.Get(ctx, client.ObjectKey{Name: slice.Namespace}, site); err != nil {
-		if client.IgnoreNotFound(err) != nil {
-			return g, err
+	if id := r.identity(slice); id.foreign {
+		// A foreign slice has no site here: no maxSlices and no site
+		// state; the sites that trust its authority run it.
+		if id.invalid != "" {
+			g.block(planetv1.ReasonNotAForeignSlice, id.invalid)
+			return g, nil
 		}
-		g.block(planetv1.ReasonSiteNotFound, fmt.Sprintf("namespace %s is not a site's namespace: a Slice lives in the namespace of its Site", slice.Namespace))
-		return g, nil
-	}
-	if site.Spec.State == planetv1.SiteDisabled {
-		g.block(planetv1.ReasonSiteDisabled, fmt.Sprintf("site %s is disabled: its slices run no slivers", site.Name))
-		return g, nil
-	}
-	rank, limit, err := r.sliceRank(ctx, slice, site)
-	if err != nil {
+	} else if admitted, err := r.siteAdmits(ctx, slice, &g); err != nil || !admitted {
 		return g, err
-	}
-	if rank >= limit {
-		g.block(planetv1.ReasonSiteSliceLimit, fmt.Sprintf("site %s is at its limit of %d slices (maxSlices); this slice is number %d by creation time: delete a slice or raise maxSlices", site.Name, limit, rank+1))
-		return g, nil
 	}
 	g.ownNamespace = true
 	switch {
@@ -84,6 +74,32 @@ func (r *SliceReconciler) gate(ctx context.Context, slice *planetv1.Slice) (gate
 		g.block(planetv1.ReasonSuspended, "the slice is suspended: set spec.state to Active to run its slivers")
 	}
 	return g, nil
+}
+
+// siteAdmits checks a local slice against its site: the site exists, is
+// enabled, and the slice is within its maxSlices.
+func (r *SliceReconciler) siteAdmits(ctx context.Context, slice *planetv1.Slice, g *gate) (bool, error) {
+	site := &planetv1.Site{}
+	if err := r.Get(ctx, client.ObjectKey{Name: slice.Namespace}, site); err != nil {
+		if client.IgnoreNotFound(err) != nil {
+			return false, err
+		}
+		g.block(planetv1.ReasonSiteNotFound, fmt.Sprintf("namespace %s is not a site's namespace: a Slice lives in the namespace of its Site", slice.Namespace))
+		return false, nil
+	}
+	if site.Spec.State == planetv1.SiteDisabled {
+		g.block(planetv1.ReasonSiteDisabled, fmt.Sprintf("site %s is disabled: its slices run no slivers", site.Name))
+		return false, nil
+	}
+	rank, limit, err := r.sliceRank(ctx, slice, site)
+	if err != nil {
+		return false, err
+	}
+	if rank >= limit {
+		g.block(planetv1.ReasonSiteSliceLimit, fmt.Sprintf("site %s is at its limit of %d slices (maxSlices); this slice is number %d by creation time: delete a slice or raise maxSlices", site.Name, limit, rank+1))
+		return false, nil
+	}
+	return true, nil
 }
 
 // sliceRank returns the slice's position among its site's live slices, oldest

@@ -71,7 +71,7 @@ func (r *SliceReconciler) namespaceMeta(slice *planetv1.Slice, keysHash string) 
 	labels["pod-security.kubernetes.io/warn"] = "restricted"
 	labels["pod-security.kubernetes.io/warn-version"] = "latest"
 	annotations = map[string]string{
-		planetv1.AnnotationSliceFullName: naming.FullName(r.Authority, slice.Namespace, slice.Name),
+		planetv1.AnnotationSliceFullName: r.identity(slice).fullName(),
 		annotationKeysHash:               keysHash,
 	}
 	return labels, annotations
@@ -81,7 +81,7 @@ func (r *SliceReconciler) namespaceMeta(slice *planetv1.Slice, keysHash string) 
 // with the users' authorized_keys and the users' RoleBinding, and returns the
 // namespace.
 func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *planetv1.Slice) (*corev1.Namespace, error) {
-	name := naming.SliceNamespace(slice.Namespace, slice.Name)
+	name := r.identity(slice).namespace()
 	keys, keysHash := authorizedKeys(slice)
 	labels, annotations := r.namespaceMeta(slice, keysHash)
 
@@ -132,7 +132,7 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 // applyKeys writes the Secret with the users' authorized_keys (server-side
 // apply: it creates the Secret or brings it back to what it must hold).
 func (r *SliceReconciler) applyKeys(ctx context.Context, slice *planetv1.Slice, keys string) error {
-	secret := corev1ac.Secret(naming.AuthorizedKeysSecret, naming.SliceNamespace(slice.Namespace, slice.Name)).
+	secret := corev1ac.Secret(naming.AuthorizedKeysSecret, r.identity(slice).namespace()).
 		WithLabels(sliceLabels(slice)).
 		WithType(corev1.SecretTypeOpaque).
 		WithStringData(map[string]string{authorizedKeysFile: keys})

@@ -6,7 +6,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/sliverplan"
 )
 
@@ -16,10 +15,11 @@ import (
 // reconcile that did not get to its slivers stay as they were.
 func (r *SliceReconciler) setStatus(slice *planetv1.Slice, g gate, obs sliverplan.Plan, fail *stepError) {
 	st := &slice.Status
-	st.FullName = naming.FullName(r.Authority, slice.Namespace, slice.Name)
+	id := r.identity(slice)
+	st.FullName = id.fullName()
 	st.Namespace = ""
 	if g.ownNamespace {
-		st.Namespace = naming.SliceNamespace(slice.Namespace, slice.Name)
+		st.Namespace = id.namespace()
 	}
 	st.ObservedGeneration = slice.Generation
 	if fail != nil && (fail.reason == planetv1.ReasonSiteLookupFailed || g.expiresAt.IsZero()) {

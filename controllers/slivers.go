@@ -47,7 +47,11 @@ const (
 // slivers) it deletes them all. It returns the plan it carried out and when
 // to look again (a back-off that ends; 0 for never).
 func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, ns *corev1.Namespace) (sliverplan.Plan, time.Duration, error) {
-	nsName := naming.SliceNamespace(slice.Namespace, slice.Name)
+	id := r.identity(slice)
+	nsName := id.namespace()
+	if nsName == "" {
+		return sliverplan.Plan{}, 0, nil // not a slice of anyone's: it has no namespace
+	}
 	pods := &corev1.PodList{}
 	// The list is read-only: skip the cache's deep copies (a large slice
 	// reconciles often while its slivers start).
@@ -78,7 +82,11 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	if err != nil {
 		return sliverplan.Plan{}, 0, err
 	}
-	res := placement.Place(r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names), req)
+	nodes, err := r.trustedNodes(ctx, id, r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names))
+	if err != nil {
+		return sliverplan.Plan{}, 0, err
+	}
+	res := placement.Place(nodes, req)
 
 	backOff, requeue := r.backOffFailed(slice, slivers)
 	hash := templateHash(slice)
@@ -252,7 +260,7 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 			Annotations: map[string]string{
 				annotationTemplateHash:           hash,
 				annotationReservedHash:           reservedHash(bound),
-				planetv1.AnnotationSliceFullName: naming.FullName(r.Authority, slice.Namespace, slice.Name),
+				planetv1.AnnotationSliceFullName: r.identity(slice).fullName(),
 			},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID,

@@ -43,8 +43,10 @@ var (
 // after 6 s, 12 s, 12 s ... (short, so that a test sees the back-off pass);
 // the resync period is short so that a test can wait one out.
 const (
-	testSliverBackoff = 6 * time.Second
-	testSyncPeriod    = 5 * time.Second
+	managerNamespace   = "planetkube-system"
+	authorityKeySecret = "planetkube-authority-key"
+	testSliverBackoff  = 6 * time.Second
+	testSyncPeriod     = 5 * time.Second
 )
 
 func TestControllers(t *testing.T) {
@@ -67,6 +69,7 @@ var _ = BeforeSuite(func() {
 
 	k8s, err = client.New(cfg, client.Options{Scheme: manager.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})).To(Succeed())
 
 	startManager()
 })
@@ -90,7 +93,7 @@ func startManager() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(manager.Setup(mgr, manager.Options{
-		Authority: "plc", SliverWriters: 16, SharesPerNode: 100, SliceWorkers: 2,
+		Authority: "plc", Namespace: managerNamespace, AuthorityKeySecret: authorityKeySecret, SliverWriters: 16, SharesPerNode: 100, SliceWorkers: 2,
 		SliverBackoff: testSliverBackoff, SliverBackoffMax: 2 * testSliverBackoff,
 	})).To(Succeed())
 	// The ResourcePool controller is part of Setup; the webhooks are not

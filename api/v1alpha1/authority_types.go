@@ -12,11 +12,15 @@ type AuthoritySpec struct {
 	// +optional
 	DisplayName string `json:"displayName,omitempty"`
 
-	// publicKey is the authority's Ed25519 public key, base64 (standard
-	// encoding) of its 32 bytes.
-	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]{43}=$`
+	// keys are the authority's Ed25519 public keys. A ticket names the key
+	// that signed it (its kid); listing two keys lets a new key be rolled
+	// out before the old one is dropped.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=map
+	// +listMapKey=id
 	// +required
-	PublicKey string `json:"publicKey"`
+	Keys []AuthorityKey `json:"keys"`
 
 	// feedURL is where the authority publishes its slices for pull federation.
 	// +kubebuilder:validation:MaxLength=2048
@@ -33,8 +37,31 @@ type AuthoritySpec struct {
 	PollIntervalSeconds int32 `json:"pollIntervalSeconds,omitempty"`
 }
 
+// AuthorityKey is one public key of an authority.
+type AuthorityKey struct {
+	// id names the key, as the kid of the tokens it signs. PlanetKube
+	// derives it from the key: the first 16 hex characters of the SHA-256 of
+	// its 32 bytes.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9._-]+$`
+	// +required
+	ID string `json:"id"`
+
+	// publicKey is the Ed25519 public key, base64 (standard encoding) of its
+	// 32 bytes.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]{43}=$`
+	// +required
+	PublicKey string `json:"publicKey"`
+}
+
 // AuthorityStatus is what the federation controller observed.
 type AuthorityStatus struct {
+	// validKeys counts the keys that decode as Ed25519 public keys whose id
+	// matches them.
+	// +optional
+	ValidKeys int32 `json:"validKeys,omitempty"`
+
 	// lastPollTime is when the feed was last read successfully.
 	// +optional
 	LastPollTime *metav1.Time `json:"lastPollTime,omitempty"`

@@ -15,6 +15,24 @@ const (
 	// AnnotationSliceFullName carries the slice's full name on what it owns.
 	AnnotationSliceFullName = "planetkube.io/slice-full-name"
 
+	// LabelAuthority names the authority a namespace holds the slices of
+	// (one namespace per foreign authority), or a foreign Slice's.
+	LabelAuthority = "planetkube.io/authority"
+	// AnnotationTicketID, on a Slice made from a ticket, is the ticket's jti;
+	// AnnotationTicketIssuedAt its iat (Unix seconds): an older ticket does
+	// not undo a newer one.
+	AnnotationTicketID       = "planetkube.io/ticket-id"
+	AnnotationTicketIssuedAt = "planetkube.io/ticket-issued-at"
+	// LabelTicketRecord marks the record (a ConfigMap in the authority's
+	// namespace) that a ticket's jti was redeemed, with the token's hash:
+	// the same jti for another token is refused as Replayed, after the
+	// Ticket is deleted and across manager restarts.
+	LabelTicketRecord = "planetkube.io/ticket-record"
+
+	// AuthorityFinalizer lets the Authority controller remove the
+	// namespaces of an authority's slices when the Authority is deleted.
+	AuthorityFinalizer = "planetkube.io/authority"
+
 	// SliceFinalizer lets the Slice controller remove the slice namespace,
 	// which cannot carry an owner reference to a namespaced Slice.
 	SliceFinalizer = "planetkube.io/slice"

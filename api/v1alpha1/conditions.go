@@ -44,6 +44,10 @@ const (
 	ReasonNamespaceFailed  = "NamespaceFailed"
 	ReasonAccessFailed     = "AccessFailed"
 	ReasonSliversFailed    = "SliversFailed"
+	// ReasonNotAForeignSlice: a Slice in an authority's namespace whose
+	// full name (annotation planetkube.io/slice-full-name) is missing or not
+	// of that authority. Only the Ticket controller makes such Slices.
+	ReasonNotAForeignSlice = "NotAForeignSlice"
 	// ReasonNamespaceTerminating: the slice namespace is being deleted (by
 	// hand); it is made again once it is gone.
 	ReasonNamespaceTerminating = "NamespaceTerminating"
@@ -80,4 +84,15 @@ const (
 	ReasonBindingActive  = "BindingActive"
 	ReasonNotBound       = "NotBound"
 	ReasonBindingExpired = "BindingExpired"
+)
+
+// Reasons of a Ticket's Ready condition besides the refusals (which are
+// internal/ticket's Reasons: Malformed, BadSignature ...).
+const (
+	// ReasonRedeemed: the grant is in force.
+	ReasonRedeemed = "Redeemed"
+	// ReasonSuperseded: the slice already runs a newer ticket.
+	ReasonSuperseded = "Superseded"
+	// ReasonRedeemFailed: writing what the ticket grants failed; retried.
+	ReasonRedeemFailed = "RedeemFailed"
 )

@@ -46,9 +46,10 @@ type ResourcePoolSpec struct {
 
 // PoolBinding binds a pool to a slice for a period.
 type PoolBinding struct {
-	// slice is the bound Slice as <namespace>/<name>.
+	// slice is the bound Slice as <namespace>/<name>: a site's slice, or a
+	// foreign slice in its authority's namespace (planetkube-auth-...).
 	// +kubebuilder:validation:MaxLength=128
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]{1,32}/[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?$`
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]{1,32}|planetkube-auth-[a-z0-9]([-a-z0-9]{0,45}[a-z0-9])?)/[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?$`
 	// +required
 	Slice string `json:"slice"`
 

@@ -31,7 +31,8 @@ type SiteSpec struct {
 	URL string `json:"url,omitempty"`
 
 	// state is Enabled (default) or Disabled. A disabled site keeps its slices
-	// but none of them runs slivers.
+	// but none of them runs slivers, and its nodes run no slivers of any
+	// slice.
 	// +kubebuilder:default=Enabled
 	// +optional
 	State SiteState `json:"state,omitempty"`
@@ -63,8 +64,11 @@ type SiteSpec struct {
 	// +optional
 	Users []Subject `json:"users,omitempty"`
 
-	// trustedAuthorities names the Authorities whose slices may run on this
-	// site's nodes, besides the local one.
+	// trustedAuthorities names the authorities whose slices may run on this
+	// site's nodes. Unset, only the local authority's (this install's own
+	// slices). Trusting an authority trusts its delegates too: plc includes
+	// plc.japan. A site that stops trusting an authority loses that
+	// authority's slivers on its nodes, local slices included.
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=63
 	// +listType=set
@@ -116,7 +120,7 @@ type SiteStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]{1,32}$')",message="a site name (login_base) is 1 to 32 lowercase letters and digits"
-// +kubebuilder:validation:XValidation:rule="!(self.metadata.name in ['default'])",message="a site cannot be named default"
+// +kubebuilder:validation:XValidation:rule="!(self.metadata.name in ['default', 'planetkube'])",message="a site cannot be named default or planetkube (reserved: PlanetKube's own namespaces start with planetkube-)"
 type Site struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -4,6 +4,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// TicketGrant is the kind of grant a ticket carries.
+// +kubebuilder:validation:Enum=Sliver;Pool
+type TicketGrant string
+
+// Ticket grants.
+const (
+	TicketGrantSliver TicketGrant = "Sliver"
+	TicketGrantPool   TicketGrant = "Pool"
+)
+
 // TicketSpec carries a signed ticket to redeem in this cluster.
 type TicketSpec struct {
 	// token is the ticket: a compact JWS signed with EdDSA by an Authority,
@@ -30,6 +40,20 @@ type TicketStatus struct {
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 
+	// grant is what the ticket grants: Sliver or Pool.
+	// +optional
+	Grant TicketGrant `json:"grant,omitempty"`
+
+	// slice is the full name of the slice the grant is for.
+	// +kubebuilder:validation:MaxLength=160
+	// +optional
+	Slice string `json:"slice,omitempty"`
+
+	// keyID names the issuer's key that signed the ticket.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	KeyID string `json:"keyID,omitempty"`
+
 	// redeemed names what the ticket created, as <kind>/<namespace>/<name>.
 	// +optional
 	Redeemed string `json:"redeemed,omitempty"`
@@ -38,7 +62,10 @@ type TicketStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, Expired.
+	// conditions: Ready (reason Redeemed, or why the ticket was refused:
+	// Malformed, BadSignature, UnknownIssuer, BadDelegation, OutOfScope,
+	// WrongAudience, NotYetValid, Expired, Replayed, NotTrusted,
+	// Overcommitted, InvalidGrant), Expired.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
@@ -54,6 +81,8 @@ type TicketStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=tk,categories=planetkube
 // +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.status.issuer`
+// +kubebuilder:printcolumn:name="Grant",type=string,JSONPath=`.status.grant`
+// +kubebuilder:printcolumn:name="Slice",type=string,JSONPath=`.status.slice`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`

@@ -163,6 +163,8 @@ Emulated cluster ready. Kubeconfig: %[1]s
   kubectl get pods -A -l planetkube.io/slice -o wide
   kubectl get planetkube -A
   kubectl describe slice -n princeton codeen
+  kubectl get authorities                        # this install's authority, published at first start
+  planetkube ticket issue --help                 # sign a ticket for a peer (README: Trust)
 
 Component logs: %[3]s/
 `, c.Kubeconfig, emulator.SiteLabel, c.LogDir, c.BinDir)

@@ -201,34 +201,20 @@ func (v *ResourcePoolValidator) checkAccounting(ctx context.Context, update bool
 		return nil, err
 	}
 	key := pools.KeyOf(p)
-	candidate := pools.SpecOf(p)
-	candidate.Created = in.latest()
-	after := in.with(candidate)
 	now := v.Now()
-	resolved := pools.Resolve(after, in.nodes)
-	res := pools.Account(resolved, in.capacity, now)
-	if fe := candidateError(resolved[len(resolved)-1], res.Pools[key]); fe != nil || !update {
-		return fe, nil
+	verdict := pools.Judge(in.specs, in.nodes, in.capacity, pools.SpecOf(p), now)
+	switch verdict.Fault {
+	case "":
+	case pools.FaultSpec:
+		return field.Forbidden(field.NewPath("spec"), verdict.Why), nil
+	default:
+		return field.Forbidden(field.NewPath("spec", verdict.Fault), verdict.Why), nil
+	}
+	if !update {
+		return nil, nil
 	}
 	before := pools.Account(pools.Resolve(in.specs, in.nodes), in.capacity, now)
-	return harmed(key, before, res), nil
-}
-
-// candidateError turns the accounting of the pool being admitted into a
-// field error: a resolution problem is about its nodes, an overcommit about
-// its amounts.
-func candidateError(resolved pools.Pool, r *pools.PoolResult) *field.Error {
-	switch {
-	case resolved.Invalid != "":
-		return field.Forbidden(field.NewPath("spec", "nodes"), resolved.Invalid)
-	case r.Invalid != "":
-		return field.Forbidden(field.NewPath("spec"), r.Invalid)
-	case r.Overcommitted != "":
-		return field.Forbidden(field.NewPath("spec", "perNode"), "does not fit: "+r.Overcommitted)
-	case len(r.Lost) > 0:
-		return field.Forbidden(field.NewPath("spec", "nodes"), r.Lost[slices.Min(slices.Collect(maps.Keys(r.Lost)))])
-	}
-	return nil
+	return harmed(key, before, verdict.After), nil
 }
 
 // harmed names the first pool (by key) other than key that held a node in
@@ -279,29 +265,6 @@ func (v *ResourcePoolValidator) readAccounting(ctx context.Context) (accountingI
 	}
 	in.nodes, in.capacity = pools.NodesOf(nodes.Items)
 	return in, nil
-}
-
-// latest is a creation time after every pool's: the pool being admitted is
-// judged after all others.
-func (in accountingInput) latest() time.Time {
-	var t time.Time
-	for _, s := range in.specs {
-		if s.Created.After(t) {
-			t = s.Created
-		}
-	}
-	return t.Add(time.Second)
-}
-
-// with returns the specs with s in place of the pool of the same key, last.
-func (in accountingInput) with(s pools.Spec) []pools.Spec {
-	out := make([]pools.Spec, 0, len(in.specs)+1)
-	for _, o := range in.specs {
-		if o.Key != s.Key {
-			out = append(out, o)
-		}
-	}
-	return append(out, s)
 }
 
 // forbidden refuses an operation on a pool, saying why.

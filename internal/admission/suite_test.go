@@ -61,6 +61,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect((&admission.SliceValidator{}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&admission.ResourcePoolValidator{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&admission.TicketValidator{Reader: mgr.GetClient(), Authority: "plc"}).SetupWithManager(mgr)).To(Succeed())
 	cached = mgr.GetClient()
 	go func() {
 		defer GinkgoRecover()

@@ -14,6 +14,7 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/attr"
 	"github.com/planetkube/planetkube/internal/flow"
 	"github.com/planetkube/planetkube/internal/lookup/slicedir"
+	"github.com/planetkube/planetkube/internal/naming"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -191,5 +192,22 @@ func TestOptionsValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want an error mentioning %q", err, tc.error)
 			}
 		})
+	}
+}
+
+// TestForeignSliverHolder checks that a foreign slice's sliver is named by
+// the full name it carries, and only in the namespace that name gives.
+func TestForeignSliverHolder(t *testing.T) {
+	tr := &PodTracker{History: attr.NewHistory(), FullName: (&slicedir.Directory{Authority: "plc"}).FullName}
+	foreign := sliverPod("a", "uid-a", "10.244.0.5", corev1.PodRunning, t0)
+	foreign.Namespace = naming.ForeignSliceNamespace("ple", "inria", "codeen")
+	foreign.Annotations = map[string]string{planetv1.AnnotationSliceFullName: "ple.inria.codeen"}
+	if got := tr.holder(foreign).Slice; got != "ple.inria.codeen" {
+		t.Fatalf("foreign sliver: %q", got)
+	}
+	forged := sliverPod("b", "uid-b", "10.244.0.6", corev1.PodRunning, t0)
+	forged.Annotations = map[string]string{planetv1.AnnotationSliceFullName: "ple.inria.codeen"}
+	if got := tr.holder(forged).Slice; got != "plc.princeton.codeen" {
+		t.Fatalf("a claimed name outside its namespace: %q", got)
 	}
 }

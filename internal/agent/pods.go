@@ -10,6 +10,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/attr"
+	"github.com/planetkube/planetkube/internal/naming"
 )
 
 // PodTracker turns the Pods of this node, as the informer sees them, into the
@@ -85,7 +86,19 @@ func (t *PodTracker) Delete(pod *corev1.Pod) {
 func (t *PodTracker) holder(pod *corev1.Pod) attr.Holder {
 	h := attr.Holder{Sliver: pod.Namespace + "/" + pod.Name, PodUID: string(pod.UID)}
 	l := pod.Labels
-	if l[planetv1.LabelManagedBy] == planetv1.ManagedByValue && l[planetv1.LabelSite] != "" && l[planetv1.LabelSlice] != "" && t.FullName != nil {
+	if l[planetv1.LabelManagedBy] != planetv1.ManagedByValue {
+		return h
+	}
+	// A foreign slice's sliver carries its full name; it counts only in the
+	// namespace that name gives (which only the manager makes), so a pod
+	// cannot claim another slice's name.
+	if full := pod.Annotations[planetv1.AnnotationSliceFullName]; full != "" {
+		if a, site, slice, ok := naming.ParseFullName(full); ok && pod.Namespace == naming.ForeignSliceNamespace(a, site, slice) {
+			h.Slice = full
+			return h
+		}
+	}
+	if l[planetv1.LabelSite] != "" && l[planetv1.LabelSlice] != "" && t.FullName != nil {
 		h.Slice = t.FullName(l[planetv1.LabelSite], l[planetv1.LabelSlice])
 	}
 	return h

@@ -1,26 +1,75 @@
 // Package cli holds what the subcommands of the one binary share: flag
-// parsing with the zap logging flags, and setting controller-runtime's
-// logger from them.
+// parsing with the zap logging flags, usage on --help (exit status 0), and
+// setting controller-runtime's logger from the flags.
 package cli
 
 import (
+	"errors"
 	"flag"
+	"fmt"
+	"io"
+	"os"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
+// ErrHelp is returned when the user asked for --help: the usage was
+// printed and the program exits 0.
+var ErrHelp = flag.ErrHelp
+
+// Stdout is where usage goes (tests may set it).
+var Stdout io.Writer = os.Stdout
+
 // Parse parses a subcommand's arguments: the flags bind registers plus the
 // zap logging flags (--zap-log-level...), then sets controller-runtime's
-// logger.
+// logger. On --help it prints the usage to standard output and returns
+// ErrHelp.
 func Parse(name string, args []string, bind func(*flag.FlagSet)) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs := NewFlagSet(name, "[flags]", "")
 	bind(fs)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := ParseFlags(fs, args); err != nil {
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	return nil
 }
+
+// NewFlagSet returns a flag set for "planetkube <name>" whose --help prints
+// "Usage: planetkube <name> <synopsis>", the description and the flags to
+// standard output. Parse errors go to standard error.
+func NewFlagSet(name, synopsis, description string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: planetkube %s %s\n", name, synopsis)
+		if description != "" {
+			fmt.Fprintf(out, "\n%s\n", description)
+		}
+		fmt.Fprintln(out, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// ParseFlags parses args with fs; on --help it prints the usage to
+// standard output and returns ErrHelp.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(Stdout)
+			fs.Usage()
+			return ErrHelp
+		}
+	}
+	return fs.Parse(args)
+}
+
+// IsHelp says whether err is the user asking for help.
+func IsHelp(err error) bool { return errors.Is(err, flag.ErrHelp) }

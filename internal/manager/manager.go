@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,16 +27,22 @@ import (
 	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/admission"
 	flowquery "github.com/planetkube/planetkube/internal/agent/query"
+	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/fairshare"
 	flowfanout "github.com/planetkube/planetkube/internal/lookup/fanout"
 	"github.com/planetkube/planetkube/internal/lookup/slicedir"
+	"github.com/planetkube/planetkube/internal/ticket"
 )
 
 // Options are the manager's settings, one flag each.
 type Options struct {
 	Authority            string
+	AuthorityDisplayName string
+	AuthorityKeySecret   string
+	Namespace            string
+	TicketSkew           time.Duration
 	MetricsAddr          string
 	ProbeAddr            string
 	LeaderElect          bool
@@ -60,6 +67,10 @@ type Options struct {
 // BindFlags registers the options on a flag set, with their defaults.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Authority, "authority", "plc", "Name of this install's slice authority: the first part of slice full names.")
+	fs.StringVar(&o.AuthorityDisplayName, "authority-display-name", "", "Human-readable name of the authority, shown on its Authority object.")
+	fs.StringVar(&o.AuthorityKeySecret, "authority-key-secret", "planetkube-authority-key", "Secret (in --namespace) holding the authority's Ed25519 private key; made at first start when absent.")
+	fs.StringVar(&o.Namespace, "namespace", envOr("POD_NAMESPACE", "planetkube-system"), "The manager's namespace, where the authority key Secret lives (default: $POD_NAMESPACE, else planetkube-system).")
+	fs.DurationVar(&o.TicketSkew, "ticket-clock-skew", ticket.DefaultSkew, fmt.Sprintf("Clock skew allowed on tickets' iat, nbf and exp (at most %s).", ticket.MaxSkew))
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables them.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
@@ -214,6 +225,27 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ResourcePool controller: %w", err)
 	}
+	if err := mgr.Add(&authority.Bootstrap{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Authority: o.Authority,
+		Namespace: o.Namespace, SecretName: o.AuthorityKeySecret, DisplayName: o.AuthorityDisplayName,
+	}); err != nil {
+		return err
+	}
+	if err := (&controllers.AuthorityReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("authority-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Authority controller: %w", err)
+	}
+	if err := (&controllers.TicketReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("ticket-controller"),
+		Authority: o.Authority,
+		Skew:      o.TicketSkew,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Ticket controller: %w", err)
+	}
 	if o.FlowLookupAddr != "0" && o.FlowLookupAddr != "" {
 		if err := setupFlowLookup(mgr, o); err != nil {
 			return err
@@ -222,6 +254,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Webhooks {
 		if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the Slice webhook: %w", err)
+		}
+		if err := (&admission.TicketValidator{Reader: mgr.GetClient(), Authority: o.Authority, Skew: o.TicketSkew}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the Ticket webhook: %w", err)
 		}
 		if err := (&admission.ResourcePoolValidator{
 			Client:    mgr.GetClient(),
@@ -260,4 +295,12 @@ func FlowLookupHandler(agents, slices client.Reader, o Options) (http.Handler, e
 	fanout := flowfanout.New(flowfanout.PodTargets(agents, o.AgentNamespace, sel, o.AgentPort), flowfanout.Options{})
 	dir := &slicedir.Directory{Reader: slices, Authority: o.Authority}
 	return flowquery.NewHandler(fanout, dir, flowquery.Options{}), nil
+}
+
+// envOr returns the environment variable's value, or def when unset.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

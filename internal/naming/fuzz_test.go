@@ -24,3 +24,33 @@ func FuzzNames(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseFullName checks that a full name that parses is rebuilt from its
+// parts, and that the namespaces derived from it are valid and distinct from
+// local ones.
+func FuzzParseFullName(f *testing.F) {
+	f.Add("plc.princeton.codeen")
+	f.Add("plc.japan.utokyo.codeen")
+	f.Add("..")
+	f.Add("a.b.c-")
+	f.Fuzz(func(t *testing.T, full string) {
+		authority, site, slice, ok := ParseFullName(full)
+		if !ok {
+			return
+		}
+		if FullName(authority, site, slice) != full {
+			t.Fatalf("%q parsed as %q %q %q", full, authority, site, slice)
+		}
+		for _, name := range []string{AuthorityNamespace(authority), ForeignSliceNamespace(authority, site, slice)} {
+			if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+				t.Fatalf("invalid namespace %q from %q: %v", name, full, errs)
+			}
+		}
+		if errs := validation.IsDNS1123Subdomain(ForeignSliceName(site, slice)); len(errs) > 0 || !ValidSlice(ForeignSliceName(site, slice)) {
+			t.Fatalf("invalid slice name %q from %q: %v", ForeignSliceName(site, slice), full, errs)
+		}
+		if ForeignSliceNamespace(authority, site, slice) == SliceNamespace(site, slice) {
+			t.Fatalf("a foreign slice namespace equals a local one: %q", full)
+		}
+	})
+}

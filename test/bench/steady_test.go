@@ -210,15 +210,23 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 // ready.
 func waitSlicesConverged(ctx context.Context, k8s client.Client, names []string, n int) error {
 	want := fmt.Sprintf("%d/%d", n, n)
-	return wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+	var lagging []string
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+		lagging = lagging[:0]
 		for _, name := range names {
 			s := &planetv1.Slice{}
-			if err := k8s.Get(ctx, client.ObjectKey{Namespace: benchSite, Name: name}, s); err != nil || s.Status.Slivers != want {
-				return false, nil
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: benchSite, Name: name}, s); err != nil {
+				lagging = append(lagging, fmt.Sprintf("%s: %v", name, err))
+			} else if s.Status.Slivers != want {
+				lagging = append(lagging, fmt.Sprintf("%s: %s, not ready: %v", name, s.Status.Slivers, s.Status.NotReady))
 			}
 		}
-		return true, nil
+		return len(lagging) == 0, nil
 	})
+	if err != nil {
+		return fmt.Errorf("waiting for every slice to show %s: %w; %s", want, err, strings.Join(lagging, "; "))
+	}
+	return nil
 }
 
 func cacheSynced(ctx context.Context, synced func() bool) bool {

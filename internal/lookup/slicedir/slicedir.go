@@ -5,7 +5,6 @@ package slicedir
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -32,13 +31,16 @@ type Directory struct {
 // Slice resolves a full name "<authority>.<site>.<slice>" of this authority.
 // Site names have no dots, so the name splits unambiguously once the
 // authority is known.
+//
+// A foreign slice's (made here from another authority's ticket) is found in
+// its authority's namespace; its contacts are at its home, not here.
 func (d *Directory) Slice(fullName string) (query.SliceInfo, bool) {
-	site, slice, ok := d.split(fullName)
-	if !ok {
-		return query.SliceInfo{}, false
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), directoryTimeout)
 	defer cancel()
+	site, slice, ok := d.split(fullName)
+	if !ok {
+		return d.foreign(ctx, fullName)
+	}
 	var s planetv1.Slice
 	if err := d.Reader.Get(ctx, types.NamespacedName{Namespace: site, Name: slice}, &s); err != nil {
 		return query.SliceInfo{}, false
@@ -51,18 +53,28 @@ func (d *Directory) Slice(fullName string) (query.SliceInfo, bool) {
 	return info, true
 }
 
+// foreign resolves the full name of a foreign slice.
+func (d *Directory) foreign(ctx context.Context, fullName string) (query.SliceInfo, bool) {
+	a, site, slice, ok := naming.ParseFullName(fullName)
+	if !ok {
+		return query.SliceInfo{}, false
+	}
+	var s planetv1.Slice
+	key := types.NamespacedName{Namespace: naming.AuthorityNamespace(a), Name: naming.ForeignSliceName(site, slice)}
+	if err := d.Reader.Get(ctx, key, &s); err != nil || s.Annotations[planetv1.AnnotationSliceFullName] != fullName {
+		return query.SliceInfo{}, false
+	}
+	return query.SliceInfo{FullName: fullName, Description: s.Spec.Description, URL: s.Spec.URL}, true
+}
+
 // FullName is the full name of a slice of this authority.
 func (d *Directory) FullName(site, slice string) string {
 	return naming.FullName(d.Authority, site, slice)
 }
 
 func (d *Directory) split(fullName string) (site, slice string, ok bool) {
-	rest, ok := strings.CutPrefix(fullName, d.Authority+".")
-	if !ok {
-		return "", "", false
-	}
-	site, slice, ok = strings.Cut(rest, ".")
-	if !ok || site == "" || slice == "" {
+	a, site, slice, ok := naming.ParseFullName(fullName)
+	if !ok || a != d.Authority {
 		return "", "", false
 	}
 	return site, slice, true

@@ -14,7 +14,8 @@ func TestDirectorySplit(t *testing.T) {
 		ok          bool
 	}{
 		{"plc.princeton.codeen", "princeton", "codeen", true},
-		{"plc.mit.a.b.c", "mit", "a.b.c", true},
+		{"plc.mit.a.b.c", "", "", false}, // authority plc.mit.a: not this one
+		{"plc.mit.a-b", "mit", "a-b", true},
 		{"ple.princeton.codeen", "", "", false},
 		{"plc.princeton", "", "", false},
 		{"plc..x", "", "", false},

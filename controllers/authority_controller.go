@@ -1,0 +1,161 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/authority"
+	"github.com/planetkube/planetkube/internal/naming"
+)
+
+// AuthorityReconciler keeps an Authority's status (its valid keys, the
+// foreign slices it runs here) and, when the Authority is deleted, removes
+// everything it and its delegates run here: the namespaces of their slices.
+type AuthorityReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=planetkube.io,resources=authorities,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=planetkube.io,resources=authorities/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=planetkube.io,resources=authorities/finalizers,verbs=update
+
+// Reasons of an Authority's Ready condition.
+const (
+	reasonKeysValid   = "KeysValid"
+	reasonNoValidKeys = "NoValidKeys"
+)
+
+// Reconcile writes the Authority's status, or removes its slices when it
+// is deleted.
+func (r *AuthorityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	a := &planetv1.Authority{}
+	if err := r.Get(ctx, req.NamespacedName, a); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !a.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, a)
+	}
+	if !controllerutil.ContainsFinalizer(a, planetv1.AuthorityFinalizer) {
+		patch := client.MergeFrom(a.DeepCopy())
+		controllerutil.AddFinalizer(a, planetv1.AuthorityFinalizer)
+		if err := r.Patch(ctx, a, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+	old := a.DeepCopy()
+	slices, err := r.countSlices(ctx, a.Name)
+	defer func() {
+		st := &a.Status
+		st.ObservedGeneration = a.Generation
+		st.ValidKeys = int32(len(authority.ValidKeys(a)))
+		if err == nil {
+			st.Slices = slices
+		}
+		status, reason, msg := metav1.ConditionTrue, reasonKeysValid, fmt.Sprintf("%d of %d keys verify tickets", st.ValidKeys, len(a.Spec.Keys))
+		if st.ValidKeys == 0 {
+			status, reason = metav1.ConditionFalse, reasonNoValidKeys
+			msg = "no key decodes as an Ed25519 public key whose id is its own (the first 16 hex characters of its SHA-256): no ticket of this authority verifies"
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: planetv1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: a.Generation})
+		if equality.Semantic.DeepEqual(old.Status, a.Status) {
+			return
+		}
+		if perr := r.Status().Patch(ctx, a, client.MergeFrom(old)); perr != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("patching authority status: %w", perr))
+		}
+	}()
+	return ctrl.Result{}, err
+}
+
+// countSlices counts the foreign slices of the authority and its delegates.
+func (r *AuthorityReconciler) countSlices(ctx context.Context, name string) (int32, error) {
+	list := &planetv1.SliceList{}
+	if err := r.List(ctx, list, client.HasLabels{planetv1.LabelAuthority}, client.UnsafeDisableDeepCopy); err != nil {
+		return 0, err
+	}
+	var n int32
+	for i := range list.Items {
+		if naming.WithinAuthority(list.Items[i].Labels[planetv1.LabelAuthority], name) && list.Items[i].DeletionTimestamp.IsZero() {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// finalize deletes the namespaces of the authority's and its delegates'
+// slices, and releases the Authority once they are gone (their deletion
+// queues it again).
+func (r *AuthorityReconciler) finalize(ctx context.Context, a *planetv1.Authority) error {
+	if !controllerutil.ContainsFinalizer(a, planetv1.AuthorityFinalizer) {
+		return nil
+	}
+	list := &corev1.NamespaceList{}
+	if err := r.List(ctx, list, client.MatchingLabels{planetv1.LabelManagedBy: planetv1.ManagedByValue}, client.HasLabels{planetv1.LabelAuthority}); err != nil {
+		return err
+	}
+	remaining := 0
+	for i := range list.Items {
+		ns := &list.Items[i]
+		if !naming.WithinAuthority(ns.Labels[planetv1.LabelAuthority], a.Name) {
+			continue
+		}
+		remaining++
+		if ns.DeletionTimestamp.IsZero() {
+			if err := r.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting namespace %s of authority %s: %w", ns.Name, a.Name, err)
+			}
+			ctrl.LoggerFrom(ctx).Info("Deleted the namespace of a deleted authority's slices", "namespace", ns.Name, "authority", a.Name)
+		}
+	}
+	if remaining > 0 {
+		return nil // the namespaces' deletion queues the Authority again
+	}
+	patch := client.MergeFrom(a.DeepCopy())
+	controllerutil.RemoveFinalizer(a, planetv1.AuthorityFinalizer)
+	return r.Patch(ctx, a, patch)
+}
+
+// authoritiesOf maps an object labelled with an authority (plc.japan) to the
+// Authorities that cover it: plc.japan and plc.
+func authoritiesOf(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[planetv1.LabelAuthority]
+	if name == "" || o.GetLabels()[planetv1.LabelManagedBy] != planetv1.ManagedByValue {
+		return nil
+	}
+	var out []reconcile.Request
+	for {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: name}})
+		i := strings.LastIndexByte(name, '.')
+		if i < 0 {
+			return out
+		}
+		name = name[:i]
+	}
+}
+
+// SetupWithManager registers the controller: foreign slices created or
+// deleted change the count; authority namespaces deleted release a deleted
+// Authority.
+func (r *AuthorityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&planetv1.Authority{}).
+		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(authoritiesOf), builder.WithPredicates(createOrDelete)).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(authoritiesOf), builder.WithPredicates(createOrDelete)).
+		Complete(r)
+}

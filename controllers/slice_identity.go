@@ -1,0 +1,93 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/placement"
+	"github.com/planetkube/planetkube/internal/trust"
+)
+
+// sliceIdentity is whose a slice is: its authority, site and short name,
+// from which its full name and the namespace of its slivers follow. A local
+// slice lives in its site's namespace; a foreign one (made from a ticket)
+// lives in its authority's namespace and carries its full name.
+type sliceIdentity struct {
+	authority, site, name string
+	foreign               bool
+	// invalid says why a Slice in an authority's namespace is not a foreign
+	// slice (only the Ticket controller makes those).
+	invalid string
+}
+
+// identity returns whose the slice is.
+func (r *SliceReconciler) identity(slice *planetv1.Slice) sliceIdentity {
+	if !naming.IsAuthorityNamespace(slice.Namespace) {
+		return sliceIdentity{authority: r.Authority, site: slice.Namespace, name: slice.Name}
+	}
+	full := slice.Annotations[planetv1.AnnotationSliceFullName]
+	a, site, name, ok := naming.ParseFullName(full)
+	if !ok || naming.AuthorityNamespace(a) != slice.Namespace || naming.ForeignSliceName(site, name) != slice.Name {
+		return sliceIdentity{foreign: true, invalid: fmt.Sprintf(
+			"namespace %s holds the slices of a foreign authority, made from its tickets; this Slice's full name (annotation %s) %q is not one of them",
+			slice.Namespace, planetv1.AnnotationSliceFullName, full)}
+	}
+	return sliceIdentity{authority: a, site: site, name: name, foreign: true}
+}
+
+// fullName is "<authority>.<site>.<slice>"; "" for an invalid foreign slice.
+func (id sliceIdentity) fullName() string {
+	if id.invalid != "" {
+		return ""
+	}
+	return naming.FullName(id.authority, id.site, id.name)
+}
+
+// namespace is the name of the namespace of the slice's slivers; "" for an
+// invalid foreign slice.
+func (id sliceIdentity) namespace() string {
+	switch {
+	case id.invalid != "":
+		return ""
+	case id.foreign:
+		return naming.ForeignSliceNamespace(id.authority, id.site, id.name)
+	}
+	return naming.SliceNamespace(id.site, id.name)
+}
+
+// trustedNodes keeps the candidate nodes whose site trusts the slice's
+// authority (trust.Trusts: a disabled site trusts no one).
+func (r *SliceReconciler) trustedNodes(ctx context.Context, id sliceIdentity, nodes []placement.Node) ([]placement.Node, error) {
+	sites := &planetv1.SiteList{}
+	if err := r.List(ctx, sites, client.UnsafeDisableDeepCopy); err != nil { // read-only
+		return nil, err
+	}
+	f := trust.NewFilter(sites.Items, r.Authority, id.authority)
+	out := nodes[:0]
+	for _, n := range nodes {
+		if f.Allows(n.Site) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// trustChanged passes the Site events that change which slices its nodes
+// run: creation, deletion, and a change of its state or trusted
+// authorities.
+var trustChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, okO := e.ObjectOld.(*planetv1.Site)
+		n, okN := e.ObjectNew.(*planetv1.Site)
+		if !okO || !okN {
+			return true
+		}
+		return o.Spec.State != n.Spec.State || fmt.Sprint(o.Spec.TrustedAuthorities) != fmt.Sprint(n.Spec.TrustedAuthorities)
+	},
+}

@@ -1,0 +1,329 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/authority"
+	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/ticket"
+	"github.com/planetkube/planetkube/internal/trust"
+)
+
+// TicketReconciler redeems Tickets addressed to this install: it verifies
+// the token against the known Authorities, refuses it with the failed
+// check's reason, and otherwise makes (or renews) what it grants. A refused
+// ticket creates nothing and touches nothing already running.
+type TicketReconciler struct {
+	client.Client
+	// APIReader reads the redemption records (ConfigMaps, not cached).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	// Authority is this install's authority: the audience it redeems for.
+	Authority string
+	// Skew is the clock skew allowed (default ticket.DefaultSkew).
+	Skew time.Duration
+	// Now returns the current time; tests may set it.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=planetkube.io,resources=tickets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=planetkube.io,resources=tickets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=planetkube.io,resources=authorities,verbs=get;list;watch
+// +kubebuilder:rbac:groups=planetkube.io,resources=slices,verbs=create
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create
+// +kubebuilder:rbac:groups=planetkube.io,resources=resourcepools,verbs=create
+
+// redemption is the outcome of one reconcile of a Ticket.
+type redemption struct {
+	verified *ticket.Verified
+	claims   *ticket.Claims // what the token says, verified or not
+	reason   string
+	message  string
+	redeemed string
+}
+
+// Reconcile verifies the ticket and redeems its grant; the status is
+// written on every exit.
+func (r *TicketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	tk := &planetv1.Ticket{}
+	if err := r.Get(ctx, req.NamespacedName, tk); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !tk.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	old := tk.DeepCopy()
+	out := &redemption{}
+	defer func() {
+		if retErr != nil && out.reason == "" {
+			out.reason, out.message = planetv1.ReasonRedeemFailed, retErr.Error()
+		}
+		r.setStatus(tk, out)
+		r.emitTransitionEvent(old, tk)
+		if equality.Semantic.DeepEqual(old.Status, tk.Status) {
+			return
+		}
+		if err := r.Status().Patch(ctx, tk, client.MergeFrom(old)); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("patching ticket status: %w", err))
+		}
+	}()
+
+	if err := r.redeem(ctx, tk, out); err != nil {
+		return ctrl.Result{}, err
+	}
+	if out.verified != nil {
+		// Look again when the ticket expires, to say so.
+		return ctrl.Result{RequeueAfter: time.Until(out.verified.Expires()) + time.Second}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// redeem runs the checks in order and makes what the ticket grants. A
+// refusal is recorded in out and returns nil (nothing to retry); an error
+// is retried.
+func (r *TicketReconciler) redeem(ctx context.Context, tk *planetv1.Ticket, out *redemption) error {
+	out.claims, _, _ = ticket.Inspect(tk.Spec.Token)
+	authorities := &planetv1.AuthorityList{}
+	if err := r.List(ctx, authorities); err != nil {
+		return err
+	}
+	v := &ticket.Verifier{Audience: r.Authority, Keys: authority.Keyring(authorities.Items), Skew: r.Skew}
+	verified, err := v.Verify(tk.Spec.Token, r.Now())
+	if err != nil {
+		return out.refuse(err)
+	}
+	out.verified = verified
+	sites := &planetv1.SiteList{}
+	if err := r.List(ctx, sites); err != nil {
+		return err
+	}
+	if verified.Pool != nil {
+		return r.redeemPool(ctx, verified, out)
+	}
+	grantAuthority, _, _, _ := naming.ParseFullName(verified.Sliver.Slice)
+	if err := trust.CheckGrant(sites.Items, r.Authority, grantAuthority); err != nil {
+		return out.refuse(err)
+	}
+	return r.redeemSliver(ctx, verified, out)
+}
+
+// redeemSliver makes or renews the foreign Slice of a sliver grant: first a
+// dry run (the API server's validation of what the grant asks), then the
+// record of the jti (refusing a second grant under it), then the Slice.
+func (r *TicketReconciler) redeemSliver(ctx context.Context, v *ticket.Verified, out *redemption) error {
+	want := v.ForeignSlice()
+	out.redeemed = "Slice/" + want.Namespace + "/" + want.Name
+	if err := r.ensureAuthorityNamespace(ctx, want.Labels[planetv1.LabelAuthority], want.Namespace); err != nil {
+		return err
+	}
+	have := &planetv1.Slice{}
+	err := r.Get(ctx, client.ObjectKeyFromObject(want), have)
+	switch {
+	case apierrors.IsNotFound(err):
+		have = nil
+	case err != nil:
+		return err
+	case have.Annotations[planetv1.AnnotationTicketID] == v.ID:
+		// This ticket is the one in force: nothing to write.
+		return r.record(ctx, v, want.Namespace, out)
+	case ticket.IssuedAtOf(have) > v.IssuedAt:
+		out.reason, out.message = planetv1.ReasonSuperseded, fmt.Sprintf(
+			"slice %s runs a newer ticket (jti %s); this one changes nothing", v.Sliver.Slice, have.Annotations[planetv1.AnnotationTicketID])
+		return nil
+	}
+
+	write := func(opts ...client.CreateOption) error {
+		if have == nil {
+			return r.Create(ctx, want.DeepCopy(), opts...)
+		}
+		upd := have.DeepCopy()
+		upd.Spec = want.Spec
+		upd.Labels = mergeMaps(upd.Labels, want.Labels)
+		upd.Annotations = mergeMaps(upd.Annotations, want.Annotations)
+		var uo []client.UpdateOption
+		if len(opts) > 0 {
+			uo = append(uo, client.DryRunAll)
+		}
+		return r.Update(ctx, upd, uo...)
+	}
+	if err := write(client.DryRunAll); err != nil {
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err) {
+			return out.refuse(&ticket.Refusal{Reason: ticket.InvalidGrant, Message: "the slice it grants is refused here: " + err.Error()})
+		}
+		return err
+	}
+	if err := r.record(ctx, v, want.Namespace, out); err != nil || out.reason != "" {
+		return err
+	}
+	if err := write(); err != nil {
+		return fmt.Errorf("writing slice %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	verb := "Created"
+	if have != nil {
+		verb = "Renewed"
+	}
+	ctrl.LoggerFrom(ctx).Info(verb+" foreign slice", "slice", v.Sliver.Slice, "namespace", want.Namespace, "name", want.Name, "jti", v.ID)
+	return nil
+}
+
+// record claims the ticket's jti for its token, in a ConfigMap of the
+// authority's namespace named after the issuer and jti: creating it is
+// atomic, so two tickets with one jti cannot both be redeemed. The same
+// token again is idempotent; another token with the jti is Replayed.
+func (r *TicketReconciler) record(ctx context.Context, v *ticket.Verified, namespace string, out *redemption) error {
+	rec := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: namespace, Name: recordName(v.Issuer, v.ID),
+			Labels: map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelTicketRecord: "true"},
+		},
+		Data: map[string]string{"issuer": v.Issuer, "jti": v.ID, "tokenSHA256": v.Hash, "expires": v.Expires().Format(time.RFC3339)},
+	}
+	have := &corev1.ConfigMap{}
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(rec), have)
+	if apierrors.IsNotFound(err) {
+		err = r.Create(ctx, rec)
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("recording ticket %s of %s: %w", v.ID, v.Issuer, err)
+		}
+		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(rec), have)
+	}
+	if err != nil {
+		return err
+	}
+	if have.Data["tokenSHA256"] != v.Hash {
+		return out.refuse(&ticket.Refusal{Reason: ticket.Replayed, Message: fmt.Sprintf(
+			"%s already redeemed another ticket with jti %s: a jti grants once", v.Issuer, v.ID)})
+	}
+	return nil
+}
+
+// recordName is the name of a jti's record: "ticket-" and 20 hex characters
+// of sha256("<issuer>/<jti>").
+func recordName(issuer, jti string) string {
+	sum := sha256.Sum256([]byte(issuer + "/" + jti))
+	return "ticket-" + hex.EncodeToString(sum[:10])
+}
+
+// ensureAuthorityNamespace makes the namespace that holds an authority's
+// slices.
+func (r *TicketReconciler) ensureAuthorityNamespace(ctx context.Context, authorityName, name string) error {
+	ns := &corev1.Namespace{}
+	err := r.Get(ctx, client.ObjectKey{Name: name}, ns)
+	switch {
+	case apierrors.IsNotFound(err):
+		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+			planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelAuthority: authorityName,
+			"pod-security.kubernetes.io/enforce": "restricted",
+		}}}
+		if err := r.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating namespace %s for authority %s: %w", name, authorityName, err)
+		}
+		return nil
+	case err != nil:
+		return err
+	case ns.Labels[planetv1.LabelManagedBy] != planetv1.ManagedByValue || ns.Labels[planetv1.LabelAuthority] != authorityName:
+		return fmt.Errorf("namespace %s exists and is not authority %s's", name, authorityName)
+	}
+	return nil
+}
+
+// refuse records a refusal; other errors are returned to be retried.
+func (out *redemption) refuse(err error) error {
+	var ref *ticket.Refusal
+	if !errors.As(err, &ref) {
+		return err
+	}
+	out.reason, out.message = string(ref.Reason), ref.Message
+	return nil
+}
+
+// setStatus writes what the token says and the outcome.
+func (r *TicketReconciler) setStatus(tk *planetv1.Ticket, out *redemption) {
+	st := &tk.Status
+	st.ObservedGeneration = tk.Generation
+	if c := out.claims; c != nil {
+		st.Issuer, st.Audience = truncate(c.Issuer, 63), truncate(c.Audience, 63)
+		if c.Expiry > 0 {
+			st.ExpiresAt = &metav1.Time{Time: c.Expires()}
+		}
+		st.Grant = planetv1.TicketGrantSliver
+		st.Slice = ""
+		if c.Pool != nil {
+			st.Grant, st.Slice = planetv1.TicketGrantPool, truncate(c.Pool.Slice, 160)
+		} else if c.Sliver != nil {
+			st.Slice = truncate(c.Sliver.Slice, 160)
+		}
+	}
+	if v := out.verified; v != nil {
+		st.KeyID = v.KeyID
+	}
+	if out.reason == "" {
+		st.Redeemed = out.redeemed
+		setTicketCondition(tk, planetv1.ConditionReady, metav1.ConditionTrue, planetv1.ReasonRedeemed, "the ticket is redeemed: "+out.redeemed)
+	} else {
+		setTicketCondition(tk, planetv1.ConditionReady, metav1.ConditionFalse, out.reason, truncate(out.message, 1024))
+	}
+	if st.ExpiresAt != nil && !st.ExpiresAt.After(r.Now()) {
+		setTicketCondition(tk, planetv1.ConditionExpired, metav1.ConditionTrue, planetv1.ReasonExpired, "the ticket expired at "+st.ExpiresAt.UTC().Format(time.RFC3339))
+	} else {
+		setTicketCondition(tk, planetv1.ConditionExpired, metav1.ConditionFalse, planetv1.ReasonNotExpired, "the ticket has not expired")
+	}
+}
+
+// emitTransitionEvent records an event when the outcome changes.
+func (r *TicketReconciler) emitTransitionEvent(old, cur *planetv1.Ticket) {
+	was := meta.FindStatusCondition(old.Status.Conditions, planetv1.ConditionReady)
+	now := meta.FindStatusCondition(cur.Status.Conditions, planetv1.ConditionReady)
+	if now == nil || (was != nil && was.Reason == now.Reason) {
+		return
+	}
+	typ := corev1.EventTypeWarning
+	if now.Status == metav1.ConditionTrue {
+		typ = corev1.EventTypeNormal
+	}
+	r.Recorder.Eventf(cur, nil, typ, now.Reason, "Redeem", now.Message)
+}
+
+func setTicketCondition(tk *planetv1.Ticket, t string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&tk.Status.Conditions, metav1.Condition{
+		Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: tk.Generation,
+	})
+}
+
+// SetupWithManager registers the controller: Authorities that change (a
+// key added or dropped) and Sites whose trust changes re-check the tickets.
+func (r *TicketReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	allTickets := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		return listRequests(ctx, r, &planetv1.TicketList{})
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&planetv1.Ticket{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&planetv1.Authority{}, allTickets, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&planetv1.Site{}, allTickets, builder.WithPredicates(trustChanged)).
+		Complete(r)
+}

@@ -1,0 +1,95 @@
+package naming
+
+import (
+	"regexp"
+	"strings"
+)
+
+// MaxAuthorityLength bounds an authority's name (plc, plc.japan).
+const MaxAuthorityLength = 63
+
+var (
+	authorityRE = regexp.MustCompile(`^[a-z0-9]+(\.[a-z0-9]+)*$`)
+	siteRE      = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
+	sliceRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?$`)
+)
+
+// ValidAuthority says whether name is an authority's name: dot-separated
+// lowercase letters and digits, at most 63 characters.
+func ValidAuthority(name string) bool {
+	return len(name) <= MaxAuthorityLength && authorityRE.MatchString(name)
+}
+
+// ValidSite says whether name is a site's name (PlanetLab's login_base).
+func ValidSite(name string) bool { return siteRE.MatchString(name) }
+
+// ValidSlice says whether name is a slice's short name.
+func ValidSlice(name string) bool { return sliceRE.MatchString(name) }
+
+// ParseFullName splits a slice's full name "<authority>.<site>.<slice>".
+// Site and slice names have no dots, so the last two dot-separated parts are
+// the site and the slice and the rest is the authority (which may itself
+// have dots: plc.japan.utokyo.codeen).
+func ParseFullName(full string) (authority, site, slice string, ok bool) {
+	i := strings.LastIndexByte(full, '.')
+	if i < 0 {
+		return "", "", "", false
+	}
+	rest, slice := full[:i], full[i+1:]
+	j := strings.LastIndexByte(rest, '.')
+	if j < 0 {
+		return "", "", "", false
+	}
+	authority, site = rest[:j], rest[j+1:]
+	if !ValidAuthority(authority) || !ValidSite(site) || !ValidSlice(slice) {
+		return "", "", "", false
+	}
+	return authority, site, slice, true
+}
+
+// WithinAuthority says whether name is authority or one of its delegates
+// (plc covers plc and plc.japan, not plcx).
+func WithinAuthority(name, authority string) bool {
+	return name == authority || strings.HasPrefix(name, authority+".")
+}
+
+// reservedPrefix starts the names of the namespaces PlanetKube makes that
+// are not a site's: no site may be named "planetkube" (the Site CRD refuses
+// it), so no site or slice namespace starts with it.
+const reservedPrefix = "planetkube-"
+
+// dashed writes an authority's name with dashes for dots: authority names
+// have no dashes, so this is one-to-one.
+func dashed(authority string) string { return strings.ReplaceAll(authority, ".", "-") }
+
+// AuthorityNamespace returns the namespace that holds the Slices of a
+// foreign authority (one namespace per authority, so that what a peer runs
+// here is one place to list, watch and scope): "planetkube-auth-<authority
+// with dashes for dots>", shortened with a hash when too long.
+func AuthorityNamespace(authority string) string {
+	return label(reservedPrefix+"auth-"+dashed(authority), "auth/"+authority)
+}
+
+// IsAuthorityNamespace says whether ns is named as an authority's
+// namespace. Site names have no dashes, so a site's namespace never is.
+func IsAuthorityNamespace(ns string) bool { return strings.HasPrefix(ns, reservedPrefix+"auth-") }
+
+// ForeignSliceName returns the name of a foreign slice's Slice object in its
+// authority's namespace: "<site>-<slice>" (sites have no dashes, so the
+// first dash splits it), shortened with a hash when too long.
+func ForeignSliceName(site, slice string) string {
+	name := site + "-" + slice
+	if len(name) <= 64 && ValidSlice(name) {
+		return name
+	}
+	return label(name, site+"/"+slice)
+}
+
+// ForeignSliceNamespace returns the namespace of a foreign slice's slivers:
+// "planetkube-<authority with dashes>--<site>-<slice>", shortened with a
+// hash when too long. It never equals a local slice namespace
+// ("<site>-<slice>", no site is named planetkube) nor an authority's
+// namespace (which has no "--").
+func ForeignSliceNamespace(authority, site, slice string) string {
+	return label(reservedPrefix+dashed(authority)+"--"+site+"-"+slice, "foreign/"+authority+"/"+site+"/"+slice)
+}

@@ -1,0 +1,68 @@
+package ticket
+
+import (
+	"strconv"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/naming"
+)
+
+// SliceExpiry is when the granted slice expires: the grant's expiresAt, or
+// the ticket's expiry when unset (a foreign slice lives no longer than its
+// ticket; a newer ticket renews it).
+func (g *SliverGrant) SliceExpiry(ticketExpiry int64) time.Time {
+	if g.ExpiresAt > 0 && g.ExpiresAt < ticketExpiry {
+		return time.Unix(g.ExpiresAt, 0).UTC()
+	}
+	return time.Unix(ticketExpiry, 0).UTC()
+}
+
+// ForeignSlice returns the Slice a verified sliver grant makes: in the
+// namespace of its authority, named "<site>-<slice>", carrying its full
+// name and the ticket's jti and iat. Nil for a pool grant.
+func (v *Verified) ForeignSlice() *planetv1.Slice {
+	g := v.Sliver
+	if g == nil {
+		return nil
+	}
+	authority, site, slice, _ := naming.ParseFullName(g.Slice) // checked by Verify
+	s := &planetv1.Slice{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: naming.AuthorityNamespace(authority),
+			Name:      naming.ForeignSliceName(site, slice),
+			Labels: map[string]string{
+				planetv1.LabelManagedBy: planetv1.ManagedByValue,
+				planetv1.LabelAuthority: authority,
+			},
+			Annotations: map[string]string{
+				planetv1.AnnotationSliceFullName:  g.Slice,
+				planetv1.AnnotationTicketID:       v.ID,
+				planetv1.AnnotationTicketIssuedAt: strconv.FormatInt(v.IssuedAt, 10),
+			},
+		},
+		Spec: planetv1.SliceSpec{
+			Description: g.Description,
+			URL:         g.URL,
+			ExpiresAt:   &metav1.Time{Time: g.SliceExpiry(v.Expiry)},
+			Nodes:       g.Nodes,
+			Template:    g.Template,
+			CPUShare:    max(1, g.CPUShare),
+			Users:       g.Users,
+			State:       planetv1.SliceActive,
+			PodSecurity: g.PodSecurity,
+		},
+	}
+	if s.Spec.PodSecurity == "" {
+		s.Spec.PodSecurity = planetv1.PodSecurityBaseline
+	}
+	return s
+}
+
+// IssuedAtOf reads the iat a Slice made from a ticket records; 0 when none.
+func IssuedAtOf(s *planetv1.Slice) int64 {
+	n, _ := strconv.ParseInt(s.Annotations[planetv1.AnnotationTicketIssuedAt], 10, 64)
+	return n
+}

@@ -1,0 +1,188 @@
+// Package ticket signs and verifies PlanetKube's tickets and delegations:
+// compact JWS tokens signed with Ed25519 (alg EdDSA, nothing else) by a
+// slice authority.
+//
+// A ticket grants either slivers (a slice of the issuer, to run on the
+// audience's nodes) or a part of one of the audience's resource pools. A
+// delegation lets a child authority (plc.japan) issue tickets that a
+// verifier knowing only the root (plc) accepts: the child's tickets carry the
+// chain of delegations from the root, each signed by its parent.
+//
+// Verification is a pure function of the token, the known keys, the
+// audience and the time: the receiver never calls the issuer back. Every
+// refusal carries one Reason (Malformed, BadSignature, ...) and a message
+// that says which check failed.
+package ticket
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+)
+
+// Limits of what a verifier reads.
+const (
+	// MaxTokenBytes bounds a token before it is parsed (the Ticket CRD's
+	// bound on spec.token).
+	MaxTokenBytes = 16384
+	// MaxChain bounds the delegations a ticket may carry (root → ... →
+	// issuer).
+	MaxChain = 4
+	// DefaultSkew is the clock skew allowed between issuer and verifier on
+	// iat, nbf and exp, as Kubernetes' own token checks allow a little.
+	DefaultSkew = time.Minute
+	// MaxSkew bounds the skew a verifier may be configured with.
+	MaxSkew = 5 * time.Minute
+	// MaxLifetime bounds a ticket's lifetime (exp - iat): a slice lives
+	// at most 8 weeks before it must be renewed, and so does its ticket.
+	MaxLifetime = 8 * 7 * 24 * time.Hour
+)
+
+// JWS header types: a delegation cannot pass for a ticket, nor the reverse.
+const (
+	TypeTicket     = "planetkube-ticket+jwt"
+	TypeDelegation = "planetkube-delegation+jwt"
+)
+
+// Reason says which check refused a ticket. The Ticket's Ready condition
+// shows it.
+type Reason string
+
+// Reasons of refusal. The verifier decides the first ten; the Ticket
+// controller decides Replayed, NotTrusted and Overcommitted, which need the
+// cluster's state.
+const (
+	Malformed     Reason = "Malformed"
+	BadSignature  Reason = "BadSignature"
+	UnknownIssuer Reason = "UnknownIssuer"
+	BadDelegation Reason = "BadDelegation"
+	OutOfScope    Reason = "OutOfScope"
+	WrongAudience Reason = "WrongAudience"
+	NotYetValid   Reason = "NotYetValid"
+	Expired       Reason = "Expired"
+	InvalidGrant  Reason = "InvalidGrant"
+	Replayed      Reason = "Replayed"
+	NotTrusted    Reason = "NotTrusted"
+	Overcommitted Reason = "Overcommitted"
+)
+
+// Refusal is why a ticket was refused.
+type Refusal struct {
+	Reason  Reason
+	Message string
+}
+
+func (r *Refusal) Error() string { return string(r.Reason) + ": " + r.Message }
+
+func refuse(reason Reason, msg string) *Refusal { return &Refusal{Reason: reason, Message: msg} }
+
+// ReasonOf returns the reason of a refusal, or "" for any other error.
+func ReasonOf(err error) Reason {
+	var r *Refusal
+	if errors.As(err, &r) {
+		return r.Reason
+	}
+	return ""
+}
+
+// Claims are a ticket's payload.
+type Claims struct {
+	// Issuer is the authority that signed the ticket (iss).
+	Issuer string `json:"iss"`
+	// Audience is the authority the ticket is addressed to (aud): only the
+	// install of that name redeems it.
+	Audience string `json:"aud"`
+	// IssuedAt, NotBefore and Expiry are Unix seconds (iat, nbf, exp).
+	IssuedAt  int64 `json:"iat"`
+	NotBefore int64 `json:"nbf,omitempty"`
+	Expiry    int64 `json:"exp"`
+	// ID is the ticket's unique id (jti): redeemed once, for one grant.
+	ID string `json:"jti"`
+	// Chain holds the delegations from a root authority to the issuer,
+	// root first, when the issuer is a delegate.
+	Chain []string `json:"chain,omitempty"`
+	// Sliver or Pool is the grant; exactly one is set.
+	Sliver *SliverGrant `json:"sliver,omitempty"`
+	Pool   *PoolGrant   `json:"pool,omitempty"`
+}
+
+// SliverGrant grants a slice of the issuer slivers on the audience's nodes.
+type SliverGrant struct {
+	// Slice is the slice's full name, <authority>.<site>.<slice>, under the
+	// issuer's name.
+	Slice       string                    `json:"slice"`
+	Description string                    `json:"description,omitempty"`
+	URL         string                    `json:"url,omitempty"`
+	Users       []planetv1.SliceUser      `json:"users,omitempty"`
+	Nodes       planetv1.SliceNodes       `json:"nodes,omitzero"`
+	Template    planetv1.SliverTemplate   `json:"template"`
+	CPUShare    int32                     `json:"cpuShare,omitempty"`
+	PodSecurity planetv1.PodSecurityLevel `json:"podSecurity,omitempty"`
+	// ExpiresAt is the slice's expiry (Unix seconds); unset, the ticket's.
+	// It is never after the ticket's expiry.
+	ExpiresAt int64 `json:"expiresAt,omitempty"`
+}
+
+// PoolGrant grants a part of one of the audience's pools to a slice.
+type PoolGrant struct {
+	// Pool is the pool to split, <namespace>/<name>.
+	Pool string `json:"pool"`
+	// PerNode is the amount the part holds on each node.
+	PerNode corev1.ResourceList `json:"perNode"`
+	// Nodes chooses the part's nodes among the pool's (unset: all).
+	Nodes *planetv1.NodeSelection `json:"nodes,omitempty"`
+	// Until is when the binding ends (Unix seconds); unset, the ticket's
+	// expiry. It is never after the ticket's expiry.
+	Until int64 `json:"until,omitempty"`
+	// Slice is the full name of the slice the part is bound to, under the
+	// issuer's name.
+	Slice string `json:"slice"`
+}
+
+// DelegationClaims are a delegation's payload: the parent (iss) lets the
+// child (sub) issue tickets for names under the child's, signed with the
+// child's key, until exp.
+type DelegationClaims struct {
+	Issuer    string `json:"iss"`
+	Subject   string `json:"sub"`
+	Key       string `json:"key"`
+	KeyID     string `json:"kid"`
+	IssuedAt  int64  `json:"iat"`
+	NotBefore int64  `json:"nbf,omitempty"`
+	Expiry    int64  `json:"exp"`
+}
+
+// Verified is a ticket that passed every check of Verify.
+type Verified struct {
+	Claims
+	// KeyID names the key that signed the ticket.
+	KeyID string
+	// Root is the known authority the issuer's key was found under: the
+	// issuer itself, or the root of its delegation chain.
+	Root string
+	// Hash identifies the token (hex SHA-256): the same jti with another
+	// hash is a second grant, refused as Replayed.
+	Hash string
+}
+
+// Expires returns the ticket's expiry.
+func (c *Claims) Expires() time.Time { return time.Unix(c.Expiry, 0).UTC() }
+
+// Kind names the grant: "sliver" or "pool".
+func (c *Claims) Kind() string {
+	if c.Pool != nil {
+		return "pool"
+	}
+	return "sliver"
+}
+
+// TokenHash is the hex SHA-256 of a token.
+func TokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}

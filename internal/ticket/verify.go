@@ -1,0 +1,330 @@
+package ticket
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/naming"
+)
+
+// Verifier checks tickets addressed to one authority.
+type Verifier struct {
+	// Audience is this install's authority: tickets for anyone else are
+	// WrongAudience.
+	Audience string
+	// Keys are the authorities known here.
+	Keys Keyring
+	// Skew is the clock skew allowed on every time (default DefaultSkew,
+	// at most MaxSkew).
+	Skew time.Duration
+}
+
+func (v *Verifier) skew() time.Duration {
+	switch {
+	case v.Skew <= 0:
+		return DefaultSkew
+	case v.Skew > MaxSkew:
+		return MaxSkew
+	}
+	return v.Skew
+}
+
+// Verify checks a ticket: its form, its signature (through its delegation
+// chain when the issuer is a delegate), its times, its audience, the scope
+// of its grant and the grant itself. A refusal is a *Refusal with the
+// failed check's Reason.
+func (v *Verifier) Verify(token string, now time.Time) (*Verified, error) {
+	jws, kid, payload, err := parse(token, TypeTicket)
+	if err != nil {
+		return nil, err
+	}
+	c := &Claims{}
+	if err := decode(payload, c); err != nil {
+		return nil, err
+	}
+	if err := checkShape(c); err != nil {
+		return nil, err
+	}
+	key, root, chainExp, err := v.issuerKey(c, kid, now)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := jws.Verify(key); err != nil {
+		return nil, refuse(BadSignature, fmt.Sprintf("the signature does not verify with %s's key %q", c.Issuer, kid))
+	}
+	if chainExp != 0 && c.Expiry > chainExp {
+		return nil, refuse(BadDelegation, fmt.Sprintf("the ticket expires at %s, after its delegation (%s)", unix(c.Expiry), unix(chainExp)))
+	}
+	if err := v.checkTimes(c, now); err != nil {
+		return nil, err
+	}
+	if c.Audience != v.Audience {
+		return nil, refuse(WrongAudience, fmt.Sprintf("the ticket is addressed to %q, this is %q", c.Audience, v.Audience))
+	}
+	if err := checkScope(c); err != nil {
+		return nil, err
+	}
+	if err := checkGrant(c); err != nil {
+		return nil, err
+	}
+	return &Verified{Claims: *c, KeyID: kid, Root: root, Hash: TokenHash(token)}, nil
+}
+
+// Inspect decodes a ticket's claims without verifying anything but its
+// form: for display only.
+func Inspect(token string) (*Claims, string, error) {
+	_, kid, payload, err := parse(token, TypeTicket)
+	if err != nil {
+		return nil, "", err
+	}
+	c := &Claims{}
+	if err := decode(payload, c); err != nil {
+		return nil, "", err
+	}
+	return c, kid, nil
+}
+
+// parse checks a token's size and form: compact JWS, alg EdDSA (an
+// allow-list: none and every other algorithm are refused), one signature,
+// the expected typ and a kid. It returns the unverified payload.
+func parse(token, typ string) (*jose.JSONWebSignature, string, []byte, error) {
+	if len(token) > MaxTokenBytes {
+		return nil, "", nil, refuse(Malformed, fmt.Sprintf("the token has %d bytes, more than the %d allowed", len(token), MaxTokenBytes))
+	}
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		return nil, "", nil, refuse(Malformed, "not a compact JWS signed with alg EdDSA: "+trimJose(err))
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, "", nil, refuse(Malformed, "the token must have exactly one signature")
+	}
+	h := jws.Signatures[0].Protected
+	if got, _ := h.ExtraHeaders[jose.HeaderType].(string); got != typ {
+		return nil, "", nil, refuse(Malformed, fmt.Sprintf("the token's typ is %q, want %q", got, typ))
+	}
+	if h.KeyID == "" || len(h.KeyID) > 128 {
+		return nil, "", nil, refuse(Malformed, "the token's header has no kid naming its key (or one over 128 characters)")
+	}
+	return jws, h.KeyID, jws.UnsafePayloadWithoutVerification(), nil
+}
+
+// trimJose drops go-jose's prefix from its errors.
+func trimJose(err error) string {
+	return strings.TrimPrefix(err.Error(), "go-jose/go-jose: ")
+}
+
+// decode reads a JSON payload into out; anything but one JSON object
+// (trailing data included) is Malformed.
+func decode(payload []byte, out any) error {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(out); err != nil {
+		return refuse(Malformed, "the payload is not the expected JSON object: "+err.Error())
+	}
+	if dec.More() {
+		return refuse(Malformed, "the payload has data after its JSON object")
+	}
+	return nil
+}
+
+var jtiRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
+
+// checkShape checks the claims every ticket has.
+func checkShape(c *Claims) error {
+	switch {
+	case !naming.ValidAuthority(c.Issuer):
+		return refuse(Malformed, fmt.Sprintf("iss %q is not an authority's name", c.Issuer))
+	case !naming.ValidAuthority(c.Audience):
+		return refuse(Malformed, fmt.Sprintf("aud %q is not an authority's name", c.Audience))
+	case !jtiRE.MatchString(c.ID):
+		return refuse(Malformed, "jti must be 1 to 128 letters, digits, '.', '_', '~' or '-'")
+	case c.IssuedAt <= 0 || c.Expiry <= 0 || c.NotBefore < 0:
+		return refuse(Malformed, "iat and exp are required (Unix seconds), nbf is optional")
+	case c.Expiry <= c.IssuedAt:
+		return refuse(Malformed, "exp is not after iat")
+	case len(c.Chain) > MaxChain:
+		return refuse(Malformed, fmt.Sprintf("the delegation chain has %d links, more than %d", len(c.Chain), MaxChain))
+	case (c.Sliver == nil) == (c.Pool == nil):
+		return refuse(InvalidGrant, "a ticket grants exactly one of sliver or pool")
+	case time.Duration(c.Expiry-c.IssuedAt)*time.Second > MaxLifetime:
+		return refuse(InvalidGrant, fmt.Sprintf("the ticket is valid for more than %s (exp - iat); issue a shorter one and renew it", MaxLifetime))
+	}
+	return nil
+}
+
+// issuerKey finds the key that must have signed the ticket: the issuer's
+// own when the issuer is known here, else the last key of its delegation
+// chain, every link verified from a known root. It returns the root and the
+// chain's expiry (0 without a chain).
+func (v *Verifier) issuerKey(c *Claims, kid string, now time.Time) (ed25519.PublicKey, string, int64, error) {
+	if key, known, ok := v.Keys.find(c.Issuer, kid); known {
+		if !ok {
+			return nil, "", 0, refuse(BadSignature, fmt.Sprintf("authority %s has no key %q here (rotated out, or not yet published)", c.Issuer, kid))
+		}
+		return key, c.Issuer, 0, nil
+	}
+	if len(c.Chain) == 0 {
+		return nil, "", 0, refuse(UnknownIssuer, fmt.Sprintf("no Authority %q is known here, and the ticket carries no delegation from one that is", c.Issuer))
+	}
+	var (
+		root, name, keyID string
+		key               ed25519.PublicKey
+		exp               int64
+	)
+	for i, link := range c.Chain {
+		d, err := v.verifyLink(i, link, name, keyID, key, exp, now)
+		if err != nil {
+			return nil, "", 0, err
+		}
+		if i == 0 {
+			root = d.Issuer
+		}
+		pub, err := DecodePublicKey(d.Key)
+		if err != nil || KeyID(pub) != d.KeyID {
+			return nil, "", 0, refuse(BadDelegation, fmt.Sprintf("delegation %d (%s → %s): its key is not a base64 Ed25519 key with kid %q", i+1, d.Issuer, d.Subject, d.KeyID))
+		}
+		name, keyID, key, exp = d.Subject, d.KeyID, pub, d.Expiry
+	}
+	if name != c.Issuer {
+		return nil, "", 0, refuse(BadDelegation, fmt.Sprintf("the delegation chain ends at %s, but the ticket is issued by %s", name, c.Issuer))
+	}
+	if kid != keyID {
+		return nil, "", 0, refuse(BadDelegation, fmt.Sprintf("the ticket is signed with key %q, its delegation gives %s key %q", kid, name, keyID))
+	}
+	return key, root, exp, nil
+}
+
+// verifyLink checks delegation i of a chain: signed by the parent (for the
+// first, by a known root), one label under it, valid now and not outliving
+// the parent's own delegation.
+func (v *Verifier) verifyLink(i int, link, parent, parentKID string, parentKey ed25519.PublicKey, parentExp int64, now time.Time) (*DelegationClaims, error) {
+	bad := func(format string, a ...any) error {
+		return refuse(BadDelegation, fmt.Sprintf("delegation %d: ", i+1)+fmt.Sprintf(format, a...))
+	}
+	jws, kid, payload, err := parse(link, TypeDelegation)
+	if err != nil {
+		return nil, bad("%s", err.(*Refusal).Message)
+	}
+	d := &DelegationClaims{}
+	if err := decode(payload, d); err != nil {
+		return nil, bad("%s", err.(*Refusal).Message)
+	}
+	if i == 0 {
+		pub, known, ok := v.Keys.find(d.Issuer, kid)
+		switch {
+		case !known:
+			return nil, refuse(UnknownIssuer, fmt.Sprintf("the delegation chain starts at %q, which is not known here", d.Issuer))
+		case !ok:
+			return nil, bad("authority %s has no key %q here", d.Issuer, kid)
+		}
+		parent, parentKID, parentKey = d.Issuer, kid, pub
+	}
+	switch {
+	case d.Issuer != parent:
+		return nil, bad("signed by %q, but the previous link delegates to %q", d.Issuer, parent)
+	case kid != parentKID:
+		return nil, bad("signed with key %q, but %s's key is %q", kid, parent, parentKID)
+	}
+	if _, err := jws.Verify(parentKey); err != nil {
+		return nil, bad("the signature does not verify with %s's key %q", parent, kid)
+	}
+	skew := int64(v.skew() / time.Second)
+	switch {
+	case !isChild(d.Subject, d.Issuer):
+		return nil, bad("%q is not one label under %q", d.Subject, d.Issuer)
+	case d.IssuedAt <= 0 || d.Expiry <= d.IssuedAt:
+		return nil, bad("iat and exp are required, exp after iat")
+	case d.IssuedAt > now.Unix()+skew || d.NotBefore > now.Unix()+skew:
+		return nil, bad("%s → %s is not valid yet", d.Issuer, d.Subject)
+	case d.Expiry+skew <= now.Unix():
+		return nil, bad("%s → %s expired at %s", d.Issuer, d.Subject, unix(d.Expiry))
+	case parentExp != 0 && d.Expiry > parentExp:
+		return nil, bad("%s → %s expires at %s, after its parent's delegation (%s)", d.Issuer, d.Subject, unix(d.Expiry), unix(parentExp))
+	}
+	return d, nil
+}
+
+// checkTimes checks nbf, iat and exp against now, with the skew.
+func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
+	skew := int64(v.skew() / time.Second)
+	switch {
+	case c.NotBefore > now.Unix()+skew:
+		return refuse(NotYetValid, fmt.Sprintf("the ticket is valid from %s (nbf)", unix(c.NotBefore)))
+	case c.IssuedAt > now.Unix()+skew:
+		return refuse(NotYetValid, fmt.Sprintf("the ticket is issued in the future (iat %s); check the issuer's clock", unix(c.IssuedAt)))
+	case c.Expiry+skew <= now.Unix():
+		return refuse(Expired, fmt.Sprintf("the ticket expired at %s", unix(c.Expiry)))
+	}
+	return nil
+}
+
+// checkScope checks that the grant names only what is under the issuer's
+// name: plc grants plc.* slices, plc.japan only plc.japan.* ones.
+func checkScope(c *Claims) error {
+	full := ""
+	if c.Sliver != nil {
+		full = c.Sliver.Slice
+	} else {
+		full = c.Pool.Slice
+	}
+	authority, _, _, ok := naming.ParseFullName(full)
+	if !ok {
+		return refuse(InvalidGrant, fmt.Sprintf("slice %q is not a full name <authority>.<site>.<slice>", full))
+	}
+	if !naming.WithinAuthority(authority, c.Issuer) {
+		return refuse(OutOfScope, fmt.Sprintf("%s may grant only slices under its own name (%s.*), not %s", c.Issuer, c.Issuer, full))
+	}
+	return nil
+}
+
+var poolRefRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+
+// checkGrant checks the grant's own fields; the API server's validation of
+// the objects it makes checks the rest (and that is reported as
+// InvalidGrant too).
+func checkGrant(c *Claims) error {
+	bad := func(format string, a ...any) error { return refuse(InvalidGrant, fmt.Sprintf(format, a...)) }
+	if s := c.Sliver; s != nil {
+		switch {
+		case s.Template.Image == "" || len(s.Template.Image) > 512:
+			return bad("sliver.template.image must be 1 to 512 characters")
+		case s.CPUShare < 0 || s.CPUShare > 100:
+			return bad("sliver.cpuShare must be 1 to 100")
+		case s.PodSecurity != "" && s.PodSecurity != planetv1.PodSecurityBaseline && s.PodSecurity != planetv1.PodSecurityRestricted:
+			return bad("sliver.podSecurity must be Baseline or Restricted")
+		case len(s.Description) > 1024 || len(s.URL) > 2048:
+			return bad("sliver.description is at most 1024 characters, sliver.url at most 2048")
+		case s.URL != "" && !strings.HasPrefix(s.URL, "https://") && !strings.HasPrefix(s.URL, "http://"):
+			return bad("sliver.url must start with http:// or https://")
+		case len(s.Users) > 256:
+			return bad("sliver.users has more than 256 users")
+		case s.ExpiresAt < 0 || s.ExpiresAt > c.Expiry:
+			return bad("sliver.expiresAt must not be after the ticket's expiry (%s)", unix(c.Expiry))
+		}
+		return nil
+	}
+	p := c.Pool
+	switch {
+	case !poolRefRE.MatchString(p.Pool):
+		return bad("pool.pool %q is not <namespace>/<name>", p.Pool)
+	case len(p.PerNode) == 0 || len(p.PerNode) > 5:
+		return bad("pool.perNode must name 1 to 5 resources")
+	case p.Until < 0 || p.Until > c.Expiry:
+		return bad("pool.until must not be after the ticket's expiry (%s)", unix(c.Expiry))
+	}
+	for name, q := range p.PerNode {
+		if q.Sign() <= 0 {
+			return bad("pool.perNode[%s] must be positive", name)
+		}
+	}
+	return nil
+}
+
+func unix(s int64) string { return time.Unix(s, 0).UTC().Format(time.RFC3339) }

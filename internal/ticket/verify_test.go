@@ -1,0 +1,342 @@
+package ticket
+
+import (
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+)
+
+var now = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+
+// key returns a deterministic Ed25519 key for a test authority.
+func key(seed byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed([]byte(strings.Repeat(string(rune('a'+seed)), ed25519.SeedSize)))
+}
+
+func pub(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
+
+var (
+	plcKey     = key(0)
+	japanKey   = key(1)
+	tokyoKey   = key(2)
+	strangeKey = key(3)
+	plc        = NewSigner("plc", plcKey)
+	japan      = NewSigner("plc.japan", japanKey)
+	tokyo      = NewSigner("plc.japan.tokyo", tokyoKey)
+)
+
+// verifier knows plc only, addressed as ple.
+func verifier() *Verifier {
+	return &Verifier{Audience: "ple", Keys: Keyring{"plc": {{ID: plc.KeyID, Public: pub(plcKey)}}}}
+}
+
+func sliverClaims(slice string) Claims {
+	return Claims{
+		Audience: "ple", IssuedAt: now.Add(-time.Hour).Unix(), Expiry: now.Add(24 * time.Hour).Unix(), ID: "t-1",
+		Sliver: &SliverGrant{Slice: slice, Template: planetv1.SliverTemplate{Image: "busybox"}, CPUShare: 2},
+	}
+}
+
+func mustIssue(t *testing.T, s Signer, c Claims) string {
+	t.Helper()
+	tok, err := s.Issue(c)
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	return tok
+}
+
+func mustDelegate(t *testing.T, parent Signer, child Signer, exp time.Time) string {
+	t.Helper()
+	d, err := parent.Delegate(child.Authority, pub(child.Key), now.Add(-2*time.Hour), exp)
+	if err != nil {
+		t.Fatalf("Delegate: %v", err)
+	}
+	return d
+}
+
+// raw builds a compact JWS by hand, signed (or not) as given.
+func raw(header, payload any, sign func([]byte) []byte) string {
+	enc := func(v any) string {
+		b, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	in := enc(header) + "." + enc(payload)
+	return in + "." + base64.RawURLEncoding.EncodeToString(sign([]byte(in)))
+}
+
+func TestVerify(t *testing.T) {
+	inDay := now.Add(24 * time.Hour)
+	chain1 := []string{mustDelegate(t, plc, japan, now.Add(48*time.Hour))}
+	chain2 := []string{chain1[0], mustDelegate(t, japan, tokyo, now.Add(36*time.Hour))}
+
+	withChain := func(c Claims, chain []string) Claims { c.Chain = chain; return c }
+	tamper := func(tok string) string {
+		parts := strings.Split(tok, ".")
+		body, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		body = []byte(strings.Replace(string(body), `"cpuShare":2`, `"cpuShare":100`, 1))
+		return parts[0] + "." + base64.RawURLEncoding.EncodeToString(body) + "." + parts[2]
+	}
+	payload := sliverClaims("plc.princeton.codeen")
+	payload.Issuer = "plc"
+
+	cases := []struct {
+		name  string
+		token func() string
+		want  Reason
+		root  string
+	}{
+		{"direct", func() string { return mustIssue(t, plc, sliverClaims("plc.princeton.codeen")) }, "", "plc"},
+		{"root grants a delegate's slice", func() string { return mustIssue(t, plc, sliverClaims("plc.japan.utokyo.codeen")) }, "", "plc"},
+		{"delegated, chain of 1", func() string {
+			return mustIssue(t, japan, withChain(sliverClaims("plc.japan.utokyo.codeen"), chain1))
+		}, "", "plc"},
+		{"delegated, chain of 2", func() string {
+			return mustIssue(t, tokyo, withChain(sliverClaims("plc.japan.tokyo.todai.codeen"), chain2))
+		}, "", "plc"},
+		{"expired within the skew", func() string {
+			c := sliverClaims("plc.princeton.codeen")
+			c.IssuedAt, c.Expiry = now.Add(-2*time.Hour).Unix(), now.Add(-30*time.Second).Unix()
+			return mustIssue(t, plc, c)
+		}, "", "plc"},
+
+		// Malformed.
+		{"oversized", func() string { return strings.Repeat("a", MaxTokenBytes+1) }, Malformed, ""},
+		{"garbage", func() string { return "not.a.token" }, Malformed, ""},
+		{"two parts", func() string { return "eyJhbGciOiJFZERTQSJ9.e30" }, Malformed, ""},
+		{"alg none", func() string {
+			return raw(map[string]string{"alg": "none", "typ": TypeTicket, "kid": plc.KeyID}, payload, func([]byte) []byte { return nil })
+		}, Malformed, ""},
+		{"alg HS256 keyed with the public key (algorithm confusion)", func() string {
+			return raw(map[string]string{"alg": "HS256", "typ": TypeTicket, "kid": plc.KeyID}, payload, func(in []byte) []byte {
+				m := hmac.New(sha256.New, pub(plcKey))
+				m.Write(in)
+				return m.Sum(nil)
+			})
+		}, Malformed, ""},
+		{"no typ", func() string {
+			return raw(map[string]string{"alg": "EdDSA", "kid": plc.KeyID}, payload, func(in []byte) []byte { return ed25519.Sign(plcKey, in) })
+		}, Malformed, ""},
+		{"a delegation presented as a ticket", func() string { return chain1[0] }, Malformed, ""},
+		{"no kid", func() string {
+			return raw(map[string]string{"alg": "EdDSA", "typ": TypeTicket}, payload, func(in []byte) []byte { return ed25519.Sign(plcKey, in) })
+		}, Malformed, ""},
+		{"payload not JSON", func() string {
+			h, _ := json.Marshal(map[string]string{"alg": "EdDSA", "typ": TypeTicket, "kid": plc.KeyID})
+			in := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString([]byte("[1,2"))
+			return in + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(plcKey, []byte(in)))
+		}, Malformed, ""},
+		{"no jti", func() string {
+			c := payload
+			c.ID = ""
+			return raw(map[string]string{"alg": "EdDSA", "typ": TypeTicket, "kid": plc.KeyID}, c, func(in []byte) []byte { return ed25519.Sign(plcKey, in) })
+		}, Malformed, ""},
+
+		// Signatures.
+		{"signed by another key under plc's kid", func() string {
+			return mustIssue(t, Signer{Authority: "plc", KeyID: plc.KeyID, Key: strangeKey}, sliverClaims("plc.princeton.codeen"))
+		}, BadSignature, ""},
+		{"payload changed after signing", func() string { return tamper(mustIssue(t, plc, sliverClaims("plc.princeton.codeen"))) }, BadSignature, ""},
+		{"a key plc does not have", func() string {
+			return mustIssue(t, NewSigner("plc", strangeKey), sliverClaims("plc.princeton.codeen"))
+		}, BadSignature, ""},
+
+		// Issuers and delegations.
+		{"unknown issuer", func() string { return mustIssue(t, NewSigner("ple", strangeKey), sliverClaims("ple.inria.codeen")) }, UnknownIssuer, ""},
+		{"chain from an unknown root", func() string {
+			other := NewSigner("ple", strangeKey)
+			child := NewSigner("ple.fr", japanKey)
+			return mustIssue(t, child, withChain(sliverClaims("ple.fr.inria.codeen"), []string{mustDelegate(t, other, child, inDay)}))
+		}, UnknownIssuer, ""},
+		{"delegate without a chain", func() string { return mustIssue(t, japan, sliverClaims("plc.japan.utokyo.codeen")) }, UnknownIssuer, ""},
+		{"delegation signed by a stranger under plc's kid", func() string {
+			forged := mustDelegate(t, Signer{Authority: "plc", KeyID: plc.KeyID, Key: strangeKey}, japan, inDay)
+			return mustIssue(t, japan, withChain(sliverClaims("plc.japan.utokyo.codeen"), []string{forged}))
+		}, BadDelegation, ""},
+		{"delegation expired", func() string {
+			d := mustDelegate(t, plc, japan, now.Add(-time.Hour))
+			return mustIssue(t, japan, withChain(sliverClaims("plc.japan.utokyo.codeen"), []string{d}))
+		}, BadDelegation, ""},
+		{"link outlives its parent", func() string {
+			long := []string{chain1[0], mustDelegate(t, japan, tokyo, now.Add(72*time.Hour))}
+			return mustIssue(t, tokyo, withChain(sliverClaims("plc.japan.tokyo.todai.codeen"), long))
+		}, BadDelegation, ""},
+		{"chain ends at another authority", func() string {
+			return mustIssue(t, tokyo, withChain(sliverClaims("plc.japan.tokyo.todai.codeen"), chain1))
+		}, BadDelegation, ""},
+		{"ticket signed with a key the delegation does not give", func() string {
+			return mustIssue(t, NewSigner("plc.japan", strangeKey), withChain(sliverClaims("plc.japan.utokyo.codeen"), chain1))
+		}, BadDelegation, ""},
+		{"ticket outlives its delegation", func() string {
+			c := withChain(sliverClaims("plc.japan.utokyo.codeen"), chain1)
+			c.Expiry = now.Add(72 * time.Hour).Unix()
+			return mustIssue(t, japan, c)
+		}, BadDelegation, ""},
+		{"links out of order", func() string {
+			return mustIssue(t, tokyo, withChain(sliverClaims("plc.japan.tokyo.todai.codeen"), []string{chain2[1], chain2[0]}))
+		}, UnknownIssuer, ""},
+
+		// Scope, audience, time, grant.
+		{"delegate grants outside its prefix", func() string {
+			c := withChain(sliverClaims("plc.princeton.codeen"), chain1)
+			c.Issuer = japan.Authority
+			tok, err := japan.sign(TypeTicket, c) // Issue refuses it
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}, OutOfScope, ""},
+		{"wrong audience", func() string {
+			c := sliverClaims("plc.princeton.codeen")
+			c.Audience = "plj"
+			return mustIssue(t, plc, c)
+		}, WrongAudience, ""},
+		{"not yet valid", func() string {
+			c := sliverClaims("plc.princeton.codeen")
+			c.NotBefore = now.Add(time.Hour).Unix()
+			return mustIssue(t, plc, c)
+		}, NotYetValid, ""},
+		{"issued in the future", func() string {
+			c := sliverClaims("plc.princeton.codeen")
+			c.IssuedAt = now.Add(time.Hour).Unix()
+			return mustIssue(t, plc, c)
+		}, NotYetValid, ""},
+		{"expired", func() string {
+			c := sliverClaims("plc.princeton.codeen")
+			c.IssuedAt, c.Expiry = now.Add(-3*time.Hour).Unix(), now.Add(-2*time.Hour).Unix()
+			return mustIssue(t, plc, c)
+		}, Expired, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := verifier().Verify(tc.token(), now)
+			if ReasonOf(err) != tc.want {
+				t.Fatalf("reason %q (%v), want %q", ReasonOf(err), err, tc.want)
+			}
+			if tc.want == "" && got.Root != tc.root {
+				t.Fatalf("root %q, want %q", got.Root, tc.root)
+			}
+			if err != nil && strings.Contains(err.Error(), "PRIVATE") {
+				t.Fatalf("an error quotes a key: %v", err)
+			}
+		})
+	}
+}
+
+// TestRefusedAtIssue checks what Issue refuses and what a verifier refuses
+// the same way when a token is made by hand.
+func TestRefusedAtIssue(t *testing.T) {
+	pool := func(p PoolGrant) Claims {
+		c := sliverClaims("x")
+		c.Sliver, c.Pool = nil, &p
+		return c
+	}
+	gpu := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}
+	cases := []struct {
+		name   string
+		claims Claims
+		want   Reason
+	}{
+		{"no grant", func() Claims { c := sliverClaims("x"); c.Sliver = nil; return c }(), InvalidGrant},
+		{"two grants", func() Claims {
+			c := sliverClaims("plc.a.b")
+			c.Pool = &PoolGrant{Pool: "princeton/p", PerNode: gpu, Slice: "plc.a.b"}
+			return c
+		}(), InvalidGrant},
+		{"slice not a full name", sliverClaims("codeen"), InvalidGrant},
+		{"slice of another authority", sliverClaims("ple.inria.codeen"), OutOfScope},
+		{"slice of a prefix-sharing authority", sliverClaims("plcx.inria.codeen"), OutOfScope},
+		{"no image", func() Claims { c := sliverClaims("plc.a.b"); c.Sliver.Template.Image = ""; return c }(), InvalidGrant},
+		{"cpu share 101", func() Claims { c := sliverClaims("plc.a.b"); c.Sliver.CPUShare = 101; return c }(), InvalidGrant},
+		{"slice outlives the ticket", func() Claims {
+			c := sliverClaims("plc.a.b")
+			c.Sliver.ExpiresAt = c.Expiry + 1
+			return c
+		}(), InvalidGrant},
+		{"lifetime over 8 weeks", func() Claims {
+			c := sliverClaims("plc.a.b")
+			c.Expiry = c.IssuedAt + int64(MaxLifetime/time.Second) + 1
+			return c
+		}(), InvalidGrant},
+		{"pool with no amounts", pool(PoolGrant{Pool: "princeton/p", Slice: "plc.a.b"}), InvalidGrant},
+		{"pool ref not namespace/name", pool(PoolGrant{Pool: "p", PerNode: gpu, Slice: "plc.a.b"}), InvalidGrant},
+		{"pool for another authority's slice", pool(PoolGrant{Pool: "princeton/p", PerNode: gpu, Slice: "ple.a.b"}), OutOfScope},
+		{"pool ok", pool(PoolGrant{Pool: "princeton/p", PerNode: gpu, Slice: "plc.a.b"}), ""},
+		{"exp before iat", func() Claims { c := sliverClaims("plc.a.b"); c.Expiry = c.IssuedAt - 1; return c }(), Malformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := plc.Issue(tc.claims)
+			if ReasonOf(err) != tc.want {
+				t.Fatalf("Issue: reason %q (%v), want %q", ReasonOf(err), err, tc.want)
+			}
+			// The verifier refuses the same claims signed without Issue's checks.
+			c := tc.claims
+			c.Issuer = "plc"
+			tok, err := plc.sign(TypeTicket, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := verifier().Verify(tok, now); ReasonOf(err) != tc.want {
+				t.Fatalf("Verify: reason %q (%v), want %q", ReasonOf(err), err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRotation(t *testing.T) {
+	next := NewSigner("plc", strangeKey)
+	v := verifier()
+	v.Keys["plc"] = append(v.Keys["plc"], Key{ID: next.KeyID, Public: pub(strangeKey)})
+	for _, s := range []Signer{plc, next} {
+		if _, err := v.Verify(mustIssue(t, s, sliverClaims("plc.a.b")), now); err != nil {
+			t.Fatalf("key %s: %v", s.KeyID, err)
+		}
+	}
+	v.Keys["plc"] = v.Keys["plc"][1:] // the old key dropped
+	if _, err := v.Verify(mustIssue(t, plc, sliverClaims("plc.a.b")), now); ReasonOf(err) != BadSignature {
+		t.Fatalf("a dropped key still verifies: %v", err)
+	}
+}
+
+func TestDelegateRefuses(t *testing.T) {
+	for _, child := range []string{"plc", "plc.japan.tokyo", "ple.japan", "plc.", "plc.Japan"} {
+		if _, err := plc.Delegate(child, pub(japanKey), now, now.Add(time.Hour)); err == nil {
+			t.Errorf("Delegate(%q) succeeded", child)
+		}
+	}
+	if _, err := plc.Delegate("plc.japan", pub(japanKey), now, now); err == nil {
+		t.Error("a delegation that expires now was made")
+	}
+}
+
+func TestKeysRoundTrip(t *testing.T) {
+	pemKey, err := EncodePrivateKey(plcKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodePrivateKey(pemKey)
+	if err != nil || !back.Equal(plcKey) {
+		t.Fatalf("private key round trip: %v", err)
+	}
+	if _, err := DecodePrivateKey([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")); err == nil || strings.Contains(err.Error(), "AAAA") {
+		t.Fatalf("a broken key: %v", err)
+	}
+	p, err := DecodePublicKey(EncodePublicKey(pub(plcKey)))
+	if err != nil || !p.Equal(pub(plcKey)) {
+		t.Fatalf("public key round trip: %v", err)
+	}
+	if _, err := DecodePublicKey(base64.StdEncoding.EncodeToString([]byte("short"))); err == nil {
+		t.Fatal("a 5-byte public key decoded")
+	}
+}

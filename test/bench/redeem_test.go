@@ -1,0 +1,219 @@
+package bench
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/ticket"
+)
+
+const (
+	redeemHeading = "## Ticket redemption (issue 9)"
+	redeemPairs   = 3
+	// redeemTickets sliver tickets, each for a 1-node slice.
+	redeemTickets = 1000
+)
+
+// TestTicketRedeemBench measures redeeming 1,000 sliver tickets for 1-node
+// slices (one per node) until every sliver is Running, against the floor of
+// 1,000 bare pods (one per node), in alternating pairs on one emulated
+// cluster, and writes its section of the file named by -bench-out.
+func TestTicketRedeemBench(t *testing.T) {
+	if *benchOut == "" {
+		t.Skip("Skipping the benchmarks: no -bench-out file given (run `make bench`)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	c := startCluster(ctx, t, findBinDir(t), *benchNodes)
+	mgr := startManager(ctx, t, c)
+	k8s, bare, err := benchClients(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := ticket.NewSigner("ple", ed25519.NewKeyFromSeed([]byte(strings.Repeat("b", ed25519.SeedSize))))
+	if err := k8s.Create(ctx, &planetv1.Authority{
+		ObjectMeta: metav1.ObjectMeta{Name: issuer.Authority},
+		Spec: planetv1.AuthoritySpec{Keys: []planetv1.AuthorityKey{{
+			ID: issuer.KeyID, PublicKey: ticket.EncodePublicKey(issuer.Key.Public().(ed25519.PublicKey)),
+		}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	site := &planetv1.Site{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: benchSite}, site); err != nil {
+		t.Fatal(err)
+	}
+	site.Spec.TrustedAuthorities = []string{"plc", issuer.Authority}
+	if err := k8s.Update(ctx, site); err != nil {
+		t.Fatal(err)
+	}
+	nodes := c.NodeNames
+	if len(nodes) > redeemTickets {
+		nodes = nodes[:redeemTickets]
+	}
+	var floor, tickets []timing
+	var firsts []string
+	for pair := range redeemPairs {
+		runFloor := func() error {
+			ns := fmt.Sprintf("redeem-floor-%d", pair)
+			if err := createNamespace(ctx, c.Client, ns); err != nil {
+				return err
+			}
+			tm, err := measure(ctx, t, c.Client, phase{name: fmt.Sprintf("Floor %d", pair), namespace: ns, start: func(ctx context.Context) error {
+				return createManyFloorPods(ctx, bare, ns, nodes, 1)
+			}}, len(nodes), 10*time.Minute)
+			floor = append(floor, tm)
+			if err != nil {
+				return err
+			}
+			return deletePodsAndWait(ctx, t, c.Client, []string{ns})
+		}
+		runTickets := func() error {
+			tokens, err := signTickets(issuer, pair, nodes)
+			if err != nil {
+				return err
+			}
+			tm, err := measure(ctx, t, c.Client, phase{
+				name: fmt.Sprintf("Tickets %d", pair), selector: planetv1.LabelSite + "=" + naming.AuthorityNamespace(issuer.Authority),
+				start: func(ctx context.Context) error { return applyTickets(ctx, k8s, pair, tokens) },
+			}, len(nodes), 10*time.Minute)
+			tickets = append(tickets, tm)
+			if err != nil {
+				return err
+			}
+			return deleteRedeemed(ctx, t, k8s, c.Client, issuer.Authority)
+		}
+		order, first := []func() error{runFloor, runTickets}, "floor"
+		if pair%2 == 1 {
+			order, first = []func() error{runTickets, runFloor}, "tickets"
+		}
+		firsts = append(firsts, first)
+		for _, run := range order {
+			if err := run(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	reportManagerErrors(t, mgr)
+
+	var ratios []float64
+	var b strings.Builder
+	m := describeMachine()
+	fmt.Fprintf(&b, "Command: `make bench` (alone: `go test ./test/bench/ -run TestTicketRedeemBench -v -timeout 60m -args -bench-out=$PWD/docs/benchmarks.md`). Date: %s. Machine: %d CPUs (%s), Linux %s, %s. One emulated cluster of %d kwok nodes (site `%s`, which trusts `ple`).\n\n",
+		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpuModel, m.kernel, m.goVersion, len(c.NodeNames), benchSite)
+	fmt.Fprintf(&b, "**%d sliver tickets** signed by `ple`, each for a 1-node slice (one per node), applied as Tickets from %d goroutines, until every sliver is Running, "+
+		"against the floor of %d bare pods (one per node) created by client-go with no rate limit from %d goroutines. Each redemption verifies the token, records its jti, makes the slice "+
+		"(its authority's namespace, then the slice namespace, keys Secret, users' RoleBinding and sliver). The two sides alternate over %d pairs.\n\n",
+		len(nodes), floorWorkers, len(nodes), floorWorkers, redeemPairs)
+	b.WriteString("| Pair | First | Floor: all Running | Tickets: all Running | Tickets / floor |\n|---:|---|---:|---:|---:|\n")
+	for i := range floor {
+		r := tickets[i].running.Seconds() / floor[i].running.Seconds()
+		ratios = append(ratios, r)
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.2f× |\n", i+1, firsts[i], seconds(floor[i].running), seconds(tickets[i].running), r)
+	}
+	med, lo, hi := medianRange(ratios)
+	fmt.Fprintf(&b, "\nTickets / floor, all Running: **median %.2f×** (range %.2f×–%.2f× over %d pairs).\n", med, lo, hi, len(ratios))
+	if err := writeSection(*benchOut, redeemHeading, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Wrote %s:\n%s", *benchOut, b.String())
+}
+
+// signTickets signs one sliver ticket per node, for slice
+// ple.bench.r<pair>-<i> on that node only.
+func signTickets(s ticket.Signer, pair int, nodes []string) ([]string, error) {
+	now := time.Now()
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		tok, err := s.Issue(ticket.Claims{
+			Audience: "plc", ID: fmt.Sprintf("bench-%d-%d", pair, i), IssuedAt: now.Unix(), Expiry: now.Add(24 * time.Hour).Unix(),
+			Sliver: &ticket.SliverGrant{
+				Slice: fmt.Sprintf("ple.%s.r%d-%04d", benchSite, pair, i), Description: "redemption benchmark",
+				Template: planetv1.SliverTemplate{Image: pauseImage},
+				Nodes:    planetv1.SliceNodes{NodeSelection: planetv1.NodeSelection{Names: []string{n}}},
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		out[i] = tok
+	}
+	return out, nil
+}
+
+// applyTickets creates the Tickets in the site's namespace from
+// floorWorkers goroutines.
+func applyTickets(ctx context.Context, k8s client.Client, pair int, tokens []string) error {
+	work := make(chan int)
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range floorWorkers {
+		wg.Go(func() {
+			for i := range work {
+				tk := &planetv1.Ticket{
+					ObjectMeta: metav1.ObjectMeta{Namespace: benchSite, Name: fmt.Sprintf("r%d-%04d", pair, i)},
+					Spec:       planetv1.TicketSpec{Token: tokens[i]},
+				}
+				if err := k8s.Create(ctx, tk); err != nil {
+					mu.Lock()
+					first = cmpOr(first, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range tokens {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return first
+}
+
+// deleteRedeemed deletes the Tickets and the foreign slices, then waits
+// until no sliver of the authority is left (deleting the slivers with no
+// grace period, as the floor's cleanup does).
+func deleteRedeemed(ctx context.Context, t *testing.T, k8s client.Client, cs kubernetes.Interface, authority string) error {
+	began := time.Now()
+	if err := k8s.DeleteAllOf(ctx, &planetv1.Ticket{}, client.InNamespace(benchSite)); err != nil {
+		return err
+	}
+	if err := k8s.DeleteAllOf(ctx, &planetv1.Slice{}, client.InNamespace(naming.AuthorityNamespace(authority))); err != nil {
+		return err
+	}
+	selector := planetv1.LabelSite + "=" + naming.AuthorityNamespace(authority)
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 15*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: "0"})
+		if err != nil {
+			return false, nil
+		}
+		seen := map[string]bool{}
+		for _, p := range pods.Items {
+			if !seen[p.Namespace] {
+				seen[p.Namespace] = true
+				_ = cs.CoreV1().Pods(p.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{LabelSelector: selector})
+			}
+		}
+		slices := &planetv1.SliceList{}
+		if err := k8s.List(ctx, slices, client.InNamespace(naming.AuthorityNamespace(authority))); err != nil {
+			return false, nil
+		}
+		return len(pods.Items) == 0 && len(slices.Items) == 0, nil
+	})
+	t.Logf("Cleanup took %s", time.Since(began).Round(time.Second))
+	return err
+}
