@@ -57,7 +57,7 @@ func (v *Verifier) Verify(token string, now time.Time) (*Verified, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := jws.Verify(key); err != nil {
+	if !jws.verify(key) {
 		return nil, refuse(BadSignature, fmt.Sprintf("the signature does not verify with %s's key %q", c.Issuer, kid))
 	}
 	if chainExp != 0 && c.Expiry > chainExp {
@@ -92,28 +92,46 @@ func Inspect(token string) (*Claims, string, error) {
 	return c, kid, nil
 }
 
+// signed is a parsed compact JWS: what its signature covers (the token's
+// first two parts, as sent) and the signature.
+type signed struct {
+	input, signature []byte
+}
+
+// verify checks the signature with key. The signing input of a compact
+// JWS is its first two parts exactly as sent, so they are verified as they
+// are, with no re-encoding.
+func (s signed) verify(key ed25519.PublicKey) bool {
+	return len(key) == ed25519.PublicKeySize && ed25519.Verify(key, s.input, s.signature)
+}
+
 // parse checks a token's size and form: compact JWS, alg EdDSA (an
 // allow-list: none and every other algorithm are refused), one signature,
-// the expected typ and a kid. It returns the unverified payload.
-func parse(token, typ string) (*jose.JSONWebSignature, string, []byte, error) {
+// no critical header, the expected typ and a kid. It returns the unverified
+// payload.
+func parse(token, typ string) (signed, string, []byte, error) {
 	if len(token) > MaxTokenBytes {
-		return nil, "", nil, refuse(Malformed, fmt.Sprintf("the token has %d bytes, more than the %d allowed", len(token), MaxTokenBytes))
+		return signed{}, "", nil, refuse(Malformed, fmt.Sprintf("the token has %d bytes, more than the %d allowed", len(token), MaxTokenBytes))
 	}
 	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
-		return nil, "", nil, refuse(Malformed, "not a compact JWS signed with alg EdDSA: "+trimJose(err))
+		return signed{}, "", nil, refuse(Malformed, "not a compact JWS signed with alg EdDSA: "+trimJose(err))
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, "", nil, refuse(Malformed, "the token must have exactly one signature")
+		return signed{}, "", nil, refuse(Malformed, "the token must have exactly one signature")
 	}
 	h := jws.Signatures[0].Protected
+	if _, crit := h.ExtraHeaders["crit"]; crit {
+		return signed{}, "", nil, refuse(Malformed, "the token's header has crit: no extension is understood here")
+	}
 	if got, _ := h.ExtraHeaders[jose.HeaderType].(string); got != typ {
-		return nil, "", nil, refuse(Malformed, fmt.Sprintf("the token's typ is %q, want %q", got, typ))
+		return signed{}, "", nil, refuse(Malformed, fmt.Sprintf("the token's typ is %q, want %q", got, typ))
 	}
 	if h.KeyID == "" || len(h.KeyID) > 128 {
-		return nil, "", nil, refuse(Malformed, "the token's header has no kid naming its key (or one over 128 characters)")
+		return signed{}, "", nil, refuse(Malformed, "the token's header has no kid naming its key (or one over 128 characters)")
 	}
-	return jws, h.KeyID, jws.UnsafePayloadWithoutVerification(), nil
+	s := signed{input: []byte(token[:strings.LastIndexByte(token, '.')]), signature: jws.Signatures[0].Signature}
+	return s, h.KeyID, jws.UnsafePayloadWithoutVerification(), nil
 }
 
 // trimJose drops go-jose's prefix from its errors.
@@ -232,7 +250,7 @@ func (v *Verifier) verifyLink(i int, link, parent, parentKID string, parentKey e
 	case kid != parentKID:
 		return nil, bad("signed with key %q, but %s's key is %q", kid, parent, parentKID)
 	}
-	if _, err := jws.Verify(parentKey); err != nil {
+	if !jws.verify(parentKey) {
 		return nil, bad("the signature does not verify with %s's key %q", parent, kid)
 	}
 	skew := int64(v.skew() / time.Second)

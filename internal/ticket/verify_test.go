@@ -128,6 +128,9 @@ func TestVerify(t *testing.T) {
 			return raw(map[string]string{"alg": "EdDSA", "kid": plc.KeyID}, payload, func(in []byte) []byte { return ed25519.Sign(plcKey, in) })
 		}, Malformed, ""},
 		{"a delegation presented as a ticket", func() string { return chain1[0] }, Malformed, ""},
+		{"a critical header", func() string {
+			return raw(map[string]any{"alg": "EdDSA", "typ": TypeTicket, "kid": plc.KeyID, "crit": []string{"exp"}, "exp": 1}, payload, func(in []byte) []byte { return ed25519.Sign(plcKey, in) })
+		}, Malformed, ""},
 		{"no kid", func() string {
 			return raw(map[string]string{"alg": "EdDSA", "typ": TypeTicket}, payload, func(in []byte) []byte { return ed25519.Sign(plcKey, in) })
 		}, Malformed, ""},

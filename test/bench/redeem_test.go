@@ -52,12 +52,7 @@ func TestTicketRedeemBench(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	site := &planetv1.Site{}
-	if err := k8s.Get(ctx, client.ObjectKey{Name: benchSite}, site); err != nil {
-		t.Fatal(err)
-	}
-	site.Spec.TrustedAuthorities = []string{"plc", issuer.Authority}
-	if err := k8s.Update(ctx, site); err != nil {
+	if err := updateSite(ctx, k8s, func(s *planetv1.SiteSpec) { s.TrustedAuthorities = []string{"plc", issuer.Authority} }); err != nil {
 		t.Fatal(err)
 	}
 	nodes := c.NodeNames

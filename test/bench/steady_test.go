@@ -18,9 +18,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -70,12 +72,7 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 		return nil, err
 	}
 	// The site runs 20 slices at once (PlanetLab's default is 10).
-	site := &planetv1.Site{}
-	if err := k8s.Get(ctx, client.ObjectKey{Name: benchSite}, site); err != nil {
-		return nil, err
-	}
-	site.Spec.MaxSlices = ptr.To[int32](2 * steadySlices)
-	if err := k8s.Update(ctx, site); err != nil {
+	if err := updateSite(ctx, k8s, func(s *planetv1.SiteSpec) { s.MaxSlices = ptr.To[int32](2 * steadySlices) }); err != nil {
 		return nil, fmt.Errorf("raising the site's maxSlices: %w", err)
 	}
 	n := len(c.NodeNames)
@@ -210,20 +207,32 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 // ready.
 func waitSlicesConverged(ctx context.Context, k8s client.Client, names []string, n int) error {
 	want := fmt.Sprintf("%d/%d", n, n)
-	var lagging []string
+	// last is what each slice's status said when last read (a Get cut
+	// short by the deadline keeps the previous reading).
+	last := map[string]string{}
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
-		lagging = lagging[:0]
+		done := true
 		for _, name := range names {
 			s := &planetv1.Slice{}
 			if err := k8s.Get(ctx, client.ObjectKey{Namespace: benchSite, Name: name}, s); err != nil {
-				lagging = append(lagging, fmt.Sprintf("%s: %v", name, err))
-			} else if s.Status.Slivers != want {
-				lagging = append(lagging, fmt.Sprintf("%s: %s, not ready: %v", name, s.Status.Slivers, s.Status.NotReady))
+				if _, seen := last[name]; !seen {
+					last[name] = err.Error()
+				}
+				done = false
+				continue
 			}
+			last[name] = fmt.Sprintf("%s (desired %d, ready %d, pending %d), not ready: %v, Ready: %v",
+				s.Status.Slivers, s.Status.DesiredSlivers, s.Status.ReadySlivers, s.Status.PendingSlivers, s.Status.NotReady,
+				meta.FindStatusCondition(s.Status.Conditions, planetv1.ConditionReady))
+			done = done && s.Status.Slivers == want
 		}
-		return len(lagging) == 0, nil
+		return done, nil
 	})
 	if err != nil {
+		var lagging []string
+		for _, name := range names {
+			lagging = append(lagging, name+": "+last[name])
+		}
 		return fmt.Errorf("waiting for every slice to show %s: %w; %s", want, err, strings.Join(lagging, "; "))
 	}
 	return nil
@@ -507,4 +516,17 @@ func TestSteadyState(t *testing.T) {
 		t.Fatalf("Writing %s: %v", *benchOut, err)
 	}
 	t.Logf("Wrote %s:\n%s", *benchOut, res.markdown())
+}
+
+// updateSite changes the bench site's spec, again on a conflict (the Site
+// controller writes its status).
+func updateSite(ctx context.Context, k8s client.Client, change func(*planetv1.SiteSpec)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		site := &planetv1.Site{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: benchSite}, site); err != nil {
+			return err
+		}
+		change(&site.Spec)
+		return k8s.Update(ctx, site)
+	})
 }

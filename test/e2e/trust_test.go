@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -118,5 +119,27 @@ var _ = Describe("Trust", Ordered, func() {
 		s := &planetv1.Slice{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: naming.AuthorityNamespace("ple.fr"), Name: "lip6-measure"}, s)).To(Succeed())
 		Expect(s.Status.FullName).To(Equal(full))
+	})
+
+	It("lets a broker ServiceAccount bound to planetkube-ticket-broker redeem tickets, and no one else", func() {
+		broker := "system:serviceaccount:" + site + ":broker"
+		now := time.Now().Add(-time.Minute)
+		token, err := root.Issue(ticket.Claims{
+			Audience: "plc", ID: "e2e-broker", IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(),
+			Sliver: &ticket.SliverGrant{Slice: "ple.inria.brokered", Template: planetv1.SliverTemplate{Image: "registry.k8s.io/pause:3.10"}},
+		})
+		Expect(err).NotTo(HaveOccurred())
+		tk := &planetv1.Ticket{ObjectMeta: metav1.ObjectMeta{Namespace: site, Name: "brokered"}, Spec: planetv1.TicketSpec{Token: token}}
+		Expect(apierrors.IsForbidden(asUser(broker).Create(ctx, tk.DeepCopy()))).To(BeTrue(), "an unbound ServiceAccount created a Ticket")
+
+		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: site, Name: "ticket-broker"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "planetkube-ticket-broker"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "broker", Namespace: site}},
+		})).To(Succeed())
+		Eventually(func() error { return asUser(broker).Create(ctx, tk.DeepCopy()) }).Should(Succeed())
+		Expect(apierrors.IsForbidden(asUser(broker).Create(ctx, &planetv1.Ticket{
+			ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Sites[0], Name: "elsewhere"}, Spec: planetv1.TicketSpec{Token: token},
+		}))).To(BeTrue(), "the broker created a Ticket outside the namespace it is bound in")
 	})
 })
