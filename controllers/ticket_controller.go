@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -41,6 +42,9 @@ type TicketReconciler struct {
 	Authority string
 	// Skew is the clock skew allowed (default ticket.DefaultSkew).
 	Skew time.Duration
+	// Workers is the number of tickets redeemed at once (each waits on a
+	// few API round trips: the dry run, the jti record, the slice).
+	Workers int
 	// Now returns the current time; tests may set it.
 	Now func() time.Time
 }
@@ -323,6 +327,7 @@ func (r *TicketReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&planetv1.Ticket{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Watches(&planetv1.Authority{}, allTickets, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&planetv1.Site{}, allTickets, builder.WithPredicates(trustChanged)).
 		Complete(r)

@@ -50,6 +50,7 @@ type Options struct {
 	QPS                  float64
 	Burst                int
 	SliceWorkers         int
+	TicketWorkers        int
 	SliverWriters        int
 	SharesPerNode        int
 	SliverBackoff        time.Duration
@@ -80,6 +81,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.QPS, "kube-api-qps", 1000, "Queries per second the manager's API client may make.")
 	fs.IntVar(&o.Burst, "kube-api-burst", 2000, "Burst of the manager's API client above its QPS.")
 	fs.IntVar(&o.SliceWorkers, "slice-workers", 4, "Slices reconciled at the same time.")
+	fs.IntVar(&o.TicketWorkers, "ticket-workers", 8, "Tickets redeemed at the same time.")
 	fs.IntVar(&o.SliverWriters, "sliver-writers", 64, "Parallel API writes (sliver creations and deletions) per slice reconcile.")
 	fs.IntVar(&o.SharesPerNode, "shares-per-node", fairshare.DefaultSharesPerNode, "Share units each node's unreserved CPU is divided into (a share-1 sliver requests 1/N of it).")
 	fs.DurationVar(&o.SliverBackoff, "sliver-backoff", time.Second, "First wait before a failed sliver (say, rejected by the kubelet for OutOfcpu) is replaced again on the same node; it doubles with each failure.")
@@ -243,6 +245,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Recorder:  mgr.GetEventRecorder("ticket-controller"),
 		Authority: o.Authority,
 		Skew:      o.TicketSkew,
+		Workers:   o.TicketWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ticket controller: %w", err)
 	}

@@ -11,7 +11,9 @@ import (
 
 func TestJudge(t *testing.T) {
 	now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
-	cpu := func(q string) corev1.ResourceList { return corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(q)} }
+	cpu := func(q string) corev1.ResourceList {
+		return corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(q)}
+	}
 	nodes := []NodeInfo{{Name: "a1", Site: "a"}, {Name: "a2", Site: "a"}}
 	capacity := Capacity{"a1": cpu("4"), "a2": cpu("4")}
 	root := Spec{Key: "a/root", Site: "a", PerNode: cpu("3"), Created: now.Add(-time.Hour)}
