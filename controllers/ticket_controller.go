@@ -116,12 +116,12 @@ func (r *TicketReconciler) redeem(ctx context.Context, tk *planetv1.Ticket, out 
 		return out.refuse(err)
 	}
 	out.verified = verified
+	if verified.Pool != nil {
+		return r.redeemPool(ctx, verified, out)
+	}
 	sites := &planetv1.SiteList{}
 	if err := r.List(ctx, sites); err != nil {
 		return err
-	}
-	if verified.Pool != nil {
-		return r.redeemPool(ctx, verified, out)
 	}
 	grantAuthority, _, _, _ := naming.ParseFullName(verified.Sliver.Slice)
 	if err := trust.CheckGrant(sites.Items, r.Authority, grantAuthority); err != nil {

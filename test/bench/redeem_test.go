@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -153,31 +152,12 @@ func signTickets(s ticket.Signer, pair int, nodes []string) ([]string, error) {
 // applyTickets creates the Tickets in the site's namespace from
 // floorWorkers goroutines.
 func applyTickets(ctx context.Context, k8s client.Client, pair int, tokens []string) error {
-	work := make(chan int)
-	var mu sync.Mutex
-	var first error
-	var wg sync.WaitGroup
-	for range floorWorkers {
-		wg.Go(func() {
-			for i := range work {
-				tk := &planetv1.Ticket{
-					ObjectMeta: metav1.ObjectMeta{Namespace: benchSite, Name: fmt.Sprintf("r%d-%04d", pair, i)},
-					Spec:       planetv1.TicketSpec{Token: tokens[i]},
-				}
-				if err := k8s.Create(ctx, tk); err != nil {
-					mu.Lock()
-					first = cmpOr(first, err)
-					mu.Unlock()
-				}
-			}
+	return inParallel(len(tokens), func(i int) error {
+		return k8s.Create(ctx, &planetv1.Ticket{
+			ObjectMeta: metav1.ObjectMeta{Namespace: benchSite, Name: fmt.Sprintf("r%d-%04d", pair, i)},
+			Spec:       planetv1.TicketSpec{Token: tokens[i]},
 		})
-	}
-	for i := range tokens {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	return first
+	})
 }
 
 // deleteRedeemed deletes the Tickets and the foreign slices, then waits

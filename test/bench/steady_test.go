@@ -278,22 +278,28 @@ func createSlices(ctx context.Context, k8s client.Client, names []string) error 
 
 // createManyFloorPods creates perNode bare pods on each node.
 func createManyFloorPods(ctx context.Context, cs kubernetes.Interface, ns string, nodes []string, perNode int) error {
-	type job struct {
-		node string
-		i    int
-	}
-	work := make(chan job)
+	return inParallel(perNode*len(nodes), func(k int) error {
+		node, i := nodes[k%len(nodes)], k/len(nodes)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("floor-%02d-%s", i, node), Namespace: ns},
+			Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "pause", Image: pauseImage}}},
+		}
+		_, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		return err
+	})
+}
+
+// inParallel runs fn(k) for k in [0, n), in order, from floorWorkers
+// goroutines, and returns the first error.
+func inParallel(n int, fn func(k int) error) error {
+	work := make(chan int)
 	var mu sync.Mutex
 	var first error
 	var wg sync.WaitGroup
 	for range floorWorkers {
 		wg.Go(func() {
-			for j := range work {
-				pod := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("floor-%02d-%s", j.i, j.node), Namespace: ns},
-					Spec:       corev1.PodSpec{NodeName: j.node, Containers: []corev1.Container{{Name: "pause", Image: pauseImage}}},
-				}
-				if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			for k := range work {
+				if err := fn(k); err != nil {
 					mu.Lock()
 					first = cmpOr(first, err)
 					mu.Unlock()
@@ -301,10 +307,8 @@ func createManyFloorPods(ctx context.Context, cs kubernetes.Interface, ns string
 			}
 		})
 	}
-	for i := range perNode {
-		for _, n := range nodes {
-			work <- job{n, i}
-		}
+	for k := range n {
+		work <- k
 	}
 	close(work)
 	wg.Wait()
