@@ -106,14 +106,9 @@ func (r *TicketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 // is retried.
 func (r *TicketReconciler) redeem(ctx context.Context, tk *planetv1.Ticket, out *redemption) error {
 	out.claims, _, _ = ticket.Inspect(tk.Spec.Token)
-	authorities := &planetv1.AuthorityList{}
-	if err := r.List(ctx, authorities); err != nil {
-		return err
-	}
-	v := &ticket.Verifier{Audience: r.Authority, Keys: authority.Keyring(authorities.Items), Skew: r.Skew}
-	verified, err := v.Verify(tk.Spec.Token, r.Now())
+	verified, err := authority.Verify(ctx, r, r.Authority, r.Skew, tk.Spec.Token, r.Now())
 	if err != nil {
-		return out.refuse(err)
+		return out.refuse(err) // a list failure is returned, to be retried
 	}
 	out.verified = verified
 	if verified.Pool != nil {

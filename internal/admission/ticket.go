@@ -46,13 +46,11 @@ func (v *TicketValidator) SetupWithManager(mgr ctrl.Manager) error {
 
 // ValidateCreate verifies the new ticket's token.
 func (v *TicketValidator) ValidateCreate(ctx context.Context, tk *planetv1.Ticket) (admission.Warnings, error) {
-	authorities := &planetv1.AuthorityList{}
-	if err := v.Reader.List(ctx, authorities); err != nil {
-		return nil, err
-	}
-	verifier := &ticket.Verifier{Audience: v.Authority, Keys: authority.Keyring(authorities.Items), Skew: v.Skew}
-	verified, err := verifier.Verify(tk.Spec.Token, v.Now())
+	verified, err := authority.Verify(ctx, v.Reader, v.Authority, v.Skew, tk.Spec.Token, v.Now())
 	if err != nil {
+		if ticket.ReasonOf(err) == "" {
+			return nil, err
+		}
 		return nil, refused(tk, err)
 	}
 	grant := verified.Sliver

@@ -221,3 +221,15 @@ func hasKey(a *planetv1.Authority, pub ed25519.PublicKey) bool {
 	}
 	return false
 }
+
+// Verify checks a ticket addressed to audience against the Authorities r
+// knows (the manager's cache). A refusal is a *ticket.Refusal; any other
+// error is a failure to read them.
+func Verify(ctx context.Context, r client.Reader, audience string, skew time.Duration, token string, now time.Time) (*ticket.Verified, error) {
+	list := &planetv1.AuthorityList{}
+	if err := r.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("listing Authorities: %w", err)
+	}
+	v := &ticket.Verifier{Audience: audience, Keys: Keyring(list.Items), Skew: skew}
+	return v.Verify(token, now)
+}
