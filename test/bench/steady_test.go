@@ -484,7 +484,8 @@ func (r *steadyResult) markdown() string {
 	fmt.Fprintf(&b, "| One node joins: its %d slivers Running | %s | — |\n", steadySlices, seconds(r.joinRunning))
 	fmt.Fprintf(&b, "| Manager CPU per 10,000 slivers (last rollout) | %.1f s | — |\n", r.cpu.Seconds()*10000/float64(r.slivers))
 	fmt.Fprintf(&b, "| Manager peak RSS (VmHWM) with %d slivers; per 10,000 | %.0f MiB; %.0f MiB | — |\n\n", r.slivers, float64(r.rss)/(1<<20), float64(r.rss)/(1<<20)*10000/float64(r.slivers))
-	b.WriteString("The floor and the slices are both bound by the API server's write throughput and kwok marking 20,000 pods Running on the same CPUs; " +
+	fmt.Fprintf(&b, "The floor and the slices are both bound by the API server's write throughput and kwok marking %d pods Running on the same CPUs; ", r.slivers)
+	b.WriteString(
 		"a node joining queues only the slices whose selection matches it (here all 20), and each reconcile reads the shared cluster view, " +
 		"so the join costs one sliver create per slice plus each slice's status. The restart and the join are measured once every slice's status shows all its slivers ready.\n")
 	return b.String()

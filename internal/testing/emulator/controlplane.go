@@ -272,6 +272,13 @@ func (c *Cluster) startComponents(kcmArgs []string) error {
 	kcm := append([]string{
 		kubeconfig,
 		"--controllers=*,-serviceaccount-token",
+		// kwok heartbeats each node every 20-45 s; with a thousand nodes on a
+		// few shared CPUs a heartbeat can lag past the default 50 s grace, and
+		// the node lifecycle controller then marks the node Unknown and its
+		// pods Ready=False, which kwok, unlike a kubelet, never turns back.
+		// An emulated node fails only when a test makes it (the node-not-ready
+		// stage), so lagging heartbeats get minutes, not seconds.
+		"--node-monitor-grace-period=5m",
 		"--leader-elect=false",
 		"--use-service-account-credentials=false",
 		"--service-account-private-key-file=" + c.pki.SAKey,
