@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,6 +19,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/authority"
+	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 )
 
@@ -34,12 +34,6 @@ type AuthorityReconciler struct {
 // +kubebuilder:rbac:groups=planetkube.io,resources=authorities,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=planetkube.io,resources=authorities/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=planetkube.io,resources=authorities/finalizers,verbs=update
-
-// Reasons of an Authority's Ready condition.
-const (
-	reasonKeysValid   = "KeysValid"
-	reasonNoValidKeys = "NoValidKeys"
-)
 
 // Reconcile writes the Authority's status, or removes its slices when it
 // is deleted.
@@ -67,12 +61,12 @@ func (r *AuthorityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		if err == nil {
 			st.Slices = slices
 		}
-		status, reason, msg := metav1.ConditionTrue, reasonKeysValid, fmt.Sprintf("%d of %d keys verify tickets", st.ValidKeys, len(a.Spec.Keys))
+		status, reason, msg := metav1.ConditionTrue, planetv1.ReasonKeysValid, fmt.Sprintf("%d of %d keys verify tickets", st.ValidKeys, len(a.Spec.Keys))
 		if st.ValidKeys == 0 {
-			status, reason = metav1.ConditionFalse, reasonNoValidKeys
+			status, reason = metav1.ConditionFalse, planetv1.ReasonNoValidKeys
 			msg = "no key decodes as an Ed25519 public key whose id is its own (the first 16 hex characters of its SHA-256): no ticket of this authority verifies"
 		}
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: planetv1.ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: a.Generation})
+		health.Set(&st.Conditions, metav1.Condition{Status: status, Reason: reason, Message: msg, ObservedGeneration: a.Generation}, health.AuthorityRules)
 		if equality.Semantic.DeepEqual(old.Status, a.Status) {
 			return
 		}

@@ -21,6 +21,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/clusterview"
+	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/pools"
 )
 
@@ -83,11 +84,16 @@ func setPoolStatus(pool *planetv1.ResourcePool, res *pools.PoolResult) {
 		if ok {
 			s = metav1.ConditionTrue
 		}
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: pool.Generation})
+		c := metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: pool.Generation}
+		if t == planetv1.ConditionReady {
+			health.Set(&st.Conditions, c, health.PoolRules)
+			return
+		}
+		meta.SetStatusCondition(&st.Conditions, c)
 	}
 	switch {
 	case res == nil:
-		cond(planetv1.ConditionReady, false, planetv1.ReasonPoolInvalid, "the pool is not accounted yet")
+		cond(planetv1.ConditionReady, false, planetv1.ReasonPoolAccounting, "the pool is not accounted yet")
 		return
 	case res.Invalid != "":
 		cond(planetv1.ConditionReady, false, planetv1.ReasonPoolInvalid, res.Invalid)

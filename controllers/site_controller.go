@@ -2,13 +2,13 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 )
 
@@ -58,44 +59,49 @@ func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		return ctrl.Result{}, nil
 	}
 	old := site.DeepCopy()
-
-	ready := metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionTrue, Reason: planetv1.ReasonReconciled, Message: "the site's namespace and role bindings are in place"}
-	err := r.ensureNamespace(ctx, site)
-	if err == nil {
-		err = r.ensureRoleBindings(ctx, site)
-	}
-	var conflict *conflictError
-	switch {
-	case errorsAs(err, &conflict):
-		ready = metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionFalse, Reason: planetv1.ReasonNamespaceConflict, Message: conflict.Error()}
-		r.Recorder.Eventf(site, nil, corev1.EventTypeWarning, planetv1.ReasonNamespaceConflict, "Reconcile", conflict.Error())
-		err = nil
-	case err != nil:
-		return ctrl.Result{}, err
-	case site.Spec.State == planetv1.SiteDisabled:
-		ready = metav1.Condition{Type: planetv1.ConditionReady, Status: metav1.ConditionFalse, Reason: planetv1.ReasonSiteDisabled, Message: "the site is disabled: its slices run no slivers"}
-	}
-
-	if err := r.count(ctx, site); err != nil {
-		return ctrl.Result{}, err
+	ready, err := r.ensure(ctx, site)
+	if cerr := r.count(ctx, site); cerr != nil {
+		err = errors.Join(err, cerr)
 	}
 	site.Status.Namespace = site.Name
-	ready.ObservedGeneration = site.Generation
-	meta.SetStatusCondition(&site.Status.Conditions, ready)
 	site.Status.ObservedGeneration = site.Generation
+	ready.ObservedGeneration = site.Generation
+	health.Set(&site.Status.Conditions, ready, health.SiteRules)
 	switch {
 	case old.Status.ObservedGeneration == 0:
 		// The first status is written whole: a merge patch leaves out
 		// counts that are 0, and kubectl would show them blank.
-		if err := r.Status().Update(ctx, site); err != nil {
-			return ctrl.Result{}, fmt.Errorf("writing site status: %w", err)
+		if uerr := r.Status().Update(ctx, site); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("writing site status: %w", uerr))
 		}
 	case !equality.Semantic.DeepEqual(old.Status, site.Status):
-		if err := r.Status().Patch(ctx, site, client.MergeFrom(old)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("patching site status: %w", err)
+		if perr := r.Status().Patch(ctx, site, client.MergeFrom(old)); perr != nil {
+			err = errors.Join(err, fmt.Errorf("patching site status: %w", perr))
 		}
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, err
+}
+
+// ensure makes the site's namespace and role bindings and returns the
+// Ready condition they give; a failed step is Ready=False with its reason
+// (and the error, which retries the reconcile).
+func (r *SiteReconciler) ensure(ctx context.Context, site *planetv1.Site) (metav1.Condition, error) {
+	err := r.ensureNamespace(ctx, site)
+	reason := planetv1.ReasonNamespaceFailed
+	if err == nil {
+		err, reason = r.ensureRoleBindings(ctx, site), planetv1.ReasonAccessFailed
+	}
+	var conflict *conflictError
+	switch {
+	case errorsAs(err, &conflict):
+		r.Recorder.Eventf(site, nil, corev1.EventTypeWarning, planetv1.ReasonNamespaceConflict, "Reconcile", conflict.Error())
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: planetv1.ReasonNamespaceConflict, Message: conflict.Error()}, nil
+	case err != nil:
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: reason, Message: truncate(err.Error(), 1024)}, err
+	case site.Spec.State == planetv1.SiteDisabled:
+		return metav1.Condition{Status: metav1.ConditionTrue, Reason: planetv1.ReasonSiteDisabled, Message: "the site is disabled, as its owner asked: its slices run no slivers"}, nil
+	}
+	return metav1.Condition{Status: metav1.ConditionTrue, Reason: planetv1.ReasonReconciled, Message: "the site's namespace and role bindings are in place"}, nil
 }
 
 // ensureNamespace creates the site's namespace, owned by the Site, or checks

@@ -6,6 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/sliverplan"
 )
 
@@ -23,7 +24,7 @@ func (r *SliceReconciler) setStatus(slice *planetv1.Slice, g gate, obs sliverpla
 	}
 	st.ObservedGeneration = slice.Generation
 	if fail != nil && (fail.reason == planetv1.ReasonSiteLookupFailed || g.expiresAt.IsZero()) {
-		setCondition(slice, planetv1.ConditionReady, metav1.ConditionFalse, fail.reason, truncate(fail.Error(), 1024))
+		setSliceReady(slice, metav1.ConditionFalse, fail.reason, truncate(fail.Error(), 1024))
 		return
 	}
 	st.ExpiresAt = &metav1.Time{Time: g.expiresAt.UTC().Truncate(1e9)}
@@ -50,7 +51,15 @@ func (r *SliceReconciler) setStatus(slice *planetv1.Slice, g gate, obs sliverpla
 	if fail != nil {
 		status, reason, msg = metav1.ConditionFalse, fail.reason, truncate(fail.Error(), 1024)
 	}
-	setCondition(slice, planetv1.ConditionReady, status, reason, msg)
+	setSliceReady(slice, status, reason, msg)
+}
+
+// setSliceReady sets the slice's Ready condition and the Reconciling or
+// Stalled condition it implies.
+func setSliceReady(slice *planetv1.Slice, status metav1.ConditionStatus, reason, msg string) {
+	health.Set(&slice.Status.Conditions, metav1.Condition{
+		Status: status, Reason: reason, Message: msg, ObservedGeneration: slice.Generation,
+	}, health.SliceRules)
 }
 
 // blockMessageOr returns the gate's block message, or def when there is none.

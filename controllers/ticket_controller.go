@@ -24,6 +24,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/authority"
+	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/ticket"
 	"github.com/planetkube/planetkube/internal/trust"
@@ -278,13 +279,21 @@ func (r *TicketReconciler) setStatus(tk *planetv1.Ticket, out *redemption) {
 	if v := out.verified; v != nil {
 		st.KeyID = v.KeyID
 	}
+	expired := st.ExpiresAt != nil && !st.ExpiresAt.After(r.Now())
+	ready := metav1.Condition{Status: metav1.ConditionTrue, Reason: planetv1.ReasonRedeemed, Message: "the ticket is redeemed: " + out.redeemed, ObservedGeneration: tk.Generation}
+	switch {
+	case out.reason != "":
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, out.reason, truncate(out.message, 1024)
+	case expired:
+		// What it granted ended with it: apply a newer ticket to go on.
+		ready.Status, ready.Reason = metav1.ConditionFalse, planetv1.ReasonExpired
+		ready.Message = fmt.Sprintf("the ticket expired at %s; it had redeemed %s: apply a newer ticket to renew it", st.ExpiresAt.UTC().Format(time.RFC3339), out.redeemed)
+	}
 	if out.reason == "" {
 		st.Redeemed = out.redeemed
-		setTicketCondition(tk, planetv1.ConditionReady, metav1.ConditionTrue, planetv1.ReasonRedeemed, "the ticket is redeemed: "+out.redeemed)
-	} else {
-		setTicketCondition(tk, planetv1.ConditionReady, metav1.ConditionFalse, out.reason, truncate(out.message, 1024))
 	}
-	if st.ExpiresAt != nil && !st.ExpiresAt.After(r.Now()) {
+	health.Set(&tk.Status.Conditions, ready, health.TicketRules)
+	if expired {
 		setTicketCondition(tk, planetv1.ConditionExpired, metav1.ConditionTrue, planetv1.ReasonExpired, "the ticket expired at "+st.ExpiresAt.UTC().Format(time.RFC3339))
 	} else {
 		setTicketCondition(tk, planetv1.ConditionExpired, metav1.ConditionFalse, planetv1.ReasonNotExpired, "the ticket has not expired")

@@ -16,6 +16,12 @@ const (
 	// ConditionOvercommitted is True when a ResourcePool does not fit on
 	// some of its nodes (it holds nothing there).
 	ConditionOvercommitted = "Overcommitted"
+	// ConditionReconciling is True while an object converges by itself
+	// (kstatus: InProgress); it is absent otherwise.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when an object cannot progress until
+	// someone changes something (kstatus: Failed); it is absent otherwise.
+	ConditionStalled = "Stalled"
 )
 
 // Reasons shared by several kinds.
@@ -76,6 +82,8 @@ const (
 
 // Reasons of a ResourcePool's conditions.
 const (
+	// ReasonPoolAccounting: the pool is not accounted yet.
+	ReasonPoolAccounting = "Accounting"
 	ReasonPoolAccepted   = "Accepted"
 	ReasonPoolInvalid    = "Invalid"
 	ReasonOvercommitted  = "Overcommitted"
@@ -95,4 +103,12 @@ const (
 	ReasonSuperseded = "Superseded"
 	// ReasonRedeemFailed: writing what the ticket grants failed; retried.
 	ReasonRedeemFailed = "RedeemFailed"
+)
+
+// Reasons of an Authority's Ready condition.
+const (
+	// ReasonKeysValid: at least one of its keys verifies tickets.
+	ReasonKeysValid = "KeysValid"
+	// ReasonNoValidKeys: none of its keys is usable.
+	ReasonNoValidKeys = "NoValidKeys"
 )

@@ -487,7 +487,7 @@ func (r *steadyResult) markdown() string {
 	fmt.Fprintf(&b, "The floor and the slices are both bound by the API server's write throughput and kwok marking %d pods Running on the same CPUs; ", r.slivers)
 	b.WriteString(
 		"a node joining queues only the slices whose selection matches it (here all 20), and each reconcile reads the shared cluster view, " +
-		"so the join costs one sliver create per slice plus each slice's status. The restart and the join are measured once every slice's status shows all its slivers ready.\n")
+			"so the join costs one sliver create per slice plus each slice's status. The restart and the join are measured once every slice's status shows all its slivers ready.\n")
 	return b.String()
 }
 
