@@ -2,11 +2,13 @@ package controllers_test
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +37,23 @@ func makeAuthority(s ticket.Signer) {
 		}}},
 	}
 	Expect(k8s.Create(ctx, a)).To(Succeed())
+}
+
+// signUnchecked signs claims as s would, without Issue's own checks: a
+// hand-made token, as a careless or hostile issuer could send.
+func signUnchecked(s ticket.Signer, c ticket.Claims) string {
+	GinkgoHelper()
+	c.Issuer = s.Authority
+	body, err := json.Marshal(c)
+	Expect(err).NotTo(HaveOccurred())
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: s.Key},
+		(&jose.SignerOptions{}).WithType(ticket.TypeTicket).WithHeader("kid", s.KeyID))
+	Expect(err).NotTo(HaveOccurred())
+	obj, err := signer.Sign(body)
+	Expect(err).NotTo(HaveOccurred())
+	tok, err := obj.CompactSerialize()
+	Expect(err).NotTo(HaveOccurred())
+	return tok
 }
 
 // sliverGrant returns the claims of a sliver grant of slice (a full name) to plc.
@@ -275,6 +294,9 @@ var _ = Describe("Ticket controller", Ordered, func() {
 				c.Chain = chain
 				c.Expiry = now.Add(24 * time.Hour).Unix()
 			}))
+		}),
+		Entry("a grant outside the issuer's name (hand-signed: Issue refuses to make it)", ticket.OutOfScope, "plj.x.outofscope", func() string {
+			return signUnchecked(ple, sliverGrant("o-1", "plj.x.outofscope", now, nil))
 		}),
 		Entry("wrong audience", ticket.WrongAudience, "ple.x.wrongaud", func() string {
 			return issue(ple, sliverGrant("w-1", "ple.x.wrongaud", now, func(c *ticket.Claims) { c.Audience = "plk" }))

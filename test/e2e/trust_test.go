@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"crypto/ed25519"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/testing/emulator"
 	"github.com/planetkube/planetkube/internal/ticket"
+	"github.com/planetkube/planetkube/internal/ticketcmd"
 )
 
 var _ = Describe("Trust", Ordered, func() {
@@ -75,6 +78,34 @@ var _ = Describe("Trust", Ordered, func() {
 			err := asUser(who).Get(ctx, key, &corev1.Secret{})
 			Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%s read the authority key: %v", who, err)
 		}
+	})
+
+	It("signs with the install's key through the kubeconfig (ticket issue --key-secret), never printing it, and inspect --from-cluster verifies", func() {
+		spec := filepath.Join(GinkgoT().TempDir(), "grant.yaml")
+		Expect(os.WriteFile(spec, []byte("audience: ple\nexpiresIn: 24h\nsliver:\n  slice: plc."+site+".fromsecret\n  template: {image: registry.k8s.io/pause:3.10}\n"), 0o600)).To(Succeed())
+		run := func(args ...string) (string, error) {
+			var out, errs strings.Builder
+			err := ticketcmd.Ticket(args, ticketcmd.IO{In: strings.NewReader(""), Out: &out, Err: &errs, Now: time.Now})
+			Expect(out.String() + errs.String()).NotTo(ContainSubstring("PRIVATE KEY"))
+			return out.String(), err
+		}
+		token, err := run("issue", "-f", spec, "--key-secret", "planetkube-system/planetkube-authority-key", "--kubeconfig", cluster.Kubeconfig)
+		Expect(err).NotTo(HaveOccurred())
+		token = strings.TrimSpace(token)
+		claims, kid, err := ticket.Inspect(token)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(claims.Issuer).To(Equal("plc"), "--authority defaults to the name the Secret records")
+		plc := &planetv1.Authority{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "plc"}, plc)).To(Succeed())
+		Expect(plc.Spec.Keys).To(ContainElement(HaveField("ID", kid)), "signed with a key the install does not publish")
+		out, err := run("inspect", "--from-cluster", "--kubeconfig", cluster.Kubeconfig, token)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("verified: yes"))
+		// Without the cluster's Authorities a forged copy is refused.
+		forged := token[:strings.LastIndexByte(token, '.')+1] + strings.Repeat("A", 86)
+		out, err = run("inspect", "--from-cluster", "--kubeconfig", cluster.Kubeconfig, forged)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("reason: BadSignature"))
 	})
 
 	It("accepts a delegate's ticket knowing only the root, and runs it only on the sites that trust the issuer", func() {
