@@ -44,7 +44,6 @@ func siteRoles(s *planetv1.Site) map[string][]planetv1.Subject {
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=planetkube-site-pi;planetkube-site-tech;planetkube-site-user;planetkube-slice-user
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=planetkube.io,resources=sites/finalizers,verbs=update
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings a Site's namespace and bindings to its spec and updates
 // its status.

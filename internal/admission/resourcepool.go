@@ -22,7 +22,7 @@ import (
 	"github.com/planetkube/planetkube/internal/pools"
 )
 
-// +kubebuilder:webhook:path=/validate-planetkube-io-v1alpha1-resourcepool,mutating=false,failurePolicy=fail,sideEffects=None,groups=planetkube.io,resources=resourcepools,verbs=create;update;delete,versions=v1alpha1,name=vresourcepool.planetkube.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-planetkube-io-v1alpha1-resourcepool,mutating=false,failurePolicy=ignore,sideEffects=None,groups=planetkube.io,resources=resourcepools,verbs=create;update;delete,versions=v1alpha1,name=vresourcepool.planetkube.io,admissionReviewVersions=v1,timeoutSeconds=5
 
 // ResourcePoolValidator refuses at admission what the ResourcePool
 // controller would otherwise only settle afterwards (by marking the pool
@@ -47,7 +47,11 @@ import (
 // being deleted are always allowed, so that a site can go away.
 //
 // Two creations racing each other can both pass; the controller settles
-// that (the later pool is Overcommitted).
+// that (the later pool is Overcommitted). The controller settles every rule
+// above the same way (Invalid, Overcommitted; a sub-pool whose parent went
+// is Invalid and holds nothing), so the webhook fails open (failurePolicy
+// Ignore): a manager that is down never blocks pool writes, finalizer
+// removals or a site's deletion.
 type ResourcePoolValidator struct {
 	// Client reads nodes; the manager's cache is fine (nodes change rarely
 	// and the pool controller watches them).

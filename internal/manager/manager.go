@@ -36,6 +36,9 @@ import (
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
+// Leader election holds a Lease in the manager's own namespace only.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=planetkube-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
 // Options are the manager's settings, one flag each.
 type Options struct {
 	Authority            string
