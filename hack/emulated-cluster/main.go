@@ -18,6 +18,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/testing/emulator"
 )
 
@@ -69,7 +70,7 @@ func run() error {
 		nodes = -1 // Options treats 0 as the default
 	}
 	c, err := emulator.Start(startCtx, emulator.Options{
-		WorkDir: cfg.workDir, Nodes: nodes, Sites: splitList(cfg.sites), Log: os.Stdout,
+		WorkDir: cfg.workDir, Nodes: nodes, Sites: cli.SplitList(cfg.sites), Log: os.Stdout,
 	})
 	if err != nil {
 		return fmt.Errorf("starting cluster: %w", err)
@@ -172,15 +173,4 @@ Component logs: %[3]s/
 		fmt.Printf("Manager log:    %s\n", manager.LogPath)
 	}
 	fmt.Println("Press Ctrl-C to stop everything.")
-}
-
-// splitList splits a comma-separated list, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }

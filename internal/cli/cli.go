@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -73,3 +74,15 @@ func ParseFlags(fs *flag.FlagSet, args []string) error {
 
 // IsHelp says whether err is the user asking for help.
 func IsHelp(err error) bool { return errors.Is(err, flag.ErrHelp) }
+
+// SplitList splits a comma-separated flag value, dropping empty items and
+// the spaces around each.
+func SplitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -25,5 +26,19 @@ func TestHelp(t *testing.T) {
 	}
 	if err := Parse("manager", []string{"--nope"}, func(*flag.FlagSet) {}); err == nil || IsHelp(err) {
 		t.Fatalf("an unknown flag: %v", err)
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":                        nil,
+		" , ,":                    nil,
+		"localhost":               {"localhost"},
+		"a, b ,,c":                {"a", "b", "c"},
+		"princeton,mit,berkeley,": {"princeton", "mit", "berkeley"},
+	} {
+		if got := SplitList(in); !slices.Equal(got, want) {
+			t.Errorf("SplitList(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -4,10 +4,13 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +37,7 @@ import (
 	flowfanout "github.com/planetkube/planetkube/internal/lookup/fanout"
 	"github.com/planetkube/planetkube/internal/lookup/slicedir"
 	"github.com/planetkube/planetkube/internal/ticket"
+	"github.com/planetkube/planetkube/internal/webhookcert"
 )
 
 // Leader election holds a Lease in the manager's own namespace only.
@@ -62,6 +66,11 @@ type Options struct {
 	WebhookHost          string
 	WebhookPort          int
 	WebhookCertDir       string
+	WebhookCertMode      string
+	WebhookCertSecret    string
+	WebhookService       string
+	WebhookConfiguration string
+	WebhookExtraDNSNames string
 	FlowLookupAddr       string
 	AgentNamespace       string
 	AgentSelector        string
@@ -92,7 +101,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Webhooks, "webhooks", true, "Serve the validating webhooks (config/webhook); the API server must be configured to call them.")
 	fs.StringVar(&o.WebhookHost, "webhook-host", "", "Address the webhook server listens on (default: all).")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the webhook server.")
-	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Folder with the webhook server's tls.crt and tls.key (default: controller-runtime's).")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Folder with the webhook server's tls.crt and tls.key (default: controller-runtime's, "+defaultCertDir()+").")
+	fs.StringVar(&o.WebhookCertMode, "webhook-cert-mode", WebhookCertsSelf, "Who makes the webhook server's certificate: "+WebhookCertsSelf+" (the manager makes and renews a CA and certificate in --webhook-cert-secret, mounted at --webhook-cert-dir, and writes the CA into --webhook-configuration) or "+WebhookCertsFiles+" (someone else, say cert-manager, puts them in --webhook-cert-dir and the CA in the configuration).")
+	fs.StringVar(&o.WebhookCertSecret, "webhook-cert-secret", "planetkube-webhook-cert", "With --webhook-cert-mode=self: the Secret, in --namespace, that holds the CA and the serving certificate.")
+	fs.StringVar(&o.WebhookService, "webhook-service", "planetkube-webhook", "With --webhook-cert-mode=self: the webhook Service in --namespace; the certificate is for <service>.<namespace>.svc.")
+	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "planetkube-validating-webhooks", "With --webhook-cert-mode=self: the ValidatingWebhookConfiguration whose caBundle the manager keeps.")
+	fs.StringVar(&o.WebhookExtraDNSNames, "webhook-extra-dns-names", "", "With --webhook-cert-mode=self: further DNS names for the certificate, comma-separated.")
 	fs.StringVar(&o.FlowLookupAddr, "flow-lookup-address", ":9470", "Address of the cluster-wide flow lookup page (/) and JSON API (/api/v1/flows), which asks every node agent; 0 disables it.")
 	fs.StringVar(&o.AgentNamespace, "agent-namespace", "planetkube-system", "Namespace of the node agents' pods.")
 	fs.StringVar(&o.AgentSelector, "agent-selector", "app.kubernetes.io/component=node-agent", "Label selector of the node agents' pods.")
@@ -156,15 +170,87 @@ func Main(args []string) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
+	ctx := ctrl.SetupSignalHandler()
 	ready := healthz.Ping
 	if o.Webhooks {
-		ready = mgr.GetWebhookServer().StartedChecker()
+		if ready, err = serveWebhooks(ctx, mgr, o); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
 		return err
 	}
-	log.Info("Starting manager", "authority", o.Authority, "qps", o.QPS, "burst", o.Burst)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	log.Info("Starting manager", "authority", o.Authority, "qps", o.QPS, "burst", o.Burst, "webhookCertMode", o.WebhookCertMode)
+	return mgr.Start(ctx)
+}
+
+// Webhook certificate modes (--webhook-cert-mode).
+const (
+	WebhookCertsSelf  = "self"
+	WebhookCertsFiles = "files"
+)
+
+// defaultCertDir is controller-runtime's default webhook certificate folder.
+func defaultCertDir() string {
+	return filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
+}
+
+// serveWebhooks registers the validating webhooks and returns the readiness
+// check that passes once their server runs. With certificates from files
+// that is at once; when the manager makes its own (webhookcert), the
+// webhooks are registered, and their server started, once the certificate
+// is in its folder and the CA in the webhook configuration. Until then the
+// manager is not ready, and the webhooks, failing open, are skipped.
+func serveWebhooks(ctx context.Context, mgr ctrl.Manager, o Options) (healthz.Checker, error) {
+	switch o.WebhookCertMode {
+	case WebhookCertsFiles:
+		if err := setupWebhooks(mgr, o); err != nil {
+			return nil, err
+		}
+		return mgr.GetWebhookServer().StartedChecker(), nil
+	case WebhookCertsSelf:
+	default:
+		return nil, fmt.Errorf("--webhook-cert-mode %q: want %s or %s", o.WebhookCertMode, WebhookCertsSelf, WebhookCertsFiles)
+	}
+	dir := o.WebhookCertDir
+	if dir == "" {
+		dir = defaultCertDir()
+	}
+	certs, err := webhookcert.Manage(ctx, mgr, webhookcert.Options{
+		Namespace: o.Namespace, SecretName: o.WebhookCertSecret, Service: o.WebhookService,
+		ExtraDNSNames: cli.SplitList(o.WebhookExtraDNSNames), Configuration: o.WebhookConfiguration, CertDir: dir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var started atomic.Pointer[healthz.Checker]
+	failed := make(chan error, 1)
+	go func() {
+		select {
+		case <-certs:
+		case <-ctx.Done():
+			return
+		}
+		if err := setupWebhooks(mgr, o); err != nil {
+			failed <- err
+			return
+		}
+		check := mgr.GetWebhookServer().StartedChecker()
+		started.Store(&check)
+		ctrl.Log.WithName("setup").Info("Serving the webhooks with the manager's own certificate", "secret", o.Namespace+"/"+o.WebhookCertSecret, "configuration", o.WebhookConfiguration)
+	}()
+	return func(req *http.Request) error {
+		select {
+		case err := <-failed:
+			failed <- err
+			return err
+		default:
+		}
+		if check := started.Load(); check != nil {
+			return (*check)(req)
+		}
+		return errors.New("waiting for the webhook certificate")
+	}, nil
 }
 
 // PodCacheOptions scope the view's pod cache: every pod bound to a node and
@@ -257,19 +343,22 @@ func Setup(mgr ctrl.Manager, o Options) error {
 			return err
 		}
 	}
-	if o.Webhooks {
-		if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
-			return fmt.Errorf("setting up the Slice webhook: %w", err)
-		}
-		if err := (&admission.TicketValidator{Reader: mgr.GetClient(), Authority: o.Authority, Skew: o.TicketSkew}).SetupWithManager(mgr); err != nil {
-			return fmt.Errorf("setting up the Ticket webhook: %w", err)
-		}
-		if err := (&admission.ResourcePoolValidator{
-			Client:    mgr.GetClient(),
-			APIReader: mgr.GetAPIReader(),
-		}).SetupWithManager(mgr); err != nil {
-			return fmt.Errorf("setting up the ResourcePool webhook: %w", err)
-		}
+	return nil
+}
+
+// setupWebhooks registers the validating webhooks with the webhook server.
+func setupWebhooks(mgr ctrl.Manager, o Options) error {
+	if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Slice webhook: %w", err)
+	}
+	if err := (&admission.TicketValidator{Reader: mgr.GetClient(), Authority: o.Authority, Skew: o.TicketSkew}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Ticket webhook: %w", err)
+	}
+	if err := (&admission.ResourcePoolValidator{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ResourcePool webhook: %w", err)
 	}
 	return nil
 }

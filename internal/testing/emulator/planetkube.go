@@ -105,14 +105,18 @@ func (c *Cluster) ensureWebhookServing() error {
 }
 
 // WebhookArgs are the manager flags that serve the webhooks registered by
-// InstallPlanetKube.
+// InstallPlanetKube, with the serving certificate the emulator issued (as
+// cert-manager would: --webhook-cert-mode=files). The manager's own
+// certificates (mode self) need the kubelet's Secret volume, which a
+// manager run as a local process does not have; internal/manager's
+// TestSelfMadeWebhookCertificate covers that mode.
 func (c *Cluster) WebhookArgs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.webhookPort == 0 {
 		return []string{"--webhooks=false"}
 	}
-	return []string{"--webhook-host=127.0.0.1", "--webhook-port=" + strconv.Itoa(c.webhookPort), "--webhook-cert-dir=" + c.webhookCertDir}
+	return []string{"--webhook-cert-mode=files", "--webhook-host=127.0.0.1", "--webhook-port=" + strconv.Itoa(c.webhookPort), "--webhook-cert-dir=" + c.webhookCertDir}
 }
 
 // WaitWebhook waits until the manager's webhook server answers TLS on its
