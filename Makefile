@@ -8,6 +8,8 @@ NODES      ?= 50
 SITES      ?= princeton,mit,berkeley,ethz,tokyo
 TEST_TIMEOUT ?= 40m
 IMG        ?= planetkube:dev
+CHART      ?= charts/planetkube
+HELM       ?= $(BIN)/helm
 
 export KUBEBUILDER_ASSETS
 export PLANETKUBE_BIN = $(BIN)
@@ -19,7 +21,7 @@ help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: tools
-tools: ## Build the pinned tools (control plane, kwok, controller-gen) into bin/; skips the ones already built.
+tools: ## Build the pinned tools (control plane, kwok, controller-gen, helm) into bin/; skips the ones already built.
 	@bash hack/tools/build.sh $(BIN)
 
 .PHONY: manifests
@@ -27,6 +29,13 @@ manifests: tools ## Generate the CRDs and the manager's and node agent's RBAC fr
 	$(CONTROLLER_GEN) rbac:roleName=planetkube-manager crd webhook paths="./api/...;./controllers/...;./internal/admission/...;./internal/authority/...;./internal/manager/...;./internal/webhookcert/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 	$(CONTROLLER_GEN) rbac:roleName=planetkube-node-agent paths="./internal/agent/..." output:rbac:artifacts:config=config/agent
+	@# The chart renders these very files (charts/planetkube/files): its RBAC,
+	@# CRDs and webhooks are the generated ones; `make verify` catches drift.
+	@rm -rf $(CHART)/files && mkdir -p $(CHART)/files/crds $(CHART)/files/rbac $(CHART)/files/agent $(CHART)/files/webhook
+	@cp config/crd/bases/*.yaml $(CHART)/files/crds/
+	@cp config/rbac/role.yaml config/rbac/user_roles.yaml $(CHART)/files/rbac/
+	@cp config/agent/role.yaml $(CHART)/files/agent/
+	@cp config/webhook/manifests.yaml $(CHART)/files/webhook/
 
 .PHONY: generate
 generate: tools ## Generate the API's DeepCopy methods.
@@ -60,9 +69,18 @@ test: test-deps tools manifests generate vet build ## Run every test: unit, envt
 
 .PHONY: verify
 verify: manifests generate fmt ## Regenerate and fail if anything changed, then vet.
-	git diff --exit-code -- api config
+	git diff --exit-code -- api config $(CHART)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/tools/'))"
 	$(GO) vet ./...
+
+.PHONY: lint
+lint: tools manifests ## Lint the chart and render it with its defaults and every values file in charts/planetkube/ci.
+	$(HELM) lint --strict $(CHART)
+	@for f in $(CHART)/ci/*.yaml; do \
+		echo "helm template -f $$f"; \
+		$(HELM) lint --strict $(CHART) -f $$f >/dev/null && \
+		$(HELM) template planetkube $(CHART) --namespace planetkube-system -f $$f >/dev/null || exit 1; \
+	done
 
 .PHONY: run
 run: tools manifests build ## Start an emulated cluster (NODES fake nodes, default 50, over the sites in SITES) with the manager and the samples.

@@ -21,6 +21,7 @@ tools=(
   "kube-controller-manager|k8s.io/kubernetes/cmd/kube-controller-manager|k8s.io/kubernetes"
   "kube-scheduler|k8s.io/kubernetes/cmd/kube-scheduler|k8s.io/kubernetes"
   "kwok|sigs.k8s.io/kwok/cmd/kwok|sigs.k8s.io/kwok"
+  "helm|helm.sh/helm/v3/cmd/helm|helm.sh/helm/v3"
 )
 for t in "${tools[@]}"; do
   IFS='|' read -r name pkg mod <<<"$t"
@@ -31,7 +32,17 @@ for t in "${tools[@]}"; do
   fi
   echo ">> building $name ($want)"
   start=$SECONDS
-  go build -ldflags='-s -w' -o "$bin/$name" "$pkg"
+  ldflags='-s -w'
+  if [[ $name == helm ]]; then
+    # As helm's own Makefile does: its version, and the Kubernetes version
+    # that `helm template` and `helm lint` assume (that of its client-go).
+    minor=$(version k8s.io/client-go | cut -d. -f2)
+    ldflags+=" -X helm.sh/helm/v3/internal/version.version=$(version "$mod")"
+    for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+      ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"
+    done
+  fi
+  go build -ldflags="$ldflags" -o "$bin/$name" "$pkg"
   echo "$want" >"$stamp"
   echo "   $name built in $((SECONDS - start)) s"
 done

@@ -1,12 +1,14 @@
 //go:build tools
 
 // Package tools pins the binaries PlanetKube builds for development, tests and
-// the emulated cluster: a real Kubernetes control plane, etcd, kwok and
-// controller-gen. `make tools` builds them into bin/.
+// the emulated cluster: a real Kubernetes control plane, etcd, kwok,
+// controller-gen, and helm (the chart's lint and tests). `make tools` builds
+// them into bin/.
 package tools
 
 import (
 	_ "go.etcd.io/etcd/server/v3"
+	_ "helm.sh/helm/v3/cmd/helm"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"

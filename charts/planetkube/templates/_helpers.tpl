@@ -1,0 +1,41 @@
+{{/* Labels every object of the release carries. */}}
+{{- define "planetkube.labels" -}}
+app.kubernetes.io/name: planetkube
+app.kubernetes.io/part-of: planetkube
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The image of the one binary. */}}
+{{- define "planetkube.image" -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+
+{{/* Names the manager's flags default to (internal/manager). */}}
+{{- define "planetkube.webhookService" -}}planetkube-webhook{{- end -}}
+{{- define "planetkube.webhookConfiguration" -}}planetkube-validating-webhooks{{- end -}}
+
+{{/*
+planetkube.generated renders a file that `make manifests` copies from
+config/ (what controller-gen generates from the +kubebuilder markers, or
+config/rbac/user_roles.yaml): each document as it is, with the release's
+labels added and the namespace planetkube-system, which the markers name,
+replaced by the release's. So the chart's RBAC is the generated RBAC, and
+`make verify` fails when the copies drift.
+*/}}
+{{- define "planetkube.generated" -}}
+{{- $ctx := .ctx -}}
+{{- range $doc := regexSplit "(?m)^---\\s*$" ($ctx.Files.Get .path) -1 }}
+{{- $obj := fromYaml $doc }}
+{{- if $obj }}
+{{- $meta := $obj.metadata }}
+{{- $_ := set $meta "labels" (merge (default dict $meta.labels) (include "planetkube.labels" $ctx | fromYaml)) }}
+{{- if eq (default "" $meta.namespace) "planetkube-system" }}
+{{- $_ := set $meta "namespace" $ctx.Release.Namespace }}
+{{- end }}
+---
+{{ toYaml $obj }}
+{{- end }}
+{{- end }}
+{{- end -}}
