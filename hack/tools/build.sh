@@ -26,14 +26,19 @@ tools=(
 for t in "${tools[@]}"; do
   IFS='|' read -r name pkg mod <<<"$t"
   want="$mod@$(version "$mod")"
-  stamp="$bin/.$name.version"
-  if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-    continue
-  fi
-  echo ">> building $name ($want)"
-  start=$SECONDS
   ldflags='-s -w'
-  if [[ $name == helm ]]; then
+  case $mod in
+  k8s.io/kubernetes)
+    # As Kubernetes' own build does (hack/lib/version.sh): the binaries
+    # report their version (helm checks a chart's kubeVersion against it).
+    v=$(version "$mod")
+    minor=$(echo "$v" | cut -d. -f2)
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    done
+    want+="+version"
+    ;;
+  helm.sh/helm/v3)
     # As helm's own Makefile does: its version, and the Kubernetes version
     # that `helm template` and `helm lint` assume (that of its client-go).
     minor=$(version k8s.io/client-go | cut -d. -f2)
@@ -41,7 +46,15 @@ for t in "${tools[@]}"; do
     for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
       ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"
     done
+    want+="+k8s"
+    ;;
+  esac
+  stamp="$bin/.$name.version"
+  if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    continue
   fi
+  echo ">> building $name ($want)"
+  start=$SECONDS
   go build -ldflags="$ldflags" -o "$bin/$name" "$pkg"
   echo "$want" >"$stamp"
   echo "   $name built in $((SECONDS - start)) s"

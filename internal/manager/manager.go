@@ -40,8 +40,10 @@ import (
 	"github.com/planetkube/planetkube/internal/webhookcert"
 )
 
-// Leader election holds a Lease in the manager's own namespace only.
+// Leader election holds a Lease in the manager's own namespace only, and
+// records its transitions as core Events there.
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=planetkube-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",namespace=planetkube-system,resources=events,verbs=create;patch
 
 // Options are the manager's settings, one flag each.
 type Options struct {

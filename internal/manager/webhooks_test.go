@@ -20,38 +20,9 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
+	"github.com/planetkube/planetkube/internal/testing/poll"
+	"github.com/planetkube/planetkube/internal/testing/secretvolume"
 )
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// mountSecret does what the kubelet does for a Secret volume, which cannot
-// exist without a kubelet: it keeps the Secret's tls.crt and tls.key in dir.
-func mountSecret(ctx context.Context, c client.Client, key client.ObjectKey, dir string) {
-	var last []byte
-	for ctx.Err() == nil {
-		s := &corev1.Secret{}
-		if err := c.Get(ctx, key, s); err == nil && len(s.Data["tls.crt"]) > 0 && !bytes.Equal(s.Data["tls.crt"], last) {
-			_ = os.WriteFile(filepath.Join(dir, "tls.key"), s.Data["tls.key"], 0o600)
-			_ = os.WriteFile(filepath.Join(dir, "tls.crt"), s.Data["tls.crt"], 0o600)
-			last = s.Data["tls.crt"]
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // TestSelfMadeWebhookCertificate starts the manager's webhooks with
 // --webhook-cert-mode=self against a real API server: the manager makes the
@@ -127,9 +98,9 @@ func TestSelfMadeWebhookCertificate(t *testing.T) {
 			t.Errorf("manager: %v", err)
 		}
 	}()
-	go mountSecret(ctx, c, client.ObjectKey{Namespace: o.Namespace, Name: o.WebhookCertSecret}, o.WebhookCertDir)
+	go secretvolume.Mount(ctx, c, client.ObjectKey{Namespace: o.Namespace, Name: o.WebhookCertSecret}, o.WebhookCertDir, 100*time.Millisecond)
 
-	eventually(t, "the manager turns ready", 90*time.Second, func() error { return ready(nil) })
+	poll.Until(t, "the manager turns ready", 90*time.Second, 100*time.Millisecond, func() error { return ready(nil) })
 	secret := &corev1.Secret{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.WebhookCertSecret}, secret); err != nil {
 		t.Fatal(err)
@@ -153,7 +124,7 @@ func TestSelfMadeWebhookCertificate(t *testing.T) {
 			Template: planetv1.SliverTemplate{Image: "registry.k8s.io/pause:3.10"},
 		},
 	}
-	eventually(t, "the webhook refuses a slice a year long", 30*time.Second, func() error {
+	poll.Until(t, "the webhook refuses a slice a year long", 30*time.Second, 100*time.Millisecond, func() error {
 		err := c.Create(ctx, slice.DeepCopy())
 		if err == nil {
 			t.Fatal("a slice a year long was admitted")

@@ -1,0 +1,259 @@
+// Package helm installs the chart into an emulated cluster of its own with
+// the pinned helm, runs the manager binary with the chart's flags as the
+// chart's ServiceAccount, and checks that the chart's RBAC, webhook
+// configuration and certificate are enough for the samples to reconcile;
+// then upgrades (a changed value and a changed CRD) and uninstalls.
+package helm
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/manager"
+	"github.com/planetkube/planetkube/internal/testing/emulator"
+	"github.com/planetkube/planetkube/internal/testing/poll"
+	"github.com/planetkube/planetkube/internal/testing/secretvolume"
+)
+
+const ns = "planetkube-system"
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// copyChart copies the chart to a temporary folder (to change a CRD).
+func copyChart(t *testing.T, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "planetkube")
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func TestHelmInstallUpgradeUninstall(t *testing.T) {
+	bin, err := emulator.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emulator.CheckBinaries(bin); err != nil {
+		t.Fatalf("%v: run `make tools build` first", err)
+	}
+	for _, b := range []string{"helm", "planetkube"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			t.Fatalf("%s is missing from %s: run `make tools build`", b, bin)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cluster, err := emulator.Start(ctx, emulator.Options{BinDir: bin, Nodes: 10, Log: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cluster.Stop() }()
+	scheme := manager.Scheme()
+	_ = apiextv1.AddToScheme(scheme)
+	k8s, err := client.New(cluster.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart := filepath.Join(cluster.RepoRoot(), "charts", "planetkube")
+	helm := func(args ...string) string {
+		t.Helper()
+		var out, stderr bytes.Buffer
+		cmd := exec.Command(filepath.Join(bin, "helm"), append(args, "--kubeconfig", cluster.Kubeconfig)...)
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("helm %v: %v\n%s", args, err, stderr.String())
+		}
+		return out.String()
+	}
+
+	// Install, as a site operator would.
+	helm("install", "planetkube", chart, "-n", ns, "--create-namespace", "--set", "authority.name=plc")
+
+	// The manager binary with the chart's own flags, as the chart's
+	// ServiceAccount. Its pods here are kwok's, which run nothing, so the
+	// binary runs as a local process; only its listening addresses are
+	// moved to free loopback ports, and the Secret volume the Deployment
+	// mounts is done as the kubelet would (secretvolume).
+	dep := &appsv1.Deployment{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-manager"}, dep); err != nil {
+		t.Fatal(err)
+	}
+	args := slices.Clone(dep.Spec.Template.Spec.Containers[0].Args)
+	certDir, port := t.TempDir(), freePort(t)
+	args = append(args, "--webhook-host=127.0.0.1", "--webhook-port="+strconv.Itoa(port), "--webhook-cert-dir="+certDir,
+		"--namespace="+ns, "--metrics-bind-address=0", "--health-probe-bind-address=0", "--flow-lookup-address=0")
+	mgr, err := cluster.StartManagerAs(ctx, emulator.ManagerUser, filepath.Join(bin, "planetkube"), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("manager log:\n%s", mgr.LogTail(60))
+		}
+	}()
+	go secretvolume.Mount(ctx, k8s, client.ObjectKey{Namespace: ns, Name: "planetkube-webhook-cert"}, certDir, 200*time.Millisecond)
+
+	// The manager made the certificate, wrote its CA into the chart's
+	// webhook configuration, and serves the Service's name with it: what
+	// the API server checks when it calls the webhook. (It cannot call it
+	// here: no cluster DNS or Service routing reaches a local process.)
+	var roots *x509.CertPool
+	poll.Until(t, "the CA in the chart's webhook configuration", 90*time.Second, 200*time.Millisecond, func() error {
+		vwc := &admissionregv1.ValidatingWebhookConfiguration{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: "planetkube-validating-webhooks"}, vwc); err != nil {
+			return err
+		}
+		for _, w := range vwc.Webhooks {
+			if len(w.ClientConfig.CABundle) == 0 {
+				return errors.New("webhook " + w.Name + " has no caBundle yet")
+			}
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(vwc.Webhooks[0].ClientConfig.CABundle) {
+			return errors.New("the caBundle is not PEM")
+		}
+		return nil
+	})
+	poll.Until(t, "the webhook server answers as planetkube-webhook.planetkube-system.svc", 60*time.Second, 200*time.Millisecond, func() error {
+		conn, err := tls.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port), &tls.Config{RootCAs: roots, ServerName: "planetkube-webhook." + ns + ".svc"})
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	})
+
+	// The samples reconcile under the chart's RBAC.
+	samples := filepath.Join(cluster.RepoRoot(), "config", "samples")
+	poll.Until(t, "applying the samples", 30*time.Second, 200*time.Millisecond, func() error { return cluster.Apply(ctx, samples) })
+	for _, key := range []client.ObjectKey{{Namespace: "princeton", Name: "codeen"}, {Namespace: "mit", Name: "chord"}, {Namespace: "berkeley", Name: "sleepy"}} {
+		poll.Until(t, "slice "+key.String()+" Ready", 120*time.Second, 200*time.Millisecond, func() error {
+			s := &planetv1.Slice{}
+			if err := k8s.Get(ctx, key, s); err != nil {
+				return err
+			}
+			if c := meta.FindStatusCondition(s.Status.Conditions, planetv1.ConditionReady); c == nil || c.Status != "True" {
+				return errors.New("not Ready: " + s.Status.Slivers)
+			}
+			return nil
+		})
+	}
+	if log, err := os.ReadFile(mgr.LogPath); err != nil {
+		t.Error(err)
+	} else if refused := grep(string(log), "forbidden"); refused != "" {
+		t.Errorf("the manager was refused something under the chart's RBAC:\n%s", refused)
+	}
+
+	// Upgrade: a changed value and a changed CRD.
+	changed := copyChart(t, chart)
+	crdFile := filepath.Join(changed, "files", "crds", "planetkube.io_sites.yaml")
+	crd := &apiextv1.CustomResourceDefinition{}
+	b, err := os.ReadFile(crdFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, crd); err != nil {
+		t.Fatal(err)
+	}
+	crd.Spec.Versions[0].AdditionalPrinterColumns = append(crd.Spec.Versions[0].AdditionalPrinterColumns,
+		apiextv1.CustomResourceColumnDefinition{Name: "Upgraded", Type: "string", JSONPath: ".spec.displayName"})
+	if b, err = yaml.Marshal(crd); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(crdFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	helm("upgrade", "planetkube", changed, "-n", ns, "--reuse-values", "--set", "manager.kubeAPIQPS=500")
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-manager"}, dep); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--kube-api-qps=500") {
+		t.Errorf("helm upgrade did not change the manager's flags: %v", dep.Spec.Template.Spec.Containers[0].Args)
+	}
+	live := &apiextv1.CustomResourceDefinition{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: "sites.planetkube.io"}, live); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(live.Spec.Versions[0].AdditionalPrinterColumns, func(c apiextv1.CustomResourceColumnDefinition) bool { return c.Name == "Upgraded" }) {
+		t.Error("helm upgrade did not update the Site CRD")
+	}
+
+	// Uninstall: the release's objects go; the CRDs and every Slice stay.
+	helm("uninstall", "planetkube", "-n", ns, "--wait")
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-manager"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the manager Deployment is still there after uninstall: %v", err)
+	}
+	for _, name := range []string{"slices.planetkube.io", "sites.planetkube.io", "tickets.planetkube.io"} {
+		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &apiextv1.CustomResourceDefinition{}); err != nil {
+			t.Errorf("CRD %s is gone after uninstall (crds.keep): %v", name, err)
+		}
+	}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: "princeton", Name: "codeen"}, &planetv1.Slice{}); err != nil {
+		t.Errorf("slice princeton/codeen is gone after uninstall: %v", err)
+	}
+}
+
+// grep returns the lines of s that match pattern.
+func grep(s, pattern string) string {
+	re := regexp.MustCompile(pattern)
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if re.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// testWriter sends the emulator's progress to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
