@@ -73,6 +73,10 @@ verify: manifests generate fmt ## Regenerate and fail if anything changed, then 
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/tools/'))"
 	$(GO) vet ./...
 
+.PHONY: image
+image: build ## Build the container image as a tarball (dist/planetkube-image.tar, tag $(IMG)) without Docker; `docker load -i` or `kind load image-archive` it.
+	$(GO) run ./hack/image --binary $(BIN)/planetkube --tag $(IMG) --out dist/planetkube-image.tar --version $$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 .PHONY: lint
 lint: tools manifests ## Lint the chart and render it with its defaults and every values file in charts/planetkube/ci.
 	$(HELM) lint --strict $(CHART)

@@ -24,9 +24,12 @@ import (
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -187,6 +190,23 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		t.Error(err)
 	} else if refused := grep(string(log), "forbidden"); refused != "" {
 		t.Errorf("the manager was refused something under the chart's RBAC:\n%s", refused)
+	}
+
+	// The chart's admission policy keeps the manager's Secret and Pod
+	// writes to PlanetKube's namespaces and its own.
+	cfg := rest.CopyConfig(cluster.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: emulator.ManagerUser}
+	asManager, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "stray"}}
+	if err := asManager.Create(ctx, stray); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "namespaces PlanetKube owns") {
+		t.Errorf("the manager wrote a Secret in namespace default: %v", err)
+	}
+	own := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "probe"}}
+	if err := asManager.Create(ctx, own); err != nil {
+		t.Errorf("the manager cannot write a Secret in its own namespace: %v", err)
 	}
 
 	// Upgrade: a changed value and a changed CRD.
