@@ -33,7 +33,7 @@ manifests: tools ## Generate the CRDs and the manager's and node agent's RBAC fr
 	@# CRDs and webhooks are the generated ones; `make verify` catches drift.
 	@rm -rf $(CHART)/files && mkdir -p $(CHART)/files/crds $(CHART)/files/rbac $(CHART)/files/agent $(CHART)/files/webhook
 	@cp config/crd/bases/*.yaml $(CHART)/files/crds/
-	@cp config/rbac/role.yaml config/rbac/user_roles.yaml $(CHART)/files/rbac/
+	@cp config/rbac/role.yaml config/rbac/user_roles.yaml config/rbac/metrics_reader.yaml $(CHART)/files/rbac/
 	@cp config/agent/role.yaml $(CHART)/files/agent/
 	@cp config/webhook/manifests.yaml $(CHART)/files/webhook/
 

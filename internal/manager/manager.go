@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -53,6 +54,7 @@ type Options struct {
 	Namespace            string
 	TicketSkew           time.Duration
 	MetricsAddr          string
+	MetricsSecure        bool
 	ProbeAddr            string
 	LeaderElect          bool
 	LeaderElectNamespace string
@@ -87,6 +89,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Namespace, "namespace", envOr("POD_NAMESPACE", "planetkube-system"), "The manager's namespace, where the authority key Secret lives (default: $POD_NAMESPACE, else planetkube-system).")
 	fs.DurationVar(&o.TicketSkew, "ticket-clock-skew", ticket.DefaultSkew, fmt.Sprintf("Clock skew allowed on tickets' iat, nbf and exp (at most %s).", ticket.MaxSkew))
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve the metrics over HTTPS to clients the API server authenticates (TokenReview) and authorizes (SubjectAccessReview: get on /metrics, as the ClusterRole planetkube-metrics-reader grants); false: plain HTTP to anyone who reaches the port.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables them.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
 	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
@@ -156,7 +159,7 @@ func Main(args []string) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
 		Cache:                   CacheOptions(),
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 MetricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		WebhookServer:           webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
 		LeaderElection:          o.LeaderElect,
@@ -184,6 +187,23 @@ func Main(args []string) error {
 	}
 	log.Info("Starting manager", "authority", o.Authority, "qps", o.QPS, "burst", o.Burst, "webhookCertMode", o.WebhookCertMode)
 	return mgr.Start(ctx)
+}
+
+// The metrics endpoint checks its clients with the API server.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// MetricsOptions serve the metrics on --metrics-bind-address: with
+// --metrics-secure (the default) over HTTPS (a self-signed certificate, as
+// Prometheus' Kubernetes discovery expects with insecure_skip_verify or a
+// CA) behind authentication and authorization by the API server.
+func MetricsOptions(o Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
 }
 
 // Webhook certificate modes (--webhook-cert-mode).

@@ -24,6 +24,17 @@ import (
 	"github.com/planetkube/planetkube/internal/testing/secretvolume"
 )
 
+// freePort returns a loopback port nothing listens on.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 // TestSelfMadeWebhookCertificate starts the manager's webhooks with
 // --webhook-cert-mode=self against a real API server: the manager makes the
 // certificate Secret, writes the CA into the webhook configuration, turns
@@ -46,12 +57,7 @@ func TestSelfMadeWebhookCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
+	port := freePort(t)
 	o := Options{
 		Authority: "plc", Namespace: "planetkube-system", Webhooks: true,
 		WebhookCertMode: WebhookCertsSelf, WebhookCertSecret: "planetkube-webhook-cert", WebhookService: "planetkube-webhook",

@@ -144,7 +144,7 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 		return nil, err
 	}
 	began := time.Now()
-	if _, err := c.StartPlanetKube(ctx, "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort)); err != nil {
+	if _, err := c.StartPlanetKube(ctx, "--metrics-secure=false", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort)); err != nil {
 		return nil, err
 	}
 	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -508,7 +508,7 @@ func TestSteadyState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.StartPlanetKube(ctx, "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port)); err != nil {
+	if _, err := c.StartPlanetKube(ctx, "--metrics-secure=false", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port)); err != nil {
 		t.Fatal(err)
 	}
 	res, err := runSteadyState(ctx, t, c, port)

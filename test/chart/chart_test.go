@@ -121,7 +121,7 @@ func TestLintAndRenderEveryValuesFile(t *testing.T) {
 // namespace.
 func TestRBACIsTheGeneratedRBAC(t *testing.T) {
 	objs := render(t, "--namespace", "site-a")
-	for _, file := range []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml", "config/agent/role.yaml"} {
+	for _, file := range []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml", "config/rbac/metrics_reader.yaml", "config/agent/role.yaml"} {
 		b, err := os.ReadFile(filepath.Join(root, file))
 		if err != nil {
 			t.Fatal(err)
@@ -218,10 +218,11 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 // The chart ships its generated files as `make manifests` copies them.
 func TestFilesAreTheGeneratedOnes(t *testing.T) {
 	for src, dst := range map[string]string{
-		"config/rbac/role.yaml":         "files/rbac/role.yaml",
-		"config/rbac/user_roles.yaml":   "files/rbac/user_roles.yaml",
-		"config/agent/role.yaml":        "files/agent/role.yaml",
-		"config/webhook/manifests.yaml": "files/webhook/manifests.yaml",
+		"config/rbac/role.yaml":           "files/rbac/role.yaml",
+		"config/rbac/user_roles.yaml":     "files/rbac/user_roles.yaml",
+		"config/rbac/metrics_reader.yaml": "files/rbac/metrics_reader.yaml",
+		"config/agent/role.yaml":          "files/agent/role.yaml",
+		"config/webhook/manifests.yaml":   "files/webhook/manifests.yaml",
 	} {
 		a, err := os.ReadFile(filepath.Join(root, src))
 		if err != nil {
