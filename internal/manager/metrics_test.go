@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -23,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
 	"github.com/planetkube/planetkube/internal/testing/poll"
+	"github.com/planetkube/planetkube/internal/testing/ports"
 )
 
 // TestMetricsNeedAuthentication serves the metrics as the manager does by
@@ -32,20 +31,9 @@ import (
 // ServiceAccount's token without the right is 403, and once bound to the
 // ClusterRole of config/rbac/metrics_reader.yaml it reads the metrics.
 func TestMetricsNeedAuthentication(t *testing.T) {
-	env := testenv.New(filepath.Join("..", ".."), testenv.WithoutWebhooks)
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting envtest (run `make tools`): %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, ctx, c := startAPIServer(t)
 	ctrl.SetLogger(logr.Discard())
-	port := freePort(t)
+	port := ports.Free(t)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: Scheme(), Metrics: MetricsOptions(Options{MetricsAddr: "127.0.0.1:" + strconv.Itoa(port), MetricsSecure: true})})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package manager
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -21,26 +21,14 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
 	"github.com/planetkube/planetkube/internal/testing/poll"
+	"github.com/planetkube/planetkube/internal/testing/ports"
 	"github.com/planetkube/planetkube/internal/testing/secretvolume"
 )
 
-// freePort returns a loopback port nothing listens on.
-func freePort(t *testing.T) int {
+// startAPIServer starts a real API server (envtest, the CRDs installed) for
+// the test and returns its config, a context ended with the test and a client.
+func startAPIServer(t *testing.T) (*rest.Config, context.Context, client.Client) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// TestSelfMadeWebhookCertificate starts the manager's webhooks with
-// --webhook-cert-mode=self against a real API server: the manager makes the
-// certificate Secret, writes the CA into the webhook configuration, turns
-// ready, and the API server then calls the webhook over TLS (the
-// configuration fails closed here, so a TLS failure would show).
-func TestSelfMadeWebhookCertificate(t *testing.T) {
 	env := testenv.New(filepath.Join("..", ".."), testenv.WithoutWebhooks)
 	if _, err := os.Stat(filepath.Join(env.BinaryAssetsDirectory, "kube-apiserver")); err != nil {
 		t.Fatalf("no kube-apiserver in %s: run `make tools`", env.BinaryAssetsDirectory)
@@ -56,8 +44,18 @@ func TestSelfMadeWebhookCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, ctx, c
+}
 
-	port := freePort(t)
+// TestSelfMadeWebhookCertificate starts the manager's webhooks with
+// --webhook-cert-mode=self against a real API server: the manager makes the
+// certificate Secret, writes the CA into the webhook configuration, turns
+// ready, and the API server then calls the webhook over TLS (the
+// configuration fails closed here, so a TLS failure would show).
+func TestSelfMadeWebhookCertificate(t *testing.T) {
+	cfg, ctx, c := startAPIServer(t)
+
+	port := ports.Free(t)
 	o := Options{
 		Authority: "plc", Namespace: "planetkube-system", Webhooks: true,
 		WebhookCertMode: WebhookCertsSelf, WebhookCertSecret: "planetkube-webhook-cert", WebhookService: "planetkube-webhook",

@@ -11,7 +11,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,20 +36,11 @@ import (
 	"github.com/planetkube/planetkube/internal/manager"
 	"github.com/planetkube/planetkube/internal/testing/emulator"
 	"github.com/planetkube/planetkube/internal/testing/poll"
+	"github.com/planetkube/planetkube/internal/testing/ports"
 	"github.com/planetkube/planetkube/internal/testing/secretvolume"
 )
 
 const ns = "planetkube-system"
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // copyChart copies the chart to a temporary folder (to change a CRD).
 func copyChart(t *testing.T, src string) string {
@@ -128,7 +118,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := slices.Clone(dep.Spec.Template.Spec.Containers[0].Args)
-	certDir, port := t.TempDir(), freePort(t)
+	certDir, port := t.TempDir(), ports.Free(t)
 	args = append(args, "--webhook-host=127.0.0.1", "--webhook-port="+strconv.Itoa(port), "--webhook-cert-dir="+certDir,
 		"--namespace="+ns, "--metrics-bind-address=0", "--health-probe-bind-address=0", "--flow-lookup-address=0")
 	mgr, err := cluster.StartManagerAs(ctx, emulator.ManagerUser, filepath.Join(bin, "planetkube"), args...)
