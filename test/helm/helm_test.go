@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,8 +106,31 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		return out.String()
 	}
 
-	// Install, as a site operator would.
-	helm("install", "planetkube", chart, "-n", ns, "--create-namespace", "--set", "authority.name=plc")
+	// Install, as a site operator would (README): the release namespace
+	// labelled Pod Security restricted first.
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted",
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	helm("install", "planetkube", chart, "-n", ns, "--set", "authority.name=plc")
+
+	// Pod Security admits each workload in its namespace: the manager's pods
+	// in the restricted release namespace, the agents' in their privileged
+	// one (kwok runs them; a refused pod would never exist).
+	poll.Until(t, "the chart's pods admitted under Pod Security", 120*time.Second, 200*time.Millisecond, func() error {
+		d, ds := &appsv1.Deployment{}, &appsv1.DaemonSet{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-manager"}, d); err != nil {
+			return err
+		}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: "planetkube-agent", Name: "planetkube-node-agent"}, ds); err != nil {
+			return err
+		}
+		if d.Status.ReadyReplicas != 2 || ds.Status.DesiredNumberScheduled == 0 || ds.Status.NumberReady != ds.Status.DesiredNumberScheduled {
+			return fmt.Errorf("manager %d/2 ready, agents %d/%d ready", d.Status.ReadyReplicas, ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
+		}
+		return nil
+	})
 
 	// The manager binary with the chart's own flags, as the chart's
 	// ServiceAccount. Its pods here are kwok's, which run nothing, so the
