@@ -45,6 +45,9 @@ type SliceReconciler struct {
 	Backoff *flowcontrol.Backoff
 	// Authority is the first part of slice full names.
 	Authority string
+	// DefaultTrust is whom a site that sets no trustedAuthorities trusts
+	// (empty: Authority alone).
+	DefaultTrust []string
 	// SliverWriters bounds the parallel sliver writes of one reconcile.
 	SliverWriters int
 	// SharesPerNode divides a node's unreserved CPU into share units.

@@ -68,7 +68,7 @@ func (r *SliceReconciler) trustedNodes(ctx context.Context, id sliceIdentity, no
 	if err := r.List(ctx, sites, client.UnsafeDisableDeepCopy); err != nil { // read-only
 		return nil, err
 	}
-	f := trust.NewFilter(sites.Items, r.Authority, id.authority)
+	f := (trust.Policy{Local: r.Authority, Default: r.DefaultTrust}).NewFilter(sites.Items, id.authority)
 	out := nodes[:0]
 	for _, n := range nodes {
 		if f.Allows(n.Site) {

@@ -41,6 +41,9 @@ type TicketReconciler struct {
 	Recorder  events.EventRecorder
 	// Authority is this install's authority: the audience it redeems for.
 	Authority string
+	// DefaultTrust is whom a site that sets no trustedAuthorities trusts
+	// (empty: Authority alone).
+	DefaultTrust []string
 	// Skew is the clock skew allowed (default ticket.DefaultSkew).
 	Skew time.Duration
 	// Workers is the number of tickets redeemed at once (each waits on a
@@ -120,7 +123,7 @@ func (r *TicketReconciler) redeem(ctx context.Context, tk *planetv1.Ticket, out 
 		return err
 	}
 	grantAuthority, _, _, _ := naming.ParseFullName(verified.Sliver.Slice)
-	if err := trust.CheckGrant(sites.Items, r.Authority, grantAuthority); err != nil {
+	if err := r.trust().CheckGrant(sites.Items, grantAuthority); err != nil {
 		return out.refuse(err)
 	}
 	return r.redeemSliver(ctx, verified, out)
@@ -318,6 +321,11 @@ func setTicketCondition(tk *planetv1.Ticket, t string, status metav1.ConditionSt
 	meta.SetStatusCondition(&tk.Status.Conditions, metav1.Condition{
 		Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: tk.Generation,
 	})
+}
+
+// trust is the install's trust policy.
+func (r *TicketReconciler) trust() trust.Policy {
+	return trust.Policy{Local: r.Authority, Default: r.DefaultTrust}
 }
 
 // SetupWithManager registers the controller: Authorities that change (a

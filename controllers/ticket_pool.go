@@ -15,7 +15,6 @@ import (
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/pools"
 	"github.com/planetkube/planetkube/internal/ticket"
-	"github.com/planetkube/planetkube/internal/trust"
 )
 
 // redeemPool splits the named pool and binds the part to the named slice:
@@ -44,7 +43,7 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, v *ticket.Verified, o
 		}
 		return err
 	}
-	if !trust.Trusts(siteObj, r.Authority, a) {
+	if !r.trust().Trusts(siteObj, a) {
 		return bad(ticket.NotTrusted, "site %s, whose pool %s the ticket splits, does not trust %s (Site spec.trustedAuthorities)", poolNS, g.Pool, a)
 	}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: poolNS, Name: parentName}, &planetv1.ResourcePool{}); err != nil {

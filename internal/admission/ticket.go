@@ -28,6 +28,9 @@ type TicketValidator struct {
 	Reader client.Reader
 	// Authority is this install's authority: the audience.
 	Authority string
+	// DefaultTrust is whom a site that sets no trustedAuthorities trusts
+	// (empty: Authority alone).
+	DefaultTrust []string
 	// Skew is the clock skew allowed (default ticket.DefaultSkew).
 	Skew time.Duration
 	// Now returns the current time; tests may set it.
@@ -62,7 +65,7 @@ func (v *TicketValidator) ValidateCreate(ctx context.Context, tk *planetv1.Ticke
 	if err := v.Reader.List(ctx, sites); err != nil {
 		return nil, err
 	}
-	if err := trust.CheckGrant(sites.Items, v.Authority, grantAuthority); err != nil {
+	if err := (trust.Policy{Local: v.Authority, Default: v.DefaultTrust}).CheckGrant(sites.Items, grantAuthority); err != nil {
 		return nil, refused(tk, err)
 	}
 	return nil, nil

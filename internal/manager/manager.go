@@ -38,6 +38,7 @@ import (
 	flowfanout "github.com/planetkube/planetkube/internal/lookup/fanout"
 	"github.com/planetkube/planetkube/internal/lookup/slicedir"
 	"github.com/planetkube/planetkube/internal/ticket"
+	"github.com/planetkube/planetkube/internal/trust"
 	"github.com/planetkube/planetkube/internal/webhookcert"
 )
 
@@ -51,6 +52,7 @@ type Options struct {
 	Authority            string
 	AuthorityDisplayName string
 	AuthorityKeySecret   string
+	DefaultTrust         string
 	Namespace            string
 	TicketSkew           time.Duration
 	MetricsAddr          string
@@ -85,6 +87,7 @@ type Options struct {
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Authority, "authority", "plc", "Name of this install's slice authority: the first part of slice full names.")
 	fs.StringVar(&o.AuthorityDisplayName, "authority-display-name", "", "Human-readable name of the authority, shown on its Authority object.")
+	fs.StringVar(&o.DefaultTrust, "default-trusted-authorities", "", "Comma-separated authorities a Site that sets no spec.trustedAuthorities trusts, delegates included (default: --authority alone).")
 	fs.StringVar(&o.AuthorityKeySecret, "authority-key-secret", "planetkube-authority-key", "Secret (in --namespace) holding the authority's Ed25519 private key; made at first start when absent.")
 	fs.StringVar(&o.Namespace, "namespace", envOr("POD_NAMESPACE", "planetkube-system"), "The manager's namespace, where the authority key Secret lives (default: $POD_NAMESPACE, else planetkube-system).")
 	fs.DurationVar(&o.TicketSkew, "ticket-clock-skew", ticket.DefaultSkew, fmt.Sprintf("Clock skew allowed on tickets' iat, nbf and exp (at most %s).", ticket.MaxSkew))
@@ -149,6 +152,9 @@ func Main(args []string) error {
 		return err
 	}
 	log := ctrl.Log.WithName("setup")
+	if err := trust.CheckDefault(cli.SplitList(o.DefaultTrust)); err != nil {
+		return fmt.Errorf("--default-trusted-authorities: %w", err)
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -325,6 +331,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		View:          view,
 		Backoff:       flowcontrol.NewBackOff(o.SliverBackoff, o.SliverBackoffMax),
 		Authority:     o.Authority,
+		DefaultTrust:  cli.SplitList(o.DefaultTrust),
 		SliverWriters: o.SliverWriters,
 		SharesPerNode: int32(o.SharesPerNode),
 		Workers:       o.SliceWorkers,
@@ -354,9 +361,10 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("ticket-controller"),
-		Authority: o.Authority,
-		Skew:      o.TicketSkew,
-		Workers:   o.TicketWorkers,
+		Authority:    o.Authority,
+		DefaultTrust: cli.SplitList(o.DefaultTrust),
+		Skew:         o.TicketSkew,
+		Workers:      o.TicketWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ticket controller: %w", err)
 	}
@@ -373,7 +381,7 @@ func setupWebhooks(mgr ctrl.Manager, o Options) error {
 	if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Slice webhook: %w", err)
 	}
-	if err := (&admission.TicketValidator{Reader: mgr.GetClient(), Authority: o.Authority, Skew: o.TicketSkew}).SetupWithManager(mgr); err != nil {
+	if err := (&admission.TicketValidator{Reader: mgr.GetClient(), Authority: o.Authority, DefaultTrust: cli.SplitList(o.DefaultTrust), Skew: o.TicketSkew}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ticket webhook: %w", err)
 	}
 	if err := (&admission.ResourcePoolValidator{

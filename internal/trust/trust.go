@@ -1,7 +1,7 @@
 // Package trust decides which sites' nodes may run a slice: a site runs the
 // slices of the authorities it trusts (Site.spec.trustedAuthorities; unset,
-// only the local authority's), delegates included, and a disabled site runs
-// none.
+// the install's default: its own authority, or the operator's list), their
+// delegates included, and a disabled site runs none.
 package trust
 
 import (
@@ -12,15 +12,32 @@ import (
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
-// Trusts says whether a site's nodes may run the slices of authority, on an
-// install whose own authority is local.
-func Trusts(site *planetv1.Site, local, authority string) bool {
+// Policy is an install's trust: its own authority, and whom a site that
+// sets no trustedAuthorities trusts.
+type Policy struct {
+	// Local is the install's authority.
+	Local string
+	// Default is whom a site trusts when it names no one (the manager's
+	// --default-trusted-authorities); empty: Local alone.
+	Default []string
+}
+
+// defaults returns whom a site that names no one trusts.
+func (p Policy) defaults() []string {
+	if len(p.Default) == 0 {
+		return []string{p.Local}
+	}
+	return p.Default
+}
+
+// Trusts says whether a site's nodes may run the slices of authority.
+func (p Policy) Trusts(site *planetv1.Site, authority string) bool {
 	if site.Spec.State == planetv1.SiteDisabled {
 		return false
 	}
 	trusted := site.Spec.TrustedAuthorities
 	if len(trusted) == 0 {
-		return naming.WithinAuthority(authority, local)
+		trusted = p.defaults()
 	}
 	for _, t := range trusted {
 		if naming.WithinAuthority(authority, t) {
@@ -41,10 +58,10 @@ type Filter struct {
 }
 
 // NewFilter computes the Filter of authority's slices over the given sites.
-func NewFilter(sites []planetv1.Site, local, authority string) Filter {
-	f := Filter{allowed: make(map[string]bool, len(sites)), unknown: naming.WithinAuthority(authority, local)}
+func (p Policy) NewFilter(sites []planetv1.Site, authority string) Filter {
+	f := Filter{allowed: make(map[string]bool, len(sites)), unknown: naming.WithinAuthority(authority, p.Local)}
 	for i := range sites {
-		f.allowed[sites[i].Name] = Trusts(&sites[i], local, authority)
+		f.allowed[sites[i].Name] = p.Trusts(&sites[i], authority)
 	}
 	return f
 }
@@ -60,10 +77,10 @@ func (f Filter) Allows(site string) bool {
 
 // Trusting returns the names of the sites that trust authority, in the
 // order given.
-func Trusting(sites []planetv1.Site, local, authority string) []string {
+func (p Policy) Trusting(sites []planetv1.Site, authority string) []string {
 	var out []string
 	for i := range sites {
-		if Trusts(&sites[i], local, authority) {
+		if p.Trusts(&sites[i], authority) {
 			out = append(out, sites[i].Name)
 		}
 	}
@@ -74,14 +91,30 @@ func Trusting(sites []planetv1.Site, local, authority string) []string {
 // when no site here trusts it: the slice would run nowhere.
 // The local authority's own slices are Slices in their sites' namespaces,
 // never made from a ticket (InvalidGrant).
-func CheckGrant(sites []planetv1.Site, local, authority string) error {
-	if authority == local {
+func (p Policy) CheckGrant(sites []planetv1.Site, authority string) error {
+	if authority == p.Local {
 		return &ticket.Refusal{Reason: ticket.InvalidGrant, Message: fmt.Sprintf(
-			"%s is this install's own authority: its slices are made as Slices in their site's namespace, not from tickets", local)}
+			"%s is this install's own authority: its slices are made as Slices in their site's namespace, not from tickets", p.Local)}
 	}
-	if len(Trusting(sites, local, authority)) > 0 {
+	if len(p.Trusting(sites, authority)) > 0 {
 		return nil
 	}
 	return &ticket.Refusal{Reason: ticket.NotTrusted, Message: fmt.Sprintf(
-		"no site here trusts %s (Site spec.trustedAuthorities): the slice would run nowhere", authority)}
+		"no site here trusts %s (Site spec.trustedAuthorities, or the install's default trust): the slice would run nowhere", authority)}
+}
+
+// CheckDefault checks a default trust list (a flag's value): each entry an
+// authority name, no duplicates.
+func CheckDefault(list []string) error {
+	seen := map[string]bool{}
+	for _, a := range list {
+		if !naming.ValidAuthority(a) {
+			return fmt.Errorf("%q is not an authority name (lower-case DNS labels joined by dots)", a)
+		}
+		if seen[a] {
+			return fmt.Errorf("%q is listed twice", a)
+		}
+		seen[a] = true
+	}
+	return nil
 }

@@ -2,11 +2,13 @@ package trust
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/ticket"
 )
 
 func site(name string, state planetv1.SiteState, trusted ...string) planetv1.Site {
@@ -33,7 +35,7 @@ func TestTrusts(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Trusts(&tc.site, "plc", tc.authority); got != tc.want {
+			if got := (Policy{Local: "plc"}).Trusts(&tc.site, tc.authority); got != tc.want {
 				t.Fatalf("Trusts = %v, want %v", got, tc.want)
 			}
 		})
@@ -42,8 +44,9 @@ func TestTrusts(t *testing.T) {
 
 func TestFilter(t *testing.T) {
 	sites := []planetv1.Site{site("princeton", ""), site("inria", "", "plc", "ple"), site("off", planetv1.SiteDisabled)}
-	local := NewFilter(sites, "plc", "plc")
-	foreign := NewFilter(sites, "plc", "ple")
+	p := Policy{Local: "plc"}
+	local := p.NewFilter(sites, "plc")
+	foreign := p.NewFilter(sites, "ple")
 	for _, tc := range []struct {
 		f    Filter
 		site string
@@ -56,7 +59,52 @@ func TestFilter(t *testing.T) {
 			t.Errorf("Allows(%s) = %v, want %v", tc.site, got, tc.want)
 		}
 	}
-	if got := Trusting(sites, "plc", "ple"); !reflect.DeepEqual(got, []string{"inria"}) {
+	if got := p.Trusting(sites, "ple"); !reflect.DeepEqual(got, []string{"inria"}) {
 		t.Errorf("Trusting = %v", got)
+	}
+}
+
+// An install's default trust applies to the sites that name no one, and
+// only to them; the local authority is not implied.
+func TestDefaultTrust(t *testing.T) {
+	p := Policy{Local: "plc", Default: []string{"plc", "ple"}}
+	only := Policy{Local: "plc", Default: []string{"ple"}}
+	for _, tc := range []struct {
+		p         Policy
+		site      planetv1.Site
+		authority string
+		want      bool
+	}{
+		{p, site("a", ""), "ple.fr", true},
+		{p, site("a", ""), "plc", true},
+		{p, site("a", ""), "plj", false},
+		{p, site("a", "", "plj"), "ple", false},
+		{p, site("a", planetv1.SiteDisabled), "plc", false},
+		{only, site("a", ""), "plc", false},
+	} {
+		if got := tc.p.Trusts(&tc.site, tc.authority); got != tc.want {
+			t.Errorf("%+v Trusts(%s, %s) = %v, want %v", tc.p, tc.site.Name, tc.authority, got, tc.want)
+		}
+	}
+	if err := p.CheckGrant([]planetv1.Site{site("a", "")}, "ple"); err != nil {
+		t.Errorf("a default-trusted authority's grant refused: %v", err)
+	}
+	if err := (Policy{Local: "plc"}).CheckGrant([]planetv1.Site{site("a", "")}, "ple"); ticket.ReasonOf(err) != ticket.NotTrusted {
+		t.Errorf("an untrusted authority's grant: %v", err)
+	}
+	if filter := only.NewFilter(nil, "plc"); !filter.Allows("nosite") {
+		t.Error("a node of no Site refuses the local authority's slices")
+	}
+}
+
+func TestCheckDefault(t *testing.T) {
+	for list, ok := range map[string]bool{"": true, "plc": true, "plc,ple.fr": true, "PLC": false, "plc,plc": false, "plc,": false} {
+		var l []string
+		if list != "" {
+			l = strings.Split(list, ",")
+		}
+		if err := CheckDefault(l); (err == nil) != ok {
+			t.Errorf("CheckDefault(%q) = %v, want ok %v", list, err, ok)
+		}
 	}
 }

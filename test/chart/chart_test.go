@@ -182,6 +182,10 @@ func TestNamespacesAndWorkloads(t *testing.T) {
 	if o := find(render(t, "--set", "crds.keep=false"), "CustomResourceDefinition", "slices.planetkube.io"); str(o, "metadata", "annotations", "helm.sh/resource-policy") != "" {
 		t.Error("crds.keep=false still keeps the CRDs")
 	}
+	trusted := find(render(t, "--set", "trust.default={plc,ple}"), "Deployment", "planetkube-manager")
+	if args := trusted["spec"].(object)["template"].(object)["spec"].(object)["containers"].([]any)[0].(object)["args"].([]any); !slices.Contains(args, any("--default-trusted-authorities=plc,ple")) {
+		t.Errorf("trust.default does not reach the manager: %v", args)
+	}
 	if find(render(t, "--set", "nodeAgent.enabled=false"), "DaemonSet", "planetkube-node-agent") != nil {
 		t.Error("nodeAgent.enabled=false still renders the agent")
 	}
@@ -203,6 +207,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"nodeAgent.retention=a week", "/nodeAgent/retention"},
 		{"manager.extraArgs[0]=rm -rf", "/manager/extraArgs/0"},
 		{"nosuchvalue=1", "nosuchvalue"},
+		{"trust.default={plc,Ple}", "/trust/default/1"},
 	} {
 		_, err := helm(t, "template", "planetkube", chart, "--set", c.set)
 		if err == nil {
