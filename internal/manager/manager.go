@@ -358,9 +358,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("setting up the Authority controller: %w", err)
 	}
 	if err := (&controllers.TicketReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("ticket-controller"),
+		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
+		Recorder:     mgr.GetEventRecorder("ticket-controller"),
 		Authority:    o.Authority,
 		DefaultTrust: cli.SplitList(o.DefaultTrust),
 		Skew:         o.TicketSkew,
