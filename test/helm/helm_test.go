@@ -67,53 +67,57 @@ func copyChart(t *testing.T, src string) string {
 	return dst
 }
 
-func TestHelmInstallUpgradeUninstall(t *testing.T) {
-	bin, err := emulator.FindBinDir()
-	if err != nil {
-		t.Fatal(err)
+// site is one install: an emulated cluster of its own, the chart's release
+// in it, and the manager binary run as the chart's Deployment would.
+type site struct {
+	cluster *emulator.Cluster
+	k8s     client.Client
+	mgr     *emulator.Process
+	bin     string
+}
+
+// helm runs the pinned helm against the site's cluster.
+func (s *site) helm(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(s.bin, "helm"), append(args, "--kubeconfig", s.cluster.Kubeconfig)...)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("helm %v: %v\n%s", args, err, stderr.String())
 	}
-	if err := emulator.CheckBinaries(bin); err != nil {
-		t.Fatalf("%v: run `make tools build` first", err)
-	}
-	for _, b := range []string{"helm", "planetkube"} {
-		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			t.Fatalf("%s is missing from %s: run `make tools build`", b, bin)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	return out.String()
+}
+
+// startSite starts a cluster, installs the chart as a site operator would
+// (README: the release namespace labelled Pod Security restricted first)
+// with the given authority, and runs the manager binary with the flags of
+// the chart's Deployment as the chart's ServiceAccount. The chart's pods
+// here are kwok's, which run nothing, so the binary runs as a local
+// process: only its listening addresses move to free loopback ports, and
+// the Secret volume the Deployment mounts is done as the kubelet would
+// (secretvolume). It returns once the manager's certificate is in the
+// chart's webhook configuration and its server answers with it.
+func startSite(ctx context.Context, t *testing.T, bin, authority string) *site {
+	t.Helper()
 	cluster, err := emulator.Start(ctx, emulator.Options{BinDir: bin, Nodes: 10, Log: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cluster.Stop() }()
+	t.Cleanup(func() { _ = cluster.Stop() })
 	scheme := manager.Scheme()
 	_ = apiextv1.AddToScheme(scheme)
 	k8s, err := client.New(cluster.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	chart := filepath.Join(cluster.RepoRoot(), "charts", "planetkube")
-	helm := func(args ...string) string {
-		t.Helper()
-		var out, stderr bytes.Buffer
-		cmd := exec.Command(filepath.Join(bin, "helm"), append(args, "--kubeconfig", cluster.Kubeconfig)...)
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("helm %v: %v\n%s", args, err, stderr.String())
-		}
-		return out.String()
-	}
-
-	// Install, as a site operator would (README): the release namespace
-	// labelled Pod Security restricted first.
+	s := &site{cluster: cluster, k8s: k8s, bin: bin}
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted",
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	helm("install", "planetkube", chart, "-n", ns, "--set", "authority.name=plc")
+	s.helm(t, "install", "planetkube", filepath.Join(cluster.RepoRoot(), "charts", "planetkube"), "-n", ns, "--set", "authority.name="+authority)
 
 	// Pod Security admits each workload in its namespace: the manager's pods
 	// in the restricted release namespace, the agents' in their privileged
@@ -132,11 +136,6 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		return nil
 	})
 
-	// The manager binary with the chart's own flags, as the chart's
-	// ServiceAccount. Its pods here are kwok's, which run nothing, so the
-	// binary runs as a local process; only its listening addresses are
-	// moved to free loopback ports, and the Secret volume the Deployment
-	// mounts is done as the kubelet would (secretvolume).
 	dep := &appsv1.Deployment{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-manager"}, dep); err != nil {
 		t.Fatal(err)
@@ -145,15 +144,14 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	certDir, port := t.TempDir(), ports.Free(t)
 	args = append(args, "--webhook-host=127.0.0.1", "--webhook-port="+strconv.Itoa(port), "--webhook-cert-dir="+certDir,
 		"--namespace="+ns, "--metrics-bind-address=0", "--health-probe-bind-address=0", "--flow-lookup-address=0")
-	mgr, err := cluster.StartManagerAs(ctx, emulator.ManagerUser, filepath.Join(bin, "planetkube"), args...)
-	if err != nil {
+	if s.mgr, err = cluster.StartManagerAs(ctx, emulator.ManagerUser, filepath.Join(bin, "planetkube"), args...); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("manager log:\n%s", mgr.LogTail(60))
+			t.Logf("manager log (%s):\n%s", authority, s.mgr.LogTail(60))
 		}
-	}()
+	})
 	go secretvolume.Mount(ctx, k8s, client.ObjectKey{Namespace: ns, Name: "planetkube-webhook-cert"}, certDir, 200*time.Millisecond)
 
 	// The manager made the certificate, wrote its CA into the chart's
@@ -184,6 +182,51 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		}
 		return conn.Close()
 	})
+	return s
+}
+
+// TestHelmInstallUpgradeUninstall installs two sites, each a release in a
+// cluster of its own with its own authority, then runs the samples,
+// upgrades and uninstalls the first.
+func TestHelmInstallUpgradeUninstall(t *testing.T) {
+	bin, err := emulator.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emulator.CheckBinaries(bin); err != nil {
+		t.Fatalf("%v: run `make tools build` first", err)
+	}
+	for _, b := range []string{"helm", "planetkube"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			t.Fatalf("%s is missing from %s: run `make tools build`", b, bin)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, b := startSite(ctx, t, bin, "plc"), startSite(ctx, t, bin, "ple")
+
+	// Each install publishes its own authority, with its own key, and knows
+	// nothing of the other's until they peer.
+	for _, s := range []struct {
+		site       *site
+		own, other string
+	}{{a, "plc", "ple"}, {b, "ple", "plc"}} {
+		poll.Until(t, s.own+" publishes its Authority", 60*time.Second, 200*time.Millisecond, func() error {
+			own := &planetv1.Authority{}
+			if err := s.site.k8s.Get(ctx, client.ObjectKey{Name: s.own}, own); err != nil {
+				return err
+			}
+			if len(own.Spec.Keys) != 1 {
+				return fmt.Errorf("authority %s has %d keys", s.own, len(own.Spec.Keys))
+			}
+			return nil
+		})
+		if err := s.site.k8s.Get(ctx, client.ObjectKey{Name: s.other}, &planetv1.Authority{}); !apierrors.IsNotFound(err) {
+			t.Errorf("the %s install has an Authority %s: %v", s.own, s.other, err)
+		}
+	}
+	cluster, k8s, mgr := a.cluster, a.k8s, a.mgr
+	chart := filepath.Join(cluster.RepoRoot(), "charts", "planetkube")
 
 	// The samples reconcile under the chart's RBAC.
 	samples := filepath.Join(cluster.RepoRoot(), "config", "samples")
@@ -210,7 +253,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	// writes to PlanetKube's namespaces and its own.
 	cfg := rest.CopyConfig(cluster.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: emulator.ManagerUser}
-	asManager, err := client.New(cfg, client.Options{Scheme: scheme})
+	asManager, err := client.New(cfg, client.Options{Scheme: k8s.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,22 +270,23 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	changed := copyChart(t, chart)
 	crdFile := filepath.Join(changed, "files", "crds", "planetkube.io_sites.yaml")
 	crd := &apiextv1.CustomResourceDefinition{}
-	b, err := os.ReadFile(crdFile)
+	raw, err := os.ReadFile(crdFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := yaml.Unmarshal(b, crd); err != nil {
+	if err := yaml.Unmarshal(raw, crd); err != nil {
 		t.Fatal(err)
 	}
 	crd.Spec.Versions[0].AdditionalPrinterColumns = append(crd.Spec.Versions[0].AdditionalPrinterColumns,
 		apiextv1.CustomResourceColumnDefinition{Name: "Upgraded", Type: "string", JSONPath: ".spec.displayName"})
-	if b, err = yaml.Marshal(crd); err != nil {
+	if raw, err = yaml.Marshal(crd); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(crdFile, b, 0o644); err != nil {
+	if err := os.WriteFile(crdFile, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	helm("upgrade", "planetkube", changed, "-n", ns, "--reuse-values", "--set", "manager.kubeAPIQPS=500")
+	a.helm(t, "upgrade", "planetkube", changed, "-n", ns, "--reuse-values", "--set", "manager.kubeAPIQPS=500")
+	dep := &appsv1.Deployment{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-manager"}, dep); err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +302,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	}
 
 	// Uninstall: the release's objects go; the CRDs and every Slice stay.
-	helm("uninstall", "planetkube", "-n", ns, "--wait")
+	a.helm(t, "uninstall", "planetkube", "-n", ns, "--wait")
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-manager"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the manager Deployment is still there after uninstall: %v", err)
 	}
