@@ -65,11 +65,17 @@ func (b *Bootstrap) NeedLeaderElection() bool { return true }
 // Start makes sure the key and the Authority exist, retrying with back-off
 // until it succeeds or ctx ends.
 func (b *Bootstrap) Start(ctx context.Context) error {
+	return retry(ctx, "Setting up the authority; retrying", b.Run, "authority", b.Authority, "secret", b.Namespace+"/"+b.SecretName)
+}
+
+// retry runs run until it succeeds or ctx ends, backing off from 1 s to a
+// minute and logging each failure with msg and keysAndValues.
+func retry(ctx context.Context, msg string, run func(context.Context) error, keysAndValues ...any) error {
 	log := ctrl.LoggerFrom(ctx).WithName("authority")
 	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Cap: time.Minute, Steps: 1 << 30}
 	return wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
-		if err := b.Run(ctx); err != nil {
-			log.Error(err, "Setting up the authority; retrying", "authority", b.Authority, "secret", b.Namespace+"/"+b.SecretName)
+		if err := run(ctx); err != nil {
+			log.Error(err, msg, keysAndValues...)
 			return false, nil
 		}
 		return true, nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,6 +54,7 @@ type Options struct {
 	AuthorityDisplayName string
 	AuthorityKeySecret   string
 	DefaultTrust         string
+	PeersFile            string
 	Namespace            string
 	TicketSkew           time.Duration
 	MetricsAddr          string
@@ -88,6 +90,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Authority, "authority", "plc", "Name of this install's slice authority: the first part of slice full names.")
 	fs.StringVar(&o.AuthorityDisplayName, "authority-display-name", "", "Human-readable name of the authority, shown on its Authority object.")
 	fs.StringVar(&o.DefaultTrust, "default-trusted-authorities", "", "Comma-separated authorities a Site that sets no spec.trustedAuthorities trusts, delegates included (default: --authority alone).")
+	fs.StringVar(&o.PeersFile, "peers-file", "", "YAML list of peer authorities (name, displayName, keys) to keep as Authority objects; one dropped from the list is deleted, with its slices here. Empty: none are managed.")
 	fs.StringVar(&o.AuthorityKeySecret, "authority-key-secret", "planetkube-authority-key", "Secret (in --namespace) holding the authority's Ed25519 private key; made at first start when absent.")
 	fs.StringVar(&o.Namespace, "namespace", envOr("POD_NAMESPACE", "planetkube-system"), "The manager's namespace, where the authority key Secret lives (default: $POD_NAMESPACE, else planetkube-system).")
 	fs.DurationVar(&o.TicketSkew, "ticket-clock-skew", ticket.DefaultSkew, fmt.Sprintf("Clock skew allowed on tickets' iat, nbf and exp (at most %s).", ticket.MaxSkew))
@@ -351,6 +354,15 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}); err != nil {
 		return err
 	}
+	if o.PeersFile != "" {
+		peers, err := readPeersFile(o.PeersFile, o.Authority)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(&authority.PeerSync{Client: mgr.GetClient(), Peers: peers}); err != nil {
+			return err
+		}
+	}
 	if err := (&controllers.AuthorityReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("authority-controller"),
@@ -374,6 +386,27 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		}
 	}
 	return nil
+}
+
+// readPeersFile reads and checks --peers-file (at most 256 KiB).
+func readPeersFile(path, local string) ([]authority.Peer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--peers-file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 256<<10+1))
+	if err != nil {
+		return nil, fmt.Errorf("--peers-file: %w", err)
+	}
+	if len(data) > 256<<10 {
+		return nil, fmt.Errorf("--peers-file %s: over 256 KiB", path)
+	}
+	peers, err := authority.ReadPeers(data, local)
+	if err != nil {
+		return nil, fmt.Errorf("--peers-file %s: %w", path, err)
+	}
+	return peers, nil
 }
 
 // setupWebhooks registers the validating webhooks with the webhook server.

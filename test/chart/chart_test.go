@@ -186,6 +186,14 @@ func TestNamespacesAndWorkloads(t *testing.T) {
 	if args := trusted["spec"].(object)["template"].(object)["spec"].(object)["containers"].([]any)[0].(object)["args"].([]any); !slices.Contains(args, any("--default-trusted-authorities=plc,ple")) {
 		t.Errorf("trust.default does not reach the manager: %v", args)
 	}
+	peered := render(t, "-f", filepath.Join(chart, "ci", "peers-values.yaml"))
+	cm := find(peered, "ConfigMap", "planetkube-peers")
+	if cm == nil || !strings.Contains(str(cm, "data", "peers.yaml"), "name: ple") {
+		t.Errorf("peers do not reach the manager's ConfigMap: %v", cm)
+	}
+	if a := find(peered, "Deployment", "planetkube-manager")["spec"].(object)["template"].(object)["spec"].(object)["containers"].([]any)[0].(object)["args"].([]any); !slices.Contains(a, any("--peers-file=/etc/planetkube/peers/peers.yaml")) {
+		t.Errorf("the manager is not given the peers: %v", a)
+	}
 	if find(render(t, "--set", "nodeAgent.enabled=false"), "DaemonSet", "planetkube-node-agent") != nil {
 		t.Error("nodeAgent.enabled=false still renders the agent")
 	}
@@ -208,6 +216,8 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"manager.extraArgs[0]=rm -rf", "/manager/extraArgs/0"},
 		{"nosuchvalue=1", "nosuchvalue"},
 		{"trust.default={plc,Ple}", "/trust/default/1"},
+		{"peers[0].name=ple", "/peers/0"},
+		{"peers[0].name=ple,peers[0].keys[0].id=XYZ,peers[0].keys[0].publicKey=abc", "/peers/0/keys/0"},
 	} {
 		_, err := helm(t, "template", "planetkube", chart, "--set", c.set)
 		if err == nil {
