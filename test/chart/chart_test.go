@@ -249,3 +249,29 @@ func TestFilesAreTheGeneratedOnes(t *testing.T) {
 		}
 	}
 }
+
+// The Argo CD snippet carries the one health script under each kind's key.
+func TestArgoCDHealthPerKind(t *testing.T) {
+	script, err := os.ReadFile(filepath.Join(chart, "health", "planetkube.lua"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(chart, "health", "argocd-cm.yaml"))
+	if err != nil {
+		t.Fatalf("%v: run `make manifests`", err)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(b, &cm); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"Site", "Slice", "ResourcePool", "Ticket", "Authority"} {
+		if got := cm.Data["resource.customizations.health.planetkube.io_"+kind]; got != string(script) {
+			t.Errorf("the health check of %s is not planetkube.lua (run `make manifests`)", kind)
+		}
+	}
+	if len(cm.Data) != 5 {
+		t.Errorf("%d entries, want one per kind (5)", len(cm.Data))
+	}
+}

@@ -5,8 +5,8 @@
 --   Reconciling=True, or status behind  -> Progressing
 --   a suspended Slice, a disabled Site  -> Suspended (as their owners asked)
 --   otherwise                           -> Healthy, with the Ready message
--- Install it under resource.customizations.health.planetkube.io_<Kind> for
--- each kind, or once as planetkube.io_* (see the chart's README).
+-- argocd-cm.yaml, next to this file, has it under each kind's key
+-- (resource.customizations.health.planetkube.io_<Kind>) for argocd-cm.
 local hs = { status = "Progressing", message = "Waiting for the controller to report status" }
 if obj.status == nil or obj.status.conditions == nil then
   return hs
