@@ -65,9 +65,9 @@ type SiteSpec struct {
 	Users []Subject `json:"users,omitempty"`
 
 	// trustedAuthorities names the authorities whose slices may run on this
-	// site's nodes. Unset, the install's default (the manager's
-	// --default-trusted-authorities; without it, only the local authority,
-	// whose slices are this install's own). Trusting an authority trusts its delegates too: plc includes
+	// site's nodes. Unset, the local authority's (this install's own
+	// slices) and those of the manager's --default-trusted-authorities.
+	// Trusting an authority trusts its delegates too: plc includes
 	// plc.japan. A site that stops trusting an authority loses that
 	// authority's slivers on its nodes, local slices included.
 	// +kubebuilder:validation:MaxItems=32

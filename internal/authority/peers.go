@@ -92,11 +92,21 @@ func (s *PeerSync) Start(ctx context.Context) error {
 }
 
 // Sync applies every listed peer and deletes the peers it made before that
-// are no longer listed. An Authority made by hand (without LabelPeer) is
-// never touched.
+// are no longer listed. An Authority made otherwise (without LabelPeer) is
+// never touched, even when the list names it.
 func (s *PeerSync) Sync(ctx context.Context) error {
 	names := make([]string, 0, len(s.Peers))
 	for _, p := range s.Peers {
+		have := &planetv1.Authority{}
+		err := s.Client.Get(ctx, client.ObjectKey{Name: p.Name}, have)
+		if client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("reading Authority %s: %w", p.Name, err)
+		}
+		if err == nil && have.Labels[LabelPeer] != "true" {
+			// Made by hand (or by a ticket's redemption): its owner keeps it.
+			ctrl.LoggerFrom(ctx).Info("An Authority not made from the peers list has a listed peer's name: left as it is", "authority", p.Name)
+			continue
+		}
 		keys := make([]any, 0, len(p.Keys))
 		for _, k := range p.Keys {
 			keys = append(keys, map[string]any{"id": k.ID, "publicKey": k.PublicKey})

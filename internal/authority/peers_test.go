@@ -76,7 +76,9 @@ func TestPeerSync(t *testing.T) {
 	}
 
 	ple, plk := Peer{Name: "ple", DisplayName: "PlanetLab Europe", Keys: []planetv1.AuthorityKey{key("e")}}, Peer{Name: "plk", Keys: []planetv1.AuthorityKey{key("k")}}
-	if err := (&PeerSync{Client: c, Peers: []Peer{ple, plk}}).Sync(ctx); err != nil {
+	// plj is listed too, with another key: the hand-made one is left alone.
+	plj := Peer{Name: "plj", Keys: []planetv1.AuthorityKey{key("x")}}
+	if err := (&PeerSync{Client: c, Peers: []Peer{ple, plk, plj}}).Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	names := func() []string {
@@ -95,6 +97,10 @@ func TestPeerSync(t *testing.T) {
 	want := []string{"ple=" + key("e").ID, "plj=" + key("j").ID, "plk=" + key("k").ID}
 	if got := names(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("after the first sync: %v, want %v", got, want)
+	}
+	got := &planetv1.Authority{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "plj"}, got); err != nil || got.Labels[LabelPeer] != "" {
+		t.Fatalf("the hand-made plj was taken over: %v %v", got.Labels, err)
 	}
 	// plk dropped, ple's key rotated: plk goes, ple changes, plj stays.
 	ple.Keys = []planetv1.AuthorityKey{key("f")}

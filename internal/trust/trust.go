@@ -17,17 +17,15 @@ import (
 type Policy struct {
 	// Local is the install's authority.
 	Local string
-	// Default is whom a site trusts when it names no one (the manager's
-	// --default-trusted-authorities); empty: Local alone.
+	// Default is whom a site trusts when it names no one, besides Local
+	// (the manager's --default-trusted-authorities). A site that wants no
+	// local slices says so in its own trustedAuthorities.
 	Default []string
 }
 
-// defaults returns whom a site that names no one trusts.
+// defaults returns whom a site that names no one trusts: Local and Default.
 func (p Policy) defaults() []string {
-	if len(p.Default) == 0 {
-		return []string{p.Local}
-	}
-	return p.Default
+	return append([]string{p.Local}, p.Default...)
 }
 
 // Trusts says whether a site's nodes may run the slices of authority.

@@ -65,7 +65,7 @@ func TestFilter(t *testing.T) {
 }
 
 // An install's default trust applies to the sites that name no one, and
-// only to them; the local authority is not implied.
+// only to them, always with the local authority.
 func TestDefaultTrust(t *testing.T) {
 	p := Policy{Local: "plc", Default: []string{"plc", "ple"}}
 	only := Policy{Local: "plc", Default: []string{"ple"}}
@@ -80,7 +80,8 @@ func TestDefaultTrust(t *testing.T) {
 		{p, site("a", ""), "plj", false},
 		{p, site("a", "", "plj"), "ple", false},
 		{p, site("a", planetv1.SiteDisabled), "plc", false},
-		{only, site("a", ""), "plc", false},
+		{only, site("a", ""), "plc", true},
+		{only, site("a", "", "ple"), "plc", false},
 	} {
 		if got := tc.p.Trusts(&tc.site, tc.authority); got != tc.want {
 			t.Errorf("%+v Trusts(%s, %s) = %v, want %v", tc.p, tc.site.Name, tc.authority, got, tc.want)

@@ -158,7 +158,8 @@ func TestNamespacesAndWorkloads(t *testing.T) {
 	}
 	args := dep["spec"].(object)["template"].(object)["spec"].(object)["containers"].([]any)[0].(object)["args"].([]any)
 	for _, want := range []string{"--leader-elect", "--leader-elect-namespace=planetkube-system", "--webhook-cert-mode=self",
-		"--webhook-configuration=planetkube-validating-webhooks", "--agent-namespace=planetkube-agent", "--authority=plc"} {
+		"--webhook-configuration=planetkube-validating-webhooks", "--agent-namespace=planetkube-agent", "--authority=plc",
+		"--peers-file=/etc/planetkube/peers/peers.yaml"} { // an empty list too: dropping the last peer deletes it
 		if !slices.Contains(args, any(want)) {
 			t.Errorf("manager args %v lack %s", args, want)
 		}
