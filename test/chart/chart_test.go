@@ -218,6 +218,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"nosuchvalue=1", "nosuchvalue"},
 		{"trust.default={plc,Ple}", "/trust/default/1"},
 		{"peers[0].name=ple", "/peers/0"},
+		{"metrics.managerPort=9443", "/metrics/managerPort"},
 		{"peers[0].name=ple,peers[0].keys[0].id=XYZ,peers[0].keys[0].publicKey=abc", "/peers/0/keys/0"},
 	} {
 		_, err := helm(t, "template", "planetkube", chart, "--set", c.set)

@@ -96,7 +96,7 @@ func (s *site) helm(t *testing.T, args ...string) string {
 // here are kwok's, which run nothing, so the binary runs as a local
 // process: only its listening addresses move to free loopback ports, and
 // the Secret volume the Deployment mounts is done as the kubelet would
-// (secretvolume). It returns once the manager's certificate is in the
+// (secretvolume), its ConfigMap volume (the peers) as a file. It returns once the manager's certificate is in the
 // chart's webhook configuration and its server answers with it.
 func startSite(ctx context.Context, t *testing.T, bin, authority string) *site {
 	t.Helper()
@@ -141,8 +141,17 @@ func startSite(ctx context.Context, t *testing.T, bin, authority string) *site {
 		t.Fatal(err)
 	}
 	args := slices.Clone(dep.Spec.Template.Spec.Containers[0].Args)
+	// The peers ConfigMap the Deployment mounts, as a file.
+	peers := &corev1.ConfigMap{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-peers"}, peers); err != nil {
+		t.Fatal(err)
+	}
+	peersFile := filepath.Join(t.TempDir(), "peers.yaml")
+	if err := os.WriteFile(peersFile, []byte(peers.Data["peers.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	certDir, port := t.TempDir(), ports.Free(t)
-	args = append(args, "--webhook-host=127.0.0.1", "--webhook-port="+strconv.Itoa(port), "--webhook-cert-dir="+certDir,
+	args = append(args, "--peers-file="+peersFile, "--webhook-host=127.0.0.1", "--webhook-port="+strconv.Itoa(port), "--webhook-cert-dir="+certDir,
 		"--namespace="+ns, "--metrics-bind-address=0", "--health-probe-bind-address=0", "--flow-lookup-address=0")
 	if s.mgr, err = cluster.StartManagerAs(ctx, emulator.ManagerUser, filepath.Join(bin, "planetkube"), args...); err != nil {
 		t.Fatal(err)
@@ -260,6 +269,19 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	stray := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "stray"}}
 	if err := asManager.Create(ctx, stray); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "namespaces PlanetKube owns") {
 		t.Errorf("the manager wrote a Secret in namespace default: %v", err)
+	}
+	// ... and the namespace label they hang on: it cannot label a namespace
+	// it did not make, nor delete one.
+	dflt := &corev1.Namespace{}
+	if err := asManager.Get(ctx, client.ObjectKey{Name: "default"}, dflt); err != nil {
+		t.Fatal(err)
+	}
+	dflt.Labels[planetv1.LabelManagedBy] = planetv1.ManagedByValue
+	if err := asManager.Update(ctx, dflt); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "changes or deletes only those") {
+		t.Errorf("the manager labelled namespace default as its own: %v", err)
+	}
+	if err := asManager.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-public"}}); !apierrors.IsForbidden(err) {
+		t.Errorf("the manager deleted namespace kube-public: %v", err)
 	}
 	own := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "probe"}}
 	if err := asManager.Create(ctx, own); err != nil {
