@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/flowcontrol"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -226,62 +227,87 @@ func defaultCertDir() string {
 	return filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
 }
 
-// serveWebhooks registers the validating webhooks and returns the readiness
-// check that passes once their server runs. With certificates from files
-// that is at once; when the manager makes its own (webhookcert), the
-// webhooks are registered, and their server started, once the certificate
-// is in its folder and the CA in the webhook configuration. Until then the
-// manager is not ready, and the webhooks, failing open, are skipped.
+// serveWebhooks arranges for the validating webhooks to be registered, and
+// their server started, once the serving certificate is in
+// --webhook-cert-dir: the manager's own (mode self: made by webhookcert,
+// which also writes its CA into the webhook configuration), or one that
+// someone else puts there (mode files: cert-manager, which may come after
+// the pod starts). Until then the manager is not ready and the webhooks,
+// failing open, are skipped; the returned check says so.
 func serveWebhooks(ctx context.Context, mgr ctrl.Manager, o Options) (healthz.Checker, error) {
-	switch o.WebhookCertMode {
-	case WebhookCertsFiles:
-		if err := setupWebhooks(mgr, o); err != nil {
-			return nil, err
-		}
-		return mgr.GetWebhookServer().StartedChecker(), nil
-	case WebhookCertsSelf:
-	default:
-		return nil, fmt.Errorf("--webhook-cert-mode %q: want %s or %s", o.WebhookCertMode, WebhookCertsSelf, WebhookCertsFiles)
-	}
 	dir := o.WebhookCertDir
 	if dir == "" {
 		dir = defaultCertDir()
 	}
-	certs, err := webhookcert.Manage(ctx, mgr, webhookcert.Options{
-		Namespace: o.Namespace, SecretName: o.WebhookCertSecret, Service: o.WebhookService,
-		ExtraDNSNames: cli.SplitList(o.WebhookExtraDNSNames), Configuration: o.WebhookConfiguration, CertDir: dir,
-	})
-	if err != nil {
+	w := &webhookStarter{mgr: mgr, o: o, dir: dir}
+	switch o.WebhookCertMode {
+	case WebhookCertsFiles:
+	case WebhookCertsSelf:
+		certs, err := webhookcert.Manage(ctx, mgr, webhookcert.Options{
+			Namespace: o.Namespace, SecretName: o.WebhookCertSecret, Service: o.WebhookService,
+			ExtraDNSNames: cli.SplitList(o.WebhookExtraDNSNames), Configuration: o.WebhookConfiguration, CertDir: dir,
+		})
+		if err != nil {
+			return nil, err
+		}
+		w.certs = certs
+	default:
+		return nil, fmt.Errorf("--webhook-cert-mode %q: want %s or %s", o.WebhookCertMode, WebhookCertsSelf, WebhookCertsFiles)
+	}
+	if err := mgr.Add(w); err != nil {
 		return nil, err
 	}
-	var started atomic.Pointer[healthz.Checker]
-	failed := make(chan error, 1)
-	go func() {
+	return w.check, nil
+}
+
+// webhookStarter is a runnable of every replica that waits for the
+// webhook certificate, then registers the webhooks (which starts their
+// server). An error in doing so stops the manager, so that the pod
+// restarts rather than stay unready.
+type webhookStarter struct {
+	mgr     ctrl.Manager
+	o       Options
+	dir     string
+	certs   <-chan struct{} // mode self: closed when ready; nil: wait for the files
+	started atomic.Pointer[healthz.Checker]
+}
+
+// NeedLeaderElection: every replica serves the webhooks.
+func (w *webhookStarter) NeedLeaderElection() bool { return false }
+
+// Start waits for the certificate and registers the webhooks.
+func (w *webhookStarter) Start(ctx context.Context) error {
+	if w.certs != nil {
 		select {
-		case <-certs:
+		case <-w.certs:
 		case <-ctx.Done():
-			return
+			return nil
 		}
-		if err := setupWebhooks(mgr, o); err != nil {
-			failed <- err
-			return
-		}
-		check := mgr.GetWebhookServer().StartedChecker()
-		started.Store(&check)
-		ctrl.Log.WithName("setup").Info("Serving the webhooks with the manager's own certificate", "secret", o.Namespace+"/"+o.WebhookCertSecret, "configuration", o.WebhookConfiguration)
-	}()
-	return func(req *http.Request) error {
-		select {
-		case err := <-failed:
-			failed <- err
-			return err
-		default:
-		}
-		if check := started.Load(); check != nil {
-			return (*check)(req)
-		}
-		return errors.New("waiting for the webhook certificate")
-	}, nil
+	} else if err := wait.PollUntilContextCancel(ctx, time.Second, true, func(context.Context) (bool, error) {
+		_, crt := os.Stat(filepath.Join(w.dir, "tls.crt"))
+		_, key := os.Stat(filepath.Join(w.dir, "tls.key"))
+		return crt == nil && key == nil, nil
+	}); err != nil {
+		return nil // stopped before the files came
+	}
+	if ctx.Err() != nil {
+		return nil // stopping: the manager takes no new runnable
+	}
+	if err := setupWebhooks(w.mgr, w.o); err != nil {
+		return err
+	}
+	check := w.mgr.GetWebhookServer().StartedChecker()
+	w.started.Store(&check)
+	ctrl.LoggerFrom(ctx).Info("Serving the webhooks", "certDir", w.dir, "mode", w.o.WebhookCertMode)
+	return nil
+}
+
+// check is the readiness check: the webhook server answers.
+func (w *webhookStarter) check(req *http.Request) error {
+	if check := w.started.Load(); check != nil {
+		return (*check)(req)
+	}
+	return errors.New("waiting for the webhook certificate in " + w.dir)
 }
 
 // PodCacheOptions scope the view's pod cache: every pod bound to a node and
