@@ -290,6 +290,15 @@ var _ = Describe("Slice controller", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: naming.SliceNamespace("nosite", "lost")}, &corev1.Namespace{})).To(Satisfy(apierrors.IsNotFound))
 	})
 
+	It("says it waits when every matching node is not ready (Reconciling, not Stalled)", func() {
+		makeSite("dark", nil)
+		setNodeReady(makeNode("dark-1", "dark", nil), corev1.ConditionFalse)
+		slice := newSlice("dark", "waiting", nil)
+		Expect(k8s.Create(ctx, slice)).To(Succeed())
+		Eventually(condition(slice, planetv1.ConditionReady)).Should(withReason(metav1.ConditionFalse, planetv1.ReasonNoReadyNodes))
+		Eventually(condition(slice, planetv1.ConditionReconciling)).Should(withReason(metav1.ConditionTrue, planetv1.ReasonNoReadyNodes))
+	})
+
 	It("says so when the node selection matches nothing, without an error loop", func() {
 		makeSite("empty", nil)
 		slice := newSlice("empty", "nowhere", func(s *planetv1.SliceSpec) {

@@ -85,7 +85,7 @@ func readiness(g gate, obs sliverplan.Plan) (metav1.ConditionStatus, string, str
 	case obs.Desired == 0 && obs.Matching == 0:
 		return metav1.ConditionFalse, planetv1.ReasonNoMatchingNodes, "the slice's node selection matches no node"
 	case obs.Desired == 0:
-		return metav1.ConditionFalse, planetv1.ReasonNoMatchingNodes, fmt.Sprintf("%d nodes match the slice's node selection but none is ready", obs.Matching)
+		return metav1.ConditionFalse, planetv1.ReasonNoReadyNodes, fmt.Sprintf("%d nodes match the slice's node selection but none is ready", obs.Matching)
 	case obs.Pending > 0:
 		msg := fmt.Sprintf("%d of %d slivers ready", obs.Ready, obs.Desired)
 		if obs.NoRoom > 0 {

@@ -36,13 +36,16 @@ const (
 	ReasonSliversReady    = "SliversReady"
 	ReasonSliversPending  = "SliversPending"
 	ReasonNoMatchingNodes = "NoMatchingNodes"
-	ReasonSiteNotFound    = "SiteNotFound"
-	ReasonSiteSliceLimit  = "SiteSliceLimit"
-	ReasonInvalidExpiry   = "InvalidExpiry"
-	ReasonExpired         = "Expired"
-	ReasonNotExpired      = "NotExpired"
-	ReasonSuspended       = "Suspended"
-	ReasonActive          = "Active"
+	// ReasonNoReadyNodes: nodes match the slice's selection, but none is
+	// ready; it clears by itself when one is.
+	ReasonNoReadyNodes   = "NoReadyNodes"
+	ReasonSiteNotFound   = "SiteNotFound"
+	ReasonSiteSliceLimit = "SiteSliceLimit"
+	ReasonInvalidExpiry  = "InvalidExpiry"
+	ReasonExpired        = "Expired"
+	ReasonNotExpired     = "NotExpired"
+	ReasonSuspended      = "Suspended"
+	ReasonActive         = "Active"
 	// ReasonSiteLookupFailed, ReasonNamespaceFailed, ReasonAccessFailed
 	// and ReasonSliversFailed say which step of a reconcile failed; the
 	// message carries the error, and the reconcile is retried.

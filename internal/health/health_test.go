@@ -26,6 +26,7 @@ func TestRulesOf(t *testing.T) {
 		{"slice of a disabled site", SliceRules, metav1.ConditionFalse, planetv1.ReasonSiteDisabled, Failed},
 		{"slice over the site's limit", SliceRules, metav1.ConditionFalse, planetv1.ReasonSiteSliceLimit, Failed},
 		{"slice matching no node", SliceRules, metav1.ConditionFalse, planetv1.ReasonNoMatchingNodes, Failed},
+		{"slice whose nodes are all not ready", SliceRules, metav1.ConditionFalse, planetv1.ReasonNoReadyNodes, InProgress},
 		{"disabled site is as asked", SiteRules, metav1.ConditionTrue, planetv1.ReasonSiteDisabled, Current},
 		{"site namespace conflict", SiteRules, metav1.ConditionFalse, planetv1.ReasonNamespaceConflict, Failed},
 		{"site step retried", SiteRules, metav1.ConditionFalse, planetv1.ReasonAccessFailed, InProgress},

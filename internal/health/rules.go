@@ -19,6 +19,7 @@ var SliceRules = Rules{
 	planetv1.ReasonNamespaceConflict:    Failed,
 	planetv1.ReasonNotAForeignSlice:     Failed,
 	planetv1.ReasonSliversPending:       InProgress,
+	planetv1.ReasonNoReadyNodes:         InProgress,
 	planetv1.ReasonNamespaceTerminating: InProgress,
 }
 
