@@ -328,6 +328,7 @@ func PodCacheOptions(mgr ctrl.Manager) cache.Options {
 // Setup registers every PlanetKube controller with the manager, and the
 // shared view of the cluster they read.
 func Setup(mgr ctrl.Manager, o Options) error {
+	defaultTrust := cli.SplitList(o.DefaultTrust)
 	view := clusterview.New(nil)
 	pods, err := cache.New(mgr.GetConfig(), PodCacheOptions(mgr))
 	if err != nil {
@@ -360,7 +361,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		View:          view,
 		Backoff:       flowcontrol.NewBackOff(o.SliverBackoff, o.SliverBackoffMax),
 		Authority:     o.Authority,
-		DefaultTrust:  cli.SplitList(o.DefaultTrust),
+		DefaultTrust:  defaultTrust,
 		SliverWriters: o.SliverWriters,
 		SharesPerNode: int32(o.SharesPerNode),
 		Workers:       o.SliceWorkers,
@@ -400,7 +401,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		APIReader:    mgr.GetAPIReader(),
 		Recorder:     mgr.GetEventRecorder("ticket-controller"),
 		Authority:    o.Authority,
-		DefaultTrust: cli.SplitList(o.DefaultTrust),
+		DefaultTrust: defaultTrust,
 		Skew:         o.TicketSkew,
 		Workers:      o.TicketWorkers,
 	}).SetupWithManager(mgr); err != nil {

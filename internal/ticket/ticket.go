@@ -15,8 +15,6 @@
 package ticket
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"time"
 
@@ -179,10 +177,4 @@ func (c *Claims) Kind() string {
 		return "pool"
 	}
 	return "sliver"
-}
-
-// TokenHash is the hex SHA-256 of a token.
-func TokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
 }

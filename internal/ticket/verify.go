@@ -106,7 +106,8 @@ func (s signed) verify(key ed25519.PublicKey) bool {
 	return len(key) == ed25519.PublicKeySize && ed25519.Verify(key, s.input, s.signature)
 }
 
-// hash is the hex SHA-256 of the whole token (TokenHash).
+// hash is the hex SHA-256 of the whole token (Verified.Hash, the replay
+// record's key).
 func (s signed) hash() string {
 	sum := sha256.Sum256(s.raw)
 	return hex.EncodeToString(sum[:])
