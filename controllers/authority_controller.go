@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -13,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -29,6 +31,11 @@ import (
 type AuthorityReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
+	// Poller, when set, reads peers' feeds and checks their push
+	// kubeconfigs, every pollIntervalSeconds plus jitter.
+	Poller *Poller
+	// Now returns the current time; tests may set it.
+	Now func() time.Time
 }
 
 // +kubebuilder:rbac:groups=planetkube.io,resources=authorities,verbs=get;list;watch;update;patch
@@ -53,6 +60,13 @@ func (r *AuthorityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 	}
 	old := a.DeepCopy()
+	var res ctrl.Result
+	if r.Poller != nil && r.Poller.due(a, r.Now()) {
+		r.Poller.Poll(ctx, r.Client, a, r.Now())
+	}
+	if next := a.Status.NextPollTime; next != nil && (a.Spec.FeedURL != "" || a.Spec.Push != nil) {
+		res.RequeueAfter = max(time.Second, next.Sub(r.Now()))
+	}
 	slices, err := r.countSlices(ctx, a.Name)
 	defer func() {
 		st := &a.Status
@@ -74,7 +88,7 @@ func (r *AuthorityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			retErr = errors.Join(retErr, fmt.Errorf("patching authority status: %w", perr))
 		}
 	}()
-	return ctrl.Result{}, err
+	return res, err
 }
 
 // countSlices counts the foreign slices of the authority and its delegates.
@@ -147,8 +161,13 @@ func authoritiesOf(_ context.Context, o client.Object) []reconcile.Request {
 // deleted change the count; authority namespaces deleted release a deleted
 // Authority.
 func (r *AuthorityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&planetv1.Authority{}).
+		// A slow feed must not hold the others' polls.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(authoritiesOf), builder.WithPredicates(createOrDelete)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(authoritiesOf), builder.WithPredicates(createOrDelete)).
 		Complete(r)

@@ -67,6 +67,8 @@ type redemption struct {
 	reason   string
 	message  string
 	redeemed string
+	// desired and ready are the redeemed slice's slivers.
+	desired, ready int32
 }
 
 // Reconcile verifies the ticket and redeems its grant; the status is
@@ -74,7 +76,11 @@ type redemption struct {
 func (r *TicketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	tk := &planetv1.Ticket{}
 	if err := r.Get(ctx, req.NamespacedName, tk); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			// A deleted ticket takes away the slices it alone granted.
+			return ctrl.Result{}, r.release(ctx, req.NamespacedName)
+		}
+		return ctrl.Result{}, err
 	}
 	if !tk.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
@@ -126,16 +132,17 @@ func (r *TicketReconciler) redeem(ctx context.Context, tk *planetv1.Ticket, out 
 	if err := r.trust().CheckGrant(sites.Items, grantAuthority); err != nil {
 		return out.refuse(err)
 	}
-	return r.redeemSliver(ctx, verified, out)
+	return r.redeemSliver(ctx, tk, verified, out)
 }
 
 // redeemSliver makes or renews the foreign Slice of a sliver grant: first a
 // dry run (the API server's validation of what the grant asks), then the
 // record of the jti (refusing a second grant under it), then the Slice.
-func (r *TicketReconciler) redeemSliver(ctx context.Context, v *ticket.Verified, out *redemption) error {
+func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket, v *ticket.Verified, out *redemption) error {
 	want := v.ForeignSlice()
+	want.Annotations[planetv1.AnnotationGrantedBy] = tk.Namespace + "/" + tk.Name
 	out.redeemed = "Slice/" + want.Namespace + "/" + want.Name
-	if err := r.ensureAuthorityNamespace(ctx, want.Labels[planetv1.LabelAuthority], want.Namespace); err != nil {
+	if err := ensureAuthorityNamespace(ctx, r.Client, want.Labels[planetv1.LabelAuthority], want.Namespace); err != nil {
 		return err
 	}
 	have := &planetv1.Slice{}
@@ -146,6 +153,7 @@ func (r *TicketReconciler) redeemSliver(ctx context.Context, v *ticket.Verified,
 	case err != nil:
 		return err
 	case have.Annotations[planetv1.AnnotationTicketID] == v.ID:
+		out.desired, out.ready = have.Status.DesiredSlivers, have.Status.ReadySlivers
 		// This ticket is the one in force: nothing to write.
 		return r.record(ctx, v, want.Namespace, out)
 	case ticket.IssuedAtOf(have) > v.IssuedAt:
@@ -231,16 +239,16 @@ func recordName(issuer, jti string) string {
 
 // ensureAuthorityNamespace makes the namespace that holds an authority's
 // slices.
-func (r *TicketReconciler) ensureAuthorityNamespace(ctx context.Context, authorityName, name string) error {
+func ensureAuthorityNamespace(ctx context.Context, c client.Client, authorityName, name string) error {
 	ns := &corev1.Namespace{}
-	err := r.Get(ctx, client.ObjectKey{Name: name}, ns)
+	err := c.Get(ctx, client.ObjectKey{Name: name}, ns)
 	switch {
 	case apierrors.IsNotFound(err):
 		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
 			planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelAuthority: authorityName,
 			"pod-security.kubernetes.io/enforce": "restricted",
 		}}}
-		if err := r.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating namespace %s for authority %s: %w", name, authorityName, err)
 		}
 		return nil
@@ -295,6 +303,10 @@ func (r *TicketReconciler) setStatus(tk *planetv1.Ticket, out *redemption) {
 	if out.reason == "" {
 		st.Redeemed = out.redeemed
 	}
+	st.DesiredSlivers, st.ReadySlivers = 0, 0
+	if out.reason == "" && !expired {
+		st.DesiredSlivers, st.ReadySlivers = out.desired, out.ready
+	}
 	health.Set(&tk.Status.Conditions, ready, health.TicketRules)
 	if expired {
 		setTicketCondition(tk, planetv1.ConditionExpired, metav1.ConditionTrue, planetv1.ReasonExpired, "the ticket expired at "+st.ExpiresAt.UTC().Format(time.RFC3339))
@@ -337,9 +349,13 @@ func (r *TicketReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	allTickets := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		return listRequests(ctx, r, &planetv1.TicketList{})
 	})
+	if err := indexTicketsAndGrants(context.Background(), mgr); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&planetv1.Ticket{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
+		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(r.ticketsOfSlice), builder.WithPredicates(grantedSliceChanged)).
 		Watches(&planetv1.Authority{}, allTickets, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&planetv1.Site{}, allTickets, builder.WithPredicates(trustChanged)).
 		Complete(r)

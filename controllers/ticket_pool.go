@@ -94,7 +94,7 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, v *ticket.Verified, o
 		}
 		return err
 	}
-	if err := r.ensureAuthorityNamespace(ctx, a, naming.AuthorityNamespace(a)); err != nil {
+	if err := ensureAuthorityNamespace(ctx, r.Client, a, naming.AuthorityNamespace(a)); err != nil {
 		return err
 	}
 	if err := r.record(ctx, v, naming.AuthorityNamespace(a), out); err != nil || out.reason != "" {

@@ -35,6 +35,29 @@ type AuthoritySpec struct {
 	// +kubebuilder:default=600
 	// +optional
 	PollIntervalSeconds int32 `json:"pollIntervalSeconds,omitempty"`
+
+	// feedCABundle is the PEM bundle of the CAs that sign the feed's TLS
+	// certificate; unset, the system's roots.
+	// +kubebuilder:validation:MaxLength=65536
+	// +optional
+	FeedCABundle string `json:"feedCABundle,omitempty"`
+
+	// push, when set, applies this install's tickets for the authority at
+	// the authority's own cluster.
+	// +optional
+	Push *AuthorityPush `json:"push,omitempty"`
+}
+
+// AuthorityPush says how to reach a peer's cluster to push tickets.
+type AuthorityPush struct {
+	// secretName names a Secret in the manager's namespace whose key
+	// "kubeconfig" reaches the peer's API server: HTTPS, its CA inline, a
+	// token or client certificate inline, no exec plugin, no file path;
+	// its context's namespace is where the tickets are applied.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	SecretName string `json:"secretName"`
 }
 
 // AuthorityKey is one public key of an authority.
@@ -66,6 +89,15 @@ type AuthorityStatus struct {
 	// +optional
 	LastPollTime *metav1.Time `json:"lastPollTime,omitempty"`
 
+	// nextPollTime is when the feed is read next: the poll interval plus a
+	// random jitter after the last attempt.
+	// +optional
+	NextPollTime *metav1.Time `json:"nextPollTime,omitempty"`
+
+	// feedTickets counts the tickets the feed listed at the last poll.
+	// +optional
+	FeedTickets int32 `json:"feedTickets,omitempty"`
+
 	// slices counts the slices taken from the feed.
 	// +optional
 	Slices int32 `json:"slices,omitempty"`
@@ -74,7 +106,8 @@ type AuthorityStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready.
+	// conditions: Ready (its keys), FeedSynced (the last poll of its feed),
+	// PushReady (its cluster is reachable to push tickets).
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
@@ -90,6 +123,9 @@ type AuthorityStatus struct {
 // +kubebuilder:resource:scope=Cluster,shortName=auth,categories=planetkube
 // +kubebuilder:printcolumn:name="Feed",type=string,JSONPath=`.spec.feedURL`
 // +kubebuilder:printcolumn:name="Slices",type=integer,JSONPath=`.status.slices`
+// +kubebuilder:printcolumn:name="Feed Synced",type=string,JSONPath=`.status.conditions[?(@.type=="FeedSynced")].status`
+// +kubebuilder:printcolumn:name="Last Poll",type=date,JSONPath=`.status.lastPollTime`,priority=1
+// +kubebuilder:printcolumn:name="Push",type=string,JSONPath=`.status.conditions[?(@.type=="PushReady")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]+(\\\\.[a-z0-9]+)*$') && self.metadata.name.size() <= 63",message="an authority name is dot-separated lowercase letters and digits, at most 63 characters"

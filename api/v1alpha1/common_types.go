@@ -29,6 +29,21 @@ const (
 	// Ticket is deleted and across manager restarts.
 	LabelTicketRecord = "planetkube.io/ticket-record"
 
+	// AnnotationGrantedBy, on a foreign Slice, names the Ticket in force for
+	// it (<namespace>/<name>): the slice lives while a Ticket grants it, and
+	// goes when the last one is deleted.
+	AnnotationGrantedBy = "planetkube.io/granted-by"
+	// LabelTicketSource marks the Tickets PlanetKube applies itself: "feed"
+	// (pulled from a peer's feed) or "push" (applied by a peer).
+	LabelTicketSource = "planetkube.io/ticket-source"
+	// LabelSliceID, on a pushed or pulled Ticket, identifies its slice
+	// (a hash of the full name, which is too long for a label).
+	LabelSliceID = "planetkube.io/slice-id"
+
+	// FederationFinalizer lets the federation controller withdraw a home
+	// slice's pushed tickets from its peers when the slice is deleted.
+	FederationFinalizer = "planetkube.io/federation"
+
 	// AuthorityFinalizer lets the Authority controller remove the
 	// namespaces of an authority's slices when the Authority is deleted.
 	AuthorityFinalizer = "planetkube.io/authority"

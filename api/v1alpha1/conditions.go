@@ -19,6 +19,12 @@ const (
 	// ConditionReconciling is True while an object converges by itself
 	// (kstatus: InProgress); it is absent otherwise.
 	ConditionReconciling = "Reconciling"
+	// ConditionFeedSynced is True when an Authority's feed was read and
+	// applied at the last poll.
+	ConditionFeedSynced = "FeedSynced"
+	// ConditionPushReady is True when an Authority's cluster is reachable
+	// with its push kubeconfig.
+	ConditionPushReady = "PushReady"
 	// ConditionStalled is True when an object cannot progress until
 	// someone changes something (kstatus: Failed); it is absent otherwise.
 	ConditionStalled = "Stalled"
@@ -114,4 +120,28 @@ const (
 	ReasonKeysValid = "KeysValid"
 	// ReasonNoValidKeys: none of its keys is usable.
 	ReasonNoValidKeys = "NoValidKeys"
+)
+
+// Reasons of an Authority's FeedSynced and PushReady conditions (a refused
+// feed's reason is internal/federation/feed's: Malformed, Oversized ...).
+const (
+	ReasonFeedSynced = "FeedSynced"
+	// ReasonFeedUnreachable: the feed did not answer (network, timeout,
+	// server error); foreign slices keep running until their tickets expire.
+	ReasonFeedUnreachable = "FeedUnreachable"
+	ReasonPeerReachable   = "PeerReachable"
+	// ReasonPeerUnreachable: the push kubeconfig's API server did not answer
+	// or refused the manager.
+	ReasonPeerUnreachable = "PeerUnreachable"
+	// ReasonInvalidKubeconfig: the push Secret is missing or its kubeconfig
+	// is refused (exec plugin, file path, plain HTTP ...).
+	ReasonInvalidKubeconfig = "InvalidKubeconfig"
+	// ReasonNoKey: this install's key cannot be read to sign requests.
+	ReasonNoKey = "NoKey"
+)
+
+// Reasons of a slice's federation entries.
+const (
+	// ReasonUnknownAuthority: the slice names an authority with no Authority here.
+	ReasonUnknownAuthority = "UnknownAuthority"
 )

@@ -94,6 +94,19 @@ type SliceNodes struct {
 	// +kubebuilder:validation:Maximum=100000
 	// +optional
 	MaxNodes *int32 `json:"maxNodes,omitempty"`
+
+	// authorities are peer installs (Authorities known here) whose nodes the
+	// slice also spans, besides this install's: each gets a sliver ticket,
+	// pushed to it when its Authority has spec.push, and listed in this
+	// install's feed for it to pull. The other fields of nodes choose the
+	// nodes at every authority alike (maxNodes caps each). Only a slice of
+	// this install's sites may name them.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]+(\.[a-z0-9]+)*$`
+	// +listType=set
+	// +optional
+	Authorities []string `json:"authorities,omitempty"`
 }
 
 // SliverTemplate is the container each sliver runs. It has no security
@@ -204,6 +217,88 @@ type SliverIssue struct {
 	Message string `json:"message,omitempty"`
 }
 
+// FederationPhase says where a slice's ticket for a peer stands.
+// +kubebuilder:validation:Enum=Issued;Pushed;Redeemed;Refused;Unreachable;Withdrawn;Failed
+type FederationPhase string
+
+// Federation phases.
+const (
+	// FederationIssued: the ticket is signed and listed in the feed for the
+	// peer to pull (no push configured).
+	FederationIssued FederationPhase = "Issued"
+	// FederationPushed: the ticket is applied at the peer, not redeemed yet.
+	FederationPushed FederationPhase = "Pushed"
+	// FederationRedeemed: the peer redeemed the pushed ticket.
+	FederationRedeemed FederationPhase = "Redeemed"
+	// FederationRefused: the peer refused the pushed ticket (reason says why).
+	FederationRefused FederationPhase = "Refused"
+	// FederationUnreachable: the peer could not be reached to push; the
+	// ticket stays in the feed.
+	FederationUnreachable FederationPhase = "Unreachable"
+	// FederationWithdrawn: the slice expired: no ticket is offered.
+	FederationWithdrawn FederationPhase = "Withdrawn"
+	// FederationFailed: no ticket could be issued (unknown authority, no
+	// key); reason says why.
+	FederationFailed FederationPhase = "Failed"
+)
+
+// SliceFederation is a slice's standing at one peer authority.
+type SliceFederation struct {
+	// authority is the peer.
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Authority string `json:"authority"`
+
+	// phase is Issued, Pushed, Redeemed, Refused, Unreachable, Withdrawn or
+	// Failed.
+	// +optional
+	Phase FederationPhase `json:"phase,omitempty"`
+
+	// reason is a CamelCase word saying why, when the phase is not the
+	// happy one.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	Reason string `json:"reason,omitempty"`
+
+	// message says more.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// ticketID is the jti of the ticket in force for the peer.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	TicketID string `json:"ticketID,omitempty"`
+
+	// issuedAt is when that ticket was signed.
+	// +optional
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+
+	// grantHash identifies what the ticket grants: a new ticket is signed
+	// when it changes (renewal, suspension, a new template).
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	GrantHash string `json:"grantHash,omitempty"`
+
+	// ticket is the signed ticket (a compact JWS), served in the feed and
+	// pushed as is.
+	// +kubebuilder:validation:MaxLength=16384
+	// +optional
+	Ticket string `json:"ticket,omitempty"`
+
+	// desiredSlivers and readySlivers are what the peer reports for the
+	// slice, when the ticket is pushed.
+	// +optional
+	DesiredSlivers int32 `json:"desiredSlivers,omitempty"`
+	// +optional
+	ReadySlivers int32 `json:"readySlivers,omitempty"`
+
+	// slivers is readySlivers/desiredSlivers at the peer, for display.
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Slivers string `json:"slivers,omitempty"`
+}
+
 // MaxSliverIssues bounds SliceStatus.NotReady.
 const MaxSliverIssues = 20
 
@@ -242,6 +337,15 @@ type SliceStatus struct {
 	// +listType=atomic
 	// +optional
 	NotReady []SliverIssue `json:"notReady,omitempty"`
+
+	// federation says, for each peer authority of spec.nodes.authorities,
+	// the ticket issued to it and, where it is pushed, what the peer runs.
+	// The federation controller writes it.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=authority
+	// +optional
+	Federation []SliceFederation `json:"federation,omitempty"`
 
 	// observedGeneration is the generation this status describes.
 	// +optional

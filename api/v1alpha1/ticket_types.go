@@ -58,6 +58,13 @@ type TicketStatus struct {
 	// +optional
 	Redeemed string `json:"redeemed,omitempty"`
 
+	// desiredSlivers and readySlivers are the redeemed slice's, so that
+	// whoever applied the ticket (a peer pushing it) sees what runs.
+	// +optional
+	DesiredSlivers int32 `json:"desiredSlivers,omitempty"`
+	// +optional
+	ReadySlivers int32 `json:"readySlivers,omitempty"`
+
 	// observedGeneration is the generation this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`

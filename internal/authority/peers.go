@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,6 +38,13 @@ type Peer struct {
 	// Keys are its public keys (id and base64 Ed25519 key, as its own
 	// Authority shows them).
 	Keys []planetv1.AuthorityKey `json:"keys"`
+	// FeedURL, FeedCABundle and PollIntervalSeconds say where and how
+	// often its feed is polled (pull federation); Push how its cluster is
+	// reached to push tickets. As the Authority's spec.
+	FeedURL             string                  `json:"feedURL,omitempty"`
+	FeedCABundle        string                  `json:"feedCABundle,omitempty"`
+	PollIntervalSeconds int32                   `json:"pollIntervalSeconds,omitempty"`
+	Push                *planetv1.AuthorityPush `json:"push,omitempty"`
 }
 
 // ReadPeers reads and checks a YAML list of peers: each a valid authority
@@ -63,6 +71,14 @@ func ReadPeers(data []byte, local string) ([]Peer, error) {
 			return nil, fmt.Errorf("peer %s: give 1 to 8 keys", p.Name)
 		case len(p.DisplayName) > 128:
 			return nil, fmt.Errorf("peer %s: displayName over 128 characters", p.Name)
+		case p.FeedURL != "" && (!strings.HasPrefix(p.FeedURL, "https://") || len(p.FeedURL) > 2048):
+			return nil, fmt.Errorf("peer %s: feedURL must be an https:// URL of at most 2048 characters", p.Name)
+		case p.PollIntervalSeconds != 0 && (p.PollIntervalSeconds < 10 || p.PollIntervalSeconds > 86400):
+			return nil, fmt.Errorf("peer %s: pollIntervalSeconds must be in 10..86400", p.Name)
+		case p.Push != nil && (p.Push.SecretName == "" || len(p.Push.SecretName) > 253):
+			return nil, fmt.Errorf("peer %s: push.secretName must name a Secret", p.Name)
+		case len(p.FeedCABundle) > 65536:
+			return nil, fmt.Errorf("peer %s: feedCABundle over 64 KiB", p.Name)
 		}
 		seen[p.Name] = true
 		for _, k := range p.Keys {
@@ -114,6 +130,18 @@ func (s *PeerSync) Sync(ctx context.Context) error {
 		spec := map[string]any{"keys": keys}
 		if p.DisplayName != "" {
 			spec["displayName"] = p.DisplayName
+		}
+		if p.FeedURL != "" {
+			spec["feedURL"] = p.FeedURL
+		}
+		if p.FeedCABundle != "" {
+			spec["feedCABundle"] = p.FeedCABundle
+		}
+		if p.PollIntervalSeconds != 0 {
+			spec["pollIntervalSeconds"] = int64(p.PollIntervalSeconds)
+		}
+		if p.Push != nil {
+			spec["push"] = map[string]any{"secretName": p.Push.SecretName}
 		}
 		obj := map[string]any{
 			"apiVersion": planetv1.GroupVersion.String(),

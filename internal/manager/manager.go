@@ -37,6 +37,7 @@ import (
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/fairshare"
+	"github.com/planetkube/planetkube/internal/federation/feed"
 	flowfanout "github.com/planetkube/planetkube/internal/lookup/fanout"
 	"github.com/planetkube/planetkube/internal/lookup/slicedir"
 	"github.com/planetkube/planetkube/internal/ticket"
@@ -81,6 +82,9 @@ type Options struct {
 	WebhookConfiguration string
 	WebhookExtraDNSNames string
 	FlowLookupAddr       string
+	FeedAddr             string
+	FeedCertDir          string
+	FeedTimeout          time.Duration
 	AgentNamespace       string
 	AgentSelector        string
 	AgentPort            int
@@ -120,6 +124,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "planetkube-validating-webhooks", "With --webhook-cert-mode=self: the ValidatingWebhookConfiguration whose caBundle the manager keeps.")
 	fs.StringVar(&o.WebhookExtraDNSNames, "webhook-extra-dns-names", "", "With --webhook-cert-mode=self: further DNS names for the certificate, comma-separated.")
 	fs.StringVar(&o.FlowLookupAddr, "flow-lookup-address", ":9470", "Address of the cluster-wide flow lookup page (/) and JSON API (/api/v1/flows), which asks every node agent; 0 disables it.")
+	fs.StringVar(&o.FeedAddr, "feed-bind-address", "0", "Address of the federation feed (HTTPS, path "+feed.Path+"), which peers poll for the tickets of this install's slices that span them; 0 disables it.")
+	fs.StringVar(&o.FeedCertDir, "feed-cert-dir", "", "Folder with the feed's tls.crt and tls.key (reloaded when they change); required with --feed-bind-address.")
+	fs.DurationVar(&o.FeedTimeout, "feed-timeout", 30*time.Second, "Longest a poll of a peer's feed may take (connecting, the answer, reading it); a slower feed counts as unreachable.")
 	fs.StringVar(&o.AgentNamespace, "agent-namespace", "planetkube-system", "Namespace of the node agents' pods.")
 	fs.StringVar(&o.AgentSelector, "agent-selector", "app.kubernetes.io/component=node-agent", "Label selector of the node agents' pods.")
 	fs.IntVar(&o.AgentPort, "agent-port", 9470, "Port of the node agents' lookup API.")
@@ -390,9 +397,12 @@ func Setup(mgr ctrl.Manager, o Options) error {
 			return err
 		}
 	}
+	signer := &authority.SignerSource{Reader: mgr.GetAPIReader(), Namespace: o.Namespace, SecretName: o.AuthorityKeySecret, Authority: o.Authority}
+	peers := &controllers.PeerClients{Reader: mgr.GetAPIReader(), Namespace: o.Namespace, Scheme: mgr.GetScheme(), Now: time.Now}
 	if err := (&controllers.AuthorityReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("authority-controller"),
+		Poller:   &controllers.Poller{Authority: o.Authority, Signer: signer, Peers: peers, Skew: o.TicketSkew, Timeout: o.FeedTimeout},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Authority controller: %w", err)
 	}
@@ -406,6 +416,24 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Workers:      o.TicketWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ticket controller: %w", err)
+	}
+	if err := (&controllers.FederationReconciler{
+		Client:    mgr.GetClient(),
+		Recorder:  mgr.GetEventRecorder("federation-controller"),
+		Authority: o.Authority,
+		Signer:    signer,
+		Peers:     peers,
+		Workers:   o.SliceWorkers,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the federation controller: %w", err)
+	}
+	if o.FeedAddr != "0" && o.FeedAddr != "" {
+		if o.FeedCertDir == "" {
+			return errors.New("--feed-bind-address needs --feed-cert-dir (the feed is served over HTTPS only)")
+		}
+		if err := mgr.Add(&feedServer{addr: o.FeedAddr, certDir: o.FeedCertDir, handler: FeedHandler(mgr.GetClient(), signer, o)}); err != nil {
+			return err
+		}
 	}
 	if o.FlowLookupAddr != "0" && o.FlowLookupAddr != "" {
 		if err := setupFlowLookup(mgr, o); err != nil {

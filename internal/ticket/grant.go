@@ -55,6 +55,11 @@ func (v *Verified) ForeignSlice() *planetv1.Slice {
 			PodSecurity: g.PodSecurity,
 		},
 	}
+	// A foreign slice runs here only: it names no further authorities.
+	s.Spec.Nodes.Authorities = nil
+	if g.State == planetv1.SliceSuspended {
+		s.Spec.State = planetv1.SliceSuspended
+	}
 	if s.Spec.PodSecurity == "" {
 		s.Spec.PodSecurity = planetv1.PodSecurityBaseline
 	}

@@ -12,8 +12,16 @@ import (
 	"github.com/planetkube/planetkube/internal/naming"
 )
 
-// sign serialises payload as a compact JWS of the given type, signed by s.
+// sign serialises payload as a compact JWS of the given type, signed by s,
+// at most MaxTokenBytes long.
 func (s Signer) sign(typ string, payload any) (string, error) {
+	return s.signLimit(typ, payload, MaxTokenBytes)
+}
+
+// signLimit serialises payload as a compact JWS of the given type, signed
+// by s, and refuses a token over limit bytes (which a verifier would not
+// read).
+func (s Signer) signLimit(typ string, payload any, limit int) (string, error) {
 	if len(s.Key) != ed25519.PrivateKeySize {
 		return "", errors.New("signer has no Ed25519 private key")
 	}
@@ -34,8 +42,8 @@ func (s Signer) sign(typ string, payload any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if len(token) > MaxTokenBytes {
-		return "", fmt.Errorf("the token has %d bytes, more than the %d a verifier reads", len(token), MaxTokenBytes)
+	if len(token) > limit {
+		return "", fmt.Errorf("the token has %d bytes, more than the %d a verifier reads", len(token), limit)
 	}
 	return token, nil
 }

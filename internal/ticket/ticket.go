@@ -121,6 +121,9 @@ type SliverGrant struct {
 	Template    planetv1.SliverTemplate   `json:"template"`
 	CPUShare    int32                     `json:"cpuShare,omitempty"`
 	PodSecurity planetv1.PodSecurityLevel `json:"podSecurity,omitempty"`
+	// State is the slice's state at its home: Suspended stops its slivers
+	// here too. Unset is Active.
+	State planetv1.SliceState `json:"state,omitempty"`
 	// ExpiresAt is the slice's expiry (Unix seconds); unset, the ticket's.
 	// It is never after the ticket's expiry.
 	ExpiresAt int64 `json:"expiresAt,omitempty"`

@@ -128,8 +128,14 @@ var b64 = base64.RawURLEncoding.Strict()
 // accepts every token it accepts, with the same header, payload and
 // signature. go-jose still signs.
 func parse(token, typ string) (signed, string, []byte, error) {
-	if len(token) > MaxTokenBytes {
-		return signed{}, "", nil, refuse(Malformed, fmt.Sprintf("the token has %d bytes, more than the %d allowed", len(token), MaxTokenBytes))
+	return parseLimit(token, typ, MaxTokenBytes)
+}
+
+// parseLimit is parse for a token of at most limit bytes (signed messages
+// other than tickets have their own bounds).
+func parseLimit(token, typ string, limit int) (signed, string, []byte, error) {
+	if len(token) > limit {
+		return signed{}, "", nil, refuse(Malformed, fmt.Sprintf("the token has %d bytes, more than the %d allowed", len(token), limit))
 	}
 	raw := []byte(token)
 	h64, rest, ok1 := bytes.Cut(raw, []byte{'.'})

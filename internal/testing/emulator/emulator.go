@@ -79,6 +79,9 @@ type Cluster struct {
 
 	webhookPort    int    // the manager's webhook server port, once installed
 	webhookCertDir string // its serving certificate
+
+	feedPort    int    // the manager's federation feed port, once issued
+	feedCertDir string // its serving certificate
 }
 
 // Start starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler

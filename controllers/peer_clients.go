@@ -1,0 +1,93 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/federation/kubeconfig"
+)
+
+// PushKubeconfigKey is the key of a push Secret's data that holds the
+// peer's kubeconfig.
+const PushKubeconfigKey = "kubeconfig"
+
+// peerClientTTL is how long a peer's client is used before its Secret is
+// read again (a rotated token is picked up within it).
+const peerClientTTL = time.Minute
+
+// PeerClients makes and keeps the clients of the peers' clusters, from the
+// push Secrets of their Authorities (in the manager's namespace).
+type PeerClients struct {
+	// Reader reads the Secrets (uncached).
+	Reader client.Reader
+	// Namespace holds the push Secrets.
+	Namespace string
+	// Scheme has the PlanetKube kinds.
+	Scheme *runtime.Scheme
+	// Now returns the current time.
+	Now func() time.Time
+
+	mu    sync.Mutex
+	peers map[string]*peerClient
+}
+
+// peerClient is one peer's client and where its tickets go.
+type peerClient struct {
+	client    client.Client
+	namespace string
+	secretRV  string
+	madeAt    time.Time
+}
+
+// kubeconfigError is a push Secret that is missing or refused: nothing to
+// retry until someone fixes it.
+type kubeconfigError struct{ err error }
+
+func (e *kubeconfigError) Error() string { return e.err.Error() }
+func (e *kubeconfigError) Unwrap() error { return e.err }
+
+// Client returns the client of an Authority's cluster and the namespace its
+// tickets are applied in. An error that is a *kubeconfigError says the
+// Secret must be fixed.
+func (p *PeerClients) Client(ctx context.Context, a *planetv1.Authority) (client.Client, string, error) {
+	if a.Spec.Push == nil {
+		return nil, "", &kubeconfigError{fmt.Errorf("authority %s has no spec.push", a.Name)}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.peers == nil {
+		p.peers = map[string]*peerClient{}
+	}
+	key := a.Name + "/" + a.Spec.Push.SecretName
+	if c, ok := p.peers[key]; ok && p.Now().Sub(c.madeAt) < peerClientTTL {
+		return c.client, c.namespace, nil
+	}
+	secret := &corev1.Secret{}
+	if err := p.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: a.Spec.Push.SecretName}, secret); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			return nil, "", &kubeconfigError{fmt.Errorf("secret %s/%s (spec.push.secretName) is not found", p.Namespace, a.Spec.Push.SecretName)}
+		}
+		return nil, "", fmt.Errorf("reading secret %s/%s: %w", p.Namespace, a.Spec.Push.SecretName, err)
+	}
+	if c, ok := p.peers[key]; ok && c.secretRV == secret.ResourceVersion {
+		c.madeAt = p.Now()
+		return c.client, c.namespace, nil
+	}
+	peer, err := kubeconfig.Parse(secret.Data[PushKubeconfigKey])
+	if err != nil {
+		return nil, "", &kubeconfigError{fmt.Errorf("secret %s/%s, key %s: %w", p.Namespace, a.Spec.Push.SecretName, PushKubeconfigKey, err)}
+	}
+	c, err := client.New(peer.Config, client.Options{Scheme: p.Scheme})
+	if err != nil {
+		return nil, "", fmt.Errorf("making a client for %s: %w", peer.Server, err)
+	}
+	p.peers[key] = &peerClient{client: c, namespace: peer.Namespace, secretRV: secret.ResourceVersion, madeAt: p.Now()}
+	return c, peer.Namespace, nil
+}

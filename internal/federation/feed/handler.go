@@ -1,0 +1,128 @@
+package feed
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/planetkube/planetkube/internal/ticket"
+)
+
+// Handler serves this install's feed at Path: to each requester whose
+// signed request it verifies, the tickets addressed to it.
+type Handler struct {
+	// Local is this install's authority: requests must be addressed to it.
+	Local string
+	// Signer returns this install's key, which signs the feeds.
+	Signer func(context.Context) (ticket.Signer, error)
+	// Keys returns the known Authorities' keys, which requests are
+	// verified with.
+	Keys func(context.Context) (ticket.Keyring, error)
+	// Tickets returns the tickets addressed to requester.
+	Tickets func(ctx context.Context, requester string) ([]string, error)
+	// Skew is the clock skew allowed on a request's times (default
+	// ticket.DefaultSkew, at most ticket.MaxSkew).
+	Skew time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (h *Handler) skew() time.Duration {
+	switch {
+	case h.Skew <= 0:
+		return ticket.DefaultSkew
+	case h.Skew > ticket.MaxSkew:
+		return ticket.MaxSkew
+	}
+	return h.Skew
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now == nil {
+		return time.Now()
+	}
+	return h.Now()
+}
+
+// ServeHTTP answers a GET carrying a signed request with the requester's
+// feed: 401 with a short text reason when the request does not verify, 405
+// for another method, 500 when the feed cannot be made. The request token
+// is never logged.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	log := ctrl.LoggerFrom(ctx).WithValues("remote", r.RemoteAddr)
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "only GET is served here", http.StatusMethodNotAllowed)
+		return
+	}
+	token, ok := authorization(r)
+	if !ok {
+		log.Info("Refused a feed request without a signed authorization")
+		unauthorized(w, "the request carries no "+AuthScheme+" authorization")
+		return
+	}
+	keys, err := h.Keys(ctx)
+	if err != nil {
+		log.Error(err, "Could not read the known Authorities' keys")
+		http.Error(w, "the feed is not available now", http.StatusInternalServerError)
+		return
+	}
+	req, err := VerifyRequest(token, keys, h.Local, h.skew(), h.now())
+	if err != nil {
+		log.Info("Refused a feed request", "reason", ReasonOf(err), "message", err.Error())
+		unauthorized(w, err.Error())
+		return
+	}
+	log = log.WithValues("requester", req.Issuer, "request", req.ID)
+	tickets, err := h.Tickets(ctx, req.Issuer)
+	if err != nil {
+		log.Error(err, "Could not list the requester's tickets")
+		http.Error(w, "the feed is not available now", http.StatusInternalServerError)
+		return
+	}
+	signer, err := h.Signer(ctx)
+	if err != nil {
+		log.Error(err, "Could not read this install's key")
+		http.Error(w, "the feed is not available now", http.StatusInternalServerError)
+		return
+	}
+	body, err := SignFeed(signer, Feed{Audience: req.Issuer, IssuedAt: h.now().Unix(), Request: req.ID, Tickets: tickets})
+	if err != nil {
+		log.Error(err, "Could not sign the feed", "tickets", len(tickets))
+		http.Error(w, "the feed is not available now", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jose")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write([]byte(body)); err != nil {
+		log.Info("Could not send the feed", "error", err.Error())
+		return
+	}
+	log.V(1).Info("Served a feed", "tickets", len(tickets))
+}
+
+// authorization returns the request token of the request's one
+// Authorization header (its scheme matched without regard to case).
+func authorization(r *http.Request) (string, bool) {
+	values := r.Header.Values("Authorization")
+	if len(values) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(values[0], " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, AuthScheme) || token == "" {
+		return "", false
+	}
+	return token, true
+}
+
+// unauthorized answers 401 with a reason and the scheme to use.
+func unauthorized(w http.ResponseWriter, reason string) {
+	w.Header().Set("WWW-Authenticate", AuthScheme)
+	http.Error(w, reason, http.StatusUnauthorized)
+}
