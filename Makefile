@@ -6,6 +6,7 @@ CONTROLLER_GEN = $(BIN)/controller-gen
 KUBEBUILDER_ASSETS ?= $(BIN)
 NODES      ?= 50
 SITES      ?= princeton,mit,berkeley,ethz,tokyo
+FEDERATED  ?=
 TEST_TIMEOUT ?= 40m
 IMG        ?= planetkube:dev
 CHART      ?= charts/planetkube
@@ -93,8 +94,8 @@ lint: tools manifests ## Lint the chart and render it with its defaults and ever
 	done
 
 .PHONY: run
-run: tools manifests build ## Start an emulated cluster (NODES fake nodes, default 50, over the sites in SITES) with the manager and the samples.
-	$(GO) run ./hack/emulated-cluster --nodes $(NODES) --sites $(SITES) --manager $(BIN)/planetkube
+run: tools manifests build ## Start an emulated cluster (NODES fake nodes, default 50, over the sites in SITES) with the manager and the samples; FEDERATED=1 adds a second install (ple) federated with it.
+	$(GO) run ./hack/emulated-cluster --nodes $(NODES) --sites $(SITES) --manager $(BIN)/planetkube $(if $(FEDERATED),--federated)
 
 .PHONY: bench
 bench: tools manifests build ## Run the benchmarks and write docs/benchmarks.md.

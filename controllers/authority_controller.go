@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -63,6 +64,18 @@ func (r *AuthorityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	var res ctrl.Result
 	if r.Poller != nil && r.Poller.due(a, r.Now()) {
 		r.Poller.Poll(ctx, r.Client, a, r.Now())
+	}
+	if a.Spec.FeedURL == "" {
+		// Pulling stopped: Tickets pulled before stay until they expire
+		// (delete the Authority to remove what it runs here).
+		meta.RemoveStatusCondition(&a.Status.Conditions, planetv1.ConditionFeedSynced)
+		a.Status.FeedTickets = 0
+	}
+	if a.Spec.Push == nil {
+		meta.RemoveStatusCondition(&a.Status.Conditions, planetv1.ConditionPushReady)
+	}
+	if a.Spec.FeedURL == "" && a.Spec.Push == nil {
+		a.Status.NextPollTime = nil
 	}
 	if next := a.Status.NextPollTime; next != nil && (a.Spec.FeedURL != "" || a.Spec.Push != nil) {
 		res.RequeueAfter = max(time.Second, next.Sub(r.Now()))

@@ -145,8 +145,9 @@ func (p *Poller) pull(ctx context.Context, c client.Client, a *planetv1.Authorit
 	}
 	hc, err := p.httpClient(a)
 	if err != nil {
-		return 0, "", string(feed.Malformed), err
+		return 0, "", planetv1.ReasonInvalidFeedConfig, err
 	}
+	defer hc.CloseIdleConnections()
 	timeout := p.Timeout
 	if timeout <= 0 {
 		timeout = defaultFeedTimeout
@@ -155,16 +156,21 @@ func (p *Poller) pull(ctx context.Context, c client.Client, a *planetv1.Authorit
 	defer cancel()
 	f, err := feed.Fetch(fctx, hc, a.Spec.FeedURL, signer, a.Name, authority.ValidKeys(a), p.Skew, func() time.Time { return now })
 	if err != nil {
-		reason := string(feed.ReasonOf(err))
-		switch reason {
-		case "", string(feed.Unreachable):
-			reason = planetv1.ReasonFeedUnreachable
+		switch reason := feed.ReasonOf(err); reason {
+		case "":
+			return 0, "", planetv1.ReasonInvalidFeedConfig, err // not https, or the key cannot sign
+		case feed.Unreachable:
+			return 0, "", planetv1.ReasonFeedUnreachable, err
+		default:
+			return 0, "", string(reason), err
 		}
-		return 0, "", reason, err
 	}
 	pulled, err := p.checkFeed(ctx, c, a, f, now)
 	if err != nil {
-		return 0, "", string(ticket.ReasonOf(err)), err
+		if reason := ticket.ReasonOf(err); reason != "" {
+			return 0, "", string(reason), err
+		}
+		return 0, "", planetv1.ReasonRedeemFailed, err // reading this cluster failed: retried at the next poll
 	}
 	ns := naming.AuthorityNamespace(a.Name)
 	created, deleted, err := syncPulled(ctx, c, a.Name, ns, pulled)
@@ -286,5 +292,7 @@ func (p *Poller) httpClient(a *planetv1.Authority) (*http.Client, error) {
 		cfg.RootCAs = pool
 	}
 	tr := &http.Transport{TLSClientConfig: cfg, Proxy: nil, MaxIdleConns: 1, IdleConnTimeout: time.Minute}
-	return &http.Client{Transport: tr}, nil
+	// No redirects: the feed is read where its Authority says, over HTTPS.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &http.Client{Transport: tr, CheckRedirect: noRedirect}, nil
 }

@@ -110,14 +110,22 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		errs = append(errs, err)
 		delete(have, peer)
 	}
-	for peer, e := range have { // no longer named: withdraw
+	var pending []planetv1.SliceFederation
+	for peer := range have { // no longer named: withdraw
 		if err := r.withdraw(ctx, slice, peer); err != nil {
-			e.Phase, e.Reason, e.Message = planetv1.FederationUnreachable, planetv1.ReasonPeerUnreachable, truncate("withdrawing the ticket: "+err.Error(), 1024)
-			entries = append(entries, e)
+			// Kept without its ticket (the feed no longer offers it) until
+			// the pushed copy is withdrawn.
+			pending = append(pending, planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationUnreachable, Reason: planetv1.ReasonPeerUnreachable,
+				Message: truncate("the slice no longer names "+peer+"; withdrawing its pushed ticket failed (retried): "+err.Error(), 1024)})
 			requeue = soonest(requeue, pushPending)
 		}
 	}
-	slices.SortFunc(entries, func(a, b planetv1.SliceFederation) int { return compareStrings(a.Authority, b.Authority) })
+	byName := func(a, b planetv1.SliceFederation) int { return compareStrings(a.Authority, b.Authority) }
+	slices.SortFunc(entries, byName)
+	slices.SortFunc(pending, byName)
+	// The named peers first; withdrawals still pending fill what room is left.
+	entries = append(entries, pending[:min(len(pending), max(0, planetv1.MaxFederationEntries-len(entries)))]...)
+	slices.SortFunc(entries, byName)
 	slice.Status.Federation = entries
 	if exp := slice.Status.ExpiresAt; exp != nil && exp.After(r.Now()) {
 		requeue = soonest(requeue, exp.Sub(r.Now())+time.Second) // withdraw at expiry
@@ -135,7 +143,13 @@ func (r *FederationReconciler) syncPeer(ctx context.Context, slice *planetv1.Sli
 		if !apierrors.IsNotFound(err) {
 			return e, 0, err
 		}
-		return failed(e, planetv1.ReasonUnknownAuthority, fmt.Sprintf("no Authority %s is known here: add it (its keys, feed and push) to federate with it", peer)), 0, nil
+		msg := fmt.Sprintf("no Authority %s is known here: add it (its keys, feed and push) to federate with it", peer)
+		if e.Ticket != "" {
+			if c, _, err := ticket.Inspect(e.Ticket); err == nil {
+				msg += fmt.Sprintf("; a ticket pushed there before cannot be withdrawn and runs until it expires at %s", c.Expires().Format(time.RFC3339))
+			}
+		}
+		return failed(e, planetv1.ReasonUnknownAuthority, msg), 0, nil
 	}
 	now := r.Now()
 	exp := slice.Status.ExpiresAt
@@ -172,7 +186,7 @@ func (r *FederationReconciler) syncPeer(ctx context.Context, slice *planetv1.Sli
 		ctrl.LoggerFrom(ctx).Info("Issued a sliver ticket for a peer", "authority", peer, "slice", full, "jti", c.ID)
 	}
 	if a.Spec.Push == nil {
-		e.Phase, e.Reason, e.Message = planetv1.FederationIssued, "", "listed in this install's feed for "+peer+" to pull"
+		e.Phase, e.Reason, e.Message = planetv1.FederationIssued, "", "listed in this install's feed for "+peer+" to pull (a peer that pulls does not report its slivers)"
 		e.DesiredSlivers, e.ReadySlivers, e.Slivers = 0, 0, ""
 		return e, 0, nil
 	}
@@ -191,7 +205,8 @@ func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, 
 	if err != nil {
 		var bad *kubeconfigError
 		if errors.As(err, &bad) {
-			return unreachable(planetv1.ReasonInvalidKubeconfig, err)
+			e, _, _ = unreachable(planetv1.ReasonInvalidKubeconfig, err)
+			return e, pushSteady, nil // until the Secret is fixed
 		}
 		return e, 0, err
 	}

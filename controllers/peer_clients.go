@@ -38,10 +38,13 @@ type PeerClients struct {
 	peers map[string]*peerClient
 }
 
-// peerClient is one peer's client and where its tickets go.
+// peerClient is one peer's client and where its tickets go, or why there
+// is none (a Secret that must be fixed: kept for the TTL too, so that many
+// slices naming a broken peer do not each read the Secret).
 type peerClient struct {
 	client    client.Client
 	namespace string
+	err       error
 	secretRV  string
 	madeAt    time.Time
 }
@@ -60,34 +63,47 @@ func (p *PeerClients) Client(ctx context.Context, a *planetv1.Authority) (client
 	if a.Spec.Push == nil {
 		return nil, "", &kubeconfigError{fmt.Errorf("authority %s has no spec.push", a.Name)}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.peers == nil {
-		p.peers = map[string]*peerClient{}
-	}
 	key := a.Name + "/" + a.Spec.Push.SecretName
-	if c, ok := p.peers[key]; ok && p.Now().Sub(c.madeAt) < peerClientTTL {
-		return c.client, c.namespace, nil
+	p.mu.Lock()
+	cached := p.peers[key]
+	p.mu.Unlock()
+	if cached != nil && p.Now().Sub(cached.madeAt) < peerClientTTL {
+		return cached.client, cached.namespace, cached.err
 	}
+	// The Secret is read without the lock: one slow read holds no other peer.
 	secret := &corev1.Secret{}
 	if err := p.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: a.Spec.Push.SecretName}, secret); err != nil {
-		if client.IgnoreNotFound(err) == nil {
-			return nil, "", &kubeconfigError{fmt.Errorf("secret %s/%s (spec.push.secretName) is not found", p.Namespace, a.Spec.Push.SecretName)}
+		if client.IgnoreNotFound(err) != nil {
+			return nil, "", fmt.Errorf("reading secret %s/%s: %w", p.Namespace, a.Spec.Push.SecretName, err)
 		}
-		return nil, "", fmt.Errorf("reading secret %s/%s: %w", p.Namespace, a.Spec.Push.SecretName, err)
+		return p.keep(key, &peerClient{err: &kubeconfigError{fmt.Errorf("secret %s/%s (spec.push.secretName) is not found", p.Namespace, a.Spec.Push.SecretName)}})
 	}
-	if c, ok := p.peers[key]; ok && c.secretRV == secret.ResourceVersion {
-		c.madeAt = p.Now()
-		return c.client, c.namespace, nil
+	if cached != nil && cached.secretRV == secret.ResourceVersion {
+		return p.keep(key, cached)
 	}
+	entry := &peerClient{secretRV: secret.ResourceVersion}
 	peer, err := kubeconfig.Parse(secret.Data[PushKubeconfigKey])
 	if err != nil {
-		return nil, "", &kubeconfigError{fmt.Errorf("secret %s/%s, key %s: %w", p.Namespace, a.Spec.Push.SecretName, PushKubeconfigKey, err)}
+		entry.err = &kubeconfigError{fmt.Errorf("secret %s/%s, key %s: %w", p.Namespace, a.Spec.Push.SecretName, PushKubeconfigKey, err)}
+		return p.keep(key, entry)
 	}
 	c, err := client.New(peer.Config, client.Options{Scheme: p.Scheme})
 	if err != nil {
 		return nil, "", fmt.Errorf("making a client for %s: %w", peer.Server, err)
 	}
-	p.peers[key] = &peerClient{client: c, namespace: peer.Namespace, secretRV: secret.ResourceVersion, madeAt: p.Now()}
-	return c, peer.Namespace, nil
+	entry.client, entry.namespace = c, peer.Namespace
+	return p.keep(key, entry)
+}
+
+// keep stores an entry, stamped now, and returns what it holds.
+func (p *PeerClients) keep(key string, e *peerClient) (client.Client, string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.peers == nil {
+		p.peers = map[string]*peerClient{}
+	}
+	stamped := *e
+	stamped.madeAt = p.Now()
+	p.peers[key] = &stamped
+	return stamped.client, stamped.namespace, stamped.err
 }

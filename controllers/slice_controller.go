@@ -167,7 +167,7 @@ func (r *SliceReconciler) finalize(ctx context.Context, slice *planetv1.Slice) e
 	if name == "" {
 		patch := client.MergeFrom(slice.DeepCopy())
 		controllerutil.RemoveFinalizer(slice, planetv1.SliceFinalizer)
-		return r.Patch(ctx, slice, patch)
+		return client.IgnoreNotFound(r.Patch(ctx, slice, patch))
 	}
 	err := r.Get(ctx, types.NamespacedName{Name: name}, ns)
 	if client.IgnoreNotFound(err) != nil {
@@ -181,7 +181,7 @@ func (r *SliceReconciler) finalize(ctx context.Context, slice *planetv1.Slice) e
 	}
 	patch := client.MergeFrom(slice.DeepCopy())
 	controllerutil.RemoveFinalizer(slice, planetv1.SliceFinalizer)
-	return r.Patch(ctx, slice, patch)
+	return client.IgnoreNotFound(r.Patch(ctx, slice, patch)) // gone once the last finalizer went
 }
 
 // emitTransitionEvent records an event when the Ready reason changes to one

@@ -96,7 +96,8 @@ func (r *TicketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 		if equality.Semantic.DeepEqual(old.Status, tk.Status) {
 			return
 		}
-		if err := r.Status().Patch(ctx, tk, client.MergeFrom(old)); err != nil {
+		// A ticket deleted meanwhile has no status to write.
+		if err := r.Status().Patch(ctx, tk, client.MergeFrom(old)); client.IgnoreNotFound(err) != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("patching ticket status: %w", err))
 		}
 	}()
@@ -356,6 +357,7 @@ func (r *TicketReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&planetv1.Ticket{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(r.ticketsOfSlice), builder.WithPredicates(grantedSliceChanged)).
+		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(grantingTicket), builder.WithPredicates(grantChanged)).
 		Watches(&planetv1.Authority{}, allTickets, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&planetv1.Site{}, allTickets, builder.WithPredicates(trustChanged)).
 		Complete(r)

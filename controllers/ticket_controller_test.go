@@ -347,6 +347,29 @@ var _ = Describe("Ticket controller", Ordered, func() {
 		Eventually(sliverNodes(local)).Should(Equal(sliversOn("web", "tkc-1")))
 	})
 
+	It("keeps a foreign slice while a Ticket carrying its ticket lives, and deletes it with the last", func() {
+		full := "ple.inria.soft"
+		token := issue(ple, sliverGrant("soft-1", full, now, nil))
+		pushed := applyTicket("tkb", "soft-pushed", token)
+		Eventually(ticketReady(pushed)).Should(withReason(metav1.ConditionTrue, planetv1.ReasonRedeemed))
+		pulled := applyTicket("tkc", "soft-pulled", token) // the same token, pulled: idempotent
+		Eventually(ticketReady(pulled)).Should(withReason(metav1.ConditionTrue, planetv1.ReasonRedeemed))
+		older := applyTicket("tkc", "soft-older", issue(ple, sliverGrant("soft-0", full, now.Add(-time.Minute), nil)))
+		Eventually(ticketReady(older)).Should(withReason(metav1.ConditionFalse, planetv1.ReasonSuperseded))
+		Eventually(func(g Gomega) string { return foreignSlice(g, full).Annotations[planetv1.AnnotationGrantedBy] }).Should(Equal("tkb/soft-pushed"))
+
+		Expect(k8s.Delete(ctx, pushed)).To(Succeed())
+		Eventually(func(g Gomega) string { return foreignSlice(g, full).Annotations[planetv1.AnnotationGrantedBy] }).Should(Equal("tkc/soft-pulled"),
+			"the slice passes to the other Ticket with its jti")
+		Expect(k8s.Delete(ctx, pulled)).To(Succeed())
+		Eventually(func() bool {
+			s := &planetv1.Slice{}
+			err := k8s.Get(ctx, client.ObjectKey{Namespace: naming.AuthorityNamespace("ple"), Name: naming.ForeignSliceName("inria", "soft")}, s)
+			return apierrors.IsNotFound(err) || !s.DeletionTimestamp.IsZero()
+		}).Should(BeTrue(), "an older, superseded ticket does not keep the slice")
+		Expect(k8s.Delete(ctx, older)).To(Succeed())
+	})
+
 	It("counts an authority's slices, and removes them all when the Authority is deleted", func() {
 		Eventually(func(g Gomega) {
 			a := &planetv1.Authority{}

@@ -3,7 +3,9 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
@@ -14,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/ticket"
 )
 
 // Cache indexes of the Ticket controller: foreign Slices by the Ticket in
@@ -99,12 +102,14 @@ func (r *TicketReconciler) releaseSlice(ctx context.Context, cached *planetv1.Sl
 		return fmt.Errorf("deleting foreign slice %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	log.Info("Deleted a foreign slice whose ticket was deleted", "slice", s.Annotations[planetv1.AnnotationSliceFullName], "ticket", ref)
-	r.Recorder.Eventf(s, nil, "Normal", "TicketWithdrawn", "Delete", "ticket %s, the last that granted this slice, was deleted", ref)
+	r.Recorder.Eventf(s, nil, corev1.EventTypeNormal, "TicketWithdrawn", "Delete", "ticket %s, the last that granted this slice, was deleted", ref)
 	return nil
 }
 
-// otherGrant returns another live Ticket (namespace/name) that redeemed the
-// slice with the ticket it runs, or "".
+// otherGrant returns another live, redeemed Ticket (namespace/name) that
+// carries the very ticket the slice runs (the same jti: a pushed and a
+// pulled copy of one token), or "". An older ticket of the slice does not
+// take it over.
 func (r *TicketReconciler) otherGrant(ctx context.Context, s *planetv1.Slice, ref string) (string, error) {
 	tickets := &planetv1.TicketList{}
 	if err := r.List(ctx, tickets, client.MatchingFields{indexRedeemed: "Slice/" + s.Namespace + "/" + s.Name}); err != nil {
@@ -114,6 +119,9 @@ func (r *TicketReconciler) otherGrant(ctx context.Context, s *planetv1.Slice, re
 		t := &tickets.Items[i]
 		name := t.Namespace + "/" + t.Name
 		if name == ref || !t.DeletionTimestamp.IsZero() || !meta.IsStatusConditionTrue(t.Status.Conditions, planetv1.ConditionReady) {
+			continue
+		}
+		if c, _, err := ticket.Inspect(t.Spec.Token); err != nil || c.ID != s.Annotations[planetv1.AnnotationTicketID] {
 			continue
 		}
 		return name, nil
@@ -128,6 +136,31 @@ func (r *TicketReconciler) ticketsOfSlice(ctx context.Context, o client.Object) 
 		return nil
 	}
 	return listRequests(ctx, r, &planetv1.TicketList{}, client.MatchingFields{indexRedeemed: "Slice/" + o.GetNamespace() + "/" + o.GetName()})
+}
+
+// grantingTicket maps a foreign slice to the Ticket in force for it: a
+// reconcile of a Ticket that is gone releases the slice. Every foreign slice
+// is seen at start (the informer's first list) and when it changes hands,
+// so a Ticket deleted while the manager was down, or before the cache
+// indexed the slice, still takes its slice away.
+func grantingTicket(_ context.Context, o client.Object) []reconcile.Request {
+	ns, name, ok := strings.Cut(o.GetAnnotations()[planetv1.AnnotationGrantedBy], "/")
+	if !ok {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+}
+
+// grantChanged passes foreign slices seen for the first time and those
+// whose Ticket in force changed.
+var grantChanged = predicate.Funcs{
+	CreateFunc:  func(e event.CreateEvent) bool { return e.Object.GetAnnotations()[planetv1.AnnotationGrantedBy] != "" },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		n := e.ObjectNew.GetAnnotations()[planetv1.AnnotationGrantedBy]
+		return n != "" && n != e.ObjectOld.GetAnnotations()[planetv1.AnnotationGrantedBy]
+	},
 }
 
 // grantedSliceChanged passes the updates of a ticket-made slice's sliver

@@ -136,6 +136,9 @@ const (
 	// ReasonInvalidKubeconfig: the push Secret is missing or its kubeconfig
 	// is refused (exec plugin, file path, plain HTTP ...).
 	ReasonInvalidKubeconfig = "InvalidKubeconfig"
+	// ReasonInvalidFeedConfig: the Authority's feedCABundle holds no
+	// certificate, or its feed URL cannot be used.
+	ReasonInvalidFeedConfig = "InvalidFeedConfig"
 	// ReasonNoKey: this install's key cannot be read to sign requests.
 	ReasonNoKey = "NoKey"
 )

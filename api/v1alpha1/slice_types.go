@@ -299,6 +299,9 @@ type SliceFederation struct {
 	Slivers string `json:"slivers,omitempty"`
 }
 
+// MaxFederationEntries bounds SliceStatus.Federation.
+const MaxFederationEntries = 16
+
 // MaxSliverIssues bounds SliceStatus.NotReady.
 const MaxSliverIssues = 20
 

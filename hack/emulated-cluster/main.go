@@ -36,6 +36,9 @@ type config struct {
 	manager, managerArgs string
 	managerAs            string
 	samples              string
+	federated            bool
+	peerNodes            int
+	pollSeconds          int
 }
 
 func parseFlags() config {
@@ -47,12 +50,18 @@ func parseFlags() config {
 	flag.StringVar(&c.managerArgs, "manager-args", strings.Join(emulator.DefaultManagerArgs, " "), "manager arguments, space-separated")
 	flag.StringVar(&c.managerAs, "manager-as", emulator.ManagerUser, `user the manager acts as, so its generated RBAC applies ("" is the admin)`)
 	flag.StringVar(&c.samples, "samples", "config/samples", "sample manifests applied after the manager starts, if the folder exists")
+	flag.BoolVar(&c.federated, "federated", false, "also start a second install, ple (its own cluster in <workdir>/ple, sites inria and upmc), federated with this one (plc) by push and pull; applies config/federation")
+	flag.IntVar(&c.peerNodes, "peer-nodes", 12, "with --federated: ple's fake nodes")
+	flag.IntVar(&c.pollSeconds, "poll-seconds", 60, "with --federated: how often each install polls the other's feed (plus jitter)")
 	flag.Parse()
 	return c
 }
 
 func run() error {
 	cfg := parseFlags()
+	if cfg.federated && cfg.manager == "" {
+		return errors.New("--federated needs a manager (--manager)")
+	}
 	if cfg.manager != "" {
 		if _, err := os.Stat(cfg.manager); err != nil {
 			return fmt.Errorf("manager binary %s not found: run `make build` first, or pass --manager \"\"", cfg.manager)
@@ -83,22 +92,31 @@ func run() error {
 	}()
 	fmt.Printf("Cluster up in %s\n", time.Since(began).Round(time.Millisecond))
 
+	if cfg.federated {
+		return runFederated(ctx, startCtx, c, cfg)
+	}
 	manager, err := setUp(startCtx, c, cfg)
 	if err != nil {
 		return err
 	}
 	printUsage(c, manager)
+	return waitManagers(ctx, manager)
+}
 
-	var died <-chan struct{}
-	if manager != nil {
-		died = manager.Done()
+// waitManagers waits for a signal, or for a manager to exit.
+func waitManagers(ctx context.Context, managers ...*emulator.Process) error {
+	died := make(chan *emulator.Process, len(managers))
+	for _, m := range managers {
+		if m != nil {
+			go func() { <-m.Done(); died <- m }()
+		}
 	}
 	select {
 	case <-ctx.Done():
 		fmt.Println("\nSignal received")
 		return nil
-	case <-died:
-		return fmt.Errorf("manager exited (%s); last lines of %s:\n%s", manager.State(), manager.LogPath, manager.LogTail(40))
+	case m := <-died:
+		return fmt.Errorf("manager exited (%s); last lines of %s:\n%s", m.State(), m.LogPath, m.LogTail(40))
 	}
 }
 

@@ -16,10 +16,14 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
@@ -151,4 +155,65 @@ func (c *Cluster) PushAccess(ctx context.Context, peer string) ([]byte, error) {
 	cfg.Contexts["peer"] = &clientcmdapi.Context{Cluster: "peer", AuthInfo: "peer", Namespace: ns}
 	cfg.CurrentContext = "peer"
 	return clientcmd.Write(*cfg)
+}
+
+// PeerOptions say how an install reaches a peer.
+type PeerOptions struct {
+	// Push applies tickets at the peer through a kubeconfig it grants
+	// (PushAccess), kept in the Secret peer-<peer>.
+	Push bool
+	// Pull polls the peer's feed (FeedServing must have run on the peer)
+	// every PollSeconds (default 600).
+	Pull        bool
+	PollSeconds int32
+}
+
+// Peer makes, in c (authority local), the Authority of peer (its key, and
+// its feed and push access as opts say), as an operator federating two
+// installs does.
+func (c *Cluster) Peer(ctx context.Context, local string, peer *Cluster, peerName string, peerKey ed25519.PublicKey, opts PeerOptions) error {
+	a := &planetv1.Authority{
+		ObjectMeta: metav1.ObjectMeta{Name: peerName},
+		Spec: planetv1.AuthoritySpec{
+			Keys:                []planetv1.AuthorityKey{{ID: ticket.KeyID(peerKey), PublicKey: ticket.EncodePublicKey(peerKey)}},
+			PollIntervalSeconds: opts.PollSeconds,
+		},
+	}
+	if opts.Pull {
+		_, _, ca, err := peer.FeedServing()
+		if err != nil {
+			return err
+		}
+		a.Spec.FeedURL, a.Spec.FeedCABundle = peer.FeedURL(), string(ca)
+	}
+	if opts.Push {
+		kubeconfig, err := peer.PushAccess(ctx, local)
+		if err != nil {
+			return err
+		}
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ManagerNamespace, Name: "peer-" + peerName},
+			Data:       map[string][]byte{"kubeconfig": kubeconfig},
+		}
+		if _, err := c.Client.CoreV1().Secrets(ManagerNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("storing the push kubeconfig of %s: %w", peerName, err)
+		}
+		a.Spec.Push = &planetv1.AuthorityPush{SecretName: secret.Name}
+	}
+	k8s, err := client.New(c.Config, client.Options{Scheme: scheme()})
+	if err != nil {
+		return err
+	}
+	if err := k8s.Create(ctx, a); err != nil {
+		return fmt.Errorf("creating Authority %s: %w", peerName, err)
+	}
+	return nil
+}
+
+// scheme has the Kubernetes and PlanetKube kinds.
+func scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = planetv1.AddToScheme(s)
+	return s
 }
