@@ -78,10 +78,8 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, r.finalize(ctx, slice)
 	}
 	if !controllerutil.ContainsFinalizer(slice, planetv1.FederationFinalizer) {
-		patch := client.MergeFrom(slice.DeepCopy())
-		controllerutil.AddFinalizer(slice, planetv1.FederationFinalizer)
-		if err := r.Patch(ctx, slice, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		if err := setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, true); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	old := slice.DeepCopy()
@@ -304,9 +302,7 @@ func (r *FederationReconciler) finalize(ctx context.Context, slice *planetv1.Sli
 			return err
 		}
 	}
-	patch := client.MergeFrom(slice.DeepCopy())
-	controllerutil.RemoveFinalizer(slice, planetv1.FederationFinalizer)
-	return client.IgnoreNotFound(r.Patch(ctx, slice, patch))
+	return setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, false)
 }
 
 // failed is an entry that carries no ticket, with the reason.

@@ -76,10 +76,8 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		return ctrl.Result{}, r.finalize(ctx, slice)
 	}
 	if !controllerutil.ContainsFinalizer(slice, planetv1.SliceFinalizer) {
-		patch := client.MergeFrom(slice.DeepCopy())
-		controllerutil.AddFinalizer(slice, planetv1.SliceFinalizer)
-		if err := r.Patch(ctx, slice, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		if err := setFinalizer(ctx, r.Client, slice, planetv1.SliceFinalizer, true); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	old := slice.DeepCopy()
@@ -165,9 +163,7 @@ func (r *SliceReconciler) finalize(ctx context.Context, slice *planetv1.Slice) e
 	ns := &corev1.Namespace{}
 	name := r.identity(slice).namespace()
 	if name == "" {
-		patch := client.MergeFrom(slice.DeepCopy())
-		controllerutil.RemoveFinalizer(slice, planetv1.SliceFinalizer)
-		return client.IgnoreNotFound(r.Patch(ctx, slice, patch))
+		return setFinalizer(ctx, r.Client, slice, planetv1.SliceFinalizer, false)
 	}
 	err := r.Get(ctx, types.NamespacedName{Name: name}, ns)
 	if client.IgnoreNotFound(err) != nil {
@@ -179,9 +175,7 @@ func (r *SliceReconciler) finalize(ctx context.Context, slice *planetv1.Slice) e
 		}
 		ctrl.LoggerFrom(ctx).Info("Deleted slice namespace", "namespace", name)
 	}
-	patch := client.MergeFrom(slice.DeepCopy())
-	controllerutil.RemoveFinalizer(slice, planetv1.SliceFinalizer)
-	return client.IgnoreNotFound(r.Patch(ctx, slice, patch)) // gone once the last finalizer went
+	return setFinalizer(ctx, r.Client, slice, planetv1.SliceFinalizer, false)
 }
 
 // emitTransitionEvent records an event when the Ready reason changes to one

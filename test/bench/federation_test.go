@@ -344,4 +344,3 @@ func (r *fedResult) markdown() string {
 		r.recoveredSlices, r.pods, r.recoveryPoll, r.pods, seconds(r.recovery), r.recovery.Seconds()/r.recoveryPoll.Seconds(), r.recoveredSlices)
 	return b.String()
 }
-
