@@ -29,11 +29,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/attr"
 	"github.com/planetkube/planetkube/internal/agent/capture"
+	"github.com/planetkube/planetkube/internal/agent/cpushare"
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/cli"
@@ -60,6 +62,9 @@ type Options struct {
 	Burst            int
 	Unlimited        string
 	SetupOnly        bool
+	CPUWeights       bool
+	CgroupMountinfo  string
+	CPUWeightEvery   time.Duration
 }
 
 // DefaultListenAddr is where the lookup page and API listen by default.
@@ -85,6 +90,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxResults, "max-results", 1000, "Most flows one lookup returns.")
 	fs.Float64Var(&o.RatePerSecond, "lookup-rate", 5, "Lookups per second allowed to each client IP.")
 	fs.IntVar(&o.Burst, "lookup-burst", 10, "Lookups a client IP may make in a burst above its rate.")
+	fs.BoolVar(&o.CPUWeights, "cpu-weights", false, "Keep each sliver pod's cgroup CPU weight (cpu.shares, or cpu.weight on cgroup v2) at its CPU request's, re-applied every --cpu-weight-interval; needs the host's cgroup tree.")
+	fs.StringVar(&o.CgroupMountinfo, "cgroup-mountinfo", "/proc/self/mountinfo", "With --cpu-weights: the mountinfo file the cpu cgroup hierarchy is found in.")
+	fs.DurationVar(&o.CPUWeightEvery, "cpu-weight-interval", cpushare.DefaultInterval, "With --cpu-weights: how often the weights are re-applied (the kubelet and systemd rewrite cgroups).")
 	fs.BoolVar(&o.SetupOnly, "setup-only", false, "Turn on conntrack accounting and timestamps, then exit (the DaemonSet's privileged init container).")
 	fs.StringVar(&o.Unlimited, "lookup-unlimited", "", "Comma-separated networks (CIDRs) whose clients are not rate-limited, such as the manager's pod network: its cluster-wide lookup asks every agent on behalf of all its own clients.")
 }
@@ -211,6 +219,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err := mgr.Add(&query.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
 		return err
 	}
+	if o.CPUWeights {
+		if err := addCPUWeights(mgr, o); err != nil {
+			return err
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -271,4 +284,35 @@ func scheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(planetv1.AddToScheme(s))
 	return s
+}
+
+// addCPUWeights adds the loop that keeps the sliver pods' CPU weights.
+func addCPUWeights(mgr ctrl.Manager, o Options) error {
+	f, err := os.Open(o.CgroupMountinfo)
+	if err != nil {
+		return fmt.Errorf("--cpu-weights: %w", err)
+	}
+	defer f.Close()
+	h, err := cpushare.FindHierarchy(f, nil)
+	if err != nil {
+		return fmt.Errorf("--cpu-weights: %w", err)
+	}
+	m := cpushare.NewMetrics()
+	metrics.Registry.MustRegister(m.Fixed, m.Errors)
+	c := mgr.GetCache()
+	pods := func() []*corev1.Pod {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		list := &corev1.PodList{}
+		if err := c.List(ctx, list, client.HasLabels{planetv1.LabelSlice}); err != nil {
+			return nil
+		}
+		out := make([]*corev1.Pod, 0, len(list.Items))
+		for i := range list.Items {
+			out = append(out, &list.Items[i])
+		}
+		return out
+	}
+	ctrl.Log.WithName("node-agent").Info("Keeping sliver CPU weights", "hierarchy", h.Root, "file", h.File(), "every", o.CPUWeightEvery)
+	return mgr.Add(&cpushare.Loop{Enforcer: &cpushare.Enforcer{Hierarchy: h}, Pods: pods, Interval: o.CPUWeightEvery, Metrics: m})
 }
