@@ -64,6 +64,7 @@ type Options struct {
 	SetupOnly        bool
 	CPUWeights       bool
 	CgroupMountinfo  string
+	CgroupRoot       string
 	CPUWeightEvery   time.Duration
 }
 
@@ -91,7 +92,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.RatePerSecond, "lookup-rate", 5, "Lookups per second allowed to each client IP.")
 	fs.IntVar(&o.Burst, "lookup-burst", 10, "Lookups a client IP may make in a burst above its rate.")
 	fs.BoolVar(&o.CPUWeights, "cpu-weights", false, "Keep each sliver pod's cgroup CPU weight (cpu.shares, or cpu.weight on cgroup v2) at its CPU request's, re-applied every --cpu-weight-interval; needs the host's cgroup tree.")
-	fs.StringVar(&o.CgroupMountinfo, "cgroup-mountinfo", "/proc/self/mountinfo", "With --cpu-weights: the mountinfo file the cpu cgroup hierarchy is found in.")
+	fs.StringVar(&o.CgroupMountinfo, "cgroup-mountinfo", "/proc/self/mountinfo", "With --cpu-weights and no --cgroup-root: the mountinfo file the cpu cgroup hierarchy is found in.")
+	fs.StringVar(&o.CgroupRoot, "cgroup-root", "", "With --cpu-weights: the host's cgroup folder as mounted into the agent (such as /host/sys/fs/cgroup); the cpu hierarchy is found in it (v2, or v1 at cpu/). Empty: from --cgroup-mountinfo.")
 	fs.DurationVar(&o.CPUWeightEvery, "cpu-weight-interval", cpushare.DefaultInterval, "With --cpu-weights: how often the weights are re-applied (the kubelet and systemd rewrite cgroups).")
 	fs.BoolVar(&o.SetupOnly, "setup-only", false, "Turn on conntrack accounting and timestamps, then exit (the DaemonSet's privileged init container).")
 	fs.StringVar(&o.Unlimited, "lookup-unlimited", "", "Comma-separated networks (CIDRs) whose clients are not rate-limited, such as the manager's pod network: its cluster-wide lookup asks every agent on behalf of all its own clients.")
@@ -288,12 +290,7 @@ func scheme() *runtime.Scheme {
 
 // addCPUWeights adds the loop that keeps the sliver pods' CPU weights.
 func addCPUWeights(mgr ctrl.Manager, o Options) error {
-	f, err := os.Open(o.CgroupMountinfo)
-	if err != nil {
-		return fmt.Errorf("--cpu-weights: %w", err)
-	}
-	defer f.Close()
-	h, err := cpushare.FindHierarchy(f, nil)
+	h, err := cpuHierarchy(o)
 	if err != nil {
 		return fmt.Errorf("--cpu-weights: %w", err)
 	}
@@ -315,4 +312,18 @@ func addCPUWeights(mgr ctrl.Manager, o Options) error {
 	}
 	ctrl.Log.WithName("node-agent").Info("Keeping sliver CPU weights", "hierarchy", h.Root, "file", h.File(), "every", o.CPUWeightEvery)
 	return mgr.Add(&cpushare.Loop{Enforcer: &cpushare.Enforcer{Hierarchy: h}, Pods: pods, Interval: o.CPUWeightEvery, Metrics: m})
+}
+
+// cpuHierarchy finds the cpu cgroup hierarchy: at --cgroup-root, or from
+// --cgroup-mountinfo.
+func cpuHierarchy(o Options) (cpushare.Hierarchy, error) {
+	if o.CgroupRoot != "" {
+		return cpushare.DetectAt(o.CgroupRoot)
+	}
+	f, err := os.Open(o.CgroupMountinfo)
+	if err != nil {
+		return cpushare.Hierarchy{}, err
+	}
+	defer f.Close()
+	return cpushare.FindHierarchy(f, nil)
 }

@@ -177,3 +177,19 @@ func PodDirs(qos corev1.PodQOSClass, uid string) []string {
 		filepath.Join("kubepods", "burstable", "pod"+uid),
 	}
 }
+
+// DetectAt returns the cpu hierarchy at root, a host's cgroup folder mounted
+// into the agent (say /host/sys/fs/cgroup): the v2 tree itself when it
+// enables cpu, else the v1 cpu hierarchy at root, root/cpu or
+// root/cpu,cpuacct.
+func DetectAt(root string) (Hierarchy, error) {
+	if v2HasCPU(root) {
+		return Hierarchy{Root: root, V2: true}, nil
+	}
+	for _, dir := range []string{root, filepath.Join(root, "cpu"), filepath.Join(root, "cpu,cpuacct")} {
+		if _, err := os.Stat(filepath.Join(dir, "cpu.shares")); err == nil {
+			return Hierarchy{Root: dir}, nil
+		}
+	}
+	return Hierarchy{}, fmt.Errorf("no cpu cgroup hierarchy at %s (neither cgroup.controllers with cpu nor cpu.shares at it, cpu/ or cpu,cpuacct/)", root)
+}

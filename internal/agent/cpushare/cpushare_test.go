@@ -117,3 +117,44 @@ func TestApplyV2Layouts(t *testing.T) {
 		t.Fatalf("a missing cgroup gave %v", err)
 	}
 }
+
+func TestDetectAt(t *testing.T) {
+	mk := func(t *testing.T, files map[string]string) string {
+		root := t.TempDir()
+		for name, content := range files {
+			p := filepath.Join(root, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return root
+	}
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		rel   string
+		v2    bool
+		err   bool
+	}{
+		{"v2 with cpu", map[string]string{"cgroup.controllers": "cpuset cpu io memory pids\n"}, "", true, false},
+		{"v2 without cpu, no v1", map[string]string{"cgroup.controllers": "memory pids\n"}, "", false, true},
+		{"v1 hybrid: cpu under the root", map[string]string{"cpu/cpu.shares": "1024\n", "unified/cgroup.controllers": ""}, "cpu", false, false},
+		{"v1 co-mounted", map[string]string{"cpu,cpuacct/cpu.shares": "1024\n"}, "cpu,cpuacct", false, false},
+		{"the hierarchy itself", map[string]string{"cpu.shares": "1024\n"}, "", false, false},
+		{"nothing", nil, "", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := mk(t, tc.files)
+			h, err := DetectAt(root)
+			if (err != nil) != tc.err {
+				t.Fatalf("DetectAt = %+v, %v", h, err)
+			}
+			if err == nil && (h.Root != filepath.Join(root, tc.rel) || h.V2 != tc.v2) {
+				t.Fatalf("DetectAt = %+v, want %s v2=%v", h, filepath.Join(root, tc.rel), tc.v2)
+			}
+		})
+	}
+}
