@@ -80,7 +80,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ip := clientIP(r); !h.unlimited(ip) {
-		if wait, ok := h.lim.allow(ip, h.opt.Now()); !ok {
+		if wait, ok := h.lim.allow(clientKey(ip), h.opt.Now()); !ok {
 			hd.Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			h.fail(w, api, http.StatusTooManyRequests, "too many requests", nil)
 			return

@@ -12,6 +12,11 @@ import (
 // maxClients bounds the rate limiter's buckets.
 const maxClients = 10000
 
+// overflowKey is the bucket that clients share once maxClients have their
+// own: a flood of new addresses neither grows the map nor frees anyone
+// from the limit.
+const overflowKey = "overflow"
+
 // unlimited says whether a client IP is exempt from the rate limit.
 func (h *handler) unlimited(ip string) bool {
 	a, err := netip.ParseAddr(ip)
@@ -26,6 +31,21 @@ func (h *handler) unlimited(ip string) bool {
 	return false
 }
 
+// clientKey is the rate limit's key for a client IP: the address for IPv4,
+// its /64 for IPv6 (one host holds a whole /64, and could otherwise take a
+// new address per request).
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
 // clientIP is the peer's address; forwarding headers are not trusted.
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -38,12 +58,14 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// limiter is a token bucket per client IP.
+// limiter is a token bucket per client (clientKey).
 type limiter struct {
 	mu      sync.Mutex
 	rate    float64
 	burst   float64
 	buckets map[string]*bucket
+	// max bounds the buckets (default maxClients).
+	max int
 }
 
 type bucket struct {
@@ -57,11 +79,20 @@ func (l *limiter) allow(key string, now time.Time) (time.Duration, bool) {
 	defer l.mu.Unlock()
 	b, ok := l.buckets[key]
 	if !ok {
-		if len(l.buckets) >= maxClients {
+		limit := l.max
+		if limit <= 0 {
+			limit = maxClients
+		}
+		if len(l.buckets) >= limit {
 			l.prune(now)
 		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
+		if len(l.buckets) >= limit {
+			key = overflowKey
+		}
+		if b, ok = l.buckets[key]; !ok {
+			b = &bucket{tokens: l.burst, last: now}
+			l.buckets[key] = b
+		}
 	}
 	if el := now.Sub(b.last).Seconds(); el > 0 {
 		b.tokens = math.Min(l.burst, b.tokens+el*l.rate)
@@ -74,15 +105,13 @@ func (l *limiter) allow(key string, now time.Time) (time.Duration, bool) {
 	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second)), false
 }
 
-// prune drops the buckets that have refilled (they are as good as new), and
-// if that is not enough, all of them: memory stays bounded.
+// prune drops the buckets that have refilled (they are as good as new).
+// Buckets still short of tokens stay: clearing them would let a client who
+// brings enough new addresses reset its own limit.
 func (l *limiter) prune(now time.Time) {
 	for k, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+		if k != overflowKey && b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
 			delete(l.buckets, k)
 		}
-	}
-	if len(l.buckets) >= maxClients {
-		clear(l.buckets)
 	}
 }
