@@ -157,8 +157,8 @@ func TestPodTracker(t *testing.T) {
 	plain := sliverPod("dns", "uid-dns", "10.244.0.7", corev1.PodRunning, t0)
 	plain.Labels = nil
 	tr.Update(plain)
-	if h, ok := tr.History.At(netip.MustParseAddr("10.244.0.7"), t0.Add(time.Hour)); !ok || h.Slice != "" || h.Sliver != "princeton-codeen/dns" {
-		t.Errorf("A pod of no slice is held as %+v, %v; want its name and no slice", h, ok)
+	if h, ok := tr.History.At(netip.MustParseAddr("10.244.0.7"), t0.Add(time.Hour)); !ok || h.Slice != "" || h.Sliver != "" || h.PodUID != "uid-dns" {
+		t.Errorf("A pod of no slice is held as %+v, %v; want its UID only: the public lookup never names the node's other pods", h, ok)
 	}
 }
 

@@ -81,27 +81,36 @@ func (t *PodTracker) Delete(pod *corev1.Pod) {
 	delete(t.held, pod.UID)
 }
 
-// holder names the pod; slivers (labelled by the Slice controller) carry
-// their slice's full name, other pods none.
+// holder names the pod: slivers (labelled by the Slice controller) carry
+// their name and their slice's full name. Other pods are held by their UID
+// only: the lookup, open to anyone, shows slivers and never the names of
+// the node's other pods.
 func (t *PodTracker) holder(pod *corev1.Pod) attr.Holder {
-	h := attr.Holder{Sliver: pod.Namespace + "/" + pod.Name, PodUID: string(pod.UID)}
+	h := attr.Holder{PodUID: string(pod.UID)}
+	if h.Slice = t.sliceOf(pod); h.Slice != "" {
+		h.Sliver = pod.Namespace + "/" + pod.Name
+	}
+	return h
+}
+
+// sliceOf returns the full name of the slice a pod is a sliver of, or "".
+func (t *PodTracker) sliceOf(pod *corev1.Pod) string {
 	l := pod.Labels
 	if l[planetv1.LabelManagedBy] != planetv1.ManagedByValue {
-		return h
+		return ""
 	}
 	// A foreign slice's sliver carries its full name; it counts only in the
 	// namespace that name gives (which only the manager makes), so a pod
 	// cannot claim another slice's name.
 	if full := pod.Annotations[planetv1.AnnotationSliceFullName]; full != "" {
 		if a, site, slice, ok := naming.ParseFullName(full); ok && pod.Namespace == naming.ForeignSliceNamespace(a, site, slice) {
-			h.Slice = full
-			return h
+			return full
 		}
 	}
 	if l[planetv1.LabelSite] != "" && l[planetv1.LabelSlice] != "" && t.FullName != nil {
-		h.Slice = t.FullName(l[planetv1.LabelSite], l[planetv1.LabelSlice])
+		return t.FullName(l[planetv1.LabelSite], l[planetv1.LabelSlice])
 	}
-	return h
+	return ""
 }
 
 // podIPs returns the IPs a pod holds now: none for host-network pods and for
