@@ -36,6 +36,8 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/attr"
 	"github.com/planetkube/planetkube/internal/agent/capture"
 	"github.com/planetkube/planetkube/internal/agent/cpushare"
+	"github.com/planetkube/planetkube/internal/agent/memguard"
+	"github.com/planetkube/planetkube/internal/agent/memwatch"
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/cli"
@@ -66,6 +68,11 @@ type Options struct {
 	CgroupMountinfo  string
 	CgroupRoot       string
 	CPUWeightEvery   time.Duration
+	MemoryWatchdog   bool
+	MemoryWarnAt     float64
+	MemoryResetAt    float64
+	MemoryResetEvery time.Duration
+	MemoryCheckEvery time.Duration
 }
 
 // DefaultListenAddr is where the lookup page and API listen by default.
@@ -95,6 +102,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CgroupMountinfo, "cgroup-mountinfo", "/proc/self/mountinfo", "With --cpu-weights and no --cgroup-root: the mountinfo file the cpu cgroup hierarchy is found in.")
 	fs.StringVar(&o.CgroupRoot, "cgroup-root", "", "With --cpu-weights: the host's cgroup folder as mounted into the agent (such as /host/sys/fs/cgroup); the cpu hierarchy is found in it (v2, or v1 at cpu/). Empty: from --cgroup-mountinfo.")
 	fs.DurationVar(&o.CPUWeightEvery, "cpu-weight-interval", cpushare.DefaultInterval, "With --cpu-weights: how often the weights are re-applied (the kubelet and systemd rewrite cgroups).")
+	fs.BoolVar(&o.MemoryWatchdog, "memory-watchdog", false, "Watch the node's memory (PlanetLab's pl_mom): warn at --memory-warn-at, and at --memory-reset-at reset the sliver using the most memory (delete its pod, with an event on its Slice); reads the slivers' memory cgroups under --cgroup-root (default /sys/fs/cgroup).")
+	fs.Float64Var(&o.MemoryWarnAt, "memory-warn-at", 0.85, "With --memory-watchdog: the fraction of node memory in use that warns (an event on the Node).")
+	fs.Float64Var(&o.MemoryResetAt, "memory-reset-at", 0.90, "With --memory-watchdog: the fraction of node memory in use that resets the biggest sliver.")
+	fs.DurationVar(&o.MemoryResetEvery, "memory-reset-interval", 5*time.Minute, "With --memory-watchdog: the least time between two resets.")
+	fs.DurationVar(&o.MemoryCheckEvery, "memory-check-interval", 30*time.Second, "With --memory-watchdog: how often the node's memory is read (pl_mom: 30 s).")
 	fs.BoolVar(&o.SetupOnly, "setup-only", false, "Turn on conntrack accounting and timestamps, then exit (the DaemonSet's privileged init container).")
 	fs.StringVar(&o.Unlimited, "lookup-unlimited", "", "Comma-separated networks (CIDRs) whose clients are not rate-limited, such as the manager's pod network: its cluster-wide lookup asks every agent on behalf of all its own clients.")
 }
@@ -226,6 +238,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return err
 		}
 	}
+	if o.MemoryWatchdog {
+		if err := addMemoryWatchdog(mgr, o); err != nil {
+			return err
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -296,8 +313,39 @@ func addCPUWeights(mgr ctrl.Manager, o Options) error {
 	}
 	m := cpushare.NewMetrics()
 	metrics.Registry.MustRegister(m.Fixed, m.Errors)
+	ctrl.Log.WithName("node-agent").Info("Keeping sliver CPU weights", "hierarchy", h.Root, "file", h.File(), "every", o.CPUWeightEvery)
+	return mgr.Add(&cpushare.Loop{Enforcer: &cpushare.Enforcer{Hierarchy: h}, Pods: sliverPods(mgr), Interval: o.CPUWeightEvery, Metrics: m})
+}
+
+// addMemoryWatchdog adds the memory watchdog (pl_mom).
+func addMemoryWatchdog(mgr ctrl.Manager, o Options) error {
+	root := o.CgroupRoot
+	if root == "" {
+		root = "/sys/fs/cgroup"
+	}
+	h, err := memguard.DetectAt(root)
+	if err != nil {
+		return fmt.Errorf("--memory-watchdog: %w", err)
+	}
+	cfg := memwatch.DefaultConfig()
+	cfg.WarnAt, cfg.ResetAt, cfg.MinResetInterval, cfg.Interval = o.MemoryWarnAt, o.MemoryResetAt, o.MemoryResetEvery, o.MemoryCheckEvery
+	wd, err := memwatch.New(cfg)
+	if err != nil {
+		return fmt.Errorf("--memory-watchdog: %w", err)
+	}
+	m := memguard.NewMetrics()
+	metrics.Registry.MustRegister(m.InUse, m.Some10, m.Resets)
+	ctrl.Log.WithName("node-agent").Info("Watching the node's memory", "hierarchy", h.Root, "warnAt", cfg.WarnAt, "resetAt", cfg.ResetAt)
+	return mgr.Add(&memguard.Guard{
+		Watchdog: wd, Hierarchy: h, Node: o.NodeName, Pods: sliverPods(mgr),
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("planetkube-node-agent"), Metrics: m,
+	})
+}
+
+// sliverPods lists the node's sliver pods from the cache.
+func sliverPods(mgr ctrl.Manager) func() []*corev1.Pod {
 	c := mgr.GetCache()
-	pods := func() []*corev1.Pod {
+	return func() []*corev1.Pod {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		list := &corev1.PodList{}
@@ -310,8 +358,6 @@ func addCPUWeights(mgr ctrl.Manager, o Options) error {
 		}
 		return out
 	}
-	ctrl.Log.WithName("node-agent").Info("Keeping sliver CPU weights", "hierarchy", h.Root, "file", h.File(), "every", o.CPUWeightEvery)
-	return mgr.Add(&cpushare.Loop{Enforcer: &cpushare.Enforcer{Hierarchy: h}, Pods: pods, Interval: o.CPUWeightEvery, Metrics: m})
 }
 
 // cpuHierarchy finds the cpu cgroup hierarchy: at --cgroup-root, or from

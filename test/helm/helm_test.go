@@ -288,6 +288,31 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		t.Errorf("the manager cannot write a Secret in its own namespace: %v", err)
 	}
 
+	// The agents' admission policy: an agent deletes sliver pods of the
+	// node its token is bound to, and no other (dry runs: admission runs,
+	// nothing is deleted).
+	slivers := &corev1.PodList{}
+	if err := k8s.List(ctx, slivers, client.HasLabels{planetv1.LabelSlice}); err != nil || len(slivers.Items) == 0 {
+		t.Fatalf("no sliver to try the agent's policy on: %v", err)
+	}
+	victim := &slivers.Items[0]
+	asAgentOn := func(node string) client.Client {
+		cfg := rest.CopyConfig(cluster.Config)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:planetkube-agent:planetkube-node-agent",
+			Extra: map[string][]string{"authentication.kubernetes.io/node-name": {node}}}
+		c, err := client.New(cfg, client.Options{Scheme: k8s.Scheme()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if err := asAgentOn("another-node").Delete(ctx, victim.DeepCopy(), client.DryRunAll); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "its own node") {
+		t.Errorf("an agent deleted a sliver on another node: %v", err)
+	}
+	if err := asAgentOn(victim.Spec.NodeName).Delete(ctx, victim.DeepCopy(), client.DryRunAll); err != nil {
+		t.Errorf("the agent of node %s cannot reset its own sliver: %v", victim.Spec.NodeName, err)
+	}
+
 	// Upgrade: a changed value and a changed CRD.
 	changed := copyChart(t, chart)
 	crdFile := filepath.Join(changed, "files", "crds", "planetkube.io_sites.yaml")

@@ -18,8 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	corev1 "k8s.io/api/core/v1"
 )
 
 // Bounds of cpu.shares (v1) and cpu.weight (v2), as the kernel takes them.
@@ -151,31 +149,6 @@ func v2HasCPU(root string) bool {
 		}
 	}
 	return false
-}
-
-// PodDirs returns where a pod's cgroup may be, relative to the hierarchy's
-// root, for the systemd driver then the cgroupfs driver:
-// kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid with
-// _ for ->.slice and kubepods/burstable/pod<uid>; Guaranteed pods sit
-// directly under kubepods.
-func PodDirs(qos corev1.PodQOSClass, uid string) []string {
-	systemdUID := strings.ReplaceAll(uid, "-", "_")
-	switch qos {
-	case corev1.PodQOSGuaranteed:
-		return []string{
-			filepath.Join("kubepods.slice", "kubepods-pod"+systemdUID+".slice"),
-			filepath.Join("kubepods", "pod"+uid),
-		}
-	case corev1.PodQOSBestEffort:
-		return []string{
-			filepath.Join("kubepods.slice", "kubepods-besteffort.slice", "kubepods-besteffort-pod"+systemdUID+".slice"),
-			filepath.Join("kubepods", "besteffort", "pod"+uid),
-		}
-	}
-	return []string{
-		filepath.Join("kubepods.slice", "kubepods-burstable.slice", "kubepods-burstable-pod"+systemdUID+".slice"),
-		filepath.Join("kubepods", "burstable", "pod"+uid),
-	}
 }
 
 // DetectAt returns the cpu hierarchy at root, a host's cgroup folder mounted

@@ -1,9 +1,7 @@
 package cpushare
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/planetkube/planetkube/internal/agent/podcgroup"
 )
 
 // Target is a sliver pod and the weight it should have.
@@ -37,7 +37,7 @@ func TargetOf(pod *corev1.Pod) Target {
 }
 
 // ErrNoCgroup says the pod's cgroup is not there (yet, or any more).
-var ErrNoCgroup = errors.New("the pod's cgroup is not found")
+var ErrNoCgroup = podcgroup.ErrNotFound
 
 // Enforcer writes targets' weights into a hierarchy.
 type Enforcer struct {
@@ -69,15 +69,7 @@ func (e *Enforcer) Apply(t Target) (bool, error) {
 
 // find returns the pod's cgroup folder under either driver's layout.
 func (e *Enforcer) find(t Target) (string, error) {
-	for _, rel := range PodDirs(t.QoS, t.UID) {
-		dir := filepath.Join(e.Hierarchy.Root, rel)
-		if st, err := os.Stat(dir); err == nil && st.IsDir() {
-			return dir, nil
-		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", err
-		}
-	}
-	return "", fmt.Errorf("%w: pod %s (%s) under %s", ErrNoCgroup, t.UID, t.QoS, e.Hierarchy.Root)
+	return podcgroup.Find(e.Hierarchy.Root, t.QoS, t.UID)
 }
 
 // CPURequest is a helper for tests and callers that build pods: a CPU

@@ -29,7 +29,7 @@ import (
 
 // RequireRootEnv is the environment variable that turns RequireRoot's skip
 // into a failure (CI sets it to 1).
-const RequireRootEnv = "PLANETKUBE_REQUIRE_ROOT"
+const RequireRootEnv = skiplog.RequireRootEnv
 
 // RequireRoot skips the test when the process is not root, or fails it when
 // PLANETKUBE_REQUIRE_ROOT=1. A skip is recorded for `make test`'s summary
@@ -49,11 +49,7 @@ func RequireRoot(t testing.TB) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := "Test needs " + strings.Join(missing, " and ") + " (apt-get install iproute2 nftables)"
-	if os.Getenv(RequireRootEnv) == "1" {
-		t.Fatalf("%s, and %s=1", msg, RequireRootEnv)
-	}
-	skiplog.Skip(t, msg)
+	skiplog.UnlessRoot(t, "Test needs "+strings.Join(missing, " and ")+" (apt-get install iproute2 nftables)")
 }
 
 // NS is one network namespace, mounted at Path (/run/netns/Name).

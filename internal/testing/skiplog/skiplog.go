@@ -77,3 +77,21 @@ func packagePath() string {
 		}
 	}
 }
+
+// RequireRootEnv, set to 1, turns the skips of tests that need root (and
+// the kernel features root gives) into failures: CI on a machine that has
+// them sets it, so that a suite cannot pass by skipping.
+const RequireRootEnv = "PLANETKUBE_REQUIRE_ROOT"
+
+// UnlessRoot does nothing when missing is empty; otherwise it skips t with
+// missing as the reason, or fails it when $PLANETKUBE_REQUIRE_ROOT is 1.
+func UnlessRoot(t testing.TB, missing string) {
+	t.Helper()
+	if missing == "" {
+		return
+	}
+	if os.Getenv(RequireRootEnv) == "1" {
+		t.Fatalf("%s, and %s=1", missing, RequireRootEnv)
+	}
+	Skip(t, missing)
+}

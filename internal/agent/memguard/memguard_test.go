@@ -1,0 +1,257 @@
+package memguard
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/agent/memwatch"
+	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
+	"github.com/planetkube/planetkube/internal/testing/skiplog"
+)
+
+// allocEnv makes the test binary a memory stand-in (TestMain): it waits for
+// lines on stdin, each a number of MiB to allocate and touch, and answers
+// "ok" after each.
+const allocEnv = "MEMGUARD_STANDIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(allocEnv) == "1" {
+		standIn()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+var held [][]byte
+
+func standIn() {
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		mib, _ := strconv.Atoi(strings.TrimSpace(in.Text()))
+		b := make([]byte, mib<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		held = append(held, b)
+		fmt.Println("ok")
+	}
+}
+
+// standin is a running stand-in in a pod's memory cgroup.
+type standin struct {
+	in  *os.File
+	out *bufio.Scanner
+}
+
+func startStandIn(t *testing.T, cgroup string) *standin {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), allocEnv+"=1")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// Charged to the pod's cgroup from here on: it allocates only after.
+	if err := os.WriteFile(filepath.Join(cgroup, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	return &standin{in: in.(*os.File), out: bufio.NewScanner(out)}
+}
+
+func (s *standin) alloc(t *testing.T, mib int) {
+	t.Helper()
+	if _, err := fmt.Fprintln(s.in, mib); err != nil {
+		t.Fatal(err)
+	}
+	if !s.out.Scan() || s.out.Text() != "ok" {
+		t.Fatalf("the stand-in did not allocate %d MiB", mib)
+	}
+}
+
+// requireV1Memory returns the host's v1 memory hierarchy, or skips.
+func requireV1Memory(t *testing.T) Hierarchy {
+	t.Helper()
+	msg := ""
+	h, err := DetectAt("/sys/fs/cgroup")
+	switch {
+	case os.Geteuid() != 0:
+		msg = "Test needs root (it makes memory cgroups)"
+	case err != nil:
+		msg = "Test needs a memory cgroup hierarchy: " + err.Error()
+	case h.V2:
+		msg = "Test needs a cgroup v1 memory hierarchy; this host's is v2"
+	}
+	skiplog.UnlessRoot(t, msg)
+	return h
+}
+
+// TestResetsTheBiggestSliverPastTheMark: two sliver stand-ins in pod memory
+// cgroups of a test tree, whose total is the test's "node" (scaled so that
+// they use half of it); one allocates past the 90 % mark: its pod is deleted
+// and its Slice gets an event naming the node; the other is untouched.
+func TestResetsTheBiggestSliverPastTheMark(t *testing.T) {
+	h := requireV1Memory(t)
+	env := testenv.New("../../..", testenv.WithoutWebhooks)
+	cfg, err := env.Start()
+	if err != nil {
+		skiplog.UnlessRoot(t, "envtest could not start (run make tools): "+err.Error())
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = planetv1.AddToScheme(s)
+	k8s, err := client.New(cfg, client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// Two slices of site princeton, one sliver each on node n1.
+	for _, ns := range []string{"princeton", "princeton-hog", "princeton-calm"} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := filepath.Join(h.Root, fmt.Sprintf("planetkube-memtest-%d", os.Getpid()))
+	pods := map[string]*corev1.Pod{}
+	for _, name := range []string{"hog", "calm"} {
+		slice := &planetv1.Slice{ObjectMeta: metav1.ObjectMeta{Namespace: "princeton", Name: name},
+			Spec: planetv1.SliceSpec{Template: planetv1.SliverTemplate{Image: "busybox"}}}
+		if err := k8s.Create(ctx, slice); err != nil {
+			t.Fatal(err)
+		}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "princeton-" + name, Name: name + "-n1", Labels: map[string]string{
+				planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelSite: "princeton", planetv1.LabelSlice: name,
+			}, Annotations: map[string]string{planetv1.AnnotationSliceFullName: "plc.princeton." + name}},
+			Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "sliver", Image: "busybox",
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}},
+		}
+		if err := k8s.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		pod.Status.Phase = corev1.PodRunning // the API server made it Burstable
+		if err := k8s.Status().Update(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		pods[name] = pod
+		dir := filepath.Join(root, "kubepods", "burstable", "pod"+string(pod.UID))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Remove(dir) })
+	}
+	t.Cleanup(func() {
+		_ = os.Remove(filepath.Join(root, "kubepods", "burstable"))
+		_ = os.Remove(filepath.Join(root, "kubepods"))
+		_ = os.Remove(root)
+	})
+	hog := startStandIn(t, filepath.Join(root, "kubepods", "burstable", "pod"+string(pods["hog"].UID)))
+	calm := startStandIn(t, filepath.Join(root, "kubepods", "burstable", "pod"+string(pods["calm"].UID)))
+	hog.alloc(t, 20)
+	calm.alloc(t, 20)
+
+	// The "node" is the test tree: scaled so that it is half full now.
+	tree := Hierarchy{Root: root}
+	used0, err := tree.WorkingSet(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := used0 * 2
+	meminfo := func() (memwatch.MemInfo, error) {
+		used, err := tree.WorkingSet(root)
+		if err != nil {
+			return memwatch.MemInfo{}, err
+		}
+		return memwatch.MemInfo{Total: total, Available: total - min(used, total)}, nil
+	}
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: mustEventsClient(t, cfg)})
+	broadcaster.StartRecordingToSink(ctx.Done())
+	t.Cleanup(broadcaster.Shutdown)
+	wd, err := memwatch.New(memwatch.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Guard{
+		Watchdog: wd, Hierarchy: tree, Node: "n1", MemInfo: meminfo, Client: k8s,
+		Recorder: broadcaster.NewRecorder(s, "planetkube-node-agent"), Metrics: NewMetrics(),
+		Pods: func() []*corev1.Pod {
+			list := &corev1.PodList{}
+			if err := k8s.List(ctx, list, client.HasLabels{planetv1.LabelSlice}); err != nil {
+				t.Error(err)
+			}
+			out := []*corev1.Pod{}
+			for i := range list.Items {
+				out = append(out, &list.Items[i])
+			}
+			return out
+		},
+	}
+	if d, err := g.Check(ctx); err != nil || d.Level != memwatch.OK || d.Reset != nil {
+		t.Fatalf("at half the node: %+v, %v; want OK and no reset", d, err)
+	}
+
+	// The hog allocates past the 90 % mark.
+	hog.alloc(t, int(float64(total)*0.45)>>20)
+	d, err := g.Check(ctx)
+	if err != nil || d.Reset == nil || d.Reset.Pod != "hog-n1" {
+		t.Fatalf("past the mark: %+v, %v; want the hog reset", d, err)
+	}
+	t.Logf("Node (the test tree) at %.0f%% of %d MiB: %s", 100*d.InUse, total>>20, d.Reason)
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(pods["hog"]), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		got := &corev1.Pod{}
+		_ = k8s.Get(ctx, client.ObjectKeyFromObject(pods["hog"]), got)
+		if got.DeletionTimestamp.IsZero() {
+			t.Fatalf("the hog's pod was not deleted: %v", err)
+		}
+	}
+	calmNow := &corev1.Pod{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(pods["calm"]), calmNow); err != nil || !calmNow.DeletionTimestamp.IsZero() {
+		t.Fatalf("the calm sliver was touched: %v", err)
+	}
+	// The event on the hog's Slice names the node.
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		list := &eventsList{}
+		if err := k8s.List(ctx, &list.EventList, client.InNamespace("princeton")); err != nil {
+			return false, nil
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "Slice" && e.Regarding.Name == "hog" && e.Reason == ReasonSliverReset && strings.Contains(e.Note, "node n1") {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no SliverReset event on Slice princeton/hog naming node n1: %v", err)
+	}
+	calm.alloc(t, 1) // still alive and answering
+}
