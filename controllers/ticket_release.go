@@ -88,17 +88,20 @@ func (r *TicketReconciler) releaseSlice(ctx context.Context, cached *planetv1.Sl
 		}
 		patch := client.MergeFromWithOptions(s.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		s.Annotations[planetv1.AnnotationGrantedBy] = next
-		if err := r.Patch(ctx, s, patch); err != nil && !apierrors.IsConflict(err) {
+		if err := r.Patch(ctx, s, patch); client.IgnoreNotFound(err) != nil {
+			// A conflict is retried: the slice changed (its status, say) since it was read.
 			return fmt.Errorf("handing slice %s/%s to ticket %s: %w", s.Namespace, s.Name, next, err)
 		}
 		log.Info("Foreign slice passed to another ticket", "slice", s.Annotations[planetv1.AnnotationSliceFullName], "ticket", next)
 		return nil
 	}
 	err := r.Delete(ctx, s, client.Preconditions{UID: &s.UID, ResourceVersion: &s.ResourceVersion})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil // gone, or changed since: a later event looks again
+	if apierrors.IsNotFound(err) {
+		return nil
 	}
 	if err != nil {
+		// A conflict (the slice changed since it was read: its status, or a
+		// newer ticket took it) is retried: the next look reads it again.
 		return fmt.Errorf("deleting foreign slice %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	log.Info("Deleted a foreign slice whose ticket was deleted", "slice", s.Annotations[planetv1.AnnotationSliceFullName], "ticket", ref)
