@@ -1,0 +1,273 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/planetkube/planetkube/internal/agent/cpushare"
+	"github.com/planetkube/planetkube/internal/testing/skiplog"
+)
+
+const (
+	enforcementHeading = "## On-host enforcement (issue 12)"
+	// enfPairs is how many times the two sides alternate; enfWindow how
+	// long each measures.
+	enfPairs  = 3
+	enfWindow = 5 * time.Second
+	// enfSlivers is the node size for the agent's own cost.
+	enfSlivers = 100
+)
+
+// enfShares are the slices' cpuShare of the fairness run.
+var enfShares = []uint64{1, 1, 2, 4}
+
+// enfResult holds the enforcement benchmark's figures.
+type enfResult struct {
+	agent, none         []float64 // Jain's index per pair
+	agentRatio          []float64 // measured share of the share-4 sliver over its ideal, with the agent
+	passCPU             time.Duration
+	passes, fixedPerRun int
+	machine             machine
+}
+
+// TestEnforcementBench measures CPU fairness on one CPU: len(enfShares)
+// sliver stand-ins, busy, in pod cgroups of a kubepods-like tree; with the
+// agent's weights (shares × 1024) against the anchor, the kernel's default
+// (every cgroup 1024), alternating over enfPairs; Jain's index of each
+// sliver's CPU over its ideal share. Then the agent's own CPU per pass over
+// enfSlivers pod cgroups.
+func TestEnforcementBench(t *testing.T) {
+	if *benchOut == "" {
+		t.Skip("Skipping the benchmarks: no -bench-out file given (run `make bench`)")
+	}
+	h := benchCPUHierarchy(t)
+	root := filepath.Join(h.Root, fmt.Sprintf("planetkube-bench-%d", os.Getpid()))
+	tree := cpushare.Hierarchy{Root: root}
+	uids := make([]string, len(enfShares))
+	for i := range enfShares {
+		uids[i] = fmt.Sprintf("fair-%d", i)
+	}
+	dirs := makePodCgroups(t, root, uids)
+	pids := make([]int, len(uids))
+	for i, dir := range dirs {
+		pids[i] = spinIn(t, dir)
+	}
+	res := &enfResult{machine: describeMachine()}
+	e := &cpushare.Enforcer{Hierarchy: tree}
+	for pair := range enfPairs {
+		sides := []bool{true, false}
+		if pair%2 == 1 {
+			sides = []bool{false, true}
+		}
+		for _, withAgent := range sides {
+			for i, uid := range uids {
+				shares := uint64(1024)
+				if withAgent {
+					shares = enfShares[i] * 1024
+				}
+				if _, err := e.Apply(cpushare.Target{UID: uid, QoS: corev1.PodQOSBurstable, Shares: shares}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			j, top := measureFairness(t, pids)
+			if withAgent {
+				res.agent, res.agentRatio = append(res.agent, j), append(res.agentRatio, top)
+			} else {
+				res.none = append(res.none, j)
+			}
+			t.Logf("Pair %d, agent %v: Jain's index %.3f", pair+1, withAgent, j)
+		}
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	res.passCPU, res.passes, res.fixedPerRun = agentPassCost(t, root)
+	if err := writeSection(*benchOut, enforcementHeading, res.markdown()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Wrote %s:\n%s", *benchOut, res.markdown())
+}
+
+// benchCPUHierarchy returns the host's v1 cpu hierarchy, or skips.
+func benchCPUHierarchy(t *testing.T) cpushare.Hierarchy {
+	t.Helper()
+	h, err := cpushare.DetectAt("/sys/fs/cgroup")
+	msg := ""
+	switch {
+	case os.Geteuid() != 0:
+		msg = "Benchmark needs root (it makes cgroups)"
+	case err != nil || h.V2:
+		msg = fmt.Sprintf("Benchmark needs a cgroup v1 cpu hierarchy (%v)", err)
+	}
+	skiplog.UnlessRoot(t, msg)
+	return h
+}
+
+// makePodCgroups makes Burstable pod cgroups (cgroupfs layout) under root
+// and removes them at the end.
+func makePodCgroups(t *testing.T, root string, uids []string) []string {
+	t.Helper()
+	var dirs []string
+	for _, uid := range uids {
+		dir := filepath.Join(root, "kubepods", "burstable", "pod"+uid)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+	}
+	t.Cleanup(func() {
+		for _, d := range dirs {
+			for range 50 { // a killed process leaves its cgroup a moment later
+				if err := os.Remove(d); err == nil || os.IsNotExist(err) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		_ = os.Remove(filepath.Join(root, "kubepods", "burstable"))
+		_ = os.Remove(filepath.Join(root, "kubepods"))
+		_ = os.Remove(root)
+	})
+	return dirs
+}
+
+// spinIn starts a busy loop pinned to CPU 0 in a cgroup.
+func spinIn(t *testing.T, dir string) int {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var cpus unix.CPUSet
+	cpus.Set(0)
+	if err := unix.SchedSetaffinity(cmd.Process.Pid, &cpus); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+// measureFairness measures each process's CPU over enfWindow and returns
+// Jain's index of (measured share / ideal share) and that ratio for the
+// sliver of the largest share.
+func measureFairness(t *testing.T, pids []int) (float64, float64) {
+	t.Helper()
+	time.Sleep(500 * time.Millisecond) // let the new weights take hold; the window starts after
+	before := make([]int64, len(pids))
+	for i, p := range pids {
+		before[i] = procTicks(t, p)
+	}
+	time.Sleep(enfWindow)
+	var total, sumShares float64
+	used := make([]float64, len(pids))
+	for i, p := range pids {
+		used[i] = float64(procTicks(t, p) - before[i])
+		total += used[i]
+		sumShares += float64(enfShares[i])
+	}
+	var sum, sumSq, top float64
+	for i := range pids {
+		x := (used[i] / total) / (float64(enfShares[i]) / sumShares)
+		sum, sumSq = sum+x, sumSq+x*x
+		if i == len(pids)-1 {
+			top = x
+		}
+	}
+	return sum * sum / (float64(len(pids)) * sumSq), top
+}
+
+// procTicks is a process's user and system time in clock ticks.
+func procTicks(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+// agentPassCost measures the agent's CPU for one pass of the weight loop
+// over enfSlivers pod cgroups, a tenth of them changed by someone else
+// before each pass.
+func agentPassCost(t *testing.T, root string) (time.Duration, int, int) {
+	t.Helper()
+	uids := make([]string, enfSlivers)
+	pods := make([]*corev1.Pod, enfSlivers)
+	for i := range uids {
+		uids[i] = fmt.Sprintf("cost-%03d", i)
+		p := &corev1.Pod{}
+		p.UID = types.UID(uids[i])
+		p.Status.Phase, p.Status.QOSClass = corev1.PodRunning, corev1.PodQOSBurstable
+		p.Spec.Containers = []corev1.Container{{Resources: corev1.ResourceRequirements{Requests: cpushare.CPURequest(int64(250 * (1 + i%4)))}}}
+		pods[i] = p
+	}
+	dirs := makePodCgroups(t, root, uids)
+	loop := &cpushare.Loop{Enforcer: &cpushare.Enforcer{Hierarchy: cpushare.Hierarchy{Root: root}}, Pods: func() []*corev1.Pod { return pods }}
+	if _, err := loop.Once(); err != nil {
+		t.Fatal(err)
+	}
+	const passes = 200
+	fixed := 0
+	var cpu time.Duration
+	for range passes {
+		for i := 0; i < enfSlivers; i += 10 {
+			if err := os.WriteFile(filepath.Join(dirs[i], "cpu.shares"), []byte("2"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c0 := selfCPU()
+		n, err := loop.Once()
+		cpu += selfCPU() - c0
+		if err != nil {
+			t.Fatal(err)
+		}
+		fixed += n
+	}
+	return cpu / passes, passes, fixed / passes
+}
+
+// selfCPU is this process's CPU time.
+func selfCPU() time.Duration {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// markdown returns the body of the enforcement section.
+func (r *enfResult) markdown() string {
+	var b strings.Builder
+	m := r.machine
+	fmt.Fprintf(&b, "Command: `make bench` (alone: `go test ./test/bench/ -run TestEnforcementBench -v -args -bench-out=$PWD/docs/benchmarks.md`, as root). "+
+		"Date: %s. Machine: %d CPUs (%s), Linux %s, %s; cgroup v1 cpu hierarchy (the real kernel).\n\n",
+		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpuModel, m.kernel, m.goVersion)
+	fmt.Fprintf(&b, "**CPU fairness**: %d sliver stand-ins (busy loops pinned to one CPU, each in a Burstable pod cgroup of a kubepods tree) of slices with cpuShare %v; over %s each side measures every sliver's CPU time, and Jain's index of (measured share / ideal share) says how fair (1 = exactly the shares). The agent's side writes the weights it keeps (shares × 1024); the anchor is the kernel's default (every cgroup 1024). The sides alternate over %d pairs.\n\n",
+		len(enfShares), enfShares, enfWindow, len(r.agent))
+	b.WriteString("| Pair | Jain's index, agent | Jain's index, kernel default | share-4 sliver: measured / ideal (agent) |\n|---|---|---|---|\n")
+	for i := range r.agent {
+		fmt.Fprintf(&b, "| %d | %.3f | %.3f | %.2f |\n", i+1, r.agent[i], r.none[i], r.agentRatio[i])
+	}
+	am, alo, ahi := medianRange(r.agent)
+	nm, nlo, nhi := medianRange(r.none)
+	fmt.Fprintf(&b, "\nMedian Jain's index **%.3f** (%.3f–%.3f) with the agent against **%.3f** (%.3f–%.3f) with the kernel's default.\n\n", am, alo, ahi, nm, nlo, nhi)
+	fmt.Fprintf(&b, "**The agent's own CPU**: one pass of the weight loop over %d sliver pod cgroups (%d of them changed by someone else before each pass, and written back) costs **%s** of CPU (mean of %d passes); at the default interval of %s that is %.4f%% of one CPU.\n\n",
+		enfSlivers, r.fixedPerRun, r.passCPU.Round(time.Microsecond), r.passes, cpushare.DefaultInterval, 100*r.passCPU.Seconds()/cpushare.DefaultInterval.Seconds())
+	b.WriteString("Not measured yet: bandwidth fairness and budgets (the HTB mechanism is not built), and the time from crossing the memory reset mark to the reset (the watchdog acts at its next check, every 30 s by default, with one API delete).\n")
+	return b.String()
+}
