@@ -505,7 +505,9 @@ func FlowLookupHandler(agents, slices client.Reader, o Options) (http.Handler, e
 	if o.AgentPort < 1 || o.AgentPort > 65535 {
 		return nil, fmt.Errorf("--agent-port must be in 1..65535, got %d", o.AgentPort)
 	}
-	fanout := flowfanout.New(flowfanout.PodTargets(agents, o.AgentNamespace, sel, o.AgentPort), flowfanout.Options{})
+	// The agents are listed at most every 10 s, not on every lookup.
+	targets := flowfanout.CachedTargets(flowfanout.PodTargets(agents, o.AgentNamespace, sel, o.AgentPort), 10*time.Second, nil)
+	fanout := flowfanout.New(targets, flowfanout.Options{})
 	dir := &slicedir.Directory{Reader: slices, Authority: o.Authority}
 	return flowquery.NewHandler(fanout, dir, flowquery.Options{}), nil
 }

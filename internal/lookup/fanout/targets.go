@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -53,5 +55,35 @@ func PodTargets(r client.Reader, namespace string, selector labels.Selector, por
 			})
 		}
 		return ts, nil
+	}
+}
+
+// CachedTargets lists the agents through ts at most once per ttl: a burst of
+// lookups (each asks every agent) lists the agents' pods once, not once per
+// request. A failed list is not kept. now is the clock (nil: time.Now).
+func CachedTargets(ts Targets, ttl time.Duration, now func() time.Time) Targets {
+	if now == nil {
+		now = time.Now
+	}
+	var (
+		mu     sync.Mutex
+		cached []Target
+		at     time.Time
+	)
+	return func(ctx context.Context) ([]Target, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if cached != nil && now().Sub(at) < ttl {
+			return slices.Clone(cached), nil
+		}
+		got, err := ts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cached, at = slices.Clone(got), now()
+		if cached == nil {
+			cached = []Target{}
+		}
+		return got, nil
 	}
 }

@@ -2,8 +2,10 @@ package fanout_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -103,3 +105,33 @@ var _ = Describe("PodTargets", func() {
 		Expect(err).To(MatchError(ContainSubstring("port 0")))
 	})
 })
+
+func TestCachedTargets(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	calls, fail := 0, false
+	inner := func(context.Context) ([]fanout.Target, error) {
+		calls++
+		if fail {
+			return nil, errors.New("the API is away")
+		}
+		return []fanout.Target{{Node: "n1", URL: "http://10.0.0.1:9470"}}, nil
+	}
+	ts := fanout.CachedTargets(inner, 10*time.Second, func() time.Time { return now })
+	for range 5 {
+		if got, err := ts(context.Background()); err != nil || len(got) != 1 {
+			t.Fatalf("targets = %v, %v", got, err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("%d lists for 5 lookups within the TTL, want 1", calls)
+	}
+	now = now.Add(11 * time.Second)
+	fail = true
+	if _, err := ts(context.Background()); err == nil {
+		t.Fatal("a failed list after the TTL was hidden by the stale one")
+	}
+	fail = false
+	if _, err := ts(context.Background()); err != nil || calls != 3 {
+		t.Fatalf("after a failure: %v, %d lists; want a fresh list", err, calls)
+	}
+}
