@@ -111,6 +111,9 @@ const (
 	Mismatch Reason = "Mismatch"
 	// Refused: the home answered 401 or another non-200, non-5xx status.
 	Refused Reason = "Refused"
+	// Replayed: a request answered already (the handler remembers request
+	// ids until they expire).
+	Replayed Reason = "Replayed"
 	// UnknownIssuer: the requester is not an authority known to the home
 	// (VerifyRequest only).
 	UnknownIssuer Reason = "UnknownIssuer"

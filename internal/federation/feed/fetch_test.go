@@ -294,3 +294,28 @@ func TestHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestHandlerAnswersARequestOnce: a captured request sent again is refused,
+// and a new request of the same peer is answered.
+func TestHandlerAnswersARequestOnce(t *testing.T) {
+	h := newHome(t).handler(plc, homeKeyring())
+	ask := func(token string) *httptest.ResponseRecorder {
+		ctx, _ := logs()
+		r := httptest.NewRequestWithContext(ctx, http.MethodGet, Path, nil)
+		r.Header.Set("Authorization", AuthScheme+" "+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	first, _ := mustRequest(t, ple, "plc", now)
+	if w := ask(first); w.Code != http.StatusOK {
+		t.Fatalf("first request: %d %s", w.Code, w.Body)
+	}
+	if w := ask(first); w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), string(Replayed)) {
+		t.Fatalf("the same request again: %d %s; want 401 Replayed", w.Code, w.Body)
+	}
+	second, _ := mustRequest(t, ple, "plc", now)
+	if w := ask(second); w.Code != http.StatusOK {
+		t.Fatalf("a new request: %d %s", w.Code, w.Body)
+	}
+}

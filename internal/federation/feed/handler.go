@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,6 +29,45 @@ type Handler struct {
 	Skew time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// seen holds the ids of the requests answered, until they expire: a
+	// captured request is answered once.
+	seen replays
+}
+
+// maxSeen bounds the request ids remembered; past it (after the expired
+// ones are dropped) requests are refused rather than forgotten.
+const maxSeen = 100000
+
+// replays remembers request ids until their expiry.
+type replays struct {
+	mu  sync.Mutex
+	ids map[string]int64 // id -> Unix second after which it is dropped
+}
+
+// first records id, kept until until, and says whether it is new; ok is
+// false when the memory is full.
+func (r *replays) first(id string, until, now int64) (isNew, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ids == nil {
+		r.ids = map[string]int64{}
+	}
+	if _, dup := r.ids[id]; dup {
+		return false, true
+	}
+	if len(r.ids) >= maxSeen {
+		for k, t := range r.ids {
+			if t < now {
+				delete(r.ids, k)
+			}
+		}
+		if len(r.ids) >= maxSeen {
+			return false, false
+		}
+	}
+	r.ids[id] = until
+	return true, true
 }
 
 func (h *Handler) skew() time.Duration {
@@ -78,6 +118,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.WithValues("requester", req.Issuer, "request", req.ID)
+	switch isNew, ok := h.seen.first(req.ID, req.Expiry+int64(h.skew()/time.Second), h.now().Unix()); {
+	case !ok:
+		log.Info("Refused a feed request: too many requests remembered")
+		http.Error(w, "too many feed requests; try again later", http.StatusServiceUnavailable)
+		return
+	case !isNew:
+		log.Info("Refused a replayed feed request")
+		unauthorized(w, string(Replayed)+": this request was answered already; sign a new one")
+		return
+	}
 	tickets, err := h.Tickets(ctx, req.Issuer)
 	if err != nil {
 		log.Error(err, "Could not list the requester's tickets")
