@@ -8,10 +8,11 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/planetkube/planetkube/internal/durable"
 )
 
 // ledgerVersion is the version of the ledger file's format.
@@ -147,48 +148,8 @@ func (l *Ledger) Save(path string) error {
 	if err != nil {
 		return fmt.Errorf("bwbudget: save ledger %s: %w", path, err)
 	}
-	if err := writeFileSync(path, append(b, '\n')); err != nil {
+	if err := durable.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("bwbudget: save ledger %s: %w", path, err)
 	}
 	return nil
-}
-
-// writeFileSync writes path atomically and durably: temporary file, fsync,
-// rename, fsync of the directory.
-func writeFileSync(path string, b []byte) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

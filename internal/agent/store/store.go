@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/planetkube/planetkube/internal/durable"
 	"github.com/planetkube/planetkube/internal/flow"
 )
 
@@ -132,7 +133,7 @@ func (s *Store) load(ctx context.Context) error {
 	var seqs []uint64
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasSuffix(name, ".tmp") {
+		if strings.HasSuffix(name, ".tmp") || durable.IsTemp(name) { // an index write a crash cut short
 			os.Remove(filepath.Join(s.opt.Dir, name))
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/planetkube/planetkube/internal/durable"
 	"github.com/planetkube/planetkube/internal/flow"
 )
 
@@ -126,7 +127,7 @@ func (s *Store) create(base int64, now time.Time) error {
 		err = syscall.Fdatasync(int(f.Fd()))
 	}
 	if err == nil {
-		err = syncDir(s.opt.Dir)
+		err = durable.SyncDir(s.opt.Dir)
 	}
 	if err != nil {
 		f.Close()
@@ -161,7 +162,7 @@ func (s *Store) sealSegment(sg *segment) error {
 		return nil
 	}
 	idxPath := segName(s.opt.Dir, sg.seq, "idx")
-	if err := writeFileSync(idxPath, sg.buildIndex()); err != nil {
+	if err := durable.WriteFile(idxPath, sg.buildIndex(), 0o644); err != nil {
 		return fmt.Errorf("store: seal segment %d: %w", sg.seq, err)
 	}
 	sealed, err := loadSealed(s.opt.Dir, sg.seq)
