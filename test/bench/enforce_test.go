@@ -3,9 +3,7 @@ package bench
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/planetkube/planetkube/internal/agent/cpushare"
+	"github.com/planetkube/planetkube/internal/testing/cpuload"
 	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
 
@@ -61,7 +60,7 @@ func TestEnforcementBench(t *testing.T) {
 	dirs := makePodCgroups(t, root, uids)
 	pids := make([]int, len(uids))
 	for i, dir := range dirs {
-		pids[i] = spinIn(t, dir)
+		pids[i] = cpuload.Spin(t, dir)
 	}
 	res := &enfResult{machine: describeMachine()}
 	e := &cpushare.Enforcer{Hierarchy: tree}
@@ -142,25 +141,6 @@ func makePodCgroups(t *testing.T, root string, uids []string) []string {
 	return dirs
 }
 
-// spinIn starts a busy loop pinned to CPU 0 in a cgroup.
-func spinIn(t *testing.T, dir string) int {
-	t.Helper()
-	cmd := exec.Command("sh", "-c", "while :; do :; done")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var cpus unix.CPUSet
-	cpus.Set(0)
-	if err := unix.SchedSetaffinity(cmd.Process.Pid, &cpus); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-		t.Fatal(err)
-	}
-	return cmd.Process.Pid
-}
-
 // measureFairness measures each process's CPU over enfWindow and returns
 // Jain's index of (measured share / ideal share) and that ratio for the
 // sliver of the largest share.
@@ -169,13 +149,13 @@ func measureFairness(t *testing.T, pids []int) (float64, float64) {
 	time.Sleep(500 * time.Millisecond) // let the new weights take hold; the window starts after
 	before := make([]int64, len(pids))
 	for i, p := range pids {
-		before[i] = procTicks(t, p)
+		before[i] = cpuload.Ticks(t, p)
 	}
 	time.Sleep(enfWindow)
 	var total, sumShares float64
 	used := make([]float64, len(pids))
 	for i, p := range pids {
-		used[i] = float64(procTicks(t, p) - before[i])
+		used[i] = float64(cpuload.Ticks(t, p) - before[i])
 		total += used[i]
 		sumShares += float64(enfShares[i])
 	}
@@ -188,19 +168,6 @@ func measureFairness(t *testing.T, pids []int) (float64, float64) {
 		}
 	}
 	return sum * sum / (float64(len(pids)) * sumSq), top
-}
-
-// procTicks is a process's user and system time in clock ticks.
-func procTicks(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + s
 }
 
 // agentPassCost measures the agent's CPU for one pass of the weight loop

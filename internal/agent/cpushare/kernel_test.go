@@ -3,17 +3,15 @@ package cpushare
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/planetkube/planetkube/internal/testing/cpuload"
 	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
 
@@ -62,39 +60,9 @@ func podTree(t *testing.T, h Hierarchy, uids ...string) Hierarchy {
 	return Hierarchy{Root: root}
 }
 
-// spin starts a busy loop pinned to CPU 0 in a pod's cgroup and returns its pid.
-func spin(t *testing.T, h Hierarchy, uid string) int {
-	t.Helper()
-	cmd := exec.Command("sh", "-c", "while :; do :; done")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	pid := cmd.Process.Pid
-	var cpus unix.CPUSet
-	cpus.Set(0)
-	if err := unix.SchedSetaffinity(pid, &cpus); err != nil {
-		t.Fatal(err)
-	}
-	procs := filepath.Join(h.Root, "kubepods", "burstable", "pod"+uid, "cgroup.procs")
-	if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
-		t.Fatal(err)
-	}
-	return pid
-}
-
-// cpuTicks is a process's user and system time in clock ticks.
-func cpuTicks(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fields after the command (which may hold spaces) start after ") ".
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return utime + stime
+// podDir is a Burstable pod's cgroup folder in the test tree.
+func podDir(h Hierarchy, uid string) string {
+	return filepath.Join(h.Root, "kubepods", "burstable", "pod"+uid)
 }
 
 // TestSharesHoldCPURatio: two sliver stand-ins busy on one CPU, in pod
@@ -111,16 +79,16 @@ func TestSharesHoldCPURatio(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	one, three := spin(t, h, "one"), spin(t, h, "three")
+	one, three := cpuload.Spin(t, podDir(h, "one")), cpuload.Spin(t, podDir(h, "three"))
 	for _, tg := range targets {
 		if _, err := e.Apply(tg); err != nil {
 			t.Fatal(err)
 		}
 	}
 	time.Sleep(time.Second) // settle: not a synchronisation, the measurement window starts after it
-	a0, b0 := cpuTicks(t, one), cpuTicks(t, three)
+	a0, b0 := cpuload.Ticks(t, one), cpuload.Ticks(t, three)
 	time.Sleep(4 * time.Second)
-	a, b := cpuTicks(t, one)-a0, cpuTicks(t, three)-b0
+	a, b := cpuload.Ticks(t, one)-a0, cpuload.Ticks(t, three)-b0
 	if a <= 0 || b <= 0 {
 		t.Fatalf("no CPU time measured: %d, %d ticks", a, b)
 	}
