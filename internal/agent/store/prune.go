@@ -16,7 +16,8 @@ func (s *Store) drop(sg *segment) {
 		s.open = nil
 	}
 	s.mu.Unlock()
-	// No query uses it any more: they hold mu for reading throughout.
+	// Wait for the queries still reading it (new ones no longer see it).
+	sg.use.Lock()
 	unmap(sg.data)
 	unmap(sg.idx)
 	if sg.f != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/planetkube/planetkube/internal/flow"
@@ -39,29 +40,32 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 	}
 	dst := norm(q.Dst)
 
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, errors.New("store: query: store is closed")
+	views, err := s.snapshot(dst, q)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseViews(views)
+	if testHookQueryUnlocked != nil {
+		testHookQueryUnlocked()
 	}
 	// Candidates are kept small; only the records returned are decoded
 	// with their attribution.
 	type cand struct {
 		start, end int64 // µs
 		open       bool
-		sg         *segment
+		v          *segView
 		off        uint32
 	}
 	var cands []cand
 	seen := map[flowKey]int{}
 	attrs := map[attrKey]attribution{}
-	attrOf := func(sg *segment, id uint64) (attribution, error) {
-		k := attrKey{sg, id}
+	attrOf := func(v *segView, id uint64) (attribution, error) {
+		k := attrKey{v.sg, id}
 		a, ok := attrs[k]
 		if !ok {
-			e, _ := sg.entry(id)
+			e, _ := v.entry(id)
 			if a, ok = parseAttr(e); !ok {
-				return a, fmt.Errorf("store: query: segment %d: corrupt attribution %d", sg.seq, id)
+				return a, fmt.Errorf("store: query: segment %d: corrupt attribution %d", v.sg.seq, id)
 			}
 			attrs[k] = a
 		}
@@ -69,23 +73,17 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 	}
 	to := q.To
 	var r flow.Record
-	for _, sg := range s.segs {
-		if !fromMicros(sg.minStart).Before(q.To) || fromMicros(sg.maxTime).Before(q.From) {
-			continue
-		}
+	for i := range views {
+		v := &views[i]
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("store: query: %w", err)
 		}
-		offs, err := sg.offsets(dst, q.Slice)
-		if err != nil {
-			return nil, fmt.Errorf("store: query: segment %d: %w", sg.seq, err)
-		}
-		data := sg.bytes()
+		offs, data := v.offs, v.data
 		for _, off := range offs {
 			d := dec{b: data, i: int(off)}
-			id, ok := decodeRecord(&d, sg.base, sg.entry, &r)
+			id, ok := decodeRecord(&d, v.sg.base, v.entry, &r)
 			if !ok {
-				return nil, fmt.Errorf("store: query: segment %d: corrupt record at %d", sg.seq, off)
+				return nil, fmt.Errorf("store: query: segment %d: corrupt record at %d", v.sg.seq, off)
 			}
 			if !r.Start.Before(to) || dst.IsValid() && r.Orig.Dst.Addr() != dst {
 				continue
@@ -94,7 +92,7 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 				if id == 0 {
 					continue
 				}
-				a, err := attrOf(sg, id)
+				a, err := attrOf(v, id)
 				if err != nil {
 					return nil, err
 				}
@@ -102,7 +100,7 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 					continue
 				}
 			}
-			c := cand{start: micros(r.Start), end: micros(r.End), open: r.End.IsZero(), sg: sg, off: off}
+			c := cand{start: micros(r.Start), end: micros(r.End), open: r.End.IsZero(), v: v, off: off}
 			k := flowKey{c.start, r.Proto, r.Orig}
 			if i, ok := seen[k]; ok {
 				cands[i] = c
@@ -118,10 +116,10 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 	slices.SortStableFunc(cands, func(a, b cand) int { return cmp.Compare(a.start, b.start) })
 	out := make([]flow.Record, 0, min(len(cands), q.Limit))
 	for _, c := range cands[:min(len(cands), q.Limit)] {
-		d := dec{b: c.sg.bytes(), i: int(c.off)}
-		id, _ := decodeRecord(&d, c.sg.base, c.sg.entry, &r)
+		d := dec{b: c.v.data, i: int(c.off)}
+		id, _ := decodeRecord(&d, c.v.sg.base, c.v.entry, &r)
 		if id != 0 {
-			a, err := attrOf(c.sg, id)
+			a, err := attrOf(c.v, id)
 			if err != nil {
 				return nil, err
 			}
@@ -130,4 +128,71 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// testHookQueryUnlocked, when set (tests), runs in Query between taking
+// its snapshot and decoding, with Store.mu not held.
+var testHookQueryUnlocked func()
+
+// segView is what a query reads of a segment, taken under Store.mu so that
+// the decoding can run without it: the open segment's buffer, dictionary
+// and offsets only grow by appending, so the slices taken stay valid for
+// their length; a sealed segment's mapped files stay mapped while the view
+// holds its use lock.
+type segView struct {
+	sg     *segment
+	sealed bool
+	data   []byte
+	offs   []uint32
+	dict   [][]byte
+}
+
+// entry returns the view's dictionary entry id (1-based).
+func (v *segView) entry(id uint64) ([]byte, bool) {
+	if v.sealed {
+		return v.sg.ix.entry(id)
+	}
+	if id == 0 || id > uint64(len(v.dict)) {
+		return nil, false
+	}
+	return v.dict[id-1], true
+}
+
+// snapshot takes the views of the segments whose time range overlaps the
+// query's window, under Store.mu for reading; the sealed ones' use locks
+// are held on return (the caller releases them).
+func (s *Store) snapshot(dst netip.Addr, q flow.Query) ([]segView, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errors.New("store: query: store is closed")
+	}
+	var views []segView
+	for _, sg := range s.segs {
+		if !fromMicros(sg.minStart).Before(q.To) || fromMicros(sg.maxTime).Before(q.From) {
+			continue
+		}
+		offs, err := sg.offsets(dst, q.Slice)
+		if err != nil {
+			releaseViews(views)
+			return nil, fmt.Errorf("store: query: segment %d: %w", sg.seq, err)
+		}
+		v := segView{sg: sg, sealed: sg.sealed(), data: sg.bytes(), offs: offs}
+		if v.sealed {
+			sg.use.RLock()
+		} else {
+			v.dict = sg.dict
+		}
+		views = append(views, v)
+	}
+	return views, nil
+}
+
+// releaseViews gives back the use locks a snapshot took.
+func releaseViews(views []segView) {
+	for _, v := range views {
+		if v.sealed {
+			v.sg.use.RUnlock()
+		}
+	}
 }

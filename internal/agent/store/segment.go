@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +25,11 @@ import (
 // writer appends under Store.mu, queries read under its read lock); a
 // sealed one has both files mapped read-only.
 type segment struct {
+	// use is held for reading by the queries that read the segment's
+	// mapped files outside Store.mu, and for writing by whoever unmaps
+	// them (drop, release), after the segment left Store.segs.
+	use sync.RWMutex
+
 	seq      uint64
 	base     int64 // µs; record starts are relative to it
 	minStart int64 // µs, smallest record start

@@ -232,6 +232,7 @@ func (s *Store) recover(seq uint64) (*segment, error) {
 // release unmaps and closes everything.
 func (s *Store) release() {
 	for _, sg := range s.segs {
+		sg.use.Lock() // after the queries reading it
 		unmap(sg.data)
 		unmap(sg.idx)
 		if sg.f != nil {

@@ -1080,3 +1080,71 @@ func BenchmarkQuery(b *testing.B) {
 		}
 	}
 }
+
+// TestQueryDoesNotHoldTheWriters: a query paused between its snapshot and
+// its decoding (as a big window's decoding takes long) does not stop Add,
+// nor a seal; a prune that drops a segment the query reads waits for it,
+// and the query still returns what the store held when it began.
+func TestQueryDoesNotHoldTheWriters(t *testing.T) {
+	h := time.Hour
+	clk := &clock{t: t0}
+	s := open(t, Options{Retention: h, Now: clk.Now})
+	old := rec("10.0.0.1:1", "198.51.100.1:1", "192.0.2.1:1", t0, t0.Add(time.Minute), "s")
+	add(t, s, old)
+	if err := func() error { s.wmu.Lock(); defer s.wmu.Unlock(); return s.seal() }(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(t0.Add(4 * h))
+	recent := rec("10.0.0.1:3", "198.51.100.1:1", "192.0.2.1:3", t0.Add(3*h), t0.Add(4*h), "s")
+	add(t, s, recent) // the open segment
+
+	paused, resume := make(chan struct{}), make(chan struct{})
+	testHookQueryUnlocked = func() { close(paused); <-resume }
+	defer func() { testHookQueryUnlocked = nil }()
+	type result struct {
+		recs []flow.Record
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		recs, err := s.Query(context.Background(), flow.Query{Slice: "s", From: t0, To: t0.Add(5 * h), Limit: 100})
+		done <- result{recs, err}
+	}()
+	<-paused
+	testHookQueryUnlocked = nil
+
+	added := make(chan error, 1)
+	go func() {
+		added <- s.Add(context.Background(), []flow.Record{rec("10.0.0.1:4", "198.51.100.1:1", "192.0.2.1:4", t0.Add(4*h), t0.Add(4*h), "s")})
+	}()
+	select {
+	case err := <-added:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Add waited for a query that was decoding")
+	}
+
+	pruned := make(chan error, 1)
+	go func() {
+		_, err := s.Prune(context.Background(), t0.Add(2*h)) // drops the sealed segment the query reads
+		pruned <- err
+	}()
+	select {
+	case err := <-pruned:
+		t.Fatalf("the prune unmapped a segment a query was reading (err %v)", err)
+	case <-time.After(200 * time.Millisecond):
+		// Waiting, as it must: the query holds the segment.
+	}
+	close(resume)
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	check(t, r.recs, old, recent)
+	if err := <-pruned; err != nil {
+		t.Fatal(err)
+	}
+	check(t, query(t, s, flow.Query{Slice: "s", From: t0, To: t0.Add(5 * h)}), recent, rec("10.0.0.1:4", "198.51.100.1:1", "192.0.2.1:4", t0.Add(4*h), t0.Add(4*h), "s"))
+}
