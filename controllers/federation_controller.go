@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -118,7 +119,7 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			requeue = soonest(requeue, pushPending)
 		}
 	}
-	byName := func(a, b planetv1.SliceFederation) int { return compareStrings(a.Authority, b.Authority) }
+	byName := func(a, b planetv1.SliceFederation) int { return strings.Compare(a.Authority, b.Authority) }
 	slices.SortFunc(entries, byName)
 	slices.SortFunc(pending, byName)
 	// The named peers first; withdrawals still pending fill what room is left.
@@ -315,16 +316,6 @@ func newJTI() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // federationChanged passes the slice events the federation controller acts

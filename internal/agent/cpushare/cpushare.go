@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/planetkube/planetkube/internal/agent/podcgroup"
 )
 
 // Bounds of cpu.shares (v1) and cpu.weight (v2), as the kernel takes them.
@@ -80,7 +82,7 @@ func (h Hierarchy) Value(shares uint64) uint64 {
 // reads the file).
 func FindHierarchy(r io.Reader, hasCPU func(root string) bool) (Hierarchy, error) {
 	if hasCPU == nil {
-		hasCPU = v2HasCPU
+		hasCPU = func(root string) bool { return podcgroup.V2Enables(root, "cpu") }
 	}
 	var v2 []string
 	sc := bufio.NewScanner(r)
@@ -137,26 +139,12 @@ func unescape(s string) string {
 	return b.String()
 }
 
-// v2HasCPU says whether a cgroup2 root enables the cpu controller.
-func v2HasCPU(root string) bool {
-	b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
-	if err != nil {
-		return false
-	}
-	for _, c := range strings.Fields(string(b)) {
-		if c == "cpu" {
-			return true
-		}
-	}
-	return false
-}
-
 // DetectAt returns the cpu hierarchy at root, a host's cgroup folder mounted
 // into the agent (say /host/sys/fs/cgroup): the v2 tree itself when it
 // enables cpu, else the v1 cpu hierarchy at root, root/cpu or
 // root/cpu,cpuacct.
 func DetectAt(root string) (Hierarchy, error) {
-	if v2HasCPU(root) {
+	if podcgroup.V2Enables(root, "cpu") {
 		return Hierarchy{Root: root, V2: true}, nil
 	}
 	for _, dir := range []string{root, filepath.Join(root, "cpu"), filepath.Join(root, "cpu,cpuacct")} {

@@ -48,7 +48,7 @@ type Hierarchy struct {
 // mounted into the agent: the v2 tree when it enables memory, else the v1
 // hierarchy at root or root/memory.
 func DetectAt(root string) (Hierarchy, error) {
-	if b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers")); err == nil && contains(strings.Fields(string(b)), "memory") {
+	if podcgroup.V2Enables(root, "memory") {
 		return Hierarchy{Root: root, V2: true}, nil
 	}
 	for _, dir := range []string{root, filepath.Join(root, "memory")} {
@@ -57,15 +57,6 @@ func DetectAt(root string) (Hierarchy, error) {
 		}
 	}
 	return Hierarchy{}, fmt.Errorf("no memory cgroup hierarchy at %s (neither cgroup.controllers with memory nor memory.usage_in_bytes at it or memory/)", root)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // WorkingSet is a cgroup's memory in use less its inactive file cache, as

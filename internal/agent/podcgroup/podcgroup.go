@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,4 +57,14 @@ func Find(root string, qos corev1.PodQOSClass, uid string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: pod %s (%s) under %s", ErrNotFound, uid, qos, root)
+}
+
+// V2Enables says whether the cgroup2 tree at root enables a controller
+// (cpu, memory): its cgroup.controllers lists it.
+func V2Enables(root, controller string) bool {
+	b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+	if err != nil {
+		return false
+	}
+	return slices.Contains(strings.Fields(string(b)), controller)
 }
