@@ -3,9 +3,7 @@ package manager
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	flowquery "github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/federation/feed"
 	"github.com/planetkube/planetkube/internal/naming"
@@ -87,31 +86,9 @@ func (s *feedServer) Start(ctx context.Context) error {
 		return fmt.Errorf("loading the feed's certificate from %s: %w", s.certDir, err)
 	}
 	go func() { _ = watcher.Start(ctx) }()
-	ln, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s for the feed: %w", s.addr, err)
-	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate},
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
-	ctrl.LoggerFrom(ctx).Info("Serving the federation feed", "address", ln.Addr().String(), "path", feed.Path)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving the feed on %s: %w", s.addr, err)
-	case <-ctx.Done():
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(shut); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	}
+	ctrl.LoggerFrom(ctx).Info("Serving the federation feed", "address", s.addr, "path", feed.Path)
+	return (&flowquery.Server{
+		Addr: s.addr, Handler: s.handler, What: "the federation feed",
+		TLS: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate},
+	}).Start(ctx)
 }

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,13 +18,24 @@ type Server struct {
 	Handler http.Handler
 	// Ready, if set, is closed once the server listens.
 	Ready chan struct{}
+	// TLS, if set, makes it serve HTTPS with this configuration.
+	TLS *tls.Config
+	// What names what is served, in errors (default "flow lookups").
+	What string
+}
+
+func (s *Server) what() string {
+	if s.What == "" {
+		return "flow lookups"
+	}
+	return s.What
 }
 
 // Start listens and serves until ctx ends, then shuts down gracefully.
 func (s *Server) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
-		return fmt.Errorf("listening on %s for flow lookups: %w", s.Addr, err)
+		return fmt.Errorf("listening on %s for %s: %w", s.Addr, s.what(), err)
 	}
 	if s.Ready != nil {
 		close(s.Ready)
@@ -34,12 +46,19 @@ func (s *Server) Start(ctx context.Context) error {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      time.Minute,
 		MaxHeaderBytes:    16 << 10,
+		TLSConfig:         s.TLS,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if s.TLS != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serving flow lookups on %s: %w", s.Addr, err)
+		return fmt.Errorf("serving %s on %s: %w", s.what(), s.Addr, err)
 	case <-ctx.Done():
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
