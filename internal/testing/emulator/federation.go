@@ -16,14 +16,13 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/manager"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
@@ -200,7 +199,7 @@ func (c *Cluster) Peer(ctx context.Context, local string, peer *Cluster, peerNam
 		}
 		a.Spec.Push = &planetv1.AuthorityPush{SecretName: secret.Name}
 	}
-	k8s, err := client.New(c.Config, client.Options{Scheme: scheme()})
+	k8s, err := client.New(c.Config, client.Options{Scheme: manager.Scheme()})
 	if err != nil {
 		return err
 	}
@@ -208,12 +207,4 @@ func (c *Cluster) Peer(ctx context.Context, local string, peer *Cluster, peerNam
 		return fmt.Errorf("creating Authority %s: %w", peerName, err)
 	}
 	return nil
-}
-
-// scheme has the Kubernetes and PlanetKube kinds.
-func scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(s)
-	_ = planetv1.AddToScheme(s)
-	return s
 }
