@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Header sizes, for the byte counts of conntrack, which counts whole IP
@@ -173,25 +175,59 @@ func (ns *NS) DialTCP(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, er
 // half-closes, and waits for the server to close (so the whole flow,
 // FINs included, is over when it returns). It returns the local address.
 func (ns *NS) SendTCP(ctx context.Context, dst netip.AddrPort, n int) (netip.AddrPort, error) {
+	sent, err := ns.SendTCPCounted(ctx, dst, n)
+	return sent.Local, err
+}
+
+// TCPSent is what SendTCPCounted reports of a finished connection.
+type TCPSent struct {
+	// Local is the connection's local address.
+	Local netip.AddrPort
+	// RetransBytes is the payload the kernel sent more than once: conntrack
+	// counts every copy, so a byte count that must be exact subtracts it.
+	// Loss is rare on veth pairs but not impossible on a busy machine.
+	RetransBytes uint64
+}
+
+// SendTCPCounted is SendTCP, and also reads the socket's retransmitted
+// bytes (TCP_INFO) once the peer has closed, when no more can follow.
+func (ns *NS) SendTCPCounted(ctx context.Context, dst netip.AddrPort, n int) (TCPSent, error) {
 	c, err := ns.DialTCP(ctx, dst)
 	if err != nil {
-		return netip.AddrPort{}, err
+		return TCPSent{}, err
 	}
 	defer c.Close()
-	local := addrPort(c.LocalAddr())
+	sent := TCPSent{Local: addrPort(c.LocalAddr())}
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(d)
 	}
 	if _, err := c.Write(make([]byte, n)); err != nil {
-		return local, fmt.Errorf("sending %d bytes to %s: %w", n, dst, err)
+		return sent, fmt.Errorf("sending %d bytes to %s: %w", n, dst, err)
 	}
 	if err := c.CloseWrite(); err != nil {
-		return local, fmt.Errorf("half-closing the connection to %s: %w", dst, err)
+		return sent, fmt.Errorf("half-closing the connection to %s: %w", dst, err)
 	}
 	if _, err := io.Copy(io.Discard, c); err != nil {
-		return local, fmt.Errorf("waiting for %s to close: %w", dst, err)
+		return sent, fmt.Errorf("waiting for %s to close: %w", dst, err)
 	}
-	return local, nil
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return sent, err
+	}
+	var infoErr error
+	if err := raw.Control(func(fd uintptr) {
+		var info *unix.TCPInfo
+		info, infoErr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if infoErr == nil {
+			sent.RetransBytes = info.Bytes_retrans
+		}
+	}); err != nil {
+		return sent, err
+	}
+	if infoErr != nil {
+		return sent, fmt.Errorf("reading TCP_INFO of the connection to %s: %w", dst, infoErr)
+	}
+	return sent, nil
 }
 
 // SendUDP sends count datagrams of size payload bytes from one socket of the
