@@ -28,7 +28,7 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/memwatch"
 	"github.com/planetkube/planetkube/internal/agent/podcgroup"
-	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/agent/sliver"
 )
 
 // Reasons of the guard's events.
@@ -215,24 +215,11 @@ func (g *Guard) reset(ctx context.Context, pod *corev1.Pod, s memwatch.Sliver, i
 		g.Metrics.Resets.Inc()
 	}
 	ctrl.LoggerFrom(ctx).WithName("memguard").Info("Reset the sliver using the most memory", "slice", s.Slice, "pod", s.Namespace+"/"+s.Pod, "bytes", s.Bytes, "inUse", inUse)
-	if slice := sliceOf(pod); slice != nil {
+	if slice := sliver.SliceRef(pod); slice != nil {
 		g.Recorder.Eventf(slice, pod, corev1.EventTypeWarning, ReasonSliverReset, "Reset",
 			"node %s reached %.0f%% memory in use; its sliver %s, using %d MiB (the most), was reset", g.Node, 100*inUse, pod.Name, s.Bytes>>20)
 	}
 	return nil
-}
-
-// sliceOf returns (a reference to) the Slice a sliver pod belongs to: a
-// foreign slice's in its authority's namespace, a local one's in its site's.
-func sliceOf(pod *corev1.Pod) *planetv1.Slice {
-	if a, site, name, ok := naming.ParseFullName(pod.Annotations[planetv1.AnnotationSliceFullName]); ok && pod.Namespace == naming.ForeignSliceNamespace(a, site, name) {
-		return &planetv1.Slice{ObjectMeta: metav1.ObjectMeta{Namespace: naming.AuthorityNamespace(a), Name: naming.ForeignSliceName(site, name)}}
-	}
-	l := pod.Labels
-	if l[planetv1.LabelSite] == "" || l[planetv1.LabelSlice] == "" {
-		return nil
-	}
-	return &planetv1.Slice{ObjectMeta: metav1.ObjectMeta{Namespace: l[planetv1.LabelSite], Name: l[planetv1.LabelSlice]}}
 }
 
 func (g *Guard) memInfo() (memwatch.MemInfo, error) {

@@ -13,13 +13,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
@@ -118,19 +116,8 @@ func requireV1Memory(t *testing.T) Hierarchy {
 // and its Slice gets an event naming the node; the other is untouched.
 func TestResetsTheBiggestSliverPastTheMark(t *testing.T) {
 	h := requireV1Memory(t)
-	env := testenv.New("../../..", testenv.WithoutWebhooks)
-	cfg, err := env.Start()
-	if err != nil {
-		skiplog.UnlessRoot(t, "envtest could not start (run make tools): "+err.Error())
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	s := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(s)
-	_ = planetv1.AddToScheme(s)
-	k8s, err := client.New(cfg, client.Options{Scheme: s})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testenv.Start(t, "../../..")
+	k8s := env.Client
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -193,16 +180,13 @@ func TestResetsTheBiggestSliverPastTheMark(t *testing.T) {
 		}
 		return memwatch.MemInfo{Total: total, Available: total - min(used, total)}, nil
 	}
-	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: mustEventsClient(t, cfg)})
-	broadcaster.StartRecordingToSink(ctx.Done())
-	t.Cleanup(broadcaster.Shutdown)
 	wd, err := memwatch.New(memwatch.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := &Guard{
 		Watchdog: wd, Hierarchy: tree, Node: "n1", MemInfo: meminfo, Client: k8s,
-		Recorder: broadcaster.NewRecorder(s, "planetkube-node-agent"), Metrics: NewMetrics(),
+		Recorder: env.Recorder(t, ctx, "planetkube-node-agent"), Metrics: NewMetrics(),
 		Pods: func() []*corev1.Pod {
 			list := &corev1.PodList{}
 			if err := k8s.List(ctx, list, client.HasLabels{planetv1.LabelSlice}); err != nil {
@@ -239,8 +223,8 @@ func TestResetsTheBiggestSliverPastTheMark(t *testing.T) {
 	}
 	// The event on the hog's Slice names the node.
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		list := &eventsList{}
-		if err := k8s.List(ctx, &list.EventList, client.InNamespace("princeton")); err != nil {
+		list := &eventsv1.EventList{}
+		if err := k8s.List(ctx, list, client.InNamespace("princeton")); err != nil {
 			return false, nil
 		}
 		for _, e := range list.Items {

@@ -280,3 +280,25 @@ func addrPort(a net.Addr) netip.AddrPort {
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
+
+// StreamTCP connects from the namespace to dst and sends as fast as the
+// path allows until ctx ends (a bulk sender, for shaping tests). It returns
+// nil when ctx ended it.
+func (ns *NS) StreamTCP(ctx context.Context, dst netip.AddrPort) error {
+	c, err := ns.DialTCP(ctx, dst)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetWriteDeadline(time.Unix(1, 0)) })
+	defer stop()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := c.Write(buf); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("streaming to %s: %w", dst, err)
+		}
+	}
+}
