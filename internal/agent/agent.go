@@ -73,6 +73,23 @@ type Options struct {
 	MemoryResetAt    float64
 	MemoryResetEvery time.Duration
 	MemoryCheckEvery time.Duration
+	Bandwidth        BandwidthOptions
+}
+
+// BandwidthOptions are the flags of bandwidth shaping (PlanetLab's bwmon).
+type BandwidthOptions struct {
+	Enabled      bool
+	Uplink       string
+	NodeCap      uint64
+	MinRate      uint64
+	Budget       uint64
+	ExemptBudget uint64
+	Threshold    float64
+	Period       time.Duration
+	Exempt       string
+	ExemptCap    uint64
+	Interval     time.Duration
+	Ledger       string
 }
 
 // DefaultListenAddr is where the lookup page and API listen by default.
@@ -107,6 +124,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.MemoryResetAt, "memory-reset-at", 0.90, "With --memory-watchdog: the fraction of node memory in use that resets the biggest sliver.")
 	fs.DurationVar(&o.MemoryResetEvery, "memory-reset-interval", 5*time.Minute, "With --memory-watchdog: the least time between two resets.")
 	fs.DurationVar(&o.MemoryCheckEvery, "memory-check-interval", 30*time.Second, "With --memory-watchdog: how often the node's memory is read (pl_mom: 30 s).")
+	o.Bandwidth.bindFlags(fs)
 	fs.BoolVar(&o.SetupOnly, "setup-only", false, "Turn on conntrack accounting and timestamps, then exit (the DaemonSet's privileged init container).")
 	fs.StringVar(&o.Unlimited, "lookup-unlimited", "", "Comma-separated networks (CIDRs) whose clients are not rate-limited, such as the manager's pod network: its cluster-wide lookup asks every agent on behalf of all its own clients.")
 }
@@ -134,6 +152,9 @@ func (o *Options) Validate() error {
 	}
 	if _, err := o.unlimited(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.Bandwidth.Enabled {
+		errs = append(errs, o.Bandwidth.validate())
 	}
 	if o.MaxResults < 1 || o.MaxResults > store.MaxLimit-1 {
 		errs = append(errs, fmt.Errorf("--max-results must be in 1..%d, got %d", store.MaxLimit-1, o.MaxResults))
@@ -240,6 +261,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	if o.MemoryWatchdog {
 		if err := addMemoryWatchdog(mgr, o); err != nil {
+			return err
+		}
+	}
+	if o.Bandwidth.Enabled {
+		if err := addBandwidth(mgr, o, tracker.sliceOf); err != nil {
 			return err
 		}
 	}

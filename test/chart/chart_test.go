@@ -198,6 +198,20 @@ func TestNamespacesAndWorkloads(t *testing.T) {
 	if find(render(t, "--set", "nodeAgent.enabled=false"), "DaemonSet", "planetkube-node-agent") != nil {
 		t.Error("nodeAgent.enabled=false still renders the agent")
 	}
+	agentArgs := func(objs []object) []any {
+		ds := find(objs, "DaemonSet", "planetkube-node-agent")
+		return ds["spec"].(object)["template"].(object)["spec"].(object)["containers"].([]any)[0].(object)["args"].([]any)
+	}
+	if a := agentArgs(objs); slices.Contains(a, any("--bandwidth")) {
+		t.Errorf("bandwidth shaping is on by default: %v", a)
+	}
+	shaped := agentArgs(render(t, "--set", "nodeAgent.bandwidth.enabled=true", "--set", "nodeAgent.bandwidth.exempt={192.0.2.0/24}", "--set", "nodeAgent.bandwidth.uplink=eth1"))
+	for _, want := range []string{"--bandwidth", "--bandwidth-uplink=eth1", "--bandwidth-node-cap=1000000000", "--bandwidth-budget=10800000000",
+		"--bandwidth-threshold=0.8", "--bandwidth-exempt=192.0.2.0/24", "--bandwidth-exempt-budget=32400000000", "--bandwidth-min-rate=1000"} {
+		if !slices.Contains(shaped, any(want)) {
+			t.Errorf("agent args %v lack %s", shaped, want)
+		}
+	}
 }
 
 // The schema refuses bad values, and helm's message names the field (as
@@ -214,6 +228,8 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"nodeAgent.lookupPort=70000", "/nodeAgent/lookupPort"},
 		{"nodeAgent.lookupUnlimited[0]=everyone", "/nodeAgent/lookupUnlimited/0"},
 		{"nodeAgent.retention=a week", "/nodeAgent/retention"},
+		{"nodeAgent.bandwidth.threshold=1.5", "/nodeAgent/bandwidth/threshold"},
+		{"nodeAgent.bandwidth.nodeCap=0", "/nodeAgent/bandwidth/nodeCap"},
 		{"manager.extraArgs[0]=rm -rf", "/manager/extraArgs/0"},
 		{"nosuchvalue=1", "nosuchvalue"},
 		{"trust.default={plc,Ple}", "/trust/default/1"},

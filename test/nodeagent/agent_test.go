@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/planetkube/planetkube/internal/agent/bwbudget"
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/manager"
 	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
@@ -49,7 +51,9 @@ func TestNodeAgent(t *testing.T) {
 	chordUID := e.sliver("mit", "chord", "node-a", node.Pods[1].IPv4, node.Pods[1].IPv6, started)
 	// The lookup API listens on a loopback address of its own so that a
 	// second node's agent can use the same port (as on real nodes).
-	a := e.startAgent("node-a", node.Node.Path, "127.0.0.2", 0)
+	// Node a also shapes its uplink (bwmon), with the budget's ledger in
+	// its data folder.
+	a := e.startAgent("node-a", node.Node.Path, "127.0.0.2", 0, "--bandwidth", "--bandwidth-uplink=uplink", "--bandwidth-interval=500ms")
 
 	tcp := netnstest.StartTCPServer(t, node.Internet)
 	udp := netnstest.StartUDPServer(t, node.Internet)
@@ -126,6 +130,48 @@ func TestNodeAgent(t *testing.T) {
 		}
 		if n := countFrom(r.Flows, usrc, src6); n != 2 {
 			t.Errorf("The slice query returned %d of chord's 2 flows: %+v", n, r.Flows)
+		}
+	})
+
+	t.Run("each slice's bytes count against its budget", func(t *testing.T) {
+		sub(t)
+		usage := func() (codeen, chord bwbudget.Usage, err error) {
+			ledger, err := bwbudget.Load(filepath.Join(a.dataDir, "bandwidth.json"))
+			if err != nil {
+				return codeen, chord, err
+			}
+			codeen, okA := ledger.Usage("plc.princeton.codeen")
+			chord, okB := ledger.Usage("plc.mit.chord")
+			if !okA || !okB {
+				return codeen, chord, fmt.Errorf("the ledger lists %v, want both slices", ledger.Slices())
+			}
+			return codeen, chord, nil
+		}
+		var codeen0, chord0 bwbudget.Usage
+		eventually(t, "both slices to have their classes", func() (err error) {
+			codeen0, chord0, err = usage()
+			return err
+		})
+		const payload = 100_000
+		if _, err := node.Pods[0].SendTCP(ctx, netip.AddrPortFrom(inet4, tcp.Port()), payload); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := node.Pods[1].SendTCP(ctx, netip.AddrPortFrom(inet6, tcp.Port()), payload); err != nil {
+			t.Fatal(err)
+		}
+		var codeen, chord bwbudget.Usage
+		eventually(t, "the ledger to count what each sent", func() (err error) {
+			if codeen, chord, err = usage(); err != nil {
+				return err
+			}
+			if codeen.Bytes-codeen0.Bytes < payload || chord.Bytes-chord0.Bytes < payload {
+				return fmt.Errorf("codeen %d more bytes, chord %d, want at least %d each", codeen.Bytes-codeen0.Bytes, chord.Bytes-chord0.Bytes, payload)
+			}
+			return nil
+		})
+		// Headers (and any retransmission) add a few percent, not more.
+		if codeen.Bytes-codeen0.Bytes > payload*12/10 || chord.Bytes-chord0.Bytes > payload*12/10 {
+			t.Errorf("codeen counted %d bytes, chord %d: more than they sent", codeen.Bytes-codeen0.Bytes, chord.Bytes-chord0.Bytes)
 		}
 	})
 

@@ -194,8 +194,8 @@ type agent struct {
 }
 
 // startAgent runs the agent binary for node, auditing netns, with its
-// lookup API on listenIP:port (port 0: a free one).
-func (e *env) startAgent(node, netns, listenIP string, port int) *agent {
+// lookup API on listenIP:port (port 0: a free one) and extra flags.
+func (e *env) startAgent(node, netns, listenIP string, port int, extra ...string) *agent {
 	e.t.Helper()
 	if port == 0 {
 		port = freePort(e.t, listenIP)
@@ -210,6 +210,7 @@ func (e *env) startAgent(node, netns, listenIP string, port int) *agent {
 		fmt.Sprintf("--listen-address=%s:%d", listenIP, port),
 		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
 	}
+	a.args = append(a.args, extra...)
 	a.start()
 	e.t.Cleanup(a.stop)
 	return a

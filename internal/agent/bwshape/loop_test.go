@@ -182,6 +182,9 @@ func TestBudgetHoldsASliceToTheFormulasCeil(t *testing.T) {
 func TestClassifiesBySliverAddressAndDestination(t *testing.T) {
 	exempt := netnstest.InternetIPv6
 	topo, shaper := newShaped(t, 2, Config{MinRate: 1000, Exempt: []netip.Prefix{netip.PrefixFrom(exempt, 128)}})
+	if name, err := DefaultUplink(topo.Pods[0].Path); err != nil || name != "eth0" {
+		t.Errorf("A pod's default uplink is %q, %v; want eth0", name, err)
+	}
 	const slice = "plc.princeton.codeen"
 	if _, err := shaper.Apply([]Class{podClass(topo, 0, slice, 1)}); err != nil {
 		t.Fatal(err)

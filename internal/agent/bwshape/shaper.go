@@ -168,12 +168,7 @@ func (c *Config) defaults() error {
 // open makes the netlink handle and nftables connection in the namespace.
 func (s *Shaper) open() error {
 	var err error
-	if s.cfg.NetNS == "" {
-		s.nl, err = netlink.NewHandle()
-		if err == nil {
-			s.nft, err = nftables.New()
-		}
-	} else {
+	if s.cfg.NetNS != "" {
 		if s.nsFD, err = unix.Open(s.cfg.NetNS, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 			return fmt.Errorf("opening network namespace %s: %w", s.cfg.NetNS, err)
 		}
@@ -181,6 +176,8 @@ func (s *Shaper) open() error {
 		if err == nil {
 			s.nft, err = nftables.New(nftables.WithNetNSFd(s.nsFD))
 		}
+	} else if s.nl, err = netlink.NewHandle(); err == nil {
+		s.nft, err = nftables.New()
 	}
 	if err != nil {
 		return fmt.Errorf("opening netlink in %q: %w", s.cfg.NetNS, err)
@@ -605,4 +602,59 @@ func (s *Shaper) syncMaps(elems map[netip.Addr]uint16) error {
 	}
 	s.elems = elems
 	return nil
+}
+
+// DefaultUplink returns the name of the link that holds the IPv4 (else
+// IPv6) default route in the namespace at path ("" for the caller's).
+func DefaultUplink(path string) (string, error) {
+	h, closeNS, err := handleAt(path)
+	if err != nil {
+		return "", err
+	}
+	defer closeNS()
+	defer h.Close()
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := h.RouteList(nil, family)
+		if err != nil {
+			return "", fmt.Errorf("listing routes: %w", err)
+		}
+		for _, r := range routes {
+			if (r.Dst == nil || r.Dst.IP.IsUnspecified() && isZeroMask(r.Dst.Mask)) && r.LinkIndex > 0 {
+				link, err := h.LinkByIndex(r.LinkIndex)
+				if err != nil {
+					return "", fmt.Errorf("finding the default route's link: %w", err)
+				}
+				return link.Attrs().Name, nil
+			}
+		}
+	}
+	return "", errors.New("no default route: name the uplink")
+}
+
+func isZeroMask(m []byte) bool {
+	for _, b := range m {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// handleAt opens a netlink handle in the namespace at path ("" for the
+// caller's) and returns it with a function that closes the namespace.
+func handleAt(path string) (*netlink.Handle, func(), error) {
+	if path == "" {
+		h, err := netlink.NewHandle()
+		return h, func() {}, err
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening network namespace %s: %w", path, err)
+	}
+	h, err := netlink.NewHandleAt(netns.NsHandle(fd))
+	if err != nil {
+		unix.Close(fd)
+		return nil, nil, fmt.Errorf("opening netlink in %s: %w", path, err)
+	}
+	return h, func() { unix.Close(fd) }, nil
 }
