@@ -88,7 +88,7 @@ func TestBudgetHoldsASliceToTheFormulasCeil(t *testing.T) {
 	}
 	loop := newLoop(shaper, &bwbudget.Ledger{})
 	stop := startLoop(t, loop)
-	servers := stream(t, topo, 0)
+	servers := topo.Stream(t, 0)
 
 	eventually(t, 30*time.Second, "the hog to be capped", func() bool {
 		d, ok := loop.Decision(hog)
@@ -101,7 +101,7 @@ func TestBudgetHoldsASliceToTheFormulasCeil(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, took := received(t, servers, int64(d0.Ceil/8*3)) // about 3 s at the ceil
+	got, took := netnstest.Received(t, servers, int64(d0.Ceil/8*3)) // about 3 s at the ceil
 	c1, err := shaper.Counters()
 	if err != nil {
 		t.Fatal(err)

@@ -302,3 +302,61 @@ func (ns *NS) StreamTCP(ctx context.Context, dst netip.AddrPort) error {
 		}
 	}
 }
+
+// Stream starts a bulk sender (StreamTCP) from each listed pod to a server
+// of its own in the internet namespace, over IPv4, and returns the servers
+// in the same order; the senders stop when t ends.
+func (topo *Node) Stream(t testing.TB, pods ...int) []*TCPServer {
+	t.Helper()
+	var servers []*TCPServer
+	for range pods {
+		servers = append(servers, StartTCPServer(t, topo.Internet))
+	}
+	// Registered after the servers, so it runs before their cleanup,
+	// which waits for the connections to end.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, len(pods))
+	t.Cleanup(func() {
+		cancel()
+		for range pods {
+			if err := <-done; err != nil {
+				t.Errorf("Sender: %v", err)
+			}
+		}
+	})
+	for k, i := range pods {
+		dst := netip.AddrPortFrom(topo.Internet.IPv4, servers[k].Port())
+		go func() { done <- topo.Pods[i].StreamTCP(ctx, dst) }()
+	}
+	return servers
+}
+
+// Received waits until the servers together received at least total more
+// bytes than at the call, and returns what each received meanwhile and how
+// long it took (a measurement window bounded by bytes, not by a sleep).
+func Received(t testing.TB, servers []*TCPServer, total int64) ([]int64, time.Duration) {
+	t.Helper()
+	start := make([]int64, len(servers))
+	for i, s := range servers {
+		start[i] = s.Bytes()
+	}
+	began := time.Now()
+	deadline := began.Add(time.Minute)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		got := make([]int64, len(servers))
+		var sum int64
+		for i, s := range servers {
+			got[i] = s.Bytes() - start[i]
+			sum += got[i]
+		}
+		if sum >= total {
+			return got, time.Since(began)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("The servers received %v bytes in a minute, want %d in all", got, total)
+		}
+	}
+	return nil, 0
+}
