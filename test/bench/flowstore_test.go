@@ -28,6 +28,8 @@ const (
 	ingestTarget   = 100_000 // flows/s per core
 	bytesTarget    = 64      // bytes/flow on disk
 	queryP99Target = 50 * time.Millisecond
+	// sliceP99Target is issue 12's target for a slice query (47 ms before).
+	sliceP99Target = 10 * time.Millisecond
 	// planetFlow2 is the anchor: PlanetFlow2 answered in 5 to 20 s.
 	planetFlow2 = 5 * time.Second
 	// Workload shape.
@@ -315,7 +317,7 @@ func (r *flowStoreResult) markdown() string {
 	fmt.Fprintf(&b, "| Destination IP, 15 min: p50 / p99 | %s / %s (avg %.1f rows) | p99 ≤ %s | %s |\n", ms(dp50), ms(dp99),
 		float64(r.dstRows)/float64(len(r.dstLat)), ms(queryP99Target), pass(dp99 <= queryP99Target))
 	fmt.Fprintf(&b, "| Slice, 1 h: p50 / p99 | %s / %s (avg %.1f rows) | p99 ≤ %s | %s |\n", ms(sp50), ms(sp99),
-		float64(r.sliceRows)/float64(len(r.sliceLat)), ms(queryP99Target), pass(sp99 <= queryP99Target))
+		float64(r.sliceRows)/float64(len(r.sliceLat)), ms(sliceP99Target), pass(sp99 <= sliceP99Target))
 	fmt.Fprintf(&b, "| Destination p99 / PlanetFlow2's 5 s | %.5f× | — | — |\n", dp99.Seconds()/planetFlow2.Seconds())
 	fmt.Fprintf(&b, "| Open (reopen of %d segments) | %s | — | — |\n\n", r.stats.Segments, ms(r.openTime))
 	fmt.Fprintf(&b, "The store keeps one append-only segment per hour: each `Add` is one checksummed frame made durable with fdatasync, "+
@@ -324,7 +326,9 @@ func (r *flowStoreResult) markdown() string {
 		"reply tuples omitted when they mirror the original) and the per-segment indexes (sorted destinations and slices with delta-encoded offsets) add a few bytes. "+
 		"A destination query binary-searches the index of the few segments whose time range can overlap the window and decodes only the records it points to, "+
 		"so its cost grows with the number of matching records, not with the %d stored: p99 is %.0f× below the target and about %.0f× faster than PlanetFlow2's 5–20 s. "+
-		"Slice queries cost more (a busy slice has thousands of flows an hour, all decoded, deduplicated and sorted before the limit applies).\n",
+		"A slice query reads its records' start and end from the index (each slice's postings carry them since issue 12; a busy slice has tens of thousands of flows an hour), "+
+		"keeps the earliest Limit starts by selection, and decodes only the records it returns and those that share a start with another (a flow's snapshots and final record): "+
+		"p99 was 47 ms when every record of the slice in the window was decoded, deduplicated and sorted before the limit applied.\n",
 		fsBatch, r.wall.Seconds()*1e6/float64(r.flows/fsBatch), r.cpu.Seconds()*1e6/float64(r.flows/fsBatch),
 		r.flows, queryP99Target.Seconds()/max(dp99.Seconds(), 1e-9), planetFlow2.Seconds()/max(dp99.Seconds(), 1e-9))
 	return b.String()

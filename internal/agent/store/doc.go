@@ -66,11 +66,11 @@
 //
 // # Index file
 //
-// A 64-byte header ("PKFSIDX1", data length, record count, base, smallest
+// A 64-byte header ("PKFSIDX2", data length, record count, base, smallest
 // start, largest time seen (start, end or insert time), counts of the four
 // tables), the tables, a blob, and a CRC-32C of all that:
 //
-//	header, little-endian: 0 magic "PKFSIDX1" | 8 data length (uint64)
+//	header, little-endian: 0 magic "PKFSIDX2" | 8 data length (uint64)
 //	        | 16 record count | 24 base | 32 smallest start | 40 largest time
 //	        (int64 unix µs) | 48, 52, 56, 60 uint32 counts of the four tables
 //	IPv4 destinations: sorted, 4-byte address + uint32 blob offset of its postings
@@ -80,8 +80,15 @@
 //
 // Strings in the blob (slice names, dictionary entries) are a uvarint length
 // then the bytes. Postings are a uvarint count then the records' data file
-// offsets, increasing, delta-encoded as uvarints. Unattributed flows have no slice
-// entry. The open segment keeps the same index in memory.
+// offsets, increasing, delta-encoded as uvarints. A slice's postings are
+// followed by the records' times, in the same order, two uvarints each: the
+// start's difference from the previous record's (from the base for the
+// first), zigzag-encoded, then 0 for an open record or 1 + the zigzag
+// duration (end − start), so that a slice query picks its records without
+// reading them. Unattributed flows have no slice entry. The open segment
+// keeps the same index in memory (without the times). An index
+// "PKFSIDX1" (before the times) is read as is: its slice queries read the
+// times from the records.
 //
 // # Recovery
 //
@@ -100,7 +107,8 @@
 // A query visits the segments whose smallest start is before the window's
 // end and whose largest time seen is not before its start; in each, it looks
 // the destination (or the slice) up in the index and decodes the records it
-// points to. Records with the same start, protocol and original tuple are
+// points to (a slice query decodes only those it returns, and those that
+// share a start with another, having picked them by the times). Records with the same start, protocol and original tuple are
 // one flow: the capture writes a snapshot of a long-lived flow (End zero,
 // counters so far) at every periodic dump and a final record when it ends,
 // so the last written record of a flow wins and the query returns one row

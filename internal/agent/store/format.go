@@ -11,8 +11,10 @@ import (
 
 // On-disk constants; doc.go specifies the layout.
 const (
-	logMagic        = "PKFSLOG1"
-	idxMagic        = "PKFSIDX1"
+	logMagic = "PKFSLOG1"
+	idxMagic = "PKFSIDX2"
+	// idxMagicV1 is the index without slice times, still read.
+	idxMagicV1      = "PKFSIDX1"
 	logHeaderSize   = 16
 	frameHeaderSize = 8
 	idxHeaderSize   = 64

@@ -23,6 +23,23 @@ type attrKey struct {
 	id uint64
 }
 
+// attrCache keeps the attributions a query has parsed.
+type attrCache map[attrKey]attribution
+
+// of returns the attribution id of v's segment.
+func (c attrCache) of(v *segView, id uint64) (attribution, error) {
+	k := attrKey{v.sg, id}
+	a, ok := c[k]
+	if !ok {
+		e, _ := v.entry(id)
+		if a, ok = parseAttr(e); !ok {
+			return a, fmt.Errorf("store: query: segment %d: corrupt attribution %d", v.sg.seq, id)
+		}
+		c[k] = a
+	}
+	return a, nil
+}
+
 // Query returns the flows to q.Dst and/or of q.Slice that overlap the window
 // [q.From, q.To): started before To and still open or ended at or after From,
 // one per flow (the last written record of a flow wins), ordered by start.
@@ -48,6 +65,15 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 	if testHookQueryUnlocked != nil {
 		testHookQueryUnlocked()
 	}
+	if !dst.IsValid() {
+		return querySlice(ctx, views, q)
+	}
+	return queryScan(ctx, views, q, dst)
+}
+
+// queryScan answers a query by decoding every record its views list: the
+// way for queries by destination, whose postings are few.
+func queryScan(ctx context.Context, views []segView, q flow.Query, dst netip.Addr) ([]flow.Record, error) {
 	// Candidates are kept small; only the records returned are decoded
 	// with their attribution.
 	type cand struct {
@@ -58,19 +84,7 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 	}
 	var cands []cand
 	seen := map[flowKey]int{}
-	attrs := map[attrKey]attribution{}
-	attrOf := func(v *segView, id uint64) (attribution, error) {
-		k := attrKey{v.sg, id}
-		a, ok := attrs[k]
-		if !ok {
-			e, _ := v.entry(id)
-			if a, ok = parseAttr(e); !ok {
-				return a, fmt.Errorf("store: query: segment %d: corrupt attribution %d", v.sg.seq, id)
-			}
-			attrs[k] = a
-		}
-		return a, nil
-	}
+	attrOf := attrCache{}.of
 	to := q.To
 	var r flow.Record
 	for i := range views {
@@ -145,6 +159,9 @@ type segView struct {
 	data   []byte
 	offs   []uint32
 	dict   [][]byte
+	// times reads the records' times from the index, in offs' order (a
+	// slice query on a sealed segment with a v2 index), else nil.
+	times *sliceTimes
 }
 
 // entry returns the view's dictionary entry id (1-based).
@@ -172,12 +189,12 @@ func (s *Store) snapshot(dst netip.Addr, q flow.Query) ([]segView, error) {
 		if !fromMicros(sg.minStart).Before(q.To) || fromMicros(sg.maxTime).Before(q.From) {
 			continue
 		}
-		offs, err := sg.offsets(dst, q.Slice)
+		offs, times, err := sg.offsets(dst, q.Slice)
 		if err != nil {
 			releaseViews(views)
 			return nil, fmt.Errorf("store: query: segment %d: %w", sg.seq, err)
 		}
-		v := segView{sg: sg, sealed: sg.sealed(), data: sg.bytes(), offs: offs}
+		v := segView{sg: sg, sealed: sg.sealed(), data: sg.bytes(), offs: offs, times: times}
 		if v.sealed {
 			sg.use.RLock()
 		} else {

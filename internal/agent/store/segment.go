@@ -291,9 +291,12 @@ func (sg *segment) buildIndex() []byte {
 		tables = appendAddr(tables, a)
 		tables = le.AppendUint32(tables, postings(sg.dst[a]))
 	}
+	data := sg.bytes()
 	for _, s := range names {
 		tables = le.AppendUint32(tables, str([]byte(s)))
-		tables = le.AppendUint32(tables, postings(sg.slices[s]))
+		offs := sg.slices[s]
+		tables = le.AppendUint32(tables, postings(offs))
+		blob = appendTimes(blob, data, sg.base, offs)
 	}
 	for _, e := range sg.dict {
 		tables = le.AppendUint32(tables, str(e))
@@ -315,8 +318,29 @@ func (sg *segment) buildIndex() []byte {
 	return le.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
+// appendTimes appends the times of the records at offs (in data) as a slice
+// posting list's times: for each, the zigzag delta of its start from the
+// previous one's (from base for the first), then 0 for an open record or
+// 1 + its duration, as uvarints (see doc.go).
+func appendTimes(blob, data []byte, base int64, offs []uint32) []byte {
+	prev := base
+	for _, o := range offs {
+		d := dec{b: data, i: int(o)}
+		start, end, open, _ := peekTimes(&d, base) // records were checked when written
+		blob = binary.AppendUvarint(blob, zz(start-prev))
+		prev = start
+		if open {
+			blob = binary.AppendUvarint(blob, 0)
+		} else {
+			blob = binary.AppendUvarint(blob, zz(end-start)+1)
+		}
+	}
+	return blob
+}
+
 // idxView reads an index file in place.
 type idxView struct {
+	v2                      bool   // slice postings carry times
 	b                       []byte // the file without its checksum
 	n4, n6, nSlice, nDict   int
 	dst4, dst6, slice, dict int // table offsets
@@ -328,9 +352,10 @@ type idxView struct {
 // parseIndex checks an index file and returns its view.
 func parseIndex(b []byte) (idxView, error) {
 	var v idxView
-	if len(b) < idxHeaderSize+4 || string(b[:8]) != idxMagic {
+	if len(b) < idxHeaderSize+4 || string(b[:8]) != idxMagic && string(b[:8]) != idxMagicV1 {
 		return v, errors.New("bad index header")
 	}
+	v.v2 = string(b[:8]) == idxMagic
 	body := b[:len(b)-4]
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
 		return v, errors.New("bad index checksum")
@@ -391,22 +416,44 @@ func (v *idxView) entry(id uint64) ([]byte, bool) {
 }
 
 // postings decodes the offsets list at blob offset off; offsets must fall
-// inside the data (size bytes).
-func (v *idxView) postings(off uint32, size int64) ([]uint32, bool) {
+// inside the data (size bytes). It also returns a decoder at what follows
+// the list (a slice posting list's times in a v2 index).
+func (v *idxView) postings(off uint32, size int64) ([]uint32, dec, bool) {
 	d, n, ok := v.blobAt(off)
 	if !ok {
-		return nil, false
+		return nil, dec{}, false
 	}
 	out := make([]uint32, 0, n)
 	var o uint64
 	for range n {
 		o += d.uvarint()
 		if d.bad || o >= uint64(size) {
-			return nil, false
+			return nil, dec{}, false
 		}
 		out = append(out, uint32(o))
 	}
-	return out, true
+	return out, d, true
+}
+
+// sliceTimes reads a slice posting list's times (see appendTimes) in
+// order; it starts at the segment's base.
+type sliceTimes struct {
+	d    dec
+	prev int64
+}
+
+// next returns the next record's start and end (µs) and whether it is
+// open; ok is false past the data.
+func (t *sliceTimes) next() (start, end int64, open, ok bool) {
+	start = t.prev + unzz(t.d.uvarint())
+	t.prev = start
+	dur := t.d.uvarint()
+	if dur == 0 {
+		open = true
+	} else {
+		end = start + unzz(dur-1)
+	}
+	return start, end, open, !t.d.bad
 }
 
 // lookupDst returns the blob offset of a's postings.
@@ -447,13 +494,15 @@ func (v *idxView) lookupSlice(s string) (uint32, bool, error) {
 }
 
 // offsets returns the record offsets of segment sg for a query on dst (if
-// valid) else on slice. The caller holds Store.mu for reading.
-func (sg *segment) offsets(dst netip.Addr, slice string) ([]uint32, error) {
+// valid) else on slice, and for a slice in a sealed segment with a v2 index
+// the reader of their times (else nil). The caller holds Store.mu for
+// reading.
+func (sg *segment) offsets(dst netip.Addr, slice string) ([]uint32, *sliceTimes, error) {
 	if !sg.sealed() {
 		if dst.IsValid() {
-			return sg.dst[dst], nil
+			return sg.dst[dst], nil, nil
 		}
-		return sg.slices[slice], nil
+		return sg.slices[slice], nil, nil
 	}
 	var off uint32
 	var ok bool
@@ -462,17 +511,20 @@ func (sg *segment) offsets(dst netip.Addr, slice string) ([]uint32, error) {
 	} else {
 		var err error
 		if off, ok, err = sg.ix.lookupSlice(slice); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
-	offs, ok := sg.ix.postings(off, sg.dataSize)
+	offs, rest, ok := sg.ix.postings(off, sg.dataSize)
 	if !ok {
-		return nil, errors.New("bad postings")
+		return nil, nil, errors.New("bad postings")
 	}
-	return offs, nil
+	if dst.IsValid() || !sg.ix.v2 {
+		return offs, nil, nil
+	}
+	return offs, &sliceTimes{d: rest, prev: sg.base}, nil
 }
 
 // mapFile maps size bytes of f read-only.
