@@ -193,7 +193,7 @@ func Run(ctx context.Context, opts Options, emit func([]flow.Record)) error {
 
 // listen opens the event socket.
 func (c *capturer) listen() (*listener, error) {
-	l, err := listen(c.netnsFD, c.opts.ReadBuffer, c.opts.PlainReadBuffer, c.opts.UnreliableEvents)
+	l, err := listen(c.opts.NetNS, c.opts.ReadBuffer, c.opts.PlainReadBuffer, c.opts.UnreliableEvents)
 	if err != nil {
 		return nil, err
 	}
@@ -234,22 +234,26 @@ func (c *capturer) loop(ctx context.Context, l *listener) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev := <-l.events:
-			switch ev.typ {
-			case evError:
-				return ev.err
-			case evOverflow:
-				c.m.Overflows.Inc()
-				c.overflows++
-				log := c.log.V(1)
-				if ev.at.Sub(c.overflowLogged) >= time.Minute {
-					log, c.overflowLogged = c.log, ev.at
+		case evs := <-l.events:
+			for i := range evs {
+				ev := &evs[i]
+				switch ev.typ {
+				case evError:
+					return ev.err
+				case evOverflow:
+					c.m.Overflows.Inc()
+					c.overflows++
+					log := c.log.V(1)
+					if ev.at.Sub(c.overflowLogged) >= time.Minute {
+						log, c.overflowLogged = c.log, ev.at
+					}
+					log.Info("Conntrack event socket overflowed; its DESTROY events are reliable, reading on",
+						"error", ev.err.Error(), "overflows", c.overflows)
+					continue
 				}
-				log.Info("Conntrack event socket overflowed; its DESTROY events are reliable, reading on",
-					"error", ev.err.Error(), "overflows", c.overflows)
-				continue
+				c.handle(ev)
 			}
-			c.handle(ev)
+			l.release(evs)
 		case now := <-flushT.C:
 			c.expireSuspects(now)
 			c.flush()
@@ -262,7 +266,7 @@ func (c *capturer) loop(ctx context.Context, l *listener) error {
 }
 
 // handle applies one event to the table.
-func (c *capturer) handle(ev event) {
+func (c *capturer) handle(ev *event) {
 	switch ev.typ {
 	case evNew:
 		c.evNewC.Inc()

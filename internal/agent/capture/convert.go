@@ -9,11 +9,19 @@ import (
 )
 
 // key identifies a conntrack entry: its ID (which the kernel may reuse) and
-// its original tuple.
+// its original tuple. It holds no pointers, so that the table of open flows
+// costs the garbage collector nothing to scan and hashes fast.
 type key struct {
-	id       uint32
-	proto    uint8
-	src, dst netip.AddrPort
+	id           uint32
+	proto        uint8
+	sport, dport uint16
+	src, dst     [16]byte
+}
+
+// newKey is the key of a conntrack entry with this ID, protocol and
+// original tuple.
+func newKey(id uint32, proto uint8, orig flow.Tuple) key {
+	return key{id: id, proto: proto, sport: orig.Src.Port(), dport: orig.Dst.Port(), src: orig.Src.Addr().As16(), dst: orig.Dst.Addr().As16()}
 }
 
 // convert turns a conntrack flow into its key and a record with both tuples,
@@ -42,7 +50,7 @@ func convert(f *conntrack.Flow) (k key, rec flow.Record, ok bool) {
 	if !f.Timestamp.Stop.IsZero() && f.Timestamp.Stop.UnixNano() > 0 {
 		rec.End = f.Timestamp.Stop
 	}
-	return key{id: f.ID, proto: rec.Proto, src: orig.Src, dst: orig.Dst}, rec, true
+	return newKey(f.ID, rec.Proto, orig), rec, true
 }
 
 // tuple converts one conntrack tuple; reply says it is the reply direction
