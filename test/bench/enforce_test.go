@@ -243,6 +243,6 @@ func (r *enfResult) markdown() string {
 	fmt.Fprintf(&b, "\nMedian Jain's index **%.3f** (%.3f–%.3f) with the agent against **%.3f** (%.3f–%.3f) with the kernel's default.\n\n", am, alo, ahi, nm, nlo, nhi)
 	fmt.Fprintf(&b, "**The agent's own CPU**: one pass of the weight loop over %d sliver pod cgroups (%d of them changed by someone else before each pass, and written back) costs **%s** of CPU (mean of %d passes); at the default interval of %s that is %.4f%% of one CPU.\n\n",
 		enfSlivers, r.fixedPerRun, r.passCPU.Round(time.Microsecond), r.passes, cpushare.DefaultInterval, 100*r.passCPU.Seconds()/cpushare.DefaultInterval.Seconds())
-	b.WriteString("Bandwidth: see the next section. Not measured yet: the time from crossing the memory reset mark to the reset (the watchdog acts at its next check, every 30 s by default, with one API delete).\n")
+	b.WriteString("Bandwidth fairness and the memory watchdog's time to reset: see their sections below.\n")
 	return b.String()
 }

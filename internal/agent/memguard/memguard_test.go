@@ -1,13 +1,10 @@
 package memguard
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,74 +20,13 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/memwatch"
 	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
+	"github.com/planetkube/planetkube/internal/testing/memload"
 	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
 
-// allocEnv makes the test binary a memory stand-in (TestMain): it waits for
-// lines on stdin, each a number of MiB to allocate and touch, and answers
-// "ok" after each.
-const allocEnv = "MEMGUARD_STANDIN"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(allocEnv) == "1" {
-		standIn()
-		return
-	}
+	memload.ServeIfStandIn()
 	os.Exit(m.Run())
-}
-
-var held [][]byte
-
-func standIn() {
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		mib, _ := strconv.Atoi(strings.TrimSpace(in.Text()))
-		b := make([]byte, mib<<20)
-		for i := 0; i < len(b); i += 4096 {
-			b[i] = 1
-		}
-		held = append(held, b)
-		fmt.Println("ok")
-	}
-}
-
-// standin is a running stand-in in a pod's memory cgroup.
-type standin struct {
-	in  *os.File
-	out *bufio.Scanner
-}
-
-func startStandIn(t *testing.T, cgroup string) *standin {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), allocEnv+"=1")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	// Charged to the pod's cgroup from here on: it allocates only after.
-	if err := os.WriteFile(filepath.Join(cgroup, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-		t.Fatal(err)
-	}
-	return &standin{in: in.(*os.File), out: bufio.NewScanner(out)}
-}
-
-func (s *standin) alloc(t *testing.T, mib int) {
-	t.Helper()
-	if _, err := fmt.Fprintln(s.in, mib); err != nil {
-		t.Fatal(err)
-	}
-	if !s.out.Scan() || s.out.Text() != "ok" {
-		t.Fatalf("the stand-in did not allocate %d MiB", mib)
-	}
 }
 
 // requireV1Memory returns the host's v1 memory hierarchy, or skips.
@@ -161,10 +97,10 @@ func TestResetsTheBiggestSliverPastTheMark(t *testing.T) {
 		_ = os.Remove(filepath.Join(root, "kubepods"))
 		_ = os.Remove(root)
 	})
-	hog := startStandIn(t, filepath.Join(root, "kubepods", "burstable", "pod"+string(pods["hog"].UID)))
-	calm := startStandIn(t, filepath.Join(root, "kubepods", "burstable", "pod"+string(pods["calm"].UID)))
-	hog.alloc(t, 20)
-	calm.alloc(t, 20)
+	hog := memload.Start(t, filepath.Join(root, "kubepods", "burstable", "pod"+string(pods["hog"].UID)), "")
+	calm := memload.Start(t, filepath.Join(root, "kubepods", "burstable", "pod"+string(pods["calm"].UID)), "")
+	hog.Alloc(t, 20)
+	calm.Alloc(t, 20)
 
 	// The "node" is the test tree: scaled so that it is half full now.
 	tree := Hierarchy{Root: root}
@@ -204,7 +140,7 @@ func TestResetsTheBiggestSliverPastTheMark(t *testing.T) {
 	}
 
 	// The hog allocates past the 90 % mark.
-	hog.alloc(t, int(float64(total)*0.45)>>20)
+	hog.Alloc(t, int(float64(total)*0.45)>>20)
 	d, err := g.Check(ctx)
 	if err != nil || d.Reset == nil || d.Reset.Pod != "hog-n1" {
 		t.Fatalf("past the mark: %+v, %v; want the hog reset", d, err)
@@ -237,5 +173,5 @@ func TestResetsTheBiggestSliverPastTheMark(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no SliverReset event on Slice princeton/hog naming node n1: %v", err)
 	}
-	calm.alloc(t, 1) // still alive and answering
+	calm.Alloc(t, 1) // still alive and answering
 }
