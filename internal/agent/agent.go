@@ -34,6 +34,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/attr"
+	"github.com/planetkube/planetkube/internal/agent/bwshape"
 	"github.com/planetkube/planetkube/internal/agent/capture"
 	"github.com/planetkube/planetkube/internal/agent/cpushare"
 	"github.com/planetkube/planetkube/internal/agent/memguard"
@@ -268,6 +269,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		if err := addBandwidth(mgr, o, tracker.sliceOf); err != nil {
 			return err
 		}
+	} else if removed, err := bwshape.RemoveLeftovers(o.NetNS, o.Bandwidth.Uplink); err != nil {
+		log.Error(err, "Removing the bandwidth shaping an earlier agent left")
+	} else if removed {
+		log.Info("Removed the bandwidth shaping an earlier agent left: --bandwidth is off")
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

@@ -160,7 +160,6 @@ func (l *Loop) Once(ctx context.Context) error {
 			cur.Share = max(cur.Share, s.Share)
 			continue
 		}
-		s := s
 		s.Addrs = slices.Clone(s.Addrs)
 		bySlice[s.Slice] = &s
 		order = append(order, s.Slice)

@@ -111,7 +111,6 @@ type Shaper struct {
 	nft   *nftables.Conn
 	nsFD  int
 	link  netlink.Link
-	table *nftables.Table
 	maps  [4]*nftables.Set // class4, class6, exempt4, exempt6
 	slots map[string]int   // slice → slot
 	elems map[netip.Addr]uint16
@@ -201,34 +200,75 @@ func (s *Shaper) Close() {
 	}
 }
 
-// Remove deletes the tree and the table (shaping turned off).
-func (s *Shaper) Remove() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.nft.DelTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
-	err := s.nft.Flush()
-	if errors.Is(err, unix.ENOENT) {
-		err = nil
-	}
-	return errors.Join(err, s.delQdisc())
-}
-
 func (s *Shaper) handle(minor uint16) uint32 { return netlink.MakeHandle(s.cfg.Major, minor) }
 
 // delQdisc deletes the uplink's root qdisc if it is the shaper's.
 func (s *Shaper) delQdisc() error {
-	qs, err := s.nl.QdiscList(s.link)
+	_, err := delRootQdisc(s.nl, s.link, s.cfg.Major)
+	return err
+}
+
+// delRootQdisc deletes link's root qdisc if its handle's major is major,
+// and says whether it did.
+func delRootQdisc(h *netlink.Handle, link netlink.Link, major uint16) (bool, error) {
+	name := link.Attrs().Name
+	qs, err := h.QdiscList(link)
 	if err != nil {
-		return fmt.Errorf("listing qdiscs of %s: %w", s.cfg.Link, err)
+		return false, fmt.Errorf("listing qdiscs of %s: %w", name, err)
 	}
 	for _, q := range qs {
-		if a := q.Attrs(); a.Parent == netlink.HANDLE_ROOT && a.Handle == s.handle(0) {
-			if err := s.nl.QdiscDel(q); err != nil {
-				return fmt.Errorf("deleting the qdisc of %s: %w", s.cfg.Link, err)
+		if a := q.Attrs(); a.Parent == netlink.HANDLE_ROOT && a.Handle == netlink.MakeHandle(major, 0) {
+			if err := h.QdiscDel(q); err != nil {
+				return false, fmt.Errorf("deleting the qdisc of %s: %w", name, err)
 			}
+			return true, nil
 		}
 	}
-	return nil
+	return false, nil
+}
+
+// RemoveLeftovers undoes the shaping an earlier agent left, once shaping is
+// turned off: the nftables table and, on the uplink (link, or the link of
+// the default route when empty), a root qdisc with DefaultMajor. It says
+// whether it found anything to remove.
+func RemoveLeftovers(netnsPath, link string) (bool, error) {
+	h, closeNS, err := handleAt(netnsPath)
+	if err != nil {
+		return false, err
+	}
+	defer closeNS()
+	defer h.Close()
+	var opts []nftables.ConnOption
+	if netnsPath != "" {
+		fd, err := unix.Open(netnsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return false, fmt.Errorf("opening network namespace %s: %w", netnsPath, err)
+		}
+		defer unix.Close(fd)
+		opts = append(opts, nftables.WithNetNSFd(fd))
+	}
+	nft, err := nftables.New(opts...)
+	if err != nil {
+		return false, fmt.Errorf("opening nftables in %q: %w", netnsPath, err)
+	}
+	nft.DelTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	found := true
+	if err := nft.Flush(); errors.Is(err, unix.ENOENT) {
+		found = false
+	} else if err != nil {
+		return false, fmt.Errorf("deleting nftables table %s: %w", TableName, err)
+	}
+	if link == "" {
+		if link, err = DefaultUplink(netnsPath); err != nil {
+			return found, nil // no default route: no uplink was shaped by default
+		}
+	}
+	l, err := h.LinkByName(link)
+	if err != nil {
+		return found, fmt.Errorf("finding the uplink %q: %w", link, err)
+	}
+	removed, err := delRootQdisc(h, l, DefaultMajor)
+	return found || removed, err
 }
 
 // Healthy says whether the uplink still has the shaper's root qdisc
@@ -301,7 +341,6 @@ func (s *Shaper) buildTable() error {
 	c.DelTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
 	_ = c.Flush() // ENOENT when there was none
 	t := c.AddTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
-	s.table = t
 	for i, spec := range []struct {
 		name string
 		key  nftables.SetDatatype

@@ -1,7 +1,9 @@
 package bwshape
 
 import (
+	"context"
 	"net/netip"
+	"strings"
 	"testing"
 
 	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
@@ -56,5 +58,30 @@ func TestSharesSplitTheUplink(t *testing.T) {
 				t.Errorf("Goodput %.2f Mbit/s, want at most the %d Mbit/s cap and near it", rate/1e6, uplinkCap/1_000_000)
 			}
 		})
+	}
+}
+
+// TestRemoveLeftovers: with shaping turned off, the agent removes the tree
+// and the table an earlier agent left, once.
+func TestRemoveLeftovers(t *testing.T) {
+	topo, s := newShaped(t, 1, Config{})
+	if _, err := s.Apply([]Class{podClass(topo, 0, "plc.a.one", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Healthy() {
+		t.Fatal("The new tree is not in place")
+	}
+	removed, err := RemoveLeftovers(topo.Node.Path, "uplink")
+	if err != nil || !removed {
+		t.Fatalf("RemoveLeftovers = %v, %v; want the tree and table removed", removed, err)
+	}
+	if s.Healthy() {
+		t.Error("The uplink still has the shaper's qdisc")
+	}
+	if out, err := topo.Node.Command(context.Background(), "nft", "list", "tables").CombinedOutput(); err != nil || strings.Contains(string(out), TableName) {
+		t.Errorf("nft list tables: %s %v; want no %s", out, err, TableName)
+	}
+	if removed, err := RemoveLeftovers(topo.Node.Path, "uplink"); err != nil || removed {
+		t.Errorf("A second RemoveLeftovers = %v, %v; want nothing to remove", removed, err)
 	}
 }

@@ -98,7 +98,6 @@ type capturer struct {
 	m          *Metrics
 	log        logr.Logger
 	emit       func([]flow.Record)
-	netnsFD    int
 	dumper     *conntrack.Conn
 	table      map[key]*entry
 	suspects   map[key]struct{}
@@ -158,7 +157,6 @@ func Run(ctx context.Context, opts Options, emit func([]flow.Record)) error {
 		return err
 	}
 	defer closeNS()
-	c.netnsFD = fd
 	c.dumper, err = conntrack.Dial(&netlink.Config{NetNS: fd})
 	if err != nil {
 		return fmt.Errorf("dialling the conntrack dump socket: %w", err)
