@@ -117,6 +117,28 @@ func TestAPIQueryByIP(t *testing.T) {
 	}
 }
 
+// TestTimeInAZone: the page's datetime-local time is read in the zone
+// field, and a bad zone is refused naming the field and the forms expected.
+func TestTimeInAZone(t *testing.T) {
+	s := &fakeStore{}
+	h := newH(s, Options{})
+	if w := do(h, "GET", "/?ip=198.51.100.7&time=2025-03-01T13:00&zone=Europe/Paris&window=10"); w.Code != 200 {
+		t.Fatalf("code %d: %s", w.Code, w.Body)
+	}
+	want := flow.Query{Dst: netip.MustParseAddr("198.51.100.7"), From: now.Add(-5 * time.Minute), To: now.Add(5 * time.Minute), Limit: 1001}
+	if got := s.calls(); len(got) != 1 || got[0] != want {
+		t.Fatalf("queries %+v, want %+v (13:00 in Paris is 12:00 UTC)", got, want)
+	}
+	w := do(h, "GET", "/?ip=198.51.100.7&time=2025-03-01T13:00&zone=Paris")
+	if w.Code != 400 || !strings.Contains(w.Body.String(), "zone: expected a time zone such as UTC, Europe/Paris") {
+		t.Errorf("bad zone: code %d, %s", w.Code, w.Body)
+	}
+	w = do(h, "GET", "/?ip=198.51.100.7&time=01/03/2025")
+	if w.Code != 400 || !strings.Contains(w.Body.String(), "time: expected a date and time such as 2026-12-02 10:15") {
+		t.Errorf("bad time: code %d, %s", w.Code, w.Body)
+	}
+}
+
 func TestAPIFromToAndSlice(t *testing.T) {
 	s := &fakeStore{}
 	h := newH(s, Options{MaxResults: 10})
@@ -196,7 +218,8 @@ func TestBadInput(t *testing.T) {
 	long := strings.Repeat("a", 3000)
 	for _, q := range []string{
 		"ip=300.1.1.1", "ip=example.com", "ip=fe80::1%25eth0", "ip=1.2.3.4&ip=5.6.7.8",
-		"ip=1.2.3.4&time=yesterday", "ip=1.2.3.4&time=0001-01-01T00:00:00Z",
+		"ip=1.2.3.4&time=yesterday", "ip=1.2.3.4&time=0001-01-01T00:00:00Z", "ip=1.2.3.4&zone=Mars/Olympus",
+		"ip=1.2.3.4&time=2025-03-01T10:00&zone=Mars/Olympus",
 		"ip=1.2.3.4&window=25h", "ip=1.2.3.4&window=1441", "ip=1.2.3.4&window=0", "ip=1.2.3.4&window=-5m", "ip=1.2.3.4&window=abc",
 		"ip=1.2.3.4&window=99999999999999999999",
 		"ip=1.2.3.4&from=2025-03-01T10:00:00Z", "ip=1.2.3.4&from=2025-03-01T10:00:00Z&to=2025-03-01T09:00:00Z",

@@ -2,6 +2,7 @@ package query
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"net/netip"
 	"net/url"
@@ -21,7 +22,7 @@ const (
 )
 
 // formValues is what the page's form shows back.
-type formValues struct{ IP, Slice, Time, Window string }
+type formValues struct{ IP, Slice, Time, Zone, Window string }
 
 // parse validates the query string. It returns a nil query (and no error)
 // for the page without ip or slice, the empty form.
@@ -44,16 +45,16 @@ func (h *handler) parse(raw string, api bool) (*formValues, *flow.Query, error) 
 		}
 		return strings.TrimSpace(vs[0]), nil
 	}
-	var p [6]string
-	for i, k := range []string{"ip", "slice", "time", "window", "from", "to"} {
+	var p [7]string
+	for i, k := range []string{"ip", "slice", "time", "window", "from", "to", "zone"} {
 		if p[i], err = get(k); err != nil {
 			return form, nil, err
 		}
 	}
-	ipS, slice, tS, winS, fromS, toS := p[0], p[1], p[2], p[3], p[4], p[5]
-	*form = formValues{IP: ipS, Slice: slice, Time: tS, Window: winS}
+	ipS, slice, tS, winS, fromS, toS, zoneS := p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+	*form = formValues{IP: ipS, Slice: slice, Time: tS, Zone: zoneS, Window: winS}
 	if ipS == "" && slice == "" {
-		if !api && tS == "" && winS == "" && fromS == "" && toS == "" {
+		if !api && tS == "" && winS == "" && fromS == "" && toS == "" && zoneS == "" {
 			return form, nil, nil
 		}
 		return form, nil, errors.New("give an ip or a slice")
@@ -72,6 +73,10 @@ func (h *handler) parse(raw string, api bool) (*formValues, *flow.Query, error) 
 		}
 		q.Slice = slice
 	}
+	if _, err := parseZone(zoneS); err != nil {
+		return form, nil, fmt.Errorf("zone: %w", err)
+	}
+	now := h.opt.Now()
 	if fromS != "" || toS != "" {
 		if tS != "" || winS != "" {
 			return form, nil, errors.New("give either from and to, or time and window")
@@ -79,11 +84,11 @@ func (h *handler) parse(raw string, api bool) (*formValues, *flow.Query, error) 
 		if fromS == "" || toS == "" {
 			return form, nil, errors.New("give both from and to")
 		}
-		if q.From, err = parseTime(fromS); err != nil {
-			return form, nil, errors.New("from: not an RFC 3339 time")
+		if q.From, err = parseWhen(fromS, zoneS, now); err != nil {
+			return form, nil, fmt.Errorf("from: %w", err)
 		}
-		if q.To, err = parseTime(toS); err != nil {
-			return form, nil, errors.New("to: not an RFC 3339 time")
+		if q.To, err = parseWhen(toS, zoneS, now); err != nil {
+			return form, nil, fmt.Errorf("to: %w", err)
 		}
 		if !q.To.After(q.From) {
 			return form, nil, errors.New("to must be after from")
@@ -93,10 +98,10 @@ func (h *handler) parse(raw string, api bool) (*formValues, *flow.Query, error) 
 		}
 		return form, q, nil
 	}
-	t := h.opt.Now()
+	t := now
 	if tS != "" {
-		if t, err = parseTime(tS); err != nil {
-			return form, nil, errors.New("time: not an RFC 3339 time")
+		if t, err = parseWhen(tS, zoneS, now); err != nil {
+			return form, nil, fmt.Errorf("time: %w", err)
 		}
 	}
 	win := DefaultWindow
@@ -114,22 +119,6 @@ func (h *handler) parse(raw string, api bool) (*formValues, *flow.Query, error) 
 		return form, nil, errors.New("time out of range")
 	}
 	return form, q, nil
-}
-
-// parseTime accepts RFC 3339 and, for the page's datetime-local input,
-// "2006-01-02T15:04" (UTC).
-func parseTime(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		t, err = time.ParseInLocation("2006-01-02T15:04", s, time.UTC)
-	}
-	if err != nil {
-		return time.Time{}, err
-	}
-	if y := t.Year(); y < 1970 || y > 9999 {
-		return time.Time{}, errors.New("year out of range")
-	}
-	return t.UTC(), nil
 }
 
 // parseWindow accepts a Go duration ("15m") or a number of minutes ("15").

@@ -128,7 +128,8 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 <form method="get" action="/">
 <label>IP <input name="ip" value="{{.Form.IP}}"></label>
 <label>Slice <input name="slice" value="{{.Form.Slice}}"></label>
-<label>Time (RFC 3339, UTC) <input name="time" value="{{.Form.Time}}"></label>
+<label>Time (empty: now) <input name="time" type="datetime-local" step="1" value="{{.Form.Time}}"></label>
+<label>Time zone (empty: UTC) <input name="zone" value="{{.Form.Zone}}" placeholder="UTC, Europe/Paris or +01:00"></label>
 <label>Window (minutes) <input name="window" value="{{.Form.Window}}"></label>
 <button type="submit">Look up</button>
 </form>
