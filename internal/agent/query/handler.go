@@ -96,8 +96,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var res Partial
+	var cov *coverage
 	if ps, ok := h.store.(PartialStore); ok {
 		res, err = ps.QueryPartial(r.Context(), *q)
+		cov = &coverage{Asked: res.Asked, Answered: res.Asked - len(res.Errors)}
 	} else {
 		res.Records, err = h.store.Query(r.Context(), *q)
 	}
@@ -123,9 +125,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		showNode = showNode || rows[i].Node != ""
 	}
 	if api {
-		writeJSON(w, http.StatusOK, Response{Flows: rows, Truncated: truncated, Errors: res.Errors})
+		resp := Response{Flows: rows, Truncated: truncated, Errors: res.Errors}
+		if cov != nil {
+			resp.NodesAsked, resp.NodesAnswered = &cov.Asked, &cov.Answered
+		}
+		writeJSON(w, http.StatusOK, resp)
 		return
 	}
 	h.page(w, http.StatusOK, pageData{Form: form, Searched: true, Rows: rows, Truncated: truncated, Max: h.opt.MaxResults,
-		ShowNode: showNode, NodeErrors: res.Errors})
+		ShowNode: showNode, NodeErrors: res.Errors, Coverage: cov})
 }

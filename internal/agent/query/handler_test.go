@@ -423,7 +423,7 @@ func TestPartialStore(t *testing.T) {
 	r := recs()
 	r[0].Node, r[1].Node = "n1", "n2"
 	errs := []NodeError{{Node: "n3", Error: "timed out"}, {Node: "<b>n4</b>", Error: `bad response: <script>alert(1)</script>`}}
-	s := &partialStore{res: Partial{Records: r, Truncated: true, Errors: errs}}
+	s := &partialStore{res: Partial{Records: r, Truncated: true, Errors: errs, Asked: 5}}
 	h := newH(s, Options{NodeName: "manager-should-not-show"})
 	w := do(h, "GET", "/api/v1/flows?ip=198.51.100.7")
 	var resp Response
@@ -436,18 +436,34 @@ func TestPartialStore(t *testing.T) {
 	if len(resp.Errors) != 2 || resp.Errors[0] != errs[0] || resp.Errors[1] != errs[1] {
 		t.Errorf("errors %+v", resp.Errors)
 	}
-	if !strings.Contains(w.Body.String(), `"errors":[{"node":"n3","error":"timed out"}`) {
+	if !strings.Contains(w.Body.String(), `"errors":[{"node":"n3","error":"timed out"}`) ||
+		!strings.Contains(w.Body.String(), `"nodes_asked":5,"nodes_answered":3`) {
 		t.Errorf("body %s", w.Body)
 	}
 	w = do(h, "GET", "/?ip=198.51.100.7")
 	body := w.Body.String()
-	for _, want := range []string{`id="node-errors"`, "n3", "timed out", "&lt;b&gt;n4&lt;/b&gt;", "&lt;script&gt;alert(1)&lt;/script&gt;", "Only the first", "<td>n1</td>"} {
+	for _, want := range []string{`id="node-errors"`, "3 of 5 nodes answered.", "n3", "timed out", "&lt;b&gt;n4&lt;/b&gt;", "&lt;script&gt;alert(1)&lt;/script&gt;", "Only the first", "<td>n1</td>"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q:\n%s", want, body)
 		}
 	}
 	if strings.Contains(body, "<script>") || strings.Contains(body, "<b>") {
 		t.Errorf("page not escaped:\n%s", body)
+	}
+
+	// No node agent found: the answer says so, not "No flows.".
+	s = &partialStore{}
+	h = newH(s, Options{})
+	body = do(h, "GET", "/?ip=198.51.100.7").Body.String()
+	if !strings.Contains(body, "No node agents were found: no node was asked") || strings.Contains(body, "No flows.") {
+		t.Errorf("no node agents: page\n%s", body)
+	}
+	if body := do(h, "GET", "/api/v1/flows?ip=198.51.100.7").Body.String(); !strings.Contains(body, `"nodes_asked":0,"nodes_answered":0`) {
+		t.Errorf("no node agents: API %s", body)
+	}
+	// One agent's own answer has no coverage line.
+	if body := do(newH(&fakeStore{}, Options{}), "GET", "/?ip=198.51.100.7").Body.String(); strings.Contains(body, `id="coverage"`) || !strings.Contains(body, "No flows.") {
+		t.Errorf("an agent's page:\n%s", body)
 	}
 
 	// No node answered: 502 with the reasons.

@@ -36,6 +36,9 @@ type Partial struct {
 	Truncated bool
 	// Errors lists the nodes that did not answer.
 	Errors []NodeError
+	// Asked is how many nodes were asked; 0 when none was found, so that
+	// an empty answer is not mistaken for "no traffic".
+	Asked int
 }
 
 // PartialStore is a Store whose answer may lack some of its sources, such as

@@ -38,7 +38,14 @@ type Response struct {
 	Truncated bool  `json:"truncated"`
 	// Errors lists the nodes that did not answer (a PartialStore's answer).
 	Errors []NodeError `json:"errors,omitempty"`
+	// NodesAsked and NodesAnswered say how much of the install the answer
+	// covers (a PartialStore's answer; absent from one node's own).
+	NodesAsked    *int `json:"nodes_asked,omitempty"`
+	NodesAnswered *int `json:"nodes_answered,omitempty"`
 }
+
+// coverage is how many nodes an answer covers, for a PartialStore's.
+type coverage struct{ Asked, Answered int }
 
 // ErrorResponse is the API's answer to a query that failed: Error says why,
 // and Errors, when no node answered, says why each failed.
@@ -105,6 +112,8 @@ type pageData struct {
 	// ShowNode adds the node column (some row has a node).
 	ShowNode   bool
 	NodeErrors []NodeError
+	// Coverage is set for a PartialStore's answer.
+	Coverage *coverage
 }
 
 const csp = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -137,6 +146,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{with .NodeErrors}}<div id="node-errors" role="alert"><p>Some nodes did not answer; their flows are missing:</p>
 <ul>{{range .}}<li><span class="node">{{.Node}}</span>: <span class="reason">{{.Error}}</span></li>{{end}}</ul></div>{{end}}
 {{if .Searched}}
+{{with .Coverage}}{{if .Asked}}<p id="coverage">{{.Answered}} of {{.Asked}} nodes answered.</p>{{else}}<p id="coverage" role="alert">No node agents were found: no node was asked, so this answer says nothing about the traffic.</p>{{end}}{{end}}
 {{if .Truncated}}<p id="truncated">Only the first {{.Max}} flows are shown; narrow the window.</p>{{end}}
 {{if .Rows}}
 <table id="flows" border="1">
@@ -150,7 +160,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{else}}<td colspan="4">node traffic (no slice)</td>{{end}}
 </tr>
 {{end}}</tbody></table>
-{{else}}<p id="none">No flows.</p>{{end}}
+{{else}}{{if or (not .Coverage) .Coverage.Asked}}<p id="none">No flows.</p>{{end}}{{end}}
 {{end}}
 </body></html>
 `))

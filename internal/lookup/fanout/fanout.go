@@ -175,7 +175,7 @@ func (e nodeErr) Error() string { return e.msg }
 var errCanceled = nodeErr{"query canceled"}
 
 func merge(targets []Target, answers []answer, limit int) (query.Partial, error) {
-	var res query.Partial
+	res := query.Partial{Asked: len(targets)}
 	var all []flow.Record
 	var cut *flow.Record // the earliest last record of a node that truncated
 	for i, a := range answers {

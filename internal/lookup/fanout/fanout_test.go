@@ -152,6 +152,9 @@ func TestMergeAndPartialFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if res.Asked != 4 {
+		t.Errorf("Asked = %d, want the 4 nodes", res.Asked)
+	}
 	if el := time.Since(start); el > 3*time.Second {
 		t.Errorf("took %v: the slow node was not bounded", el)
 	}
@@ -219,7 +222,7 @@ func TestAllFail(t *testing.T) {
 	}
 	// No node at all is no error.
 	res, err = fanout.New(fanout.StaticTargets(), fanout.Options{}).QueryPartial(context.Background(), dstQuery(10))
-	if err != nil || len(res.Records) != 0 || len(res.Errors) != 0 {
+	if err != nil || len(res.Records) != 0 || len(res.Errors) != 0 || res.Asked != 0 {
 		t.Errorf("no target: %v %+v", err, res)
 	}
 	// Nor does a failed listing of the nodes pass for an answer.
