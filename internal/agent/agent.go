@@ -75,6 +75,7 @@ type Options struct {
 	MemoryResetEvery time.Duration
 	MemoryCheckEvery time.Duration
 	Bandwidth        BandwidthOptions
+	Operator         query.Operator
 }
 
 // BandwidthOptions are the flags of bandwidth shaping (PlanetLab's bwmon).
@@ -126,6 +127,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.MemoryResetEvery, "memory-reset-interval", 5*time.Minute, "With --memory-watchdog: the least time between two resets.")
 	fs.DurationVar(&o.MemoryCheckEvery, "memory-check-interval", 30*time.Second, "With --memory-watchdog: how often the node's memory is read (pl_mom: 30 s).")
 	o.Bandwidth.bindFlags(fs)
+	o.Operator.BindFlags(fs)
 	fs.BoolVar(&o.SetupOnly, "setup-only", false, "Turn on conntrack accounting and timestamps, then exit (the DaemonSet's privileged init container).")
 	fs.StringVar(&o.Unlimited, "lookup-unlimited", "", "Comma-separated networks (CIDRs) whose clients are not rate-limited, such as the manager's pod network: its cluster-wide lookup asks every agent on behalf of all its own clients.")
 }
@@ -157,6 +159,7 @@ func (o *Options) Validate() error {
 	if o.Bandwidth.Enabled {
 		errs = append(errs, o.Bandwidth.validate())
 	}
+	errs = append(errs, o.Operator.Validate())
 	if o.MaxResults < 1 || o.MaxResults > store.MaxLimit-1 {
 		errs = append(errs, fmt.Errorf("--max-results must be in 1..%d, got %d", store.MaxLimit-1, o.MaxResults))
 	}
@@ -251,6 +254,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	unlimited, _ := o.unlimited() // validated above
 	handler := query.NewHandler(flows, dir, query.Options{
 		MaxResults: o.MaxResults, RatePerSecond: o.RatePerSecond, Burst: o.Burst, NodeName: o.NodeName, Unlimited: unlimited,
+		Operator: o.Operator,
 	})
 	if err := mgr.Add(&query.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
 		return err

@@ -205,6 +205,18 @@ func TestNamespacesAndWorkloads(t *testing.T) {
 	if a := agentArgs(objs); slices.Contains(a, any("--bandwidth")) {
 		t.Errorf("bandwidth shaping is on by default: %v", a)
 	}
+	operated := render(t, "--set", "operator.name=PlanetLab Europe: #1", "--set", "operator.url=https://planet-lab.eu", "--set", "operator.abuseContact=abuse@planet-lab.eu")
+	managerArgs := find(operated, "Deployment", "planetkube-manager")["spec"].(object)["template"].(object)["spec"].(object)["containers"].([]any)[0].(object)["args"].([]any)
+	for _, args := range [][]any{agentArgs(operated), managerArgs} {
+		for _, want := range []string{"--operator-name=PlanetLab Europe: #1", "--operator-url=https://planet-lab.eu", "--abuse-contact=abuse@planet-lab.eu"} {
+			if !slices.Contains(args, any(want)) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+	}
+	if a := agentArgs(objs); slices.ContainsFunc(a, func(v any) bool { return strings.HasPrefix(v.(string), "--operator") }) {
+		t.Errorf("operator flags without operator values: %v", a)
+	}
 	shaped := agentArgs(render(t, "--set", "nodeAgent.bandwidth.enabled=true", "--set", "nodeAgent.bandwidth.exempt={192.0.2.0/24}", "--set", "nodeAgent.bandwidth.uplink=eth1"))
 	for _, want := range []string{"--bandwidth", "--bandwidth-uplink=eth1", "--bandwidth-node-cap=1000000000", "--bandwidth-budget=10800000000",
 		"--bandwidth-threshold=0.8", "--bandwidth-exempt=192.0.2.0/24", "--bandwidth-exempt-budget=32400000000", "--bandwidth-min-rate=1000"} {
@@ -229,6 +241,8 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"nodeAgent.lookupUnlimited[0]=everyone", "/nodeAgent/lookupUnlimited/0"},
 		{"nodeAgent.retention=a week", "/nodeAgent/retention"},
 		{"nodeAgent.bandwidth.threshold=1.5", "/nodeAgent/bandwidth/threshold"},
+		{"operator.url=javascript:alert(1)", "/operator/url"},
+		{"operator.abuseContact=call us", "/operator/abuseContact"},
 		{"nodeAgent.bandwidth.nodeCap=0", "/nodeAgent/bandwidth/nodeCap"},
 		{"manager.extraArgs[0]=rm -rf", "/manager/extraArgs/0"},
 		{"nosuchvalue=1", "nosuchvalue"},

@@ -39,3 +39,16 @@ replaced by the release's. So the chart's RBAC is the generated RBAC, and
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* The operator flags of the flow lookup pages (manager and agents). */}}
+{{- define "planetkube.operatorArgs" -}}
+{{- with .Values.operator.name }}
+- {{ printf "--operator-name=%s" . | quote }}
+{{- end }}
+{{- with .Values.operator.url }}
+- {{ printf "--operator-url=%s" . | quote }}
+{{- end }}
+{{- with .Values.operator.abuseContact }}
+- {{ printf "--abuse-contact=%s" . | quote }}
+{{- end }}
+{{- end -}}

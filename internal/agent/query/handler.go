@@ -27,6 +27,8 @@ type Options struct {
 	// manager's cluster-wide query asks every agent on behalf of all its
 	// own (rate-limited) clients.
 	Unlimited []netip.Prefix
+	// Operator is who runs the testbed, told at the top of the page.
+	Operator Operator
 }
 
 const (

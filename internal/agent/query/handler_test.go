@@ -490,3 +490,47 @@ func TestPartialStore(t *testing.T) {
 		t.Errorf("%d, %d calls", w.Code, len(s.calls()))
 	}
 }
+
+// TestOperatorOnThePage: the page says whose testbed it is and whom to tell,
+// escaped; without an operator it says none was given.
+func TestOperatorOnThePage(t *testing.T) {
+	op := Operator{Name: "PlanetLab <Europe>", URL: "https://planet-lab.eu/", AbuseContact: "abuse@planet-lab.eu"}
+	body := do(newH(&fakeStore{}, Options{NodeName: "node-a", Operator: op}), "GET", "/").Body.String()
+	for _, want := range []string{"This machine, node node-a, belongs to a testbed run by", `<a href="https://planet-lab.eu/" rel="noopener noreferrer">PlanetLab &lt;Europe&gt;</a>`,
+		`<a href="mailto:abuse@planet-lab.eu">abuse@planet-lab.eu</a>`, "finds the slice that sent traffic to an address"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	body = do(newH(&fakeStore{}, Options{}), "GET", "/").Body.String()
+	if !strings.Contains(body, "This page covers every node that belongs to a testbed.") || !strings.Contains(body, "did not give a name or a contact") {
+		t.Errorf("page without an operator:\n%s", body)
+	}
+	web := Operator{AbuseContact: "https://planet-lab.eu/abuse"}
+	if body := do(newH(&fakeStore{}, Options{Operator: web}), "GET", "/").Body.String(); !strings.Contains(body, `<a href="https://planet-lab.eu/abuse">`) {
+		t.Errorf("a web contact is not linked:\n%s", body)
+	}
+}
+
+func TestOperatorValidate(t *testing.T) {
+	for _, ok := range []Operator{{}, {Name: "PLE", URL: "https://planet-lab.eu", AbuseContact: "abuse@planet-lab.eu"}, {AbuseContact: "http://example.org/report"}} {
+		if err := ok.Validate(); err != nil {
+			t.Errorf("%+v: %v", ok, err)
+		}
+	}
+	for _, c := range []struct {
+		op   Operator
+		want string
+	}{
+		{Operator{URL: "javascript:alert(1)"}, "--operator-url"},
+		{Operator{URL: "planet-lab.eu"}, "--operator-url"},
+		{Operator{AbuseContact: "call 555-1234"}, "--abuse-contact"},
+		{Operator{AbuseContact: "Abuse <abuse@x.org>"}, "--abuse-contact"},
+		{Operator{Name: "a\nb"}, "--operator-name"},
+		{Operator{Name: strings.Repeat("x", 300)}, "--operator-name"},
+	} {
+		if err := c.op.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error naming %s", c.op, err, c.want)
+		}
+	}
+}

@@ -114,6 +114,10 @@ type pageData struct {
 	NodeErrors []NodeError
 	// Coverage is set for a PartialStore's answer.
 	Coverage *coverage
+	// Operator runs the testbed; Node is this node (empty for the
+	// install's cluster-wide page).
+	Operator Operator
+	Node     string
 }
 
 const csp = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -125,6 +129,7 @@ func (h *handler) page(w http.ResponseWriter, code int, d pageData) {
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(code)
+	d.Operator, d.Node = h.opt.Operator, h.opt.NodeName
 	_ = pageTmpl.Execute(w, d)
 }
 
@@ -134,6 +139,11 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 <html lang="en"><head><meta charset="utf-8"><title>Flow lookup</title></head>
 <body>
 <h1>Flow lookup</h1>
+<div id="about">
+<p>This {{if .Node}}machine, node {{.Node}},{{else}}page covers every node that{{end}} belongs to a testbed{{with .Operator.Name}} run by {{if $.Operator.URL}}<a href="{{$.Operator.URL}}" rel="noopener noreferrer">{{.}}</a>{{else}}{{.}}{{end}}{{else}}{{with .Operator.URL}} (<a href="{{.}}" rel="noopener noreferrer">{{.}}</a>){{end}}{{end}}.
+Researchers run experiments on it in slices, and its traffic comes from them. This page finds the slice that sent traffic to an address, with the people responsible for it.</p>
+{{with .Operator.ContactLink}}<p id="abuse">To report unwanted traffic: <a href="{{.}}">{{$.Operator.AbuseContact}}</a>.</p>{{else}}{{if not .Operator.Name}}<p id="abuse">The operator of this testbed did not give a name or a contact; the slices' contacts are listed with their flows.</p>{{end}}{{end}}
+</div>
 <form method="get" action="/">
 <label>IP <input name="ip" value="{{.Form.IP}}"></label>
 <label>Slice <input name="slice" value="{{.Form.Slice}}"></label>
