@@ -168,14 +168,20 @@ func (o *Options) Validate() error {
 
 // unlimited parses --lookup-unlimited.
 func (o *Options) unlimited() ([]netip.Prefix, error) {
+	return parseCIDRs("--lookup-unlimited", o.Unlimited, "10.244.0.0/16")
+}
+
+// parseCIDRs parses the comma-separated networks of a flag (blank items
+// skipped), masked; an error names the flag and shows example's form.
+func parseCIDRs(flagName, list, example string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, f := range strings.Split(o.Unlimited, ",") {
+	for _, f := range strings.Split(list, ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
 		p, err := netip.ParsePrefix(f)
 		if err != nil {
-			return nil, fmt.Errorf("--lookup-unlimited: %q is not a CIDR such as 10.244.0.0/16", f)
+			return nil, fmt.Errorf("%s: %q is not a CIDR such as %s", flagName, f, example)
 		}
 		out = append(out, p.Masked())
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -61,16 +60,9 @@ func (b *BandwidthOptions) validate() error {
 
 // exempt parses --bandwidth-exempt.
 func (b *BandwidthOptions) exempt() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(b.Exempt, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(f)
-		if err != nil {
-			return nil, fmt.Errorf("--bandwidth-exempt: %q is not a CIDR such as 192.0.2.0/24", f)
-		}
-		out = append(out, p.Masked())
+	out, err := parseCIDRs("--bandwidth-exempt", b.Exempt, "192.0.2.0/24")
+	if err != nil {
+		return nil, err
 	}
 	if len(out) > bwshape.MaxExempt {
 		return nil, fmt.Errorf("--bandwidth-exempt: %d networks, at most %d", len(out), bwshape.MaxExempt)

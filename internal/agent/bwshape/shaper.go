@@ -41,6 +41,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	agentns "github.com/planetkube/planetkube/internal/agent/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -105,15 +107,16 @@ type Counters struct {
 // Shaper owns the uplink's root qdisc and the nftables table. It is safe
 // for concurrent use.
 type Shaper struct {
-	mu    sync.Mutex
-	cfg   Config
-	nl    *netlink.Handle
-	nft   *nftables.Conn
-	nsFD  int
-	link  netlink.Link
-	maps  [4]*nftables.Set // class4, class6, exempt4, exempt6
-	slots map[string]int   // slice → slot
-	elems map[netip.Addr]uint16
+	mu  sync.Mutex
+	cfg Config
+	nl  *netlink.Handle
+	nft *nftables.Conn
+	// closeNS closes the namespace file the connections were opened with.
+	closeNS func()
+	link    netlink.Link
+	maps    [4]*nftables.Set // class4, class6, exempt4, exempt6
+	slots   map[string]int   // slice → slot
+	elems   map[netip.Addr]uint16
 }
 
 // New opens the namespace's netlink sockets and builds the tree and the
@@ -123,7 +126,7 @@ func New(cfg Config) (*Shaper, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Shaper{cfg: cfg, nsFD: -1}
+	s := &Shaper{cfg: cfg}
 	if err := s.open(); err != nil {
 		s.Close()
 		return nil, err
@@ -167,24 +170,43 @@ func (c *Config) defaults() error {
 // open makes the netlink handle and nftables connection in the namespace.
 func (s *Shaper) open() error {
 	var err error
-	if s.cfg.NetNS != "" {
-		if s.nsFD, err = unix.Open(s.cfg.NetNS, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-			return fmt.Errorf("opening network namespace %s: %w", s.cfg.NetNS, err)
-		}
-		s.nl, err = netlink.NewHandleAt(netns.NsHandle(s.nsFD))
-		if err == nil {
-			s.nft, err = nftables.New(nftables.WithNetNSFd(s.nsFD))
-		}
-	} else if s.nl, err = netlink.NewHandle(); err == nil {
-		s.nft, err = nftables.New()
-	}
-	if err != nil {
-		return fmt.Errorf("opening netlink in %q: %w", s.cfg.NetNS, err)
+	if s.nl, s.nft, s.closeNS, err = openConns(s.cfg.NetNS); err != nil {
+		return err
 	}
 	if s.link, err = s.nl.LinkByName(s.cfg.Link); err != nil {
 		return fmt.Errorf("finding the uplink %q: %w", s.cfg.Link, err)
 	}
 	return nil
+}
+
+// openConns opens a netlink handle and an nftables connection in the
+// namespace at path ("" for the caller's), and a function that closes the
+// namespace file once the connections are done with (the nftables
+// connection dials with it at every Flush).
+func openConns(path string) (*netlink.Handle, *nftables.Conn, func(), error) {
+	fd, closeNS, err := agentns.Open(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var h *netlink.Handle
+	var opts []nftables.ConnOption
+	if path == "" {
+		h, err = netlink.NewHandle()
+	} else {
+		h, err = netlink.NewHandleAt(netns.NsHandle(fd))
+		opts = append(opts, nftables.WithNetNSFd(fd))
+	}
+	if err != nil {
+		closeNS()
+		return nil, nil, nil, fmt.Errorf("opening netlink in %q: %w", path, err)
+	}
+	nft, err := nftables.New(opts...)
+	if err != nil {
+		h.Close()
+		closeNS()
+		return nil, nil, nil, fmt.Errorf("opening nftables in %q: %w", path, err)
+	}
+	return h, nft, closeNS, nil
 }
 
 // Close releases the sockets; the tree and the table stay.
@@ -194,9 +216,9 @@ func (s *Shaper) Close() {
 	if s.nl != nil {
 		s.nl.Close()
 	}
-	if s.nsFD >= 0 {
-		unix.Close(s.nsFD)
-		s.nsFD = -1
+	if s.closeNS != nil {
+		s.closeNS()
+		s.closeNS = nil
 	}
 }
 
@@ -232,25 +254,12 @@ func delRootQdisc(h *netlink.Handle, link netlink.Link, major uint16) (bool, err
 // the default route when empty), a root qdisc with DefaultMajor. It says
 // whether it found anything to remove.
 func RemoveLeftovers(netnsPath, link string) (bool, error) {
-	h, closeNS, err := handleAt(netnsPath)
+	h, nft, closeNS, err := openConns(netnsPath)
 	if err != nil {
 		return false, err
 	}
 	defer closeNS()
 	defer h.Close()
-	var opts []nftables.ConnOption
-	if netnsPath != "" {
-		fd, err := unix.Open(netnsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return false, fmt.Errorf("opening network namespace %s: %w", netnsPath, err)
-		}
-		defer unix.Close(fd)
-		opts = append(opts, nftables.WithNetNSFd(fd))
-	}
-	nft, err := nftables.New(opts...)
-	if err != nil {
-		return false, fmt.Errorf("opening nftables in %q: %w", netnsPath, err)
-	}
 	nft.DelTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
 	found := true
 	if err := nft.Flush(); errors.Is(err, unix.ENOENT) {
@@ -646,7 +655,7 @@ func (s *Shaper) syncMaps(elems map[netip.Addr]uint16) error {
 // DefaultUplink returns the name of the link that holds the IPv4 (else
 // IPv6) default route in the namespace at path ("" for the caller's).
 func DefaultUplink(path string) (string, error) {
-	h, closeNS, err := handleAt(path)
+	h, _, closeNS, err := openConns(path)
 	if err != nil {
 		return "", err
 	}
@@ -677,23 +686,4 @@ func isZeroMask(m []byte) bool {
 		}
 	}
 	return true
-}
-
-// handleAt opens a netlink handle in the namespace at path ("" for the
-// caller's) and returns it with a function that closes the namespace.
-func handleAt(path string) (*netlink.Handle, func(), error) {
-	if path == "" {
-		h, err := netlink.NewHandle()
-		return h, func() {}, err
-	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("opening network namespace %s: %w", path, err)
-	}
-	h, err := netlink.NewHandleAt(netns.NsHandle(fd))
-	if err != nil {
-		unix.Close(fd)
-		return nil, nil, fmt.Errorf("opening netlink in %s: %w", path, err)
-	}
-	return h, func() { unix.Close(fd) }, nil
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 
+	"github.com/planetkube/planetkube/internal/agent/netns"
 	"github.com/planetkube/planetkube/internal/flow"
 )
 
@@ -152,7 +153,7 @@ func Run(ctx context.Context, opts Options, emit func([]flow.Record)) error {
 	for _, k := range []string{kindFinal, kindSnapshot, kindLost} {
 		c.recC[k] = c.m.Records.WithLabelValues(k)
 	}
-	fd, closeNS, err := openNetNS(opts.NetNS)
+	fd, closeNS, err := netns.Open(opts.NetNS)
 	if err != nil {
 		return err
 	}

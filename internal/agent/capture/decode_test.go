@@ -10,6 +10,7 @@ import (
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 
+	"github.com/planetkube/planetkube/internal/agent/netns"
 	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
 )
 
@@ -23,7 +24,7 @@ func TestDecodeMatchesTheReferenceOnKernelEvents(t *testing.T) {
 	if err := EnableAccounting(topo.Node.Path); err != nil {
 		t.Fatal(err)
 	}
-	fd, closeNS, err := openNetNS(topo.Node.Path)
+	fd, closeNS, err := netns.Open(topo.Node.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

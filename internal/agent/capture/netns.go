@@ -44,16 +44,3 @@ func EnableAccounting(netns string) error {
 // inNetNS runs fn inside the network namespace mounted at path, or directly
 // when path is "".
 func inNetNS(path string, fn func() error) error { return netns.Do(path, fn) }
-
-// openNetNS opens the namespace file at path for netlink.Config.NetNS; it
-// returns 0 (the current namespace) and a no-op close for "".
-func openNetNS(path string) (fd int, closeFn func(), err error) {
-	if path == "" {
-		return 0, func() {}, nil
-	}
-	fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, nil, fmt.Errorf("opening network namespace %s: %w", path, err)
-	}
-	return fd, func() { unix.Close(fd) }, nil
-}

@@ -42,3 +42,17 @@ func Do(path string, fn func() error) error {
 	runtime.UnlockOSThread()
 	return fnErr
 }
+
+// Open opens the namespace file at path for setns(2) and the netlink
+// libraries' namespace options; it returns 0 (the current namespace) and a
+// no-op close for "".
+func Open(path string) (fd int, closeFn func(), err error) {
+	if path == "" {
+		return 0, func() {}, nil
+	}
+	fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, nil, fmt.Errorf("opening network namespace %s: %w", path, err)
+	}
+	return fd, func() { unix.Close(fd) }, nil
+}
