@@ -250,6 +250,20 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"peers[0].name=ple", "/peers/0"},
 		{"metrics.managerPort=9443", "/metrics/managerPort"},
 		{"peers[0].name=ple,peers[0].keys[0].id=XYZ,peers[0].keys[0].publicKey=abc", "/peers/0/keys/0"},
+		{"nodeAgent.publicPage.port=0", "/nodeAgent/publicPage/port"},
+		{"nodeAgent.publicPage.port=65536", "/nodeAgent/publicPage/port"},
+		{"nodeAgent.publicPage.enabled=yes", "/nodeAgent/publicPage/enabled"},
+		{"lookup.service.type=ExternalName", "/lookup/service/type"},
+		{"lookup.trustedProxies[0]=ingress-nginx", "/lookup/trustedProxies/0"},
+		{"lookup.service.port=0", "/lookup/service/port"},
+		{"lookup.service.nodePort=30080", "/lookup/service/nodePort"}, // a ClusterIP Service has none
+		{"lookup.service.externalTrafficPolicy=Local", "/lookup/service/externalTrafficPolicy"},
+		{"lookup.service.type=NodePort,lookup.service.loadBalancerSourceRanges={192.0.2.0/24}", "/lookup/service/loadBalancerSourceRanges"},
+		{"lookup.ingress.pathType=Regex", "/lookup/ingress/pathType"},
+		{"lookup.ingress.path=lookup", "/lookup/ingress/path"},
+		{"lookup.ingress.host=Flows_Example", "/lookup/ingress/host"},
+		{"lookup.ingress.tls[0].secret=x", "/lookup/ingress/tls/0"},
+		{"lookup.route=x", "/lookup"},
 	} {
 		_, err := helm(t, "template", "planetkube", chart, "--set", c.set)
 		if err == nil {
@@ -305,5 +319,229 @@ func TestArgoCDHealthPerKind(t *testing.T) {
 	}
 	if len(cm.Data) != 5 {
 		t.Errorf("%d entries, want one per kind (5)", len(cm.Data))
+	}
+}
+
+// container returns the first container of a rendered workload.
+func container(t *testing.T, objs []object, kind, name string) object {
+	t.Helper()
+	o := find(objs, kind, name)
+	if o == nil {
+		t.Fatalf("no %s %s", kind, name)
+	}
+	return o["spec"].(object)["template"].(object)["spec"].(object)["containers"].([]any)[0].(object)
+}
+
+// capabilities returns what a container adds to its capabilities.
+func capabilities(c object) []any {
+	added, _ := c["securityContext"].(object)["capabilities"].(object)["add"].([]any)
+	return added
+}
+
+// hasPort says whether a container declares the named port with the number.
+func hasPort(c object, name string, number float64) bool {
+	for _, p := range c["ports"].([]any) {
+		if p.(object)["name"] == name && p.(object)["containerPort"] == number {
+			return true
+		}
+	}
+	return false
+}
+
+// Each node's lookup page on the node's own address (publicPage): off by
+// default; on, a second listener and port on the host network, with
+// NET_BIND_SERVICE only for a port below 1024.
+func TestPublicPage(t *testing.T) {
+	off := container(t, render(t), "DaemonSet", "planetkube-node-agent")
+	if slices.ContainsFunc(off["args"].([]any), func(v any) bool { return strings.HasPrefix(v.(string), "--public-listen-address") }) {
+		t.Errorf("a public listener by default: %v", off["args"])
+	}
+	if slices.ContainsFunc(off["ports"].([]any), func(p any) bool { return p.(object)["name"] == "public" }) {
+		t.Errorf("a public port by default: %v", off["ports"])
+	}
+	if got := capabilities(off); !reflect.DeepEqual(got, []any{"NET_ADMIN"}) {
+		t.Errorf("capabilities %v by default, want [NET_ADMIN]", got)
+	}
+	for _, c := range []struct {
+		port      string
+		number    float64
+		bindBelow bool
+	}{{"80", 80, true}, {"443", 443, true}, {"1023", 1023, true}, {"1024", 1024, false}, {"8080", 8080, false}} {
+		args := []string{"--set", "nodeAgent.publicPage.enabled=true"}
+		if c.port != "80" { // 80 is the default
+			args = append(args, "--set", "nodeAgent.publicPage.port="+c.port)
+		}
+		objs := render(t, args...)
+		agent := container(t, objs, "DaemonSet", "planetkube-node-agent")
+		a := agent["args"].([]any)
+		if !slices.Contains(a, any("--public-listen-address=:"+c.port)) || !slices.Contains(a, any("--listen-address=:9470")) {
+			t.Errorf("port %s: agent args %v", c.port, a)
+		}
+		if !hasPort(agent, "public", c.number) || !hasPort(agent, "lookup", 9470) {
+			t.Errorf("port %s: agent ports %v", c.port, agent["ports"])
+		}
+		want := []any{"NET_ADMIN"}
+		if c.bindBelow {
+			want = append(want, "NET_BIND_SERVICE")
+		}
+		if got := capabilities(agent); !reflect.DeepEqual(got, want) {
+			t.Errorf("port %s: capabilities %v, want %v", c.port, got, want)
+		}
+		if ds := find(objs, "DaemonSet", "planetkube-node-agent"); ds["spec"].(object)["template"].(object)["spec"].(object)["hostNetwork"] != true {
+			t.Error("the agent is not on the host network: its public port is not the node's")
+		}
+	}
+	// The same port without the page enabled changes nothing.
+	if c := container(t, render(t, "--set", "nodeAgent.publicPage.port=9470"), "DaemonSet", "planetkube-node-agent"); len(capabilities(c)) != 1 {
+		t.Errorf("publicPage.port alone changed the agent: %v", c)
+	}
+}
+
+// The manager's cluster-wide page behind lookup.service and lookup.ingress:
+// nothing by default; the Service selects the manager's pods and sends to
+// its lookup port; the Ingress carries the host, class, path, TLS and
+// annotations given, and brings the Service with it.
+func TestLookupServiceAndIngress(t *testing.T) {
+	objs := render(t)
+	if o := find(objs, "Service", "planetkube-lookup"); o != nil {
+		t.Errorf("a lookup Service by default: %v", o)
+	}
+	if o := find(objs, "Ingress", "planetkube-lookup"); o != nil {
+		t.Errorf("a lookup Ingress by default: %v", o)
+	}
+	if !hasPort(container(t, objs, "Deployment", "planetkube-manager"), "lookup", 9470) {
+		t.Fatal("the manager has no lookup port for the Service to send to")
+	}
+	// The proxies whose X-Forwarded-For the lookup believes: none by
+	// default, else the manager's flag.
+	for _, tc := range []struct {
+		set  []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"--set", "lookup.trustedProxies={10.244.0.0/16,fd00::/64}"}, "--lookup-trusted-proxies=10.244.0.0/16,fd00::/64"},
+	} {
+		var got string
+		for _, a := range container(t, render(t, tc.set...), "Deployment", "planetkube-manager")["args"].([]any) {
+			if s := a.(string); strings.HasPrefix(s, "--lookup-trusted-proxies") {
+				got = s
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%v: manager arg %q, want %q", tc.set, got, tc.want)
+		}
+	}
+
+	svc := find(render(t, "--set", "lookup.service.enabled=true"), "Service", "planetkube-lookup")
+	if svc == nil {
+		t.Fatal("lookup.service.enabled renders no Service planetkube-lookup")
+	}
+	spec := svc["spec"].(object)
+	wantSelector := object{"app.kubernetes.io/name": "planetkube", "app.kubernetes.io/instance": "planetkube", "app.kubernetes.io/component": "manager"}
+	if !reflect.DeepEqual(spec["selector"], wantSelector) || spec["type"] != "ClusterIP" || str(svc, "metadata", "namespace") != "planetkube-system" {
+		t.Errorf("Service: selector %v, type %v, namespace %s", spec["selector"], spec["type"], str(svc, "metadata", "namespace"))
+	}
+	ports := spec["ports"].([]any)
+	if len(ports) != 1 || ports[0].(object)["port"] != 80.0 || ports[0].(object)["targetPort"] != "lookup" || ports[0].(object)["nodePort"] != nil {
+		t.Errorf("Service ports %v, want 80 to lookup", ports)
+	}
+	for _, f := range []string{"externalTrafficPolicy", "loadBalancerSourceRanges"} {
+		if spec[f] != nil {
+			t.Errorf("a ClusterIP Service with %s: %v", f, spec[f])
+		}
+	}
+
+	lb := find(render(t, "--set", "lookup.service.enabled=true", "--set", "lookup.service.type=LoadBalancer", "--set", "lookup.service.port=8080",
+		"--set", "lookup.service.nodePort=30080", "--set", "lookup.service.externalTrafficPolicy=Local",
+		"--set", "lookup.service.loadBalancerSourceRanges={192.0.2.0/24}", "--set", "lookup.service.annotations.example\\.com/lb=internet-facing"), "Service", "planetkube-lookup")
+	spec = lb["spec"].(object)
+	if spec["type"] != "LoadBalancer" || spec["externalTrafficPolicy"] != "Local" || !reflect.DeepEqual(spec["loadBalancerSourceRanges"], []any{"192.0.2.0/24"}) {
+		t.Errorf("LoadBalancer Service spec %v", spec)
+	}
+	if p := spec["ports"].([]any)[0].(object); p["port"] != 8080.0 || p["nodePort"] != 30080.0 || p["targetPort"] != "lookup" {
+		t.Errorf("LoadBalancer Service port %v", p)
+	}
+	if a := str(lb, "metadata", "annotations", "example.com/lb"); a != "internet-facing" {
+		t.Errorf("Service annotations: %v", lb["metadata"])
+	}
+
+	// The Ingress alone brings its backend Service.
+	objs = render(t, "-f", filepath.Join(chart, "ci", "public-lookup-values.yaml"), "--set", "lookup.service.enabled=false",
+		"--set", "lookup.ingress.tls[1].secretName=other-tls", "--set", "lookup.ingress.tls[1].hosts={flows.example.org}")
+	if find(objs, "Service", "planetkube-lookup") == nil {
+		t.Error("lookup.ingress.enabled renders no Service for its backend")
+	}
+	ing := find(objs, "Ingress", "planetkube-lookup")
+	if ing == nil {
+		t.Fatal("lookup.ingress.enabled renders no Ingress planetkube-lookup")
+	}
+	if str(ing, "metadata", "namespace") != "planetkube-system" || str(ing, "metadata", "annotations", "cert-manager.io/cluster-issuer") != "letsencrypt" || str(ing, "spec", "ingressClassName") != "nginx" {
+		t.Errorf("Ingress metadata %v, class %q", ing["metadata"], str(ing, "spec", "ingressClassName"))
+	}
+	wantTLS := []any{
+		object{"secretName": "planetkube-lookup-tls", "hosts": []any{"flows.planet-lab.org"}}, // hosts default to the host
+		object{"secretName": "other-tls", "hosts": []any{"flows.example.org"}},
+	}
+	if !reflect.DeepEqual(ing["spec"].(object)["tls"], wantTLS) {
+		t.Errorf("Ingress tls %v, want %v", ing["spec"].(object)["tls"], wantTLS)
+	}
+	wantRules := []any{object{"host": "flows.planet-lab.org", "http": object{"paths": []any{object{
+		"path": "/", "pathType": "Prefix",
+		"backend": object{"service": object{"name": "planetkube-lookup", "port": object{"number": 80.0}}},
+	}}}}}
+	if !reflect.DeepEqual(ing["spec"].(object)["rules"], wantRules) {
+		t.Errorf("Ingress rules %v, want %v", ing["spec"].(object)["rules"], wantRules)
+	}
+
+	plain := find(render(t, "--set", "lookup.ingress.enabled=true", "--set", "lookup.ingress.host=flows.example.org",
+		"--set", "lookup.ingress.path=/flows", "--set", "lookup.ingress.pathType=Exact"), "Ingress", "planetkube-lookup")
+	if spec := plain["spec"].(object); spec["ingressClassName"] != nil || spec["tls"] != nil || plain["metadata"].(object)["annotations"] != nil {
+		t.Errorf("an Ingress with no class, TLS or annotations given has some: %v", plain)
+	}
+	if p := plain["spec"].(object)["rules"].([]any)[0].(object)["http"].(object)["paths"].([]any)[0].(object); p["path"] != "/flows" || p["pathType"] != "Exact" {
+		t.Errorf("Ingress path %v", p)
+	}
+}
+
+// What the schema cannot compare, the templates refuse, naming the field.
+func TestTemplatesRefuseConflictingValues(t *testing.T) {
+	for _, c := range []struct {
+		sets  []string
+		field string
+	}{
+		{[]string{"nodeAgent.publicPage.enabled=true", "nodeAgent.publicPage.port=9470"}, "nodeAgent.publicPage.port: 9470 is nodeAgent.lookupPort"},
+		{[]string{"nodeAgent.publicPage.enabled=true", "nodeAgent.lookupPort=80"}, "nodeAgent.publicPage.port: 80 is nodeAgent.lookupPort"},
+		{[]string{"nodeAgent.publicPage.enabled=true", "nodeAgent.publicPage.port=9472"}, "nodeAgent.publicPage.port: 9472 is nodeAgent.healthPort"},
+		{[]string{"nodeAgent.publicPage.enabled=true", "nodeAgent.publicPage.port=9471"}, "nodeAgent.publicPage.port: 9471 is nodeAgent.metricsPort"},
+		{[]string{"lookup.ingress.enabled=true"}, "lookup.ingress.host"},
+		{[]string{"lookup.service.enabled=true", "manager.extraArgs[0]=--flow-lookup-address=0"}, "--flow-lookup-address=0"},
+		{[]string{"lookup.ingress.enabled=true", "lookup.ingress.host=flows.example.org", "manager.extraArgs[0]=--flow-lookup-address=:8000"}, "lookup.ingress.enabled"},
+	} {
+		args := []string{"template", "planetkube", chart}
+		for _, s := range c.sets {
+			args = append(args, "--set", s)
+		}
+		_, err := helm(t, args...)
+		if err == nil {
+			t.Errorf("%v: rendered, want refused", c.sets)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%v: the message does not name %s: %v", c.sets, c.field, err)
+		}
+	}
+	// Without metrics the metrics port is free; without the page or a
+	// Service, nothing is refused.
+	for _, sets := range [][]string{
+		{"nodeAgent.publicPage.enabled=true", "nodeAgent.publicPage.port=9471", "metrics.enabled=false"},
+		{"nodeAgent.publicPage.port=9470"},
+		{"manager.extraArgs[0]=--flow-lookup-address=0"},
+		{"lookup.service.enabled=true", "manager.extraArgs[0]=--flow-lookup-address=:9470"},
+	} {
+		args := []string{}
+		for _, s := range sets {
+			args = append(args, "--set", s)
+		}
+		render(t, args...)
 	}
 }
