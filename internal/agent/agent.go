@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,6 +52,7 @@ type Options struct {
 	Retention        time.Duration
 	MaxBytes         int64
 	ListenAddr       string
+	PublicAddr       string
 	MetricsAddr      string
 	ProbeAddr        string
 	NetNS            string
@@ -107,6 +107,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Retention, "retention", store.DefaultRetention, "How long flows are kept after they end.")
 	fs.Int64Var(&o.MaxBytes, "max-bytes", 0, "Cap on the flow store's size on disk in bytes; 0 means no cap (retention by age only).")
 	fs.StringVar(&o.ListenAddr, "listen-address", DefaultListenAddr, "Address of the lookup page (/) and JSON API (/api/v1/flows).")
+	fs.StringVar(&o.PublicAddr, "public-listen-address", "", "A second address serving the same lookup page and API, for strangers on the node's own address (such as :80); empty: none.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9471", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":9472", "Address of the /healthz and /readyz endpoints; 0 disables them.")
 	fs.StringVar(&o.NetNS, "netns", "", "Network namespace to audit, as a path such as /run/netns/x (default: the agent's own, the host's in the DaemonSet).")
@@ -156,6 +157,9 @@ func (o *Options) Validate() error {
 	if _, err := o.unlimited(); err != nil {
 		errs = append(errs, err)
 	}
+	if o.PublicAddr != "" && o.PublicAddr == o.ListenAddr {
+		errs = append(errs, fmt.Errorf("--public-listen-address %s is --listen-address already; give another port, or none", o.PublicAddr))
+	}
 	if o.Bandwidth.Enabled {
 		errs = append(errs, o.Bandwidth.validate())
 	}
@@ -168,24 +172,7 @@ func (o *Options) Validate() error {
 
 // unlimited parses --lookup-unlimited.
 func (o *Options) unlimited() ([]netip.Prefix, error) {
-	return parseCIDRs("--lookup-unlimited", o.Unlimited, "10.244.0.0/16")
-}
-
-// parseCIDRs parses the comma-separated networks of a flag (blank items
-// skipped), masked; an error names the flag and shows example's form.
-func parseCIDRs(flagName, list, example string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(list, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %q is not a CIDR such as %s", flagName, f, example)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
+	return cli.ParseCIDRs("--lookup-unlimited", o.Unlimited, "10.244.0.0/16")
 }
 
 // Main parses the flags and runs the agent until SIGTERM or SIGINT.
@@ -260,10 +247,15 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	unlimited, _ := o.unlimited() // validated above
 	handler := query.NewHandler(flows, dir, query.Options{
 		MaxResults: o.MaxResults, RatePerSecond: o.RatePerSecond, Burst: o.Burst, NodeName: o.NodeName, Unlimited: unlimited,
-		Operator: o.Operator,
+		Operator: o.Operator, Retention: o.Retention, Oldest: func() time.Time { return flows.Stats().Oldest },
 	})
 	if err := mgr.Add(&query.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
 		return err
+	}
+	if o.PublicAddr != "" {
+		if err := mgr.Add(&query.Server{Addr: o.PublicAddr, Handler: handler, What: "the public lookup page"}); err != nil {
+			return err
+		}
 	}
 	if o.CPUWeights {
 		if err := addCPUWeights(mgr, o); err != nil {

@@ -180,6 +180,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"too many results", func(o *Options) { o.MaxResults = 1 << 20 }, "--max-results"},
 		{"bad CIDR", func(o *Options) { o.Unlimited = "10.0.0.0/8, nonsense" }, `"nonsense" is not a CIDR`},
 		{"good CIDRs", func(o *Options) { o.Unlimited = "10.0.0.0/8, fd00::/64" }, ""},
+		{"public page on its own port", func(o *Options) { o.ListenAddr, o.PublicAddr = ":9470", ":80" }, ""},
+		{"public page on the lookup's port", func(o *Options) { o.ListenAddr, o.PublicAddr = ":9470", ":9470" }, "--public-listen-address :9470 is --listen-address already"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := valid()

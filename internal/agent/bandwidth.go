@@ -18,6 +18,7 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/bwbudget"
 	"github.com/planetkube/planetkube/internal/agent/bwshape"
 	"github.com/planetkube/planetkube/internal/agent/sliver"
+	"github.com/planetkube/planetkube/internal/cli"
 )
 
 // DefaultNodeCap is the node's cap on its uplink when no other is given, in
@@ -60,7 +61,7 @@ func (b *BandwidthOptions) validate() error {
 
 // exempt parses --bandwidth-exempt.
 func (b *BandwidthOptions) exempt() ([]netip.Prefix, error) {
-	out, err := parseCIDRs("--bandwidth-exempt", b.Exempt, "192.0.2.0/24")
+	out, err := cli.ParseCIDRs("--bandwidth-exempt", b.Exempt, "192.0.2.0/24")
 	if err != nil {
 		return nil, err
 	}

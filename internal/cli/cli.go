@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -85,4 +86,18 @@ func SplitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// ParseCIDRs parses a comma-separated list of CIDRs given to flagName; an
+// error names the flag, the bad item and an example.
+func ParseCIDRs(flagName, list, example string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range SplitList(list) {
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a CIDR such as %s", flagName, f, example)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

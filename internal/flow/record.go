@@ -39,6 +39,9 @@ type Query struct {
 	Dst netip.Addr
 	// Slice, when not empty, keeps the flows of this slice.
 	Slice string
+	// Port, when not 0, keeps the flows whose original destination port is
+	// this one; it needs Dst (the port at that address).
+	Port uint16
 	// From and To bound the window: flows that overlap [From, To).
 	From, To time.Time
 	// Limit bounds the number of records returned.

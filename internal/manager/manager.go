@@ -82,6 +82,7 @@ type Options struct {
 	WebhookConfiguration string
 	WebhookExtraDNSNames string
 	FlowLookupAddr       string
+	LookupTrustedProxies string
 	Operator             flowquery.Operator
 	FeedAddr             string
 	FeedCertDir          string
@@ -125,6 +126,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "planetkube-validating-webhooks", "With --webhook-cert-mode=self: the ValidatingWebhookConfiguration whose caBundle the manager keeps.")
 	fs.StringVar(&o.WebhookExtraDNSNames, "webhook-extra-dns-names", "", "With --webhook-cert-mode=self: further DNS names for the certificate, comma-separated.")
 	fs.StringVar(&o.FlowLookupAddr, "flow-lookup-address", ":9470", "Address of the cluster-wide flow lookup page (/) and JSON API (/api/v1/flows), which asks every node agent; 0 disables it.")
+	fs.StringVar(&o.LookupTrustedProxies, "lookup-trusted-proxies", "", "CIDRs of the proxies in front of the cluster-wide lookup (an Ingress controller's pods), comma-separated: their X-Forwarded-For names the client that the rate limit goes by; anyone else's is ignored.")
 	o.Operator.BindFlags(fs)
 	fs.StringVar(&o.FeedAddr, "feed-bind-address", "0", "Address of the federation feed (HTTPS, path "+feed.Path+"), which peers poll for the tickets of this install's slices that span them; 0 disables it.")
 	fs.StringVar(&o.FeedCertDir, "feed-cert-dir", "", "Folder with the feed's tls.crt and tls.key (reloaded when they change); required with --feed-bind-address.")
@@ -510,11 +512,15 @@ func FlowLookupHandler(agents, slices client.Reader, o Options) (http.Handler, e
 	if err := o.Operator.Validate(); err != nil {
 		return nil, err
 	}
+	proxies, err := cli.ParseCIDRs("--lookup-trusted-proxies", o.LookupTrustedProxies, "10.244.0.0/16")
+	if err != nil {
+		return nil, err
+	}
 	// The agents are listed at most every 10 s, not on every lookup.
 	targets := flowfanout.CachedTargets(flowfanout.PodTargets(agents, o.AgentNamespace, sel, o.AgentPort), 10*time.Second, nil)
 	fanout := flowfanout.New(targets, flowfanout.Options{})
 	dir := &slicedir.Directory{Reader: slices, Authority: o.Authority}
-	return flowquery.NewHandler(fanout, dir, flowquery.Options{Operator: o.Operator}), nil
+	return flowquery.NewHandler(fanout, dir, flowquery.Options{Operator: o.Operator, TrustedProxies: proxies}), nil
 }
 
 // envOr returns the environment variable's value, or def when unset.

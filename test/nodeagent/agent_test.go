@@ -17,6 +17,7 @@ import (
 
 	"github.com/planetkube/planetkube/internal/agent/bwbudget"
 	"github.com/planetkube/planetkube/internal/agent/query"
+	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/manager"
 	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
 	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
@@ -53,7 +54,11 @@ func TestNodeAgent(t *testing.T) {
 	// second node's agent can use the same port (as on real nodes).
 	// Node a also shapes its uplink (bwmon), with the budget's ledger in
 	// its data folder.
-	a := e.startAgent("node-a", node.Node.Path, "127.0.0.2", 0, "--bandwidth", "--bandwidth-uplink=uplink", "--bandwidth-interval=500ms")
+	// The public page (the chart's nodeAgent.publicPage) is a second
+	// listener of the same handler: the page test below reads it there.
+	public := fmt.Sprintf("http://127.0.0.2:%d", freePort(t, "127.0.0.2"))
+	a := e.startAgent("node-a", node.Node.Path, "127.0.0.2", 0, "--bandwidth", "--bandwidth-uplink=uplink", "--bandwidth-interval=500ms",
+		"--public-listen-address="+strings.TrimPrefix(public, "http://"))
 
 	tcp := netnstest.StartTCPServer(t, node.Internet)
 	udp := netnstest.StartUDPServer(t, node.Internet)
@@ -213,12 +218,12 @@ func TestNodeAgent(t *testing.T) {
 	t.Run("the lookup page renders in Chromium", func(t *testing.T) {
 		sub(t)
 		browsertest.Require(t)
-		page := a.lookup + "/?" + window(since, url.Values{"ip": {inet4.String()}}).Encode()
+		page := public + "/?" + window(since, url.Values{"ip": {inet4.String()}}).Encode()
 		dom, err := browsertest.DumpDOM(ctx, page)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"plc.princeton.codeen", "plc.mit.chord", "CoDeeN content distribution network",
+		for _, want := range []string{"plc.princeton.codeen", "plc.mit.chord", "CoDeeN content distribution network", " to " + inet4.String() + " came from slice",
 			"https://princeton.example.org/codeen", "pi@princeton.example.org", "princeton-codeen/codeen-node-a", "node-a"} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("The rendered page lacks %q", want)
@@ -366,6 +371,22 @@ func TestNodeAgent(t *testing.T) {
 		}
 		if nodes["node-a"] == 0 || nodes["node-b"] == 0 || len(r.Errors) != 0 {
 			t.Errorf("Cluster-wide answer has flows per node %v and errors %v; want both nodes, no errors", nodes, r.Errors)
+		}
+		// Each agent says how far back its store goes: its retention, and
+		// its oldest record, no later than the flows it just returned.
+		if len(r.Nodes) != 2 {
+			t.Errorf("Cluster-wide answer's nodes %+v; want node-a's and node-b's holdings", r.Nodes)
+		}
+		earliest := map[string]time.Time{}
+		for _, row := range r.Flows {
+			if t0, ok := earliest[row.Node]; !ok || row.Start.Before(t0) {
+				earliest[row.Node] = row.Start
+			}
+		}
+		for _, h := range r.Nodes {
+			if h.RetentionSeconds != int64(store.DefaultRetention/time.Second) || h.RecordsSince == nil || h.RecordsSince.After(earliest[h.Node]) {
+				t.Errorf("Holding %+v: want the default retention and an oldest record no later than the node's earliest flow here (%v)", h, earliest[h.Node])
+			}
 		}
 		for i := 1; i < len(r.Flows); i++ {
 			if r.Flows[i].Start.Before(r.Flows[i-1].Start) {

@@ -27,13 +27,23 @@ type Options struct {
 	// manager's cluster-wide query asks every agent on behalf of all its
 	// own (rate-limited) clients.
 	Unlimited []netip.Prefix
+	// TrustedProxies lists the proxies (an Ingress controller's pods)
+	// whose X-Forwarded-For names the client to rate-limit; anyone else's
+	// is ignored.
+	TrustedProxies []netip.Prefix
 	// Operator is who runs the testbed, told at the top of the page.
 	Operator Operator
+	// Retention is how long this node keeps records, and Oldest, if set,
+	// returns the start of the oldest record it holds (zero: none): the
+	// answer says how far back it can see. Unset for a PartialStore, whose
+	// nodes say it themselves.
+	Retention time.Duration
+	Oldest    func() time.Time
 }
 
 const (
 	apiPath     = "/api/v1/flows"
-	nodeTraffic = "node traffic (no slice)"
+	openAPIPath = "/api/v1/openapi.json"
 )
 
 // NewHandler returns the lookup handler.
@@ -69,6 +79,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/":
 	case apiPath:
 		api = true
+	case openAPIPath:
+		serveOpenAPI(w, r)
+		return
 	default:
 		http.NotFound(w, r)
 		return
@@ -81,7 +94,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, api, http.StatusMethodNotAllowed, "method not allowed", nil)
 		return
 	}
-	if ip := clientIP(r); !h.unlimited(ip) {
+	if ip := h.clientIP(r); !h.unlimited(ip) {
 		if wait, ok := h.lim.allow(clientKey(ip), h.opt.Now()); !ok {
 			hd.Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			h.fail(w, api, http.StatusTooManyRequests, "too many requests", nil)
@@ -104,6 +117,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cov = &coverage{Asked: res.Asked, Answered: res.Asked - len(res.Errors)}
 	} else {
 		res.Records, err = h.store.Query(r.Context(), *q)
+		res.Holdings = h.holding()
 	}
 	if err != nil {
 		if len(res.Errors) > 0 { // no node answered: say which failed how
@@ -127,13 +141,29 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		showNode = showNode || rows[i].Node != ""
 	}
 	if api {
-		resp := Response{Flows: rows, Truncated: truncated, Errors: res.Errors}
+		resp := Response{Flows: rows, Truncated: truncated, Errors: res.Errors, Nodes: res.Holdings}
 		if cov != nil {
 			resp.NodesAsked, resp.NodesAnswered = &cov.Asked, &cov.Answered
 		}
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
-	h.page(w, http.StatusOK, pageData{Form: form, Searched: true, Rows: rows, Truncated: truncated, Max: h.opt.MaxResults,
-		ShowNode: showNode, NodeErrors: res.Errors, Coverage: cov})
+	h.page(w, http.StatusOK, pageData{Form: form, Searched: true, Truncated: truncated, Max: h.opt.MaxResults,
+		ShowNode: showNode, NodeErrors: res.Errors, Coverage: cov,
+		Answer: h.answer(form, q, rows, res.Holdings, cov)})
+}
+
+// holding is this node's Holding, when the handler knows it.
+func (h *handler) holding() []Holding {
+	if h.opt.Oldest == nil && h.opt.Retention <= 0 {
+		return nil
+	}
+	hd := Holding{Node: h.opt.NodeName, RetentionSeconds: int64(h.opt.Retention / time.Second)}
+	if h.opt.Oldest != nil {
+		if t := h.opt.Oldest(); !t.IsZero() {
+			t = t.UTC()
+			hd.RecordsSince = &t
+		}
+	}
+	return []Holding{hd}
 }

@@ -177,8 +177,13 @@ func TestPage(t *testing.T) {
 		t.Fatalf("queries %+v", got)
 	}
 	body := w.Body.String()
-	for _, want := range []string{"plc.princeton.codeen", "CoDeeN CDN", "https://codeen.example/", "pi@princeton.example, tech@princeton.example",
-		"10.244.1.5:40000 → 198.51.100.7:443", "198.51.100.7:443 → 192.0.2.10:40000", "1234 / 5678", "node traffic (no slice)", "2025-03-01T11:59:00Z", `value="198.51.100.7"`} {
+	for _, want := range []string{
+		`Between 2025-03-01 11:45:00 and 12:15:00 UTC, 1 flow to 198.51.100.7 came from slice <strong>plc.princeton.codeen</strong> (CoDeeN CDN, <a href="https://codeen.example/" rel="noopener noreferrer">https://codeen.example/</a>).`,
+		"Responsible: pi@princeton.example, tech@princeton.example.",
+		"Between 2025-03-01 11:45:00 and 12:15:00 UTC, 1 flow to 198.51.100.7 came from the node itself, not from a slice.",
+		"<td>10.244.1.5:40000<span class=\"seen\">seen as 192.0.2.10:40000</span></td><td>198.51.100.7:443</td>",
+		`<data value="1234">1.23 kB</data>`, `<data value="5678">5.68 kB</data>`, `<data value="48">48 B</data>`, "<td>TCP</td>", "<td>UDP</td>", "<td>the node itself</td>",
+		`<time datetime="2025-03-01T11:59:00Z">2025-03-01 11:59:00</time>`, "still open", `value="198.51.100.7"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -392,12 +397,12 @@ func TestNodeName(t *testing.T) {
 		t.Errorf("body %s", w.Body)
 	}
 	body := do(h, "GET", "/?ip=198.51.100.7").Body.String()
-	if !strings.Contains(body, "<th>Node</th>") || !strings.Contains(body, "<td>node-a</td>") || !strings.Contains(body, "<td>other-node</td>") {
+	if !strings.Contains(body, `<th scope="col">Node</th>`) || !strings.Contains(body, "<td>node-a</td>") || !strings.Contains(body, "<td>other-node</td>") {
 		t.Errorf("page lacks the node column:\n%s", body)
 	}
 	// Without a node name nor nodes on the records, no column and no field.
 	h = newH(&fakeStore{recs: recs()}, Options{})
-	if body := do(h, "GET", "/?ip=198.51.100.7").Body.String(); strings.Contains(body, "<th>Node</th>") {
+	if body := do(h, "GET", "/?ip=198.51.100.7").Body.String(); strings.Contains(body, `<th scope="col">Node</th>`) || !strings.Contains(body, "<th scope=\"col\">Start</th>") {
 		t.Errorf("page has a node column:\n%s", body)
 	}
 	if body := do(h, "GET", "/api/v1/flows?ip=198.51.100.7").Body.String(); strings.Contains(body, `"node"`) {
@@ -455,14 +460,15 @@ func TestPartialStore(t *testing.T) {
 	s = &partialStore{}
 	h = newH(s, Options{})
 	body = do(h, "GET", "/?ip=198.51.100.7").Body.String()
-	if !strings.Contains(body, "No node agents were found: no node was asked") || strings.Contains(body, "No flows.") {
+	if !strings.Contains(body, "No node agents were found: no node was asked") || strings.Contains(body, "no flow to") {
 		t.Errorf("no node agents: page\n%s", body)
 	}
 	if body := do(h, "GET", "/api/v1/flows?ip=198.51.100.7").Body.String(); !strings.Contains(body, `"nodes_asked":0,"nodes_answered":0`) {
 		t.Errorf("no node agents: API %s", body)
 	}
 	// One agent's own answer has no coverage line.
-	if body := do(newH(&fakeStore{}, Options{}), "GET", "/?ip=198.51.100.7").Body.String(); strings.Contains(body, `id="coverage"`) || !strings.Contains(body, "No flows.") {
+	if body := do(newH(&fakeStore{}, Options{}), "GET", "/?ip=198.51.100.7").Body.String(); strings.Contains(body, `id="coverage"`) ||
+		!strings.Contains(body, "Between 2025-03-01 11:52:30 and 12:07:30 UTC, no flow to 198.51.100.7 was recorded by this node.") {
 		t.Errorf("an agent's page:\n%s", body)
 	}
 

@@ -50,9 +50,12 @@ func (o Operator) Validate() error {
 }
 
 // mail is the abuse contact's address when it is one, else "".
-func (o Operator) mail() string {
-	a, err := mail.ParseAddress(o.AbuseContact)
-	if err != nil || a.Name != "" || a.Address != o.AbuseContact {
+func (o Operator) mail() string { return mailAddress(o.AbuseContact) }
+
+// mailAddress is s when s is a bare e-mail address, else "".
+func mailAddress(s string) string {
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s {
 		return ""
 	}
 	return a.Address

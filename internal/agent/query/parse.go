@@ -21,13 +21,17 @@ const (
 	maxSliceName = 253
 )
 
-// formValues is what the page's form shows back.
-type formValues struct{ IP, Slice, Time, Zone, Window string }
+// formValues is what the page's form shows back, and the zone its answer's
+// times are shown in (UTC until the zone is parsed).
+type formValues struct {
+	IP, Port, Slice, Time, Zone, Window string
+	loc                                 *time.Location
+}
 
 // parse validates the query string. It returns a nil query (and no error)
 // for the page without ip or slice, the empty form.
 func (h *handler) parse(raw string, api bool) (*formValues, *flow.Query, error) {
-	form := &formValues{}
+	form := &formValues{loc: time.UTC}
 	if len(raw) > maxRawQuery {
 		return form, nil, errors.New("query string too long")
 	}
@@ -45,16 +49,16 @@ func (h *handler) parse(raw string, api bool) (*formValues, *flow.Query, error) 
 		}
 		return strings.TrimSpace(vs[0]), nil
 	}
-	var p [7]string
-	for i, k := range []string{"ip", "slice", "time", "window", "from", "to", "zone"} {
+	var p [8]string
+	for i, k := range []string{"ip", "slice", "time", "window", "from", "to", "zone", "port"} {
 		if p[i], err = get(k); err != nil {
 			return form, nil, err
 		}
 	}
-	ipS, slice, tS, winS, fromS, toS, zoneS := p[0], p[1], p[2], p[3], p[4], p[5], p[6]
-	*form = formValues{IP: ipS, Slice: slice, Time: tS, Zone: zoneS, Window: winS}
+	ipS, slice, tS, winS, fromS, toS, zoneS, portS := p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+	*form = formValues{IP: ipS, Port: portS, Slice: slice, Time: tS, Zone: zoneS, Window: winS, loc: time.UTC}
 	if ipS == "" && slice == "" {
-		if !api && tS == "" && winS == "" && fromS == "" && toS == "" && zoneS == "" {
+		if !api && tS == "" && winS == "" && fromS == "" && toS == "" && zoneS == "" && portS == "" {
 			return form, nil, nil
 		}
 		return form, nil, errors.New("give an ip or a slice")
@@ -73,9 +77,21 @@ func (h *handler) parse(raw string, api bool) (*formValues, *flow.Query, error) 
 		}
 		q.Slice = slice
 	}
-	if _, err := parseZone(zoneS); err != nil {
+	if portS != "" {
+		n, err := strconv.ParseUint(portS, 10, 16)
+		if err != nil || n == 0 {
+			return form, nil, errors.New("port: expected a number from 1 to 65535")
+		}
+		if ipS == "" {
+			return form, nil, errors.New("port: give the address (ip) the port is on")
+		}
+		q.Port = uint16(n)
+	}
+	loc, err := parseZone(zoneS)
+	if err != nil {
 		return form, nil, fmt.Errorf("zone: %w", err)
 	}
+	form.loc = loc
 	now := h.opt.Now()
 	if fromS != "" || toS != "" {
 		if tS != "" || winS != "" {

@@ -11,6 +11,7 @@ package query
 
 import (
 	"context"
+	"time"
 
 	"github.com/planetkube/planetkube/internal/flow"
 )
@@ -39,6 +40,21 @@ type Partial struct {
 	// Asked is how many nodes were asked; 0 when none was found, so that
 	// an empty answer is not mistaken for "no traffic".
 	Asked int
+	// Holdings say how far back the records of the nodes that answered go,
+	// for those that said.
+	Holdings []Holding
+}
+
+// Holding says how far back a node's flow records go: a stranger asking
+// about last month's traffic must learn that the node no longer knows.
+type Holding struct {
+	// Node is the node's name.
+	Node string `json:"node"`
+	// RecordsSince is the start of the oldest record the node holds;
+	// absent when it holds none.
+	RecordsSince *time.Time `json:"records_since,omitempty"`
+	// RetentionSeconds is how long the node keeps records (0: not said).
+	RetentionSeconds int64 `json:"retention_seconds,omitempty"`
 }
 
 // PartialStore is a Store whose answer may lack some of its sources, such as
@@ -55,7 +71,12 @@ type PartialStore interface {
 // SliceInfo is what the page shows about a slice beside its flows.
 type SliceInfo struct {
 	FullName, Description, URL string
-	Contacts                   []string
+	// Contacts are the people responsible, PIs then techs, without repeats.
+	Contacts []string
+	// PIs and Techs are the slice's site's, by name; Site and SiteURL its
+	// display name and web site. Empty for a slice of another authority.
+	PIs, Techs    []string
+	Site, SiteURL string
 }
 
 // Directory resolves a slice's full name to what the page shows about it.

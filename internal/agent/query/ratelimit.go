@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,12 +19,15 @@ const maxClients = 10000
 const overflowKey = "overflow"
 
 // unlimited says whether a client IP is exempt from the rate limit.
-func (h *handler) unlimited(ip string) bool {
+func (h *handler) unlimited(ip string) bool { return within(h.opt.Unlimited, ip) }
+
+// within says whether ip is in one of the networks.
+func within(nets []netip.Prefix, ip string) bool {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
 		return false
 	}
-	for _, p := range h.opt.Unlimited {
+	for _, p := range nets {
 		if p.Contains(a) {
 			return true
 		}
@@ -46,11 +50,35 @@ func clientKey(ip string) string {
 	return p.String()
 }
 
-// clientIP is the peer's address; forwarding headers are not trusted.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// clientIP is the client the rate limit goes by: the peer, or, when the
+// peer is one of TrustedProxies (an Ingress controller), the last address
+// of X-Forwarded-For that is not a trusted proxy, the one that reached the
+// outermost of them. Anyone else's X-Forwarded-For is ignored: a client
+// could otherwise name a new address on every request.
+func (h *handler) clientIP(r *http.Request) string {
+	ip := addrString(r.RemoteAddr)
+	if !within(h.opt.TrustedProxies, ip) {
+		return ip
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		a, err := netip.ParseAddr(hop)
+		if err != nil {
+			return ip // a malformed chain: the proxy is the client
+		}
+		if hop = a.Unmap().WithZone("").String(); !within(h.opt.TrustedProxies, hop) {
+			return hop
+		}
+	}
+	return ip
+}
+
+// addrString is the address of a host:port (or of a bare host), unmapped.
+func addrString(hostPort string) string {
+	host, _, err := net.SplitHostPort(hostPort)
 	if err != nil {
-		host = r.RemoteAddr
+		host = hostPort
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		return a.Unmap().WithZone("").String()

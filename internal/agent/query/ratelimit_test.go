@@ -2,6 +2,8 @@ package query
 
 import (
 	"fmt"
+	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -48,5 +50,36 @@ func TestLimiterHoldsUnderAFlood(t *testing.T) {
 	}
 	if _, ok := l.allow("198.51.100.1", now.Add(2*time.Second)); !ok {
 		t.Fatal("the client's tokens did not refill with time")
+	}
+}
+
+// TestClientIPBehindAProxy: X-Forwarded-For names the client only when a
+// trusted proxy sent it, and then its last hop that is not a trusted proxy.
+func TestClientIPBehindAProxy(t *testing.T) {
+	h := &handler{opt: Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00::/64")}}}
+	for _, tc := range []struct {
+		name, peer string
+		xff        []string
+		want       string
+	}{
+		{"direct", "198.51.100.1:5000", nil, "198.51.100.1"},
+		{"direct, forged header", "198.51.100.1:5000", []string{"203.0.113.9"}, "198.51.100.1"},
+		{"proxy", "10.244.1.7:5000", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"proxy, client forged the start", "10.244.1.7:5000", []string{"192.0.2.66, 203.0.113.9"}, "203.0.113.9"},
+		{"two proxies", "10.244.1.7:5000", []string{"203.0.113.9, 10.244.2.8"}, "203.0.113.9"},
+		{"two header lines", "10.244.1.7:5000", []string{"192.0.2.66", "203.0.113.9"}, "203.0.113.9"},
+		{"IPv6 proxy, mapped client", "[fd00::7]:5000", []string{"::ffff:203.0.113.9"}, "203.0.113.9"},
+		{"proxy without header", "10.244.1.7:5000", nil, "10.244.1.7"},
+		{"proxy, malformed chain", "10.244.1.7:5000", []string{"203.0.113.9, not-an-ip"}, "10.244.1.7"},
+		{"only proxies", "10.244.1.7:5000", []string{"10.244.3.3"}, "10.244.1.7"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tc.peer
+		for _, v := range tc.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := h.clientIP(r); got != tc.want {
+			t.Errorf("%s: clientIP = %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

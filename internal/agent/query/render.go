@@ -1,9 +1,14 @@
 package query
 
 import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/planetkube/planetkube/internal/flow"
@@ -28,6 +33,10 @@ type Row struct {
 	Description  string     `json:"description,omitempty"`
 	URL          string     `json:"url,omitempty"`
 	Contacts     []string   `json:"contacts,omitempty"`
+	PIs          []string   `json:"pis,omitempty"`
+	Techs        []string   `json:"techs,omitempty"`
+	Site         string     `json:"site,omitempty"`
+	SiteURL      string     `json:"site_url,omitempty"`
 	// Node is the node that saw the flow, when known.
 	Node string `json:"node,omitempty"`
 }
@@ -42,6 +51,8 @@ type Response struct {
 	// covers (a PartialStore's answer; absent from one node's own).
 	NodesAsked    *int `json:"nodes_asked,omitempty"`
 	NodesAnswered *int `json:"nodes_answered,omitempty"`
+	// Nodes say how far back the records of the nodes that answered go.
+	Nodes []Holding `json:"nodes,omitempty"`
 }
 
 // coverage is how many nodes an answer covers, for a PartialStore's.
@@ -70,6 +81,7 @@ func (h *handler) row(r flow.Record) Row {
 	if r.Slice != "" && h.dir != nil {
 		if info, ok := h.dir.Slice(r.Slice); ok {
 			row.Description, row.URL, row.Contacts = info.Description, info.URL, info.Contacts
+			row.PIs, row.Techs, row.Site, row.SiteURL = info.PIs, info.Techs, info.Site, info.SiteURL
 		}
 	}
 	return row
@@ -106,7 +118,6 @@ type pageData struct {
 	Form      *formValues
 	Error     string
 	Searched  bool
-	Rows      []Row
 	Truncated bool
 	Max       int
 	// ShowNode adds the node column (some row has a node).
@@ -114,13 +125,50 @@ type pageData struct {
 	NodeErrors []NodeError
 	// Coverage is set for a PartialStore's answer.
 	Coverage *coverage
+	// Answer is the answer to a search, in words and flows.
+	Answer *answerView
 	// Operator runs the testbed; Node is this node (empty for the
 	// install's cluster-wide page).
 	Operator Operator
 	Node     string
 }
 
-const csp = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+// stylesheet is the page's only style, inline and allowed by its hash in
+// the Content-Security-Policy: the page loads nothing else. It keeps the
+// page readable on a phone (one column, the table scrolls in its box) and
+// in dark mode, and shows the keyboard focus.
+const stylesheet = `
+:root{color-scheme:light dark;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;line-height:1.5}
+body{margin:0 auto;max-width:64rem;padding:1rem;overflow-wrap:anywhere}
+h1{font-size:1.6rem;margin:.25rem 0 .5rem}
+h2{font-size:1.25rem;margin:1.5rem 0 .5rem}
+h3{font-size:1.05rem;margin:0 0 .25rem}
+form{display:grid;grid-template-columns:repeat(auto-fit,minmax(13rem,1fr));gap:.75rem 1rem;align-items:start;padding:1rem;border:1px solid #8888;border-radius:.5rem}
+label{display:block;font-weight:600}
+.hint{display:block;font-size:.875rem;font-weight:400;opacity:.8}
+input{box-sizing:border-box;width:100%;font:inherit;padding:.375rem .5rem;margin-top:.25rem}
+button{font:inherit;font-weight:600;padding:.5rem 1.25rem;align-self:end;justify-self:start}
+:focus-visible{outline:3px solid #3584e4;outline-offset:2px}
+.alert{border-left:.25rem solid #e01b24;padding:.25rem 1rem;margin:1rem 0}
+.slice{border-left:.25rem solid #3584e4;padding:.25rem 1rem;margin:1rem 0}
+.node-traffic{border-left-color:#9a9996}
+.coverage{padding:.25rem 1rem;margin:1rem 0;border-left:.25rem solid #9a9996}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:.875rem}
+caption{text-align:left;font-weight:600;padding:.25rem 0}
+th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #8888;white-space:nowrap;vertical-align:top}
+td.num{text-align:right}
+.seen{display:block;font-size:.8rem;opacity:.8}
+`
+
+// csp lets the page use its own stylesheet and nothing else: no script, no
+// image, no frame, no other origin.
+var csp = "default-src 'none'; style-src '" + cspHash(stylesheet) + "'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+func cspHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+}
 
 func (h *handler) page(w http.ResponseWriter, code int, d pageData) {
 	hd := w.Header()
@@ -134,43 +182,16 @@ func (h *handler) page(w http.ResponseWriter, code int, d pageData) {
 }
 
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"ts": func(t time.Time) string { return t.Format(time.RFC3339) },
-}).Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Flow lookup</title></head>
-<body>
-<h1>Flow lookup</h1>
-<div id="about">
-<p>This {{if .Node}}machine, node {{.Node}},{{else}}page covers every node that{{end}} belongs to a testbed{{with .Operator.Name}} run by {{if $.Operator.URL}}<a href="{{$.Operator.URL}}" rel="noopener noreferrer">{{.}}</a>{{else}}{{.}}{{end}}{{else}}{{with .Operator.URL}} (<a href="{{.}}" rel="noopener noreferrer">{{.}}</a>){{end}}{{end}}.
-Researchers run experiments on it in slices, and its traffic comes from them. This page finds the slice that sent traffic to an address, with the people responsible for it.</p>
-{{with .Operator.ContactLink}}<p id="abuse">To report unwanted traffic: <a href="{{.}}">{{$.Operator.AbuseContact}}</a>.</p>{{else}}{{if not .Operator.Name}}<p id="abuse">The operator of this testbed did not give a name or a contact; the slices' contacts are listed with their flows.</p>{{end}}{{end}}
-</div>
-<form method="get" action="/">
-<label>IP <input name="ip" value="{{.Form.IP}}"></label>
-<label>Slice <input name="slice" value="{{.Form.Slice}}"></label>
-<label>Time (empty: now) <input name="time" type="datetime-local" step="1" value="{{.Form.Time}}"></label>
-<label>Time zone (empty: UTC) <input name="zone" value="{{.Form.Zone}}" placeholder="UTC, Europe/Paris or +01:00"></label>
-<label>Window (minutes) <input name="window" value="{{.Form.Window}}"></label>
-<button type="submit">Look up</button>
-</form>
-{{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
-{{with .NodeErrors}}<div id="node-errors" role="alert"><p>Some nodes did not answer; their flows are missing:</p>
-<ul>{{range .}}<li><span class="node">{{.Node}}</span>: <span class="reason">{{.Error}}</span></li>{{end}}</ul></div>{{end}}
-{{if .Searched}}
-{{with .Coverage}}{{if .Asked}}<p id="coverage">{{.Answered}} of {{.Asked}} nodes answered.</p>{{else}}<p id="coverage" role="alert">No node agents were found: no node was asked, so this answer says nothing about the traffic.</p>{{end}}{{end}}
-{{if .Truncated}}<p id="truncated">Only the first {{.Max}} flows are shown; narrow the window.</p>{{end}}
-{{if .Rows}}
-<table id="flows" border="1">
-<thead><tr>{{if .ShowNode}}<th>Node</th>{{end}}<th>Start</th><th>End</th><th>Proto</th><th>Original src → dst</th><th>Reply src → dst</th><th>Bytes (orig/reply)</th><th>Pod</th><th>Slice</th><th>Description</th><th>URL</th><th>Contacts</th></tr></thead>
-<tbody>
-{{$node := .ShowNode}}{{range .Rows}}<tr>
-{{if $node}}<td>{{.Node}}</td>{{end}}<td>{{ts .Start}}</td><td>{{with .End}}{{ts .}}{{else}}open{{end}}</td><td>{{.Proto}}</td>
-<td>{{.OrigSrc}} → {{.OrigDst}}</td><td>{{.ReplySrc}} → {{.ReplyDst}}</td>
-<td>{{.OrigBytes}} / {{.ReplyBytes}}</td><td>{{.Sliver}}</td>
-{{if .Slice}}<td>{{.Slice}}</td><td>{{.Description}}</td><td>{{with .URL}}<a href="{{.}}" rel="noopener noreferrer">{{.}}</a>{{end}}</td><td>{{range $i, $c := .Contacts}}{{if $i}}, {{end}}{{$c}}{{end}}</td>
-{{else}}<td colspan="4">node traffic (no slice)</td>{{end}}
-</tr>
-{{end}}</tbody></table>
-{{else}}{{if or (not .Coverage) .Coverage.Asked}}<p id="none">No flows.</p>{{end}}{{end}}
-{{end}}
-</body></html>
-`))
+	"style": func() template.CSS { return template.CSS(stylesheet) },
+	"plural": func(n int, one, many string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.Itoa(n) + " " + many
+	},
+	"join": func(xs []string) string { return strings.Join(xs, ", ") },
+	"cap":  capFirst,
+}).Parse(pageHTML))
+
+//go:embed page.html
+var pageHTML string

@@ -55,6 +55,9 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 	if !q.To.After(q.From) {
 		return nil, fmt.Errorf("store: query: window end %v not after start %v", q.To, q.From)
 	}
+	if q.Port != 0 && !q.Dst.IsValid() {
+		return nil, errors.New("store: query: a port needs a destination IP")
+	}
 	dst := norm(q.Dst)
 
 	views, err := s.snapshot(dst, q)
@@ -99,7 +102,7 @@ func queryScan(ctx context.Context, views []segView, q flow.Query, dst netip.Add
 			if !ok {
 				return nil, fmt.Errorf("store: query: segment %d: corrupt record at %d", v.sg.seq, off)
 			}
-			if !r.Start.Before(to) || dst.IsValid() && r.Orig.Dst.Addr() != dst {
+			if !r.Start.Before(to) || dst.IsValid() && r.Orig.Dst.Addr() != dst || q.Port != 0 && r.Orig.Dst.Port() != q.Port {
 				continue
 			}
 			if q.Slice != "" && dst.IsValid() { // the slice index needs no check

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +59,9 @@ type Stats struct {
 	Bytes int64
 	// Segments is the number of segments, the open one included.
 	Segments int
+	// Oldest is the start of the oldest record stored; zero when there is
+	// none. Records before it were never seen here or were pruned.
+	Oldest time.Time
 }
 
 // Store is a flow store in one directory. It is safe for concurrent use.
@@ -271,9 +275,16 @@ func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var st Stats
+	oldest := int64(math.MaxInt64)
 	for _, sg := range s.segs {
 		st.Records += sg.records
 		st.Bytes += sg.diskBytes()
+		if sg.records > 0 {
+			oldest = min(oldest, sg.minStart)
+		}
+	}
+	if oldest != math.MaxInt64 {
+		st.Oldest = fromMicros(oldest)
 	}
 	st.Segments = len(s.segs)
 	return st

@@ -210,6 +210,10 @@ func TestAddQueryByDst(t *testing.T) {
 	check(t, query(t, s, flow.Query{Dst: netip.MustParseAddr("::ffff:198.51.100.7"), From: all.From, To: all.To}), v4a, mappedWant, v4b)
 	check(t, query(t, s, flow.Query{Dst: all.Dst, From: t0.Add(90 * time.Minute), To: t0.Add(10 * h)}), v4b)
 	check(t, query(t, s, flow.Query{Dst: all.Dst, Slice: "site_b", From: all.From, To: all.To}), v4b)
+	// A port keeps the flows to that port at the address.
+	check(t, query(t, s, flow.Query{Dst: all.Dst, Port: 443, From: all.From, To: all.To}), v4a)
+	check(t, query(t, s, flow.Query{Dst: all.Dst, Port: 53, From: all.From, To: all.To}), mappedWant)
+	check(t, query(t, s, flow.Query{Dst: all.Dst, Port: 22, From: all.From, To: all.To}))
 	check(t, query(t, s, flow.Query{Slice: "nope", From: all.From, To: all.To}))
 	check(t, query(t, s, flow.Query{Dst: netip.MustParseAddr("203.0.113.1"), From: all.From, To: all.To}))
 	check(t, query(t, s, flow.Query{Dst: netip.MustParseAddr("2001:db8::1"), From: all.From, To: all.To}))
@@ -287,6 +291,7 @@ func TestInvalidQuery(t *testing.T) {
 		{"limit too big", flow.Query{Slice: "s", From: t0, To: t0.Add(time.Hour), Limit: MaxLimit + 1}},
 		{"empty window", flow.Query{Dst: dst, From: t0, To: t0, Limit: 10}},
 		{"reversed window", flow.Query{Dst: dst, From: t0, To: t0.Add(-time.Hour), Limit: 10}},
+		{"port without dst", flow.Query{Slice: "s", Port: 443, From: t0, To: t0.Add(time.Hour), Limit: 10}},
 	} {
 		if _, err := s.Query(context.Background(), c.q); err == nil || !strings.HasPrefix(err.Error(), "store: ") {
 			t.Errorf("%s: error %v", c.name, err)
@@ -723,8 +728,8 @@ func TestPruneByAge(t *testing.T) {
 	clk.Set(t0.Add(4 * h))
 	recent := rec("10.0.0.1:3", "198.51.100.1:1", "192.0.2.1:3", t0.Add(3*h), t0.Add(4*h), "s")
 	add(t, s, recent) // segment 3, open
-	if got := s.Stats().Segments; got != 3 {
-		t.Fatalf("%d segments", got)
+	if got := s.Stats(); got.Segments != 3 || !got.Oldest.Equal(t0) {
+		t.Fatalf("%d segments, oldest record at %v; want 3 and %v", got.Segments, got.Oldest, t0)
 	}
 	now := t0.Add(3*h + 30*time.Minute)
 	n, err := s.Prune(context.Background(), t0.Add(2*h+30*time.Minute))
@@ -743,12 +748,15 @@ func TestPruneByAge(t *testing.T) {
 		t.Errorf("pruned %d, want 1 (segment 2)", n)
 	}
 	check(t, query(t, s, flow.Query{Slice: "s", From: t0, To: now}), recent)
+	if got := s.Stats().Oldest; !got.Equal(t0.Add(3 * h)) {
+		t.Errorf("oldest record at %v after pruning, want %v", got, t0.Add(3*h))
+	}
 	// The open segment expires too: it is sealed, then deleted.
 	n, err = s.Prune(context.Background(), t0.Add(10*h))
 	if err != nil || n != 1 {
 		t.Errorf("pruned %d, %v; want 1", n, err)
 	}
-	if st := s.Stats(); st.Records != 0 || st.Segments != 0 || st.Bytes != 0 {
+	if st := s.Stats(); st.Records != 0 || st.Segments != 0 || st.Bytes != 0 || !st.Oldest.IsZero() {
 		t.Errorf("stats %+v after pruning all", st)
 	}
 	files, _ := os.ReadDir(s.opt.Dir)

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -164,7 +165,9 @@ func (s *Store) QueryPartial(ctx context.Context, q flow.Query) (query.Partial, 
 type answer struct {
 	recs      []flow.Record
 	truncated bool
-	err       error
+	// holding is how far back the node's records go, if it said.
+	holding *query.Holding
+	err     error
 }
 
 // nodeErr is a node's failure as told to the user: msg is safe to show.
@@ -184,6 +187,9 @@ func merge(targets []Target, answers []answer, limit int) (query.Partial, error)
 			continue
 		}
 		all = append(all, a.recs...)
+		if a.holding != nil {
+			res.Holdings = append(res.Holdings, *a.holding)
+		}
 		if a.truncated {
 			res.Truncated = true
 			if n := len(a.recs); n > 0 && (cut == nil || order(a.recs[n-1], *cut) < 0) {
@@ -221,7 +227,7 @@ func order(a, b flow.Record) int {
 // ask queries one agent.
 func (s *Store) ask(ctx context.Context, t Target, q flow.Query) answer {
 	log := logf.FromContext(ctx).WithValues("node", t.Node, "url", t.URL)
-	recs, truncated, err := s.get(ctx, t, q)
+	a, err := s.get(ctx, t, q)
 	if err != nil {
 		log.V(1).Info("Node did not answer a flow query", "error", err.Error())
 		var ne nodeErr
@@ -230,7 +236,7 @@ func (s *Store) ask(ctx context.Context, t Target, q flow.Query) answer {
 		}
 		return answer{err: err}
 	}
-	return answer{recs: recs, truncated: truncated}
+	return a
 }
 
 // classify turns a transport error (whose text names addresses) into what
@@ -248,10 +254,11 @@ func classify(ctx context.Context, err error) error {
 	}
 }
 
-func (s *Store) get(ctx context.Context, t Target, q flow.Query) ([]flow.Record, bool, error) {
+// get asks one agent and checks its answer.
+func (s *Store) get(ctx context.Context, t Target, q flow.Query) (answer, error) {
 	u, err := url.Parse(t.URL)
 	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, false, nodeErr{"invalid agent URL"}
+		return answer{}, nodeErr{"invalid agent URL"}
 	}
 	u = u.JoinPath("api", "v1", "flows")
 	v := url.Values{}
@@ -261,6 +268,9 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) ([]flow.Record,
 	if q.Slice != "" {
 		v.Set("slice", q.Slice)
 	}
+	if q.Port != 0 {
+		v.Set("port", strconv.Itoa(int(q.Port)))
+	}
 	v.Set("from", q.From.UTC().Format(time.RFC3339Nano))
 	v.Set("to", q.To.UTC().Format(time.RFC3339Nano))
 	u.RawQuery = v.Encode()
@@ -269,20 +279,20 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) ([]flow.Record,
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, false, nodeErr{"invalid agent URL"}
+		return answer{}, nodeErr{"invalid agent URL"}
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.opt.Client.Do(req)
 	if err != nil {
-		return nil, false, err
+		return answer{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, s.opt.MaxBody+1))
 	if err != nil {
-		return nil, false, err
+		return answer{}, err
 	}
 	if int64(len(body)) > s.opt.MaxBody {
-		return nil, false, nodeErr{fmt.Sprintf("bad response: larger than %d bytes", s.opt.MaxBody)}
+		return answer{}, nodeErr{fmt.Sprintf("bad response: larger than %d bytes", s.opt.MaxBody)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg := fmt.Sprintf("HTTP %d", resp.StatusCode)
@@ -290,33 +300,49 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) ([]flow.Record,
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			msg += ": " + clean(e.Error, 200)
 		}
-		return nil, false, nodeErr{msg}
+		return answer{}, nodeErr{msg}
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		return nil, false, nodeErr{"bad response: not JSON"}
+		return answer{}, nodeErr{"bad response: not JSON"}
 	}
 	var r struct {
-		Flows     []query.Row `json:"flows"`
-		Truncated bool        `json:"truncated"`
+		Flows     []query.Row     `json:"flows"`
+		Truncated bool            `json:"truncated"`
+		Nodes     []query.Holding `json:"nodes"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, false, nodeErr{"bad response: malformed JSON"}
+		return answer{}, nodeErr{"bad response: malformed JSON"}
 	}
 	if r.Flows == nil {
-		return nil, false, nodeErr{"bad response: no flows"}
+		return answer{}, nodeErr{"bad response: no flows"}
 	}
 	recs := make([]flow.Record, len(r.Flows))
 	for i, row := range r.Flows {
 		if recs[i], err = record(row, t.Node, q); err != nil {
-			return nil, false, nodeErr{fmt.Sprintf("bad response: flow %d: %v", i, err)}
+			return answer{}, nodeErr{fmt.Sprintf("bad response: flow %d: %v", i, err)}
 		}
 	}
 	slices.SortStableFunc(recs, order) // agents sort by start; do not rely on it
-	return recs, r.Truncated, nil
+	a := answer{recs: recs, truncated: r.Truncated}
+	if len(r.Nodes) > 0 { // an agent tells of itself, under the name we know it by
+		h := r.Nodes[0]
+		if h.RecordsSince != nil && !validTime(*h.RecordsSince) || h.RetentionSeconds < 0 || h.RetentionSeconds > maxRetention {
+			return answer{}, nodeErr{"bad response: invalid records_since or retention_seconds"}
+		}
+		if h.RecordsSince != nil {
+			since := h.RecordsSince.UTC()
+			h.RecordsSince = &since
+		}
+		h.Node = t.Node
+		a.holding = &h
+	}
+	return a, nil
 }
 
-// Bounds on an agent's strings.
+// Bounds on an agent's strings and retention (100 years).
 const (
+	maxRetention = 100 * 365 * 24 * 3600
+
 	maxSliver = 253 + 1 + 253
 	maxUID    = 64
 )
@@ -354,7 +380,7 @@ func record(row query.Row, node string, q flow.Query) (flow.Record, error) {
 		return r, errors.New("invalid sliver")
 	}
 	// The agent answers the query asked, or it is wrong.
-	if q.Dst.IsValid() && r.Orig.Dst.Addr().Unmap() != q.Dst {
+	if q.Dst.IsValid() && r.Orig.Dst.Addr().Unmap() != q.Dst || q.Port != 0 && r.Orig.Dst.Port() != q.Port {
 		return r, errors.New("destination not the one asked")
 	}
 	if q.Slice != "" && r.Slice != q.Slice {

@@ -243,6 +243,7 @@ func TestUntrustedAnswers(t *testing.T) {
 		b, _ := json.Marshal(map[string]any{"flows": []any{m}, "truncated": false})
 		return string(b)
 	}
+	withNodes := func(nodes string) string { return `{"flows":[],"truncated":false,"nodes":` + nodes + `}` }
 	big := `{"flows":[],"x":"` + strings.Repeat("a", 2000) + `"}`
 	redirect, _ := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://192.0.2.1/", http.StatusFound)
@@ -262,6 +263,9 @@ func TestUntrustedAnswers(t *testing.T) {
 		{"bad address", row(func(m map[string]any) { m["orig_src"] = "evil" }), 200, "bad response: flow 0: invalid address"},
 		{"zone", row(func(m map[string]any) { m["reply_dst"] = "[fe80::1%eth0]:1" }), 200, "bad response: flow 0: invalid address"},
 		{"other destination", row(func(m map[string]any) { m["orig_dst"] = "203.0.113.9:443" }), 200, "bad response: flow 0: destination not the one asked"},
+		{"records since year 0", withNodes(`[{"node":"n","records_since":"0000-01-01T00:00:00Z"}]`), 200, "bad response: invalid records_since or retention_seconds"},
+		{"negative retention", withNodes(`[{"node":"n","retention_seconds":-1}]`), 200, "bad response: invalid records_since or retention_seconds"},
+		{"retention not a number", withNodes(`[{"node":"n","retention_seconds":"7d"}]`), 200, "bad response: malformed JSON"},
 		{"outside window", row(func(m map[string]any) { m["start"] = "2025-03-01T14:00:00Z" }), 200, "bad response: flow 0: outside the window asked"},
 		{"end before start", row(func(m map[string]any) { m["end"] = "2025-03-01T11:00:00Z" }), 200, "bad response: flow 0: invalid end"},
 		{"year 0", row(func(m map[string]any) { m["start"] = "0000-01-01T00:00:00Z" }), 200, "bad response: flow 0: invalid start"},
@@ -316,6 +320,53 @@ func TestQueryParameters(t *testing.T) {
 	if v.Get("ip") != "198.51.100.7" || v.Get("slice") != "plc.a" || v.Get("from") != "2025-03-01T12:00:00.000000123Z" || v.Get("to") != "2025-03-01T13:00:00Z" || len(v) != 4 {
 		t.Errorf("query %v", v)
 	}
+	q.Port = 443
+	if _, err := s.QueryPartial(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	if v := *gotQuery.Load(); v.Get("port") != "443" || len(v) != 5 {
+		t.Errorf("query with a port %v", v)
+	}
+}
+
+// TestPortAndHoldings: a port reaches the agents, a flow to another port is
+// refused as not the one asked, and each agent's holding comes back under
+// the name the manager knows the node by.
+func TestPortAndHoldings(t *testing.T) {
+	other := rec(2*time.Second, "plc.a", 1)
+	other.Orig.Dst = netip.AddrPortFrom(dst, 80)
+	since := t0.Add(-time.Hour)
+	s := &memStore{recs: []flow.Record{rec(time.Second, "plc.a", 1), other}}
+	good := httptest.NewServer(query.NewHandler(portStore{s}, nil, query.Options{NodeName: "claims-another-name", RatePerSecond: 1e6, Burst: 1 << 20,
+		Retention: 7 * 24 * time.Hour, Oldest: func() time.Time { return since }}))
+	t.Cleanup(good.Close)
+	// This agent ignores the port and answers every flow to the address.
+	sloppy, _ := agent(t, "b", 10, rec(time.Second, "plc.a", 1), other)
+	f := fanout.New(fanout.StaticTargets(fanout.Target{Node: "a", URL: good.URL}, fanout.Target{Node: "b", URL: sloppy.URL}), fanout.Options{})
+	q := dstQuery(10)
+	q.Port = 443
+	res, err := f.QueryPartial(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Records) != 1 || res.Records[0].Orig.Dst.Port() != 443 || res.Records[0].Node != "a" {
+		t.Errorf("records %+v", res.Records)
+	}
+	if len(res.Errors) != 1 || res.Errors[0].Node != "b" || res.Errors[0].Error != "bad response: flow 1: destination not the one asked" {
+		t.Errorf("errors %+v", res.Errors)
+	}
+	if len(res.Holdings) != 1 || res.Holdings[0].Node != "a" || !res.Holdings[0].RecordsSince.Equal(since) || res.Holdings[0].RetentionSeconds != 7*24*3600 {
+		t.Errorf("holdings %+v", res.Holdings)
+	}
+}
+
+// portStore is a memStore that keeps the port asked, as the node's store
+// does.
+type portStore struct{ *memStore }
+
+func (p portStore) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) {
+	recs, err := p.memStore.Query(ctx, q)
+	return slices.DeleteFunc(recs, func(r flow.Record) bool { return q.Port != 0 && r.Orig.Dst.Port() != q.Port }), err
 }
 
 func TestBoundedConcurrency(t *testing.T) {
@@ -403,7 +454,7 @@ func TestManagerHandler(t *testing.T) {
 		t.Errorf("response %s", body)
 	}
 	code, body = get("/?ip=198.51.100.7")
-	for _, want := range []string{"<th>Node</th>", "<td>a</td>", "<td>b</td>", `id="node-errors"`, "bad response: malformed JSON", "Slice A"} {
+	for _, want := range []string{`<th scope="col">Node</th>`, "<td>a</td>", "<td>b</td>", `id="node-errors"`, "bad response: malformed JSON", "Slice A"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("page (%d) lacks %q", code, want)
 		}

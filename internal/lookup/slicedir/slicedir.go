@@ -5,6 +5,7 @@ package slicedir
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -49,6 +50,11 @@ func (d *Directory) Slice(fullName string) (query.SliceInfo, bool) {
 	var st planetv1.Site
 	if err := d.Reader.Get(ctx, types.NamespacedName{Name: site}, &st); err == nil {
 		info.Contacts = contacts(&st)
+		info.PIs, info.Techs = names(st.Spec.PIs), names(st.Spec.Techs)
+		info.Site, info.SiteURL = st.Spec.DisplayName, st.Spec.URL
+		if info.Site == "" {
+			info.Site = st.Name
+		}
 	}
 	return info, true
 }
@@ -83,14 +89,21 @@ func (d *Directory) split(fullName string) (site, slice string, ok bool) {
 // contacts are the people a complaint about a slice of this site goes to:
 // its PIs, then its techs (users and groups, by name, without repeats).
 func contacts(site *planetv1.Site) []string {
+	out := names(site.Spec.PIs)
+	for _, n := range names(site.Spec.Techs) {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// names are the people of a list, by name, without service accounts or
+// repeats.
+func names(list []planetv1.Subject) []string {
 	var out []string
-	seen := map[string]bool{}
-	for _, list := range [][]planetv1.Subject{site.Spec.PIs, site.Spec.Techs} {
-		for _, s := range list {
-			if s.Kind == planetv1.SubjectServiceAccount || seen[s.Name] {
-				continue
-			}
-			seen[s.Name] = true
+	for _, s := range list {
+		if s.Kind != planetv1.SubjectServiceAccount && !slices.Contains(out, s.Name) {
 			out = append(out, s.Name)
 		}
 	}

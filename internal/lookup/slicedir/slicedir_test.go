@@ -1,6 +1,7 @@
 package slicedir
 
 import (
+	"slices"
 	"testing"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
@@ -43,5 +44,9 @@ func TestContacts(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("contacts = %q, want %q", got, want)
 		}
+	}
+	wantTechs := []string{"tech@cs.princeton.edu", "llp@cs.princeton.edu", "princeton-ops"}
+	if pis, techs := names(site.Spec.PIs), names(site.Spec.Techs); !slices.Equal(pis, want[:1]) || !slices.Equal(techs, wantTechs) {
+		t.Errorf("PIs %q, techs %q; want %q and %q (each role's people, no service accounts)", pis, techs, want[:1], wantTechs)
 	}
 }
