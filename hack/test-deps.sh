@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Debian packages that `make test` and CI need, by the command each
 # provides: the build (make, git, gcc), the node agent's real-kernel tests
-# (ip, nft, iptables, conntrack, ping) and the lookup page's browser tests
-# (chromium). The one list: `make test` and .ci/run both call this script.
+# (ip, nft, iptables, conntrack, ping), the lookup page's browser tests
+# (chromium) and the IPFIX export's round trip through a real collector
+# (nfcapd and nfdump, package nfdump; its service is a no-op until configured). The one list: `make test` and .ci/run both call this script.
 #
 # As root it installs what is missing (apt-get update once, then
 # apt-get install -y). Otherwise it prints the command to run and which
@@ -13,7 +14,7 @@ set -euo pipefail
 # command:package, in the order they are listed
 deps=(make:make git:git gcc:gcc
   ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack ping:iputils-ping
-  chromium:chromium)
+  chromium:chromium nfcapd:nfdump)
 
 # Look in sbin too: a user's $PATH often lacks it, root's (and the tests') has it.
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
@@ -57,6 +58,9 @@ if ((${#need[@]})); then
   esac
   case " ${missing[*]} " in *" chromium "*)
     echo "   Without Chromium the browser tests skip: $browser." ;;
+  esac
+  case " ${missing[*]} " in *" nfcapd "*)
+    echo "   Without nfdump the IPFIX collector round trip skips: internal/agent/ipfix." ;;
   esac
 fi
 if ! $root; then

@@ -75,6 +75,7 @@ type Options struct {
 	MemoryResetEvery time.Duration
 	MemoryCheckEvery time.Duration
 	Bandwidth        BandwidthOptions
+	Export           ExportOptions
 	Operator         query.Operator
 }
 
@@ -128,6 +129,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.MemoryResetEvery, "memory-reset-interval", 5*time.Minute, "With --memory-watchdog: the least time between two resets.")
 	fs.DurationVar(&o.MemoryCheckEvery, "memory-check-interval", 30*time.Second, "With --memory-watchdog: how often the node's memory is read (pl_mom: 30 s).")
 	o.Bandwidth.bindFlags(fs)
+	o.Export.bindFlags(fs)
 	o.Operator.BindFlags(fs)
 	fs.BoolVar(&o.SetupOnly, "setup-only", false, "Turn on conntrack accounting and timestamps, then exit (the DaemonSet's privileged init container).")
 	fs.StringVar(&o.Unlimited, "lookup-unlimited", "", "Comma-separated networks (CIDRs) whose clients are not rate-limited, such as the manager's pod network: its cluster-wide lookup asks every agent on behalf of all its own clients.")
@@ -163,7 +165,7 @@ func (o *Options) Validate() error {
 	if o.Bandwidth.Enabled {
 		errs = append(errs, o.Bandwidth.validate())
 	}
-	errs = append(errs, o.Operator.Validate())
+	errs = append(errs, o.Operator.Validate(), o.Export.validate())
 	if o.MaxResults < 1 || o.MaxResults > store.MaxLimit-1 {
 		errs = append(errs, fmt.Errorf("--max-results must be in 1..%d, got %d", store.MaxLimit-1, o.MaxResults))
 	}
@@ -236,7 +238,17 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return err
 	}
 	m, capMetrics := processMetrics(flows)
+	exporter, err := o.Export.exporter()
+	if err != nil {
+		return err
+	}
 	pipe := &pipeline{store: flows, history: tracker.History, metrics: m, log: log}
+	if exporter != nil {
+		pipe.export = exporter.Export
+		if err := mgr.Add(exporter); err != nil {
+			return err
+		}
+	}
 	capturer := &captureRunnable{o: o, podsSynced: podsSynced, pipe: pipe, metrics: capMetrics}
 	if err := mgr.Add(capturer); err != nil {
 		return err

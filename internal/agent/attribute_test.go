@@ -181,6 +181,15 @@ func TestOptionsValidate(t *testing.T) {
 		{"bad CIDR", func(o *Options) { o.Unlimited = "10.0.0.0/8, nonsense" }, `"nonsense" is not a CIDR`},
 		{"good CIDRs", func(o *Options) { o.Unlimited = "10.0.0.0/8, fd00::/64" }, ""},
 		{"public page on its own port", func(o *Options) { o.ListenAddr, o.PublicAddr = ":9470", ":80" }, ""},
+		{"IPFIX over UDP", func(o *Options) {
+			o.Export = ExportOptions{Collector: "udp://192.0.2.9:4739", EnterpriseNumber: 32473, TemplateInterval: time.Minute}
+		}, ""},
+		{"IPFIX collector without a port", func(o *Options) {
+			o.Export = ExportOptions{Collector: "udp://192.0.2.9", EnterpriseNumber: 1, TemplateInterval: time.Minute}
+		}, "--ipfix-collector"},
+		{"IPFIX enterprise number 0", func(o *Options) {
+			o.Export = ExportOptions{Collector: "tcp://192.0.2.9:4739", TemplateInterval: time.Minute}
+		}, "--ipfix-enterprise-number"},
 		{"public page on the lookup's port", func(o *Options) { o.ListenAddr, o.PublicAddr = ":9470", ":9470" }, "--public-listen-address :9470 is --listen-address already"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

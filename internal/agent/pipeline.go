@@ -28,6 +28,9 @@ type pipeline struct {
 	history *attr.History
 	metrics *agentMetrics
 	log     logr.Logger
+	// export, if set, is handed every committed batch (the IPFIX
+	// exporter's queue: it never blocks).
+	export func([]flow.Record)
 }
 
 // emit is the capture's sink: it attributes a batch and commits it.
@@ -46,6 +49,9 @@ func (p *pipeline) emit(recs []flow.Record) {
 	}
 	p.metrics.stored.WithLabelValues("slice").Add(float64(attributed))
 	p.metrics.stored.WithLabelValues("node").Add(float64(len(recs) - attributed))
+	if p.export != nil {
+		p.export(recs)
+	}
 }
 
 // captureRunnable runs the conntrack capture once the Pod informer has

@@ -255,6 +255,10 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"nodeAgent.publicPage.enabled=yes", "/nodeAgent/publicPage/enabled"},
 		{"lookup.service.type=ExternalName", "/lookup/service/type"},
 		{"lookup.trustedProxies[0]=ingress-nginx", "/lookup/trustedProxies/0"},
+		{"nodeAgent.ipfix.collector=collector.example:4739", "/nodeAgent/ipfix/collector"},
+		{"nodeAgent.ipfix.collector=http://collector.example:4739", "/nodeAgent/ipfix/collector"},
+		{"nodeAgent.ipfix.enterpriseNumber=0", "/nodeAgent/ipfix/enterpriseNumber"},
+		{"nodeAgent.ipfix.templateInterval=often", "/nodeAgent/ipfix/templateInterval"},
 		{"lookup.service.port=0", "/lookup/service/port"},
 		{"lookup.service.nodePort=30080", "/lookup/service/nodePort"}, // a ClusterIP Service has none
 		{"lookup.service.externalTrafficPolicy=Local", "/lookup/service/externalTrafficPolicy"},
@@ -543,5 +547,27 @@ func TestTemplatesRefuseConflictingValues(t *testing.T) {
 			args = append(args, "--set", s)
 		}
 		render(t, args...)
+	}
+}
+
+// TestIPFIXExport: no export by default; a collector gives the agent its
+// flags.
+func TestIPFIXExport(t *testing.T) {
+	ipfixArgs := func(objs []object) []string {
+		var out []string
+		for _, a := range container(t, objs, "DaemonSet", "planetkube-node-agent")["args"].([]any) {
+			if s := a.(string); strings.HasPrefix(s, "--ipfix-") {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	if got := ipfixArgs(render(t)); len(got) != 0 {
+		t.Errorf("IPFIX flags by default: %v", got)
+	}
+	got := ipfixArgs(render(t, "--set", "nodeAgent.ipfix.collector=tcp://collector.example:4739", "--set", "nodeAgent.ipfix.observationDomain=4000000000"))
+	want := []string{"--ipfix-collector=tcp://collector.example:4739", "--ipfix-observation-domain=4000000000", "--ipfix-enterprise-number=32473", "--ipfix-template-interval=1m"}
+	if !slices.Equal(got, want) {
+		t.Errorf("IPFIX flags %v, want %v", got, want)
 	}
 }

@@ -16,11 +16,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/planetkube/planetkube/internal/agent/bwbudget"
+	"github.com/planetkube/planetkube/internal/agent/ipfix"
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/manager"
 	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
 	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
+	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
 
 // tcpSYNOptions is the size of the options of a Linux SYN without TCP
@@ -57,8 +59,14 @@ func TestNodeAgent(t *testing.T) {
 	// The public page (the chart's nodeAgent.publicPage) is a second
 	// listener of the same handler: the page test below reads it there.
 	public := fmt.Sprintf("http://127.0.0.2:%d", freePort(t, "127.0.0.2"))
-	a := e.startAgent("node-a", node.Node.Path, "127.0.0.2", 0, "--bandwidth", "--bandwidth-uplink=uplink", "--bandwidth-interval=500ms",
-		"--public-listen-address="+strings.TrimPrefix(public, "http://"))
+	args := []string{"--bandwidth", "--bandwidth-uplink=uplink", "--bandwidth-interval=500ms", "--public-listen-address=" + strings.TrimPrefix(public, "http://")}
+	// Node a exports its flows as IPFIX to a real collector, when nfdump is
+	// installed.
+	col := startCollector(t)
+	if col != nil {
+		args = append(args, "--ipfix-collector=udp://"+col.addr, "--ipfix-observation-domain=1", "--ipfix-template-interval=1s")
+	}
+	a := e.startAgent("node-a", node.Node.Path, "127.0.0.2", 0, args...)
 
 	tcp := netnstest.StartTCPServer(t, node.Internet)
 	udp := netnstest.StartUDPServer(t, node.Internet)
@@ -232,6 +240,36 @@ func TestNodeAgent(t *testing.T) {
 		if n := strings.Count(dom, "<tr"); n < 3 {
 			t.Errorf("The rendered page has %d table rows, want a header and at least 2 flows", n)
 		}
+	})
+
+	t.Run("flows reach an IPFIX collector with their slice", func(t *testing.T) {
+		sub(t)
+		if col == nil {
+			skiplog.Skip(t, "nfcapd is not installed (apt-get install nfdump): the IPFIX export is not checked against a collector")
+		}
+		const count, size = 3, 200
+		src, err := node.Pods[1].SendUDP(ctx, netip.AddrPortFrom(inet4, udp.Port()), count, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := flowFrom(t, a.lookup, since, inet4, src)
+		// The record carries the slice's number (and its full name in an
+		// element nfdump skips); the options records that name the number
+		// are sent with the templates (every second here), so every file
+		// nfcapd starts learns them.
+		chord := ipfix.SliceID("plc.mit.chord")
+		want := fmt.Sprintf("17|%s|%d|%s|%d|%d|%d|%d|", src.Addr(), src.Port(), inet4, udp.Port(), row.OrigPackets, row.OrigBytes, chord)
+		named := fmt.Sprintf("|%d|plc.mit.chord\n", chord)
+		eventually(t, "nfdump to read the flow back, and the slice's name", func() error {
+			got, err := col.records(ctx)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(got, want) || !strings.Contains(got, named) {
+				return fmt.Errorf("nfdump reads\n%s\nwithout %q or %q", got, want, named)
+			}
+			return nil
+		})
 	})
 
 	t.Run("a reused IP keeps old flows with the old pod", func(t *testing.T) {
