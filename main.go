@@ -2,6 +2,7 @@
 //
 //	planetkube manager [flags]      the controllers (default when no subcommand is given)
 //	planetkube node-agent [flags]   the node agent: flow auditing per slice (a DaemonSet)
+//	planetkube archiver [flags]     the flow archive: every node's sealed segments, kept past the nodes' retention
 //	planetkube ticket issue|inspect sign a ticket; print one's claims and whether it verifies
 //	planetkube authority keygen|delegate  make an authority key; delegate to a child authority
 //
@@ -13,6 +14,7 @@ import (
 	"os"
 
 	"github.com/planetkube/planetkube/internal/agent"
+	"github.com/planetkube/planetkube/internal/archiver"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/manager"
 	"github.com/planetkube/planetkube/internal/ticketcmd"
@@ -23,6 +25,7 @@ const usage = `Usage: planetkube <command> [flags]
 Commands:
   manager      the controllers (the default when no command is given)
   node-agent   the node agent: flow auditing per slice (a DaemonSet)
+  archiver     the flow archive: downloads every node's sealed flow segments (a StatefulSet)
   ticket       issue | inspect: sign a ticket; print one's claims and whether it verifies
   authority    keygen | delegate: make an authority key; delegate to a child authority
 
@@ -44,6 +47,8 @@ func main() {
 		err = manager.Main(args)
 	case "node-agent":
 		err = agent.Main(args)
+	case "archiver":
+		err = archiver.Main(args)
 	case "ticket":
 		err = ticketcmd.Ticket(args, ticketcmd.StdIO())
 	case "authority":

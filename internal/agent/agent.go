@@ -39,6 +39,7 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/memguard"
 	"github.com/planetkube/planetkube/internal/agent/memwatch"
 	"github.com/planetkube/planetkube/internal/agent/query"
+	"github.com/planetkube/planetkube/internal/agent/segments"
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/lookup/slicedir"
@@ -51,8 +52,11 @@ type Options struct {
 	DataDir          string
 	Retention        time.Duration
 	MaxBytes         int64
+	SegmentAge       time.Duration
 	ListenAddr       string
 	PublicAddr       string
+	ArchiveAddr      string
+	ArchiveReaders   string
 	MetricsAddr      string
 	ProbeAddr        string
 	NetNS            string
@@ -107,7 +111,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/planetkube/flows", "Folder of the flow store.")
 	fs.DurationVar(&o.Retention, "retention", store.DefaultRetention, "How long flows are kept after they end.")
 	fs.Int64Var(&o.MaxBytes, "max-bytes", 0, "Cap on the flow store's size on disk in bytes; 0 means no cap (retention by age only).")
+	fs.DurationVar(&o.SegmentAge, "segment-age", store.DefaultSegmentAge, "How long the store appends to a segment before sealing it (then indexed, and offered to the archiver).")
 	fs.StringVar(&o.ListenAddr, "listen-address", DefaultListenAddr, "Address of the lookup page (/) and JSON API (/api/v1/flows).")
+	fs.StringVar(&o.ArchiveAddr, "archive-listen-address", "0", "Address serving the store's sealed segments to the install's archiver (GET "+segments.ListPath+"), to --archive-readers only; 0 disables it.")
+	fs.StringVar(&o.ArchiveReaders, "archive-readers", segments.DefaultReader, "With --archive-listen-address: the users (ServiceAccounts, comma-separated) whose tokens for audience "+segments.Audience+" may download segments.")
 	fs.StringVar(&o.PublicAddr, "public-listen-address", "", "A second address serving the same lookup page and API, for strangers on the node's own address (such as :80); empty: none.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9471", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":9472", "Address of the /healthz and /readyz endpoints; 0 disables them.")
@@ -153,11 +160,14 @@ func (o *Options) Validate() error {
 	if o.MaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("--max-bytes must not be negative, got %d", o.MaxBytes))
 	}
-	if o.DumpInterval <= 0 || o.PruneInterval <= 0 {
-		errs = append(errs, errors.New("--dump-interval and --prune-interval must be positive"))
+	if o.DumpInterval <= 0 || o.PruneInterval <= 0 || o.SegmentAge <= 0 {
+		errs = append(errs, errors.New("--dump-interval, --prune-interval and --segment-age must be positive"))
 	}
 	if _, err := o.unlimited(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.ArchiveAddr != "0" && o.ArchiveAddr != "" && len(cli.SplitList(o.ArchiveReaders)) == 0 {
+		errs = append(errs, errors.New("--archive-readers: give the archiver's user (such as "+segments.DefaultReader+")"))
 	}
 	if o.PublicAddr != "" && o.PublicAddr == o.ListenAddr {
 		errs = append(errs, fmt.Errorf("--public-listen-address %s is --listen-address already; give another port, or none", o.PublicAddr))
@@ -212,7 +222,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("turning on conntrack accounting: %w", err)
 		}
 	}
-	flows, err := store.Open(ctx, store.Options{Dir: o.DataDir, Retention: o.Retention, MaxBytes: o.MaxBytes})
+	flows, err := store.Open(ctx, store.Options{Dir: o.DataDir, Retention: o.Retention, MaxBytes: o.MaxBytes, SegmentAge: o.SegmentAge})
 	if err != nil {
 		return err
 	}
@@ -266,6 +276,12 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	if o.PublicAddr != "" {
 		if err := mgr.Add(&query.Server{Addr: o.PublicAddr, Handler: handler, What: "the public lookup page"}); err != nil {
+			return err
+		}
+	}
+	if o.ArchiveAddr != "0" && o.ArchiveAddr != "" {
+		seg := &segments.Handler{Source: flows, Auth: segments.TokenReviewer{Client: mgr.GetClient()}, Readers: cli.SplitList(o.ArchiveReaders), Node: o.NodeName}
+		if err := mgr.Add(&query.Server{Addr: o.ArchiveAddr, Handler: seg, What: "segment downloads"}); err != nil {
 			return err
 		}
 	}

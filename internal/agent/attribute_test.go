@@ -166,7 +166,7 @@ func typesUID(s string) types.UID { return types.UID(s) }
 
 func TestOptionsValidate(t *testing.T) {
 	valid := func() Options {
-		return Options{NodeName: "n1", Authority: "plc", DataDir: "/tmp/x", Retention: time.Hour, DumpInterval: time.Minute, PruneInterval: time.Minute, MaxResults: 1000}
+		return Options{NodeName: "n1", Authority: "plc", DataDir: "/tmp/x", Retention: time.Hour, DumpInterval: time.Minute, PruneInterval: time.Minute, SegmentAge: time.Hour, MaxResults: 1000}
 	}
 	for _, tc := range []struct {
 		name  string
@@ -181,6 +181,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"bad CIDR", func(o *Options) { o.Unlimited = "10.0.0.0/8, nonsense" }, `"nonsense" is not a CIDR`},
 		{"good CIDRs", func(o *Options) { o.Unlimited = "10.0.0.0/8, fd00::/64" }, ""},
 		{"public page on its own port", func(o *Options) { o.ListenAddr, o.PublicAddr = ":9470", ":80" }, ""},
+		{"zero segment age", func(o *Options) { o.SegmentAge = 0 }, "--segment-age"},
+		{"archive server without readers", func(o *Options) { o.ArchiveAddr, o.ArchiveReaders = ":9473", " , " }, "--archive-readers"},
 		{"IPFIX over UDP", func(o *Options) {
 			o.Export = ExportOptions{Collector: "udp://192.0.2.9:4739", EnterpriseNumber: 32473, TemplateInterval: time.Minute}
 		}, ""},

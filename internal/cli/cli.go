@@ -101,3 +101,12 @@ func ParseCIDRs(flagName, list, example string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// EnvOr returns the environment variable's value, or def when it is unset
+// or empty.
+func EnvOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

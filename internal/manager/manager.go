@@ -99,7 +99,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DefaultTrust, "default-trusted-authorities", "", "Comma-separated authorities a Site that sets no spec.trustedAuthorities trusts besides --authority, delegates included.")
 	fs.StringVar(&o.PeersFile, "peers-file", "", "YAML list of peer authorities (name, displayName, keys) to keep as Authority objects; one dropped from the list is deleted, with its slices here. Empty: none are managed.")
 	fs.StringVar(&o.AuthorityKeySecret, "authority-key-secret", "planetkube-authority-key", "Secret (in --namespace) holding the authority's Ed25519 private key; made at first start when absent.")
-	fs.StringVar(&o.Namespace, "namespace", envOr("POD_NAMESPACE", "planetkube-system"), "The manager's namespace, where the authority key Secret lives (default: $POD_NAMESPACE, else planetkube-system).")
+	fs.StringVar(&o.Namespace, "namespace", cli.EnvOr("POD_NAMESPACE", "planetkube-system"), "The manager's namespace, where the authority key Secret lives (default: $POD_NAMESPACE, else planetkube-system).")
 	fs.DurationVar(&o.TicketSkew, "ticket-clock-skew", ticket.DefaultSkew, fmt.Sprintf("Clock skew allowed on tickets' iat, nbf and exp (at most %s).", ticket.MaxSkew))
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve the metrics over HTTPS to clients the API server authenticates (TokenReview) and authorizes (SubjectAccessReview: get on /metrics, as the ClusterRole planetkube-metrics-reader grants); false: plain HTTP to anyone who reaches the port.")
@@ -521,12 +521,4 @@ func FlowLookupHandler(agents, slices client.Reader, o Options) (http.Handler, e
 	fanout := flowfanout.New(targets, flowfanout.Options{})
 	dir := &slicedir.Directory{Reader: slices, Authority: o.Authority}
 	return flowquery.NewHandler(fanout, dir, flowquery.Options{Operator: o.Operator, TrustedProxies: proxies}), nil
-}
-
-// envOr returns the environment variable's value, or def when unset.
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -256,6 +256,9 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"lookup.service.type=ExternalName", "/lookup/service/type"},
 		{"lookup.trustedProxies[0]=ingress-nginx", "/lookup/trustedProxies/0"},
 		{"nodeAgent.ipfix.collector=collector.example:4739", "/nodeAgent/ipfix/collector"},
+		{"archive.retention=90d", "/archive/retention"},
+		{"archive.storage.size=lots", "/archive/storage/size"},
+		{"archive.agentPort=0", "/archive/agentPort"},
 		{"nodeAgent.ipfix.collector=http://collector.example:4739", "/nodeAgent/ipfix/collector"},
 		{"nodeAgent.ipfix.enterpriseNumber=0", "/nodeAgent/ipfix/enterpriseNumber"},
 		{"nodeAgent.ipfix.templateInterval=often", "/nodeAgent/ipfix/templateInterval"},
@@ -569,5 +572,75 @@ func TestIPFIXExport(t *testing.T) {
 	want := []string{"--ipfix-collector=tcp://collector.example:4739", "--ipfix-observation-domain=4000000000", "--ipfix-enterprise-number=32473", "--ipfix-template-interval=1m"}
 	if !slices.Equal(got, want) {
 		t.Errorf("IPFIX flags %v, want %v", got, want)
+	}
+}
+
+// TestArchive: no archiver by default; enabled, an archiver StatefulSet with
+// its volume, its ServiceAccount bound to the generated roles (in the
+// release's namespace and the agents'), and the agents serving their
+// segments to it alone.
+func TestArchive(t *testing.T) {
+	objs := render(t)
+	if find(objs, "StatefulSet", "planetkube-archiver") != nil || slices.ContainsFunc(container(t, objs, "DaemonSet", "planetkube-node-agent")["args"].([]any),
+		func(v any) bool { return strings.HasPrefix(v.(string), "--archive-") }) {
+		t.Fatal("an archive by default")
+	}
+	objs = render(t, "--namespace", "site-a", "--set", "archive.enabled=true", "--set", "archive.storage.storageClassName=fast", "--set", "nodeAgent.namespace=agents")
+	sts := find(objs, "StatefulSet", "planetkube-archiver")
+	if sts == nil {
+		t.Fatal("no archiver StatefulSet")
+	}
+	spec := sts["spec"].(object)
+	claims := spec["volumeClaimTemplates"].([]any)
+	if spec["replicas"] != 1.0 || len(claims) != 1 || str(claims[0].(object), "spec", "storageClassName") != "fast" ||
+		str(claims[0].(object), "spec", "resources", "requests", "storage") != "50Gi" {
+		t.Errorf("StatefulSet spec: replicas %v, claims %v", spec["replicas"], claims)
+	}
+	args := container(t, objs, "StatefulSet", "planetkube-archiver")["args"].([]any)
+	for _, want := range []string{"archiver", "--agent-namespace=agents", "--agent-port=9473", "--retention=2160h", "--service-account=planetkube-archiver"} {
+		if !slices.Contains(args, any(want)) {
+			t.Errorf("archiver args %v lack %s", args, want)
+		}
+	}
+	agent := container(t, objs, "DaemonSet", "planetkube-node-agent")
+	for _, want := range []string{"--archive-listen-address=:9473", "--archive-readers=system:serviceaccount:site-a:planetkube-archiver"} {
+		if !slices.Contains(agent["args"].([]any), any(want)) {
+			t.Errorf("agent args %v lack %s", agent["args"], want)
+		}
+	}
+	if !hasPort(agent, "archive", 9473) {
+		t.Errorf("agent ports %v", agent["ports"])
+	}
+	// The generated roles, in the release's namespace and the agents', each
+	// bound to the archiver's ServiceAccount.
+	b, err := os.ReadFile(filepath.Join(root, "config/archiver/role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsOf := map[string]string{"planetkube-system": "site-a", "planetkube-agent": "agents"}
+	for _, want := range docs(t, string(b)) {
+		ns := nsOf[str(want, "metadata", "namespace")]
+		var got, binding object
+		for _, o := range objs {
+			if str(o, "metadata", "name") == "planetkube-archiver" && str(o, "metadata", "namespace") == ns {
+				switch o["kind"] {
+				case "Role":
+					got = o
+				case "RoleBinding":
+					binding = o
+				}
+			}
+		}
+		if got == nil || !reflect.DeepEqual(got["rules"], want["rules"]) {
+			t.Errorf("the archiver's Role in %s: %v, want the rules of config/archiver/role.yaml", ns, got)
+		}
+		if binding == nil || str(binding, "roleRef", "name") != "planetkube-archiver" ||
+			!reflect.DeepEqual(binding["subjects"], []any{object{"kind": "ServiceAccount", "name": "planetkube-archiver", "namespace": "site-a"}}) {
+			t.Errorf("the archiver's RoleBinding in %s: %v", ns, binding)
+		}
+	}
+	if _, err := helm(t, "template", "planetkube", chart, "--set", "archive.enabled=true", "--set", "archive.agentPort=9470"); err == nil ||
+		!strings.Contains(err.Error(), "archive.agentPort: 9470 is nodeAgent.lookupPort already") {
+		t.Errorf("an archive port that is the lookup's: %v", err)
 	}
 }

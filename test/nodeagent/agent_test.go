@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,12 +14,15 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/planetkube/planetkube/internal/agent/bwbudget"
 	"github.com/planetkube/planetkube/internal/agent/ipfix"
 	"github.com/planetkube/planetkube/internal/agent/query"
+	"github.com/planetkube/planetkube/internal/agent/segments"
 	"github.com/planetkube/planetkube/internal/agent/store"
+	"github.com/planetkube/planetkube/internal/archive"
 	"github.com/planetkube/planetkube/internal/manager"
 	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
 	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
@@ -66,6 +70,11 @@ func TestNodeAgent(t *testing.T) {
 	if col != nil {
 		args = append(args, "--ipfix-collector=udp://"+col.addr, "--ipfix-observation-domain=1", "--ipfix-template-interval=1s")
 	}
+	// Node a seals a segment every 3 s and serves the sealed ones to the
+	// archiver's ServiceAccount alone.
+	archiveURL := fmt.Sprintf("http://127.0.0.2:%d", freePort(t, "127.0.0.2"))
+	args = append(args, "--segment-age=3s", "--archive-listen-address="+strings.TrimPrefix(archiveURL, "http://"),
+		"--archive-readers=system:serviceaccount:default:archiver")
 	a := e.startAgent("node-a", node.Node.Path, "127.0.0.2", 0, args...)
 
 	tcp := netnstest.StartTCPServer(t, node.Internet)
@@ -270,6 +279,47 @@ func TestNodeAgent(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("only the archiver downloads the sealed segments, whole", func(t *testing.T) {
+		sub(t)
+		for _, name := range []string{"archiver", "stranger"} {
+			if err := e.k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dir := t.TempDir()
+		fetcher := &archive.Fetcher{Dir: dir, Tokens: &archive.ServiceAccountTokens{Client: e.k8s, Namespace: "default", Name: "archiver"}}
+		eventually(t, "a sealed segment archived", func() error {
+			res, err := fetcher.Sync(ctx, "node-a", archiveURL)
+			if err == nil && res.Fetched == 0 {
+				err = fmt.Errorf("nothing sealed yet: %+v", res)
+			}
+			return err
+		})
+		seqs, err := archive.Archived(filepath.Join(dir, "node-a"))
+		if err != nil || len(seqs) == 0 {
+			t.Fatalf("archived %v, %v", seqs, err)
+		}
+		for _, seq := range seqs {
+			data, err1 := os.ReadFile(filepath.Join(dir, "node-a", store.SegmentFileName(seq, "log")))
+			idx, err2 := os.ReadFile(filepath.Join(dir, "node-a", store.SegmentFileName(seq, "idx")))
+			if info, err := store.Verify(seq, data, idx); err1 != nil || err2 != nil || err != nil || info.Records == 0 {
+				t.Errorf("archived segment %d: %+v, %v %v %v", seq, info, err1, err2, err)
+			}
+		}
+		stranger := &archive.Fetcher{Dir: t.TempDir(), Tokens: &archive.ServiceAccountTokens{Client: e.k8s, Namespace: "default", Name: "stranger"}}
+		if _, err := stranger.Sync(ctx, "node-a", archiveURL); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("a stranger's ServiceAccount: %v, want 403", err)
+		}
+		resp, err := http.Get(archiveURL + segments.ListPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("no token: HTTP %d, want 401", resp.StatusCode)
+		}
 	})
 
 	t.Run("a reused IP keeps old flows with the old pod", func(t *testing.T) {

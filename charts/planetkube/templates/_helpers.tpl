@@ -21,7 +21,7 @@ planetkube.generated renders a file that `make manifests` copies from
 config/ (what controller-gen generates from the +kubebuilder markers, or
 config/rbac/user_roles.yaml): each document as it is, with the release's
 labels added and the namespace planetkube-system, which the markers name,
-replaced by the release's. So the chart's RBAC is the generated RBAC, and
+replaced by the release's (planetkube-agent by nodeAgent.namespace). So the chart's RBAC is the generated RBAC, and
 `make verify` fails when the copies drift.
 */}}
 {{- define "planetkube.generated" -}}
@@ -33,6 +33,8 @@ replaced by the release's. So the chart's RBAC is the generated RBAC, and
 {{- $_ := set $meta "labels" (merge (default dict $meta.labels) (include "planetkube.labels" $ctx | fromYaml)) }}
 {{- if eq (default "" $meta.namespace) "planetkube-system" }}
 {{- $_ := set $meta "namespace" $ctx.Release.Namespace }}
+{{- else if eq (default "" $meta.namespace) "planetkube-agent" }}
+{{- $_ := set $meta "namespace" $ctx.Values.nodeAgent.namespace }}
 {{- end }}
 ---
 {{ toYaml $obj }}

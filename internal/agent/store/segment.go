@@ -55,7 +55,7 @@ type segment struct {
 }
 
 func segName(dir string, seq uint64, ext string) string {
-	return filepath.Join(dir, fmt.Sprintf("%016x.%s", seq, ext))
+	return filepath.Join(dir, SegmentFileName(seq, ext))
 }
 
 func (sg *segment) sealed() bool { return sg.f == nil && sg.buf == nil }

@@ -1,0 +1,208 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/planetkube/planetkube/internal/agent/store"
+	"github.com/planetkube/planetkube/internal/lookup/fanout"
+)
+
+// Defaults of the Archiver.
+const (
+	DefaultInterval  = 10 * time.Minute
+	DefaultRetention = 90 * 24 * time.Hour
+)
+
+// Archiver syncs every node agent's segments into the archive every
+// Interval, then applies the archive's own retention (by age, then by
+// size). It runs on the leader only.
+type Archiver struct {
+	Fetcher *Fetcher
+	// Targets lists the agents (their segment servers' URLs).
+	Targets fanout.Targets
+	// Interval is the time between syncs (default 10 minutes).
+	Interval time.Duration
+	// Retention is how long an archived segment is kept after its last
+	// record (default 90 days); MaxBytes, if positive, caps the archive's
+	// size (the oldest segments go first).
+	Retention time.Duration
+	MaxBytes  int64
+	Metrics   *Metrics
+	Log       logr.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Metrics count the archive's work, per node where it helps.
+type Metrics struct {
+	Segments, Bytes, Corrupt, Missed, Errors *prometheus.CounterVec
+	Pruned                                   prometheus.Counter
+	Size                                     prometheus.Gauge
+}
+
+// NewMetrics makes the archive's metrics, named planetkube_archive_*.
+func NewMetrics() *Metrics {
+	vec := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "planetkube_archive_" + name, Help: help}, []string{"node"})
+	}
+	return &Metrics{
+		Segments: vec("segments_total", "Segments downloaded, verified and archived."),
+		Bytes:    vec("bytes_total", "Bytes of the segments archived."),
+		Corrupt:  vec("corrupt_segments_total", "Segment downloads refused because they failed verification (fetched again at the next sync)."),
+		Missed:   vec("missed_segments_total", "Segments a node pruned before they were archived: their flows are lost."),
+		Errors:   vec("sync_errors_total", "Syncs of a node that failed (unreachable, refused, cut)."),
+		Pruned:   prometheus.NewCounter(prometheus.CounterOpts{Name: "planetkube_archive_pruned_segments_total", Help: "Archived segments deleted by the archive's retention or size cap."}),
+		Size:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "planetkube_archive_bytes", Help: "Size of the archive on disk."}),
+	}
+}
+
+// Collectors lists the metrics for registration.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.Segments, m.Bytes, m.Corrupt, m.Missed, m.Errors, m.Pruned, m.Size}
+}
+
+// NeedLeaderElection is true: one replica archives.
+func (a *Archiver) NeedLeaderElection() bool { return true }
+
+// Start syncs and prunes until ctx ends.
+func (a *Archiver) Start(ctx context.Context) error {
+	every := a.Interval
+	if every <= 0 {
+		every = DefaultInterval
+	}
+	for {
+		a.Once(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
+
+// Once syncs every agent, then prunes the archive.
+func (a *Archiver) Once(ctx context.Context) {
+	targets, err := a.Targets(ctx)
+	if err != nil {
+		a.Log.Error(err, "Listing the node agents to archive")
+	}
+	for _, t := range targets {
+		res, err := a.Fetcher.Sync(ctx, t.Node, t.URL)
+		m := a.metrics()
+		m.Segments.WithLabelValues(t.Node).Add(float64(res.Fetched))
+		m.Bytes.WithLabelValues(t.Node).Add(float64(res.Bytes))
+		m.Corrupt.WithLabelValues(t.Node).Add(float64(res.Corrupt))
+		m.Missed.WithLabelValues(t.Node).Add(float64(res.Missed))
+		if res.Missed > 0 {
+			a.Log.Info("A node pruned segments before they were archived: their flows are lost", "node", t.Node, "segments", res.Missed)
+		}
+		if err != nil {
+			m.Errors.WithLabelValues(t.Node).Inc()
+			a.Log.Info("Archiving a node's segments failed; the next sync resumes", "node", t.Node, "error", err.Error())
+		}
+	}
+	pruned, size, err := Prune(a.Fetcher.Dir, a.now(), a.retention(), a.MaxBytes)
+	if err != nil {
+		a.Log.Error(err, "Pruning the archive")
+	}
+	a.metrics().Pruned.Add(float64(pruned))
+	a.metrics().Size.Set(float64(size))
+}
+
+func (a *Archiver) metrics() *Metrics {
+	if a.Metrics == nil {
+		a.Metrics = NewMetrics()
+	}
+	return a.Metrics
+}
+
+func (a *Archiver) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Archiver) retention() time.Duration {
+	if a.Retention <= 0 {
+		return DefaultRetention
+	}
+	return a.Retention
+}
+
+// archived is an archived segment, for pruning.
+type archived struct {
+	dir     string
+	seq     uint64
+	maxTime time.Time
+	bytes   int64
+}
+
+// Prune deletes the archived segments whose last record is older than
+// retention, then, if maxBytes > 0, the oldest until the archive fits. It
+// returns how many it deleted and the archive's size after.
+func Prune(root string, now time.Time, retention time.Duration, maxBytes int64) (int, int64, error) {
+	nodes, err := os.ReadDir(root)
+	if err != nil {
+		return 0, 0, fmt.Errorf("archive: %w", err)
+	}
+	var all []archived
+	var errs []error
+	for _, n := range nodes {
+		if !n.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, n.Name())
+		seqs, err := Archived(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, seq := range seqs {
+			info, size, err := store.ReadIndexInfo(filepath.Join(dir, store.SegmentFileName(seq, "idx")))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			all = append(all, archived{dir: dir, seq: seq, maxTime: info.MaxTime, bytes: size})
+		}
+	}
+	slices.SortFunc(all, func(a, b archived) int { return a.maxTime.Compare(b.maxTime) })
+	var total int64
+	for _, s := range all {
+		total += s.bytes
+	}
+	cutoff := now.Add(-retention)
+	pruned := 0
+	for _, s := range all {
+		if !s.maxTime.Before(cutoff) && (maxBytes <= 0 || total <= maxBytes) {
+			break
+		}
+		// The index first: a data file without it is not archived.
+		if err := removeSegment(s.dir, s.seq); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		total -= s.bytes
+		pruned++
+	}
+	return pruned, total, errors.Join(errs...)
+}
+
+func removeSegment(dir string, seq uint64) error {
+	for _, ext := range []string{"idx", "log"} {
+		if err := os.Remove(filepath.Join(dir, store.SegmentFileName(seq, ext))); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("archive: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package archive
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/planetkube/planetkube/internal/agent/store"
+)
+
+// copySealed copies a store's sealed segments into an archive directory, as
+// the fetcher leaves them.
+func copySealed(t *testing.T, s *store.Store, dir string) []store.SegmentInfo {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	sealed := s.Sealed()
+	for _, sg := range sealed {
+		df, xf, err := s.OpenSealed(sg.Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ext, f := range map[string]*os.File{"log": df, "idx": xf} {
+			b, _ := io.ReadAll(f)
+			f.Close()
+			if err := os.WriteFile(filepath.Join(dir, store.SegmentFileName(sg.Seq, ext)), b, 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return sealed
+}
+
+// TestPrune: the archive keeps segments for its retention after their last
+// record, then caps its size by deleting the oldest, across nodes.
+func TestPrune(t *testing.T) {
+	root := t.TempDir()
+	n := newNode(t, nil, nil)
+	for i := range 4 {
+		n.hour(t, i)
+	}
+	sealed := copySealed(t, n.store, filepath.Join(root, "node-a"))
+	other := newNode(t, nil, nil)
+	other.clk.Add(30 * time.Minute)
+	for i := range 3 {
+		other.hour(t, i)
+	}
+	copySealed(t, other.store, filepath.Join(root, "node-b"))
+	if len(sealed) != 3 {
+		t.Fatalf("%d sealed", len(sealed))
+	}
+	var total int64
+	_ = filepath.Walk(root, func(_ string, fi os.FileInfo, _ error) error {
+		if !fi.IsDir() {
+			total += fi.Size()
+		}
+		return nil
+	})
+	// Nothing is old enough: nothing goes.
+	pruned, size, err := Prune(root, sealed[0].MaxTime.Add(time.Hour), 90*24*time.Hour, 0)
+	if err != nil || pruned != 0 || size != total {
+		t.Fatalf("Prune = %d, %d, %v; want 0 and the archive's %d bytes", pruned, size, err, total)
+	}
+	// A retention of 90 minutes at the time of node-a's third segment's end
+	// drops node-a's first segment only (node-b's first ends 30 min later).
+	now := sealed[2].MaxTime
+	pruned, _, err = Prune(root, now, sealed[2].MaxTime.Sub(sealed[0].MaxTime)-time.Minute, 0)
+	if err != nil || pruned != 1 {
+		t.Fatalf("Prune by age = %d, %v; want 1", pruned, err)
+	}
+	if got, _ := Archived(filepath.Join(root, "node-a")); !slices.Equal(got, []uint64{sealed[1].Seq, sealed[2].Seq}) {
+		t.Errorf("node-a keeps %v", got)
+	}
+	// Left: node-a's 2nd and 3rd, node-b's 1st and 2nd. A cap of the two
+	// newest segments' size drops the two oldest across nodes (node-b's
+	// first, then node-a's second).
+	bSealed := other.store.Sealed()
+	keep := sealed[2].DataBytes + sealed[2].IndexBytes + bSealed[1].DataBytes + bSealed[1].IndexBytes
+	pruned, size, err = Prune(root, now, 90*24*time.Hour, keep)
+	if err != nil || pruned != 2 || size != keep {
+		t.Fatalf("Prune by size = %d, %d, %v; want 2 pruned, %d bytes left", pruned, size, err, keep)
+	}
+	a, _ := Archived(filepath.Join(root, "node-a"))
+	b, _ := Archived(filepath.Join(root, "node-b"))
+	if !slices.Equal(a, []uint64{sealed[2].Seq}) || !slices.Equal(b, []uint64{bSealed[1].Seq}) {
+		t.Errorf("after the size cap: node-a %v, node-b %v; want each node's newest", a, b)
+	}
+}

@@ -1,0 +1,140 @@
+// Package archiver is the `planetkube archiver` command: one replica (the
+// chart's StatefulSet, with a PersistentVolume) that downloads every node
+// agent's sealed flow segments into the install's archive and applies the
+// archive's own retention (internal/archive).
+package archiver
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager/signals"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/planetkube/planetkube/internal/archive"
+	"github.com/planetkube/planetkube/internal/cli"
+	"github.com/planetkube/planetkube/internal/lookup/fanout"
+	"github.com/planetkube/planetkube/internal/manager"
+)
+
+// The archiver lists the node agents' pods, and requests tokens of its own
+// ServiceAccount for the agents' segment servers (audience
+// planetkube-archive, worthless to the API server). `make manifests` turns
+// these markers into config/archiver/role.yaml.
+// +kubebuilder:rbac:groups="",namespace=planetkube-agent,resources=pods,verbs=list
+// +kubebuilder:rbac:groups="",namespace=planetkube-system,resources=serviceaccounts/token,verbs=create,resourceNames=planetkube-archiver
+
+// Options are the command's flags.
+type Options struct {
+	Dir            string
+	Interval       time.Duration
+	Retention      time.Duration
+	MaxBytes       int64
+	AgentNamespace string
+	AgentSelector  string
+	AgentPort      int
+	Namespace      string
+	ServiceAccount string
+	MetricsAddr    string
+	ProbeAddr      string
+}
+
+// BindFlags registers the flags with their defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Dir, "archive-dir", "/var/lib/planetkube/archive", "The archive's folder (a PersistentVolume): one folder per node of its sealed store segments.")
+	fs.DurationVar(&o.Interval, "interval", archive.DefaultInterval, "How often every agent's new segments are downloaded.")
+	fs.DurationVar(&o.Retention, "retention", archive.DefaultRetention, "How long an archived segment is kept after its last record.")
+	fs.Int64Var(&o.MaxBytes, "max-bytes", 0, "Cap on the archive's size in bytes (the oldest segments go first); 0: none.")
+	fs.StringVar(&o.AgentNamespace, "agent-namespace", "planetkube-agent", "Namespace of the node agents' pods.")
+	fs.StringVar(&o.AgentSelector, "agent-selector", "app.kubernetes.io/component=node-agent", "Label selector of the node agents' pods.")
+	fs.IntVar(&o.AgentPort, "agent-port", 9473, "Port of the agents' segment servers (their --archive-listen-address).")
+	fs.StringVar(&o.Namespace, "namespace", cli.EnvOr("POD_NAMESPACE", "planetkube-system"), "The archiver's namespace (default: $POD_NAMESPACE, else planetkube-system).")
+	fs.StringVar(&o.ServiceAccount, "service-account", "planetkube-archiver", "The archiver's ServiceAccount (in --namespace), whose tokens for audience planetkube-archive the agents accept (their --archive-readers).")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9474", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":9475", "Address of the /healthz and /readyz endpoints; 0 disables them.")
+}
+
+// Validate checks the flags.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Dir == "" {
+		errs = append(errs, errors.New("--archive-dir must not be empty"))
+	}
+	if o.Interval <= 0 || o.Retention <= 0 {
+		errs = append(errs, errors.New("--interval and --retention must be positive"))
+	}
+	if o.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("--max-bytes must not be negative, got %d", o.MaxBytes))
+	}
+	if o.AgentPort < 1 || o.AgentPort > 65535 {
+		errs = append(errs, fmt.Errorf("--agent-port must be in 1..65535, got %d", o.AgentPort))
+	}
+	if _, err := labels.Parse(o.AgentSelector); err != nil {
+		errs = append(errs, fmt.Errorf("--agent-selector: %w", err))
+	}
+	if o.ServiceAccount == "" || o.Namespace == "" || o.AgentNamespace == "" {
+		errs = append(errs, errors.New("--service-account, --namespace and --agent-namespace must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// Main parses the flags and archives until SIGTERM or SIGINT.
+func Main(args []string) error {
+	var o Options
+	if err := cli.Parse("archiver", args, o.BindFlags); err != nil {
+		return err
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
+		return fmt.Errorf("--archive-dir: %w", err)
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 manager.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress: o.ProbeAddr,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the archiver's manager: %w", err)
+	}
+	if err := Setup(mgr, o); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	ctx := signals.SetupSignalHandler()
+	ctrl.Log.WithName("archiver").Info("Starting the archiver", "dir", o.Dir, "interval", o.Interval, "retention", o.Retention)
+	return mgr.Start(ctx)
+}
+
+// Setup adds the archiver to mgr.
+func Setup(mgr ctrl.Manager, o Options) error {
+	sel, err := labels.Parse(o.AgentSelector)
+	if err != nil {
+		return fmt.Errorf("--agent-selector: %w", err)
+	}
+	m := archive.NewMetrics()
+	metrics.Registry.MustRegister(m.Collectors()...)
+	return mgr.Add(&archive.Archiver{
+		Fetcher:  &archive.Fetcher{Dir: o.Dir, Tokens: &archive.ServiceAccountTokens{Client: mgr.GetClient(), Namespace: o.Namespace, Name: o.ServiceAccount}},
+		Targets:  fanout.PodTargets(mgr.GetAPIReader(), o.AgentNamespace, sel, o.AgentPort),
+		Interval: o.Interval, Retention: o.Retention, MaxBytes: o.MaxBytes,
+		Metrics: m, Log: ctrl.Log.WithName("archiver"),
+	})
+}
