@@ -1,7 +1,9 @@
 package archive
 
 import (
+	"context"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/planetkube/planetkube/internal/agent/store"
+	"github.com/planetkube/planetkube/internal/flow"
 )
 
 // copySealed copies a store's sealed segments into an archive directory, as
@@ -88,5 +91,51 @@ func TestPrune(t *testing.T) {
 	b, _ := Archived(filepath.Join(root, "node-b"))
 	if !slices.Equal(a, []uint64{sealed[2].Seq}) || !slices.Equal(b, []uint64{bSealed[1].Seq}) {
 		t.Errorf("after the size cap: node-a %v, node-b %v; want each node's newest", a, b)
+	}
+}
+
+// TestReader: the archive answers a query from every node's archived
+// segments, each record with its node, says how far back each node goes,
+// and sees segments archived after it opened.
+func TestReader(t *testing.T) {
+	root := t.TempDir()
+	a, b := newNode(t, nil, nil), newNode(t, nil, nil)
+	for i := range 3 {
+		a.hour(t, i)
+		b.hour(t, 10+i)
+	}
+	copySealed(t, a.store, filepath.Join(root, "node-a"))
+	sealedB := copySealed(t, b.store, filepath.Join(root, "node-b"))
+	r := &Reader{Dir: root, Retention: 90 * 24 * time.Hour, Every: time.Nanosecond}
+	q := flow.Query{Dst: netip.MustParseAddr("198.51.100.7"), From: t0, To: t0.Add(5 * time.Hour), Limit: 1000}
+	res, err := r.QueryPartial(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[string]int{}
+	for i, rec := range res.Records {
+		nodes[rec.Node]++
+		if i > 0 && rec.Start.Before(res.Records[i-1].Start) {
+			t.Fatalf("records out of order at %d", i)
+		}
+	}
+	if nodes["node-a"] != 200 || nodes["node-b"] != 200 || res.Truncated || res.Asked != 2 {
+		t.Errorf("records per node %v, truncated %v, asked %d; want 200 each (two sealed hours)", nodes, res.Truncated, res.Asked)
+	}
+	if len(res.Holdings) != 2 || !res.Holdings[0].RecordsSince.Equal(t0) || res.Holdings[0].RetentionSeconds != 90*86400 {
+		t.Errorf("holdings %+v", res.Holdings)
+	}
+	// A limit bounds the merge, and says so.
+	q.Limit = 50
+	if res, _ := r.QueryPartial(context.Background(), q); len(res.Records) != 50 || !res.Truncated {
+		t.Errorf("limited: %d records, truncated %v", len(res.Records), res.Truncated)
+	}
+	// Node b's third hour is archived later, and found.
+	b.hour(t, 13)
+	copySealed(t, b.store, filepath.Join(root, "node-b"))
+	q.Limit = 1000
+	res, _ = r.QueryPartial(context.Background(), q)
+	if n := len(res.Records); n != 500 || len(b.store.Sealed()) != len(sealedB)+1 {
+		t.Errorf("after another archived hour: %d records, want 500", n)
 	}
 }

@@ -307,28 +307,4 @@ func redact(u string) string {
 
 // Archived lists the segments archived in a node's directory (both files
 // present), in order.
-func Archived(dir string) ([]uint64, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil && !os.IsNotExist(err) {
-		return nil, fmt.Errorf("archive: %w", err)
-	}
-	logs, idxs := map[uint64]bool{}, map[uint64]bool{}
-	for _, e := range ents {
-		seq, ext, ok := segments.ParseFileName(e.Name())
-		switch {
-		case !ok:
-		case ext == "log":
-			logs[seq] = true
-		default:
-			idxs[seq] = true
-		}
-	}
-	var out []uint64
-	for seq := range idxs {
-		if logs[seq] {
-			out = append(out, seq)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
-}
+func Archived(dir string) ([]uint64, error) { return store.SegmentsIn(dir) }

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/archive"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/lookup/fanout"
@@ -44,6 +45,8 @@ type Options struct {
 	ServiceAccount string
 	MetricsAddr    string
 	ProbeAddr      string
+	ListenAddr     string
+	Unlimited      string
 }
 
 // BindFlags registers the flags with their defaults.
@@ -57,6 +60,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.AgentPort, "agent-port", 9473, "Port of the agents' segment servers (their --archive-listen-address).")
 	fs.StringVar(&o.Namespace, "namespace", cli.EnvOr("POD_NAMESPACE", "planetkube-system"), "The archiver's namespace (default: $POD_NAMESPACE, else planetkube-system).")
 	fs.StringVar(&o.ServiceAccount, "service-account", "planetkube-archiver", "The archiver's ServiceAccount (in --namespace), whose tokens for audience planetkube-archive the agents accept (their --archive-readers).")
+	fs.StringVar(&o.ListenAddr, "listen-address", ":9470", "Address of the archive's flow lookup (the agents' API, /api/v1/flows, over every archived node), which the manager's cluster-wide lookup asks (its --archive-url); 0 disables it.")
+	fs.StringVar(&o.Unlimited, "lookup-unlimited", "", "Client networks (CIDRs, comma-separated) the archive's lookup does not rate-limit, such as the manager's pod network.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9474", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":9475", "Address of the /healthz and /readyz endpoints; 0 disables them.")
 }
@@ -78,6 +83,9 @@ func (o *Options) Validate() error {
 	}
 	if _, err := labels.Parse(o.AgentSelector); err != nil {
 		errs = append(errs, fmt.Errorf("--agent-selector: %w", err))
+	}
+	if _, err := cli.ParseCIDRs("--lookup-unlimited", o.Unlimited, "10.244.0.0/16"); err != nil {
+		errs = append(errs, err)
 	}
 	if o.ServiceAccount == "" || o.Namespace == "" || o.AgentNamespace == "" {
 		errs = append(errs, errors.New("--service-account, --namespace and --agent-namespace must not be empty"))
@@ -131,6 +139,17 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}
 	m := archive.NewMetrics()
 	metrics.Registry.MustRegister(m.Collectors()...)
+	if o.ListenAddr != "0" && o.ListenAddr != "" {
+		unlimited, err := cli.ParseCIDRs("--lookup-unlimited", o.Unlimited, "10.244.0.0/16")
+		if err != nil {
+			return err
+		}
+		reader := &archive.Reader{Dir: o.Dir, Retention: o.Retention}
+		h := query.NewHandler(reader, nil, query.Options{Unlimited: unlimited})
+		if err := mgr.Add(&query.Server{Addr: o.ListenAddr, Handler: h, What: "archive lookups"}); err != nil {
+			return err
+		}
+	}
 	return mgr.Add(&archive.Archiver{
 		Fetcher:  &archive.Fetcher{Dir: o.Dir, Tokens: &archive.ServiceAccountTokens{Client: mgr.GetClient(), Namespace: o.Namespace, Name: o.ServiceAccount}},
 		Targets:  fanout.PodTargets(mgr.GetAPIReader(), o.AgentNamespace, sel, o.AgentPort),

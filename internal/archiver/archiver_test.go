@@ -21,6 +21,7 @@ func TestValidate(t *testing.T) {
 		{[]string{"--agent-port=70000"}, "--agent-port"},
 		{[]string{"--agent-selector=a in (b"}, "--agent-selector"},
 		{[]string{"--service-account="}, "--service-account"},
+		{[]string{"--lookup-unlimited=10.244.0.0/16,pods"}, "--lookup-unlimited"},
 	} {
 		var o Options
 		fs := flag.NewFlagSet("archiver", flag.ContinueOnError)

@@ -31,7 +31,13 @@ type Record struct {
 	// a query sets it (the node agent its own name, the manager's fan-out
 	// the name of the node that answered).
 	Node string
+	// Source is "archive" for a record the install's archive answered
+	// (internal/archive), "" for one a node's own store did.
+	Source string
 }
+
+// SourceArchive is the Source of records from the archive.
+const SourceArchive = "archive"
 
 // Query asks for flows: to a destination IP or of a slice, within a window.
 type Query struct {

@@ -17,6 +17,9 @@ func TestFlowLookupHandlerRefusesBadFlags(t *testing.T) {
 		{[]string{"--lookup-trusted-proxies=10.244.0.0/16, fd00::/64"}, ""},
 		{[]string{"--lookup-trusted-proxies=10.244.0.0/16,ingress-nginx"}, `--lookup-trusted-proxies: "ingress-nginx" is not a CIDR`},
 		{[]string{"--agent-port=0"}, "--agent-port must be in 1..65535"},
+		{[]string{"--archive-url=http://planetkube-archiver.planetkube-system.svc:9470"}, ""},
+		{[]string{"--archive-url=planetkube-archiver:9470"}, "--archive-url"},
+		{[]string{"--archive-url=http://x:9470/?a=b"}, "--archive-url"},
 		{[]string{"--agent-selector=a in (b"}, "--agent-selector"},
 		{[]string{"--operator-url=javascript:alert(1)"}, "--operator-url"},
 	} {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -83,6 +84,7 @@ type Options struct {
 	WebhookExtraDNSNames string
 	FlowLookupAddr       string
 	LookupTrustedProxies string
+	ArchiveURL           string
 	Operator             flowquery.Operator
 	FeedAddr             string
 	FeedCertDir          string
@@ -126,6 +128,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookConfiguration, "webhook-configuration", "planetkube-validating-webhooks", "With --webhook-cert-mode=self: the ValidatingWebhookConfiguration whose caBundle the manager keeps.")
 	fs.StringVar(&o.WebhookExtraDNSNames, "webhook-extra-dns-names", "", "With --webhook-cert-mode=self: further DNS names for the certificate, comma-separated.")
 	fs.StringVar(&o.FlowLookupAddr, "flow-lookup-address", ":9470", "Address of the cluster-wide flow lookup page (/) and JSON API (/api/v1/flows), which asks every node agent; 0 disables it.")
+	fs.StringVar(&o.ArchiveURL, "archive-url", "", "Base URL of the install's flow archive (planetkube archiver's lookup, such as http://planetkube-archiver.planetkube-system.svc:9470): the cluster-wide lookup asks it with the nodes, for times they no longer hold; empty: none.")
 	fs.StringVar(&o.LookupTrustedProxies, "lookup-trusted-proxies", "", "CIDRs of the proxies in front of the cluster-wide lookup (an Ingress controller's pods), comma-separated: their X-Forwarded-For names the client that the rate limit goes by; anyone else's is ignored.")
 	o.Operator.BindFlags(fs)
 	fs.StringVar(&o.FeedAddr, "feed-bind-address", "0", "Address of the federation feed (HTTPS, path "+feed.Path+"), which peers poll for the tickets of this install's slices that span them; 0 disables it.")
@@ -518,7 +521,12 @@ func FlowLookupHandler(agents, slices client.Reader, o Options) (http.Handler, e
 	}
 	// The agents are listed at most every 10 s, not on every lookup.
 	targets := flowfanout.CachedTargets(flowfanout.PodTargets(agents, o.AgentNamespace, sel, o.AgentPort), 10*time.Second, nil)
-	fanout := flowfanout.New(targets, flowfanout.Options{})
+	if o.ArchiveURL != "" {
+		if u, err := url.Parse(o.ArchiveURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("--archive-url: %q is not an http(s) URL such as http://planetkube-archiver.planetkube-system.svc:9470", o.ArchiveURL)
+		}
+	}
+	fanout := flowfanout.New(targets, flowfanout.Options{Archive: o.ArchiveURL})
 	dir := &slicedir.Directory{Reader: slices, Authority: o.Authority}
 	return flowquery.NewHandler(fanout, dir, flowquery.Options{Operator: o.Operator, TrustedProxies: proxies}), nil
 }

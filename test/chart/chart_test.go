@@ -597,10 +597,13 @@ func TestArchive(t *testing.T) {
 		t.Errorf("StatefulSet spec: replicas %v, claims %v", spec["replicas"], claims)
 	}
 	args := container(t, objs, "StatefulSet", "planetkube-archiver")["args"].([]any)
-	for _, want := range []string{"archiver", "--agent-namespace=agents", "--agent-port=9473", "--retention=2160h", "--service-account=planetkube-archiver"} {
+	for _, want := range []string{"archiver", "--agent-namespace=agents", "--agent-port=9473", "--retention=2160h", "--service-account=planetkube-archiver", "--listen-address=:9470"} {
 		if !slices.Contains(args, any(want)) {
 			t.Errorf("archiver args %v lack %s", args, want)
 		}
+	}
+	if m := container(t, objs, "Deployment", "planetkube-manager")["args"].([]any); !slices.Contains(m, any("--archive-url=http://planetkube-archiver.site-a.svc:9470")) {
+		t.Errorf("manager args %v: the cluster-wide lookup does not ask the archive", m)
 	}
 	agent := container(t, objs, "DaemonSet", "planetkube-node-agent")
 	for _, want := range []string{"--archive-listen-address=:9473", "--archive-readers=system:serviceaccount:site-a:planetkube-archiver"} {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/segments"
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/archive"
+	"github.com/planetkube/planetkube/internal/flow"
 	"github.com/planetkube/planetkube/internal/manager"
 	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
 	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
@@ -419,7 +421,11 @@ func TestNodeAgent(t *testing.T) {
 		sub(t)
 		nodeB := netnstest.NewNode(t, netnstest.NodeOptions{Pods: 1, ConntrackTimeout: time.Second})
 		port := mustPort(t, a.lookup)
-		b := e.startAgent("node-b", nodeB.Node.Path, "127.0.0.3", port)
+		// Node b seals every 2 s (its pruner seals an idle segment) and
+		// serves its segments to the archiver.
+		archiveB := fmt.Sprintf("http://127.0.0.3:%d", freePort(t, "127.0.0.3"))
+		b := e.startAgent("node-b", nodeB.Node.Path, "127.0.0.3", port, "--segment-age=2s", "--prune-interval=1s",
+			"--archive-listen-address="+strings.TrimPrefix(archiveB, "http://"), "--archive-readers=system:serviceaccount:default:archiver")
 		// Node b's pods reuse node a's pod addresses: same pod CIDR layout.
 		chordB := e.sliver("mit", "chord", "node-b", nodeB.Pods[0].IPv4, netip.Addr{}, time.Now().Add(-time.Minute))
 		inetB := netnstest.StartUDPServer(t, nodeB.Internet)
@@ -490,6 +496,57 @@ func TestNodeAgent(t *testing.T) {
 		if len(r.Errors) != 1 || r.Errors[0].Node != "node-b" || len(r.Flows) == 0 {
 			t.Errorf("With node b down: %d flows, errors %v; want node a's flows and one error for node-b", len(r.Flows), r.Errors)
 		}
+
+		// The archive: node b's sealed segments are downloaded, then its
+		// store is wiped (a reinstalled node); the cluster-wide lookup,
+		// asking the archive too, still finds node b's flow, from the
+		// archive, and node a's from node a, once each.
+		b.start()
+		if err := e.k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "archiver"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		archiveDir := t.TempDir()
+		fetcher := &archive.Fetcher{Dir: archiveDir, Tokens: &archive.ServiceAccountTokens{Client: e.k8s, Namespace: "default", Name: "archiver"}}
+		reader := &archive.Reader{Dir: archiveDir, Retention: archive.DefaultRetention, Every: time.Nanosecond}
+		srcQuery := flow.Query{Dst: nodeB.Internet.IPv4, From: mgrSince.Add(-time.Minute), To: time.Now().Add(time.Hour), Limit: 100}
+		eventually(t, "node b's flow archived", func() error {
+			if _, err := fetcher.Sync(ctx, "node-b", archiveB); err != nil {
+				return err
+			}
+			recs, err := reader.Query(ctx, srcQuery)
+			if err != nil {
+				return err
+			}
+			if countFrom(rowsOf(recs), srcB) == 0 {
+				return fmt.Errorf("not yet in a sealed segment (%d records archived)", len(recs))
+			}
+			return nil
+		})
+		b.kill()
+		if err := os.RemoveAll(b.dataDir); err != nil {
+			t.Fatal(err)
+		}
+		b.start()
+		o.ArchiveURL = httptestServer(t, query.NewHandler(reader, nil, query.Options{RatePerSecond: 1e6, Burst: 1 << 20}))
+		h, err = manager.FlowLookupHandler(e.k8s, e.k8s, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		withArchive := httptestServer(t, h)
+		code, r, body, err = getFlows(withArchive, window(mgrSince, url.Values{"slice": {"plc.mit.chord"}}))
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("Cluster-wide query with the archive: %d %s %v", code, body, err)
+		}
+		seen := map[string]int{}
+		for _, row := range r.Flows {
+			seen[row.Node+"/"+row.Source]++
+			if row.Node == "node-b" && row.Source != flow.SourceArchive {
+				t.Errorf("A flow of node b, whose store was wiped, answered by the node: %+v", row)
+			}
+		}
+		if countFrom(r.Flows, srcB) != 1 || countFrom(r.Flows, srcA) != 1 || seen["node-a/archive"] != 0 || len(r.Errors) != 0 || r.ArchiveError != "" {
+			t.Errorf("With node b wiped: flows by node/source %v, errors %v %q; want node b's flow once from the archive, node a's from node a", seen, r.Errors, r.ArchiveError)
+		}
 	})
 }
 
@@ -524,4 +581,13 @@ func allFlows(t *testing.T, base string, since time.Time, dst netip.Addr) []quer
 // key identifies a flow across snapshots: its start and original tuple.
 func key(r query.Row) string {
 	return fmt.Sprintf("%s %d %s %s", r.Start.UTC().Format(time.RFC3339Nano), r.Proto, r.OrigSrc, r.OrigDst)
+}
+
+// rowsOf makes records rows, for countFrom.
+func rowsOf(recs []flow.Record) []query.Row {
+	rows := make([]query.Row, len(recs))
+	for i, r := range recs {
+		rows[i] = query.Row{OrigSrc: r.Orig.Src.String()}
+	}
+	return rows
 }

@@ -28,6 +28,8 @@ type answerView struct {
 	Groups []sliceGroup
 	// Flows are the table's rows.
 	Flows []flowView
+	// Archived is how many of them the archive answered for.
+	Archived int
 	// Holdings say how far back the records go, one sentence each.
 	Holdings []string
 }
@@ -43,6 +45,8 @@ type sliceGroup struct {
 	Known bool
 	// Nodes are the nodes that saw its flows.
 	Nodes []string
+	// Archived is how many of its flows the archive answered for.
+	Archived int
 	// ReportHref is a mailto link carrying the slice and the flows' times
 	// ("" when there is no address to write to); ReportTo says to whom.
 	ReportHref, ReportTo string
@@ -50,6 +54,8 @@ type sliceGroup struct {
 
 // flowView is one row of the flows table.
 type flowView struct {
+	// Archived says that the archive answered for this flow.
+	Archived             bool
 	Node, Slice, Sliver  string
 	Start, End           string // in the zone asked; End "" for an open flow
 	StartISO, EndISO     string // RFC 3339, for <time datetime>
@@ -94,10 +100,16 @@ func (h *handler) answer(form *formValues, q *flow.Query, rows []Row, holdings [
 			a.Groups = append(a.Groups, g)
 		}
 		a.Groups[i].Count++
+		if r.Source == flow.SourceArchive {
+			a.Groups[i].Archived++
+		}
 		if r.Node != "" && !slices.Contains(a.Groups[i].Nodes, r.Node) {
 			a.Groups[i].Nodes = append(a.Groups[i].Nodes, r.Node)
 		}
 		a.Flows = append(a.Flows, flowRow(r, loc))
+		if r.Source == flow.SourceArchive {
+			a.Archived++
+		}
 	}
 	for i := range a.Groups {
 		g := &a.Groups[i]
@@ -119,7 +131,7 @@ func (h *handler) answer(form *formValues, q *flow.Query, rows []Row, holdings [
 
 func flowRow(r Row, loc *time.Location) flowView {
 	v := flowView{
-		Node: r.Node, Slice: r.Slice, Sliver: r.Sliver,
+		Node: r.Node, Slice: r.Slice, Sliver: r.Sliver, Archived: r.Source == flow.SourceArchive,
 		Start: inZone(r.Start, loc), StartISO: r.Start.UTC().Format(time.RFC3339),
 		Proto:     protoName(r.Proto),
 		Src:       endpoint(r.OrigSrc, r.Proto),
@@ -223,25 +235,53 @@ func holdingWords(hs []Holding, from time.Time, loc *time.Location, self bool) [
 		}
 		return append(out, s)
 	}
-	var rets []time.Duration
-	var late []string
+	// How far back each node's records go, on the node or in the archive.
+	var rets, archRets []time.Duration
+	var nodes []string
+	since := map[string]*time.Time{}
+	var archived int
+	var archSince *time.Time
 	for _, h := range hs {
-		if h.RetentionSeconds > 0 {
-			rets = append(rets, time.Duration(h.RetentionSeconds)*time.Second)
+		if _, ok := since[h.Node]; !ok {
+			nodes = append(nodes, h.Node)
+			since[h.Node] = nil
 		}
-		if h.RecordsSince == nil {
-			late = append(late, h.Node+" (no records yet)")
-		} else if h.RecordsSince.After(from) {
-			late = append(late, h.Node+" (from "+inZone(*h.RecordsSince, loc)+")")
+		if s := since[h.Node]; h.RecordsSince != nil && (s == nil || h.RecordsSince.Before(*s)) {
+			since[h.Node] = h.RecordsSince
+		}
+		d := time.Duration(h.RetentionSeconds) * time.Second
+		if h.Source == flow.SourceArchive {
+			archived++
+			if d > 0 {
+				archRets = append(archRets, d)
+			}
+			if h.RecordsSince != nil && (archSince == nil || h.RecordsSince.Before(*archSince)) {
+				archSince = h.RecordsSince
+			}
+		} else if d > 0 {
+			rets = append(rets, d)
 		}
 	}
 	if len(rets) > 0 {
-		lo, hi := slices.Min(rets), slices.Max(rets)
-		r := durationWords(lo)
-		if lo != hi {
-			r = durationWords(lo) + " to " + durationWords(hi)
+		out = append(out, "The nodes that answered keep flow records for "+spanWords(rets)+".")
+	}
+	if archived > 0 {
+		s := fmt.Sprintf("The install's archive holds the records of %d node(s)", archived)
+		if len(archRets) > 0 {
+			s += ", kept for " + spanWords(archRets)
 		}
-		out = append(out, "The nodes that answered keep flow records for "+r+".")
+		if archSince != nil {
+			s += ", back to " + inZone(*archSince, loc) + " " + loc.String()
+		}
+		out = append(out, s+".")
+	}
+	var late []string
+	for _, n := range nodes {
+		if s := since[n]; s == nil {
+			late = append(late, n+" (no records yet)")
+		} else if s.After(from) {
+			late = append(late, n+" (from "+inZone(*s, loc)+")")
+		}
 	}
 	if len(late) == 0 {
 		return append(out, "Every node that answered holds records for the whole window.")
@@ -254,6 +294,15 @@ func holdingWords(hs []Holding, from time.Time, loc *time.Location, self bool) [
 	}
 	return append(out, fmt.Sprintf("%d node(s) hold no records for the start of this window, so their earlier traffic is not known: %s%s.",
 		n, strings.Join(late, ", "), more))
+}
+
+// spanWords is a range of retentions in words: "7 days", "1 day to 7 days".
+func spanWords(ds []time.Duration) string {
+	lo, hi := slices.Min(ds), slices.Max(ds)
+	if lo == hi {
+		return durationWords(lo)
+	}
+	return durationWords(lo) + " to " + durationWords(hi)
 }
 
 // windowWords is [from, to) in words, in loc: the date once when both ends

@@ -293,3 +293,37 @@ func TestOpenAPIMatchesTheTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestArchiveOnThePage: flows the archive answered for are marked, the
+// archive's holdings are told, and an archive that did not answer is said.
+func TestArchiveOnThePage(t *testing.T) {
+	r := recs()
+	r[0].Node, r[0].Source = "node-a", flow.SourceArchive
+	r[1].Node = "node-b"
+	since, old := now.Add(-time.Hour), now.Add(-40*24*time.Hour)
+	s := &partialStore{res: Partial{Records: r, Asked: 1, ArchiveAsked: true,
+		Holdings: []Holding{{Node: "node-b", RecordsSince: &since, RetentionSeconds: 604800}, {Node: "node-a", RecordsSince: &old, RetentionSeconds: 90 * 86400, Source: flow.SourceArchive}}}}
+	body := do(newH(s, Options{}), "GET", "/?ip=198.51.100.7").Body.String()
+	for _, want := range []string{
+		`came from slice <strong>plc.princeton.codeen</strong> (CoDeeN CDN, <a href="https://codeen.example/" rel="noopener noreferrer">https://codeen.example/</a>), seen by node-a (1 told by the install's archive).`,
+		"1 of 1 nodes answered; the install's archive answered too.",
+		"The install&#39;s archive holds the records of 1 node(s), kept for 90 days, back to 2025-01-20 12:00:00 UTC.",
+		"Every node that answered holds records for the whole window.",
+		`<th scope="col">Source</th>`, "<td>node-a</td><td>archive</td>", "<td>node-b</td><td>node</td>",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	if b := do(newH(s, Options{}), "GET", "/api/v1/flows?ip=198.51.100.7").Body.String(); !strings.Contains(b, `"source":"archive"`) {
+		t.Errorf("API without the source: %s", b)
+	}
+	s.res.ArchiveError, s.res.Records[0].Source = "timed out", ""
+	body = do(newH(s, Options{}), "GET", "/?ip=198.51.100.7").Body.String()
+	if !strings.Contains(body, "The install's archive did not answer (timed out): flows the nodes no longer hold are missing.") || strings.Contains(body, `<th scope="col">Source</th>`) {
+		t.Errorf("an archive that did not answer:\n%s", body)
+	}
+	if b := do(newH(s, Options{}), "GET", "/api/v1/flows?ip=198.51.100.7").Body.String(); !strings.Contains(b, `"archive_error":"timed out"`) {
+		t.Errorf("API without the archive's error: %s", b)
+	}
+}

@@ -114,7 +114,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var cov *coverage
 	if ps, ok := h.store.(PartialStore); ok {
 		res, err = ps.QueryPartial(r.Context(), *q)
-		cov = &coverage{Asked: res.Asked, Answered: res.Asked - len(res.Errors)}
+		cov = &coverage{Asked: res.Asked, Answered: res.Asked - len(res.Errors), Archive: res.ArchiveAsked && res.ArchiveError == ""}
 	} else {
 		res.Records, err = h.store.Query(r.Context(), *q)
 		res.Holdings = h.holding()
@@ -141,7 +141,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		showNode = showNode || rows[i].Node != ""
 	}
 	if api {
-		resp := Response{Flows: rows, Truncated: truncated, Errors: res.Errors, Nodes: res.Holdings}
+		resp := Response{Flows: rows, Truncated: truncated, Errors: res.Errors, Nodes: res.Holdings, ArchiveError: res.ArchiveError}
 		if cov != nil {
 			resp.NodesAsked, resp.NodesAnswered = &cov.Asked, &cov.Answered
 		}
@@ -149,7 +149,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.page(w, http.StatusOK, pageData{Form: form, Searched: true, Truncated: truncated, Max: h.opt.MaxResults,
-		ShowNode: showNode, NodeErrors: res.Errors, Coverage: cov,
+		ShowNode: showNode, NodeErrors: res.Errors, Coverage: cov, ArchiveError: res.ArchiveError,
 		Answer: h.answer(form, q, rows, res.Holdings, cov)})
 }
 

@@ -41,8 +41,12 @@ type Partial struct {
 	// an empty answer is not mistaken for "no traffic".
 	Asked int
 	// Holdings say how far back the records of the nodes that answered go,
-	// for those that said.
+	// for those that said (the archive's with Source "archive").
 	Holdings []Holding
+	// ArchiveAsked says that the install's archive was asked too, and
+	// ArchiveError why it did not answer, if it did not.
+	ArchiveAsked bool
+	ArchiveError string
 }
 
 // Holding says how far back a node's flow records go: a stranger asking
@@ -55,6 +59,9 @@ type Holding struct {
 	RecordsSince *time.Time `json:"records_since,omitempty"`
 	// RetentionSeconds is how long the node keeps records (0: not said).
 	RetentionSeconds int64 `json:"retention_seconds,omitempty"`
+	// Source is "archive" when the install's archive holds these records
+	// of the node, "" when the node itself does.
+	Source string `json:"source,omitempty"`
 }
 
 // PartialStore is a Store whose answer may lack some of its sources, such as

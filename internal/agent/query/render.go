@@ -39,6 +39,9 @@ type Row struct {
 	SiteURL      string     `json:"site_url,omitempty"`
 	// Node is the node that saw the flow, when known.
 	Node string `json:"node,omitempty"`
+	// Source is "archive" when the install's archive answered for the
+	// node (it no longer holds the flow, or did not answer).
+	Source string `json:"source,omitempty"`
 }
 
 // Response is the API's answer.
@@ -51,12 +54,19 @@ type Response struct {
 	// covers (a PartialStore's answer; absent from one node's own).
 	NodesAsked    *int `json:"nodes_asked,omitempty"`
 	NodesAnswered *int `json:"nodes_answered,omitempty"`
-	// Nodes say how far back the records of the nodes that answered go.
+	// Nodes say how far back the records of the nodes that answered go
+	// (and the archive's of each node it holds, with source "archive").
 	Nodes []Holding `json:"nodes,omitempty"`
+	// ArchiveError says why the install's archive did not answer.
+	ArchiveError string `json:"archive_error,omitempty"`
 }
 
 // coverage is how many nodes an answer covers, for a PartialStore's.
-type coverage struct{ Asked, Answered int }
+type coverage struct {
+	Asked, Answered int
+	// Archive says that the archive was asked and answered.
+	Archive bool
+}
 
 // ErrorResponse is the API's answer to a query that failed: Error says why,
 // and Errors, when no node answered, says why each failed.
@@ -72,7 +82,7 @@ func (h *handler) row(r flow.Record) Row {
 		ReplySrc: r.Reply.Src.String(), ReplyDst: r.Reply.Dst.String(),
 		OrigBytes: r.OrigBytes, OrigPackets: r.OrigPackets,
 		ReplyBytes: r.ReplyBytes, ReplyPackets: r.ReplyPackets,
-		Slice: r.Slice, Sliver: r.Sliver, PodUID: r.PodUID, Node: r.Node,
+		Slice: r.Slice, Sliver: r.Sliver, PodUID: r.PodUID, Node: r.Node, Source: r.Source,
 	}
 	if !r.End.IsZero() {
 		e := r.End.UTC()
@@ -125,6 +135,8 @@ type pageData struct {
 	NodeErrors []NodeError
 	// Coverage is set for a PartialStore's answer.
 	Coverage *coverage
+	// ArchiveError says why the archive did not answer.
+	ArchiveError string
 	// Answer is the answer to a search, in words and flows.
 	Answer *answerView
 	// Operator runs the testbed; Node is this node (empty for the

@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -153,7 +152,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveFile serves a segment's file by its store name, with byte ranges.
 func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string) {
-	seq, ext, ok := ParseFileName(name)
+	seq, ext, ok := store.ParseSegmentFileName(name)
 	if !ok {
 		http.NotFound(w, r)
 		return
@@ -174,16 +173,6 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, name, time.Time{}, f)
-}
-
-// ParseFileName reads a segment file's name: 16 hex digits, .log or .idx.
-func ParseFileName(name string) (seq uint64, ext string, ok bool) {
-	base, ext, found := strings.Cut(name, ".")
-	if !found || len(base) != 16 || ext != "log" && ext != "idx" {
-		return 0, "", false
-	}
-	seq, err := strconv.ParseUint(base, 16, 64)
-	return seq, ext, err == nil && store.SegmentFileName(seq, ext) == name
 }
 
 // authenticate asks Auth, caching answers (refusals too) for a minute.

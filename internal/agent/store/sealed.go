@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -64,6 +66,17 @@ func (s *Store) OpenSealed(seq uint64) (data, index *os.File, err error) {
 		return data, index, nil
 	}
 	return nil, nil, ErrNoSegment
+}
+
+// ParseSegmentFileName reads a segment file's name: 16 hex digits, then
+// .log or .idx, exactly as SegmentFileName writes it.
+func ParseSegmentFileName(name string) (seq uint64, ext string, ok bool) {
+	base, ext, found := strings.Cut(name, ".")
+	if !found || len(base) != 16 || ext != "log" && ext != "idx" {
+		return 0, "", false
+	}
+	seq, err := strconv.ParseUint(base, 16, 64)
+	return seq, ext, err == nil && SegmentFileName(seq, ext) == name
 }
 
 // SegmentFileName is the name of segment seq's data ("log") or index

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,6 +79,10 @@ type Store struct {
 	mu     sync.RWMutex
 	segs   []*segment // by seq; the open one last; guarded by mu
 	closed bool       // guarded by mu
+
+	// readOnly marks an archive (OpenArchive): sealed segments only, no
+	// lock, no writes.
+	readOnly bool
 }
 
 // Open opens (creating if needed) the store in o.Dir, recovering it after a
@@ -141,12 +144,8 @@ func (s *Store) load(ctx context.Context) error {
 			os.Remove(filepath.Join(s.opt.Dir, name))
 			continue
 		}
-		base, ext, ok := strings.Cut(name, ".")
-		if !ok || len(base) != 16 || (ext != "log" && ext != "idx") {
-			continue
-		}
-		seq, err := strconv.ParseUint(base, 16, 64)
-		if err != nil {
+		seq, ext, ok := ParseSegmentFileName(name)
+		if !ok {
 			continue
 		}
 		if ext == "log" {

@@ -40,6 +40,10 @@ type Target struct {
 	// URL is the agent's base URL, such as http://10.0.0.5:9470; the query
 	// goes to URL/api/v1/flows.
 	URL string
+	// Archive marks the install's archive (planetkube archiver), which
+	// answers for many nodes: its records keep the node they name, and are
+	// the archive's (flow.SourceArchive).
+	Archive bool
 }
 
 // Targets lists the agents to ask; it is called once per query.
@@ -71,6 +75,10 @@ type Options struct {
 	// Client makes the requests (default: one that ignores proxy settings
 	// and does not follow redirects).
 	Client *http.Client
+	// Archive, if set, is the base URL of the install's archive, asked with
+	// the nodes: its answer covers times the nodes no longer hold, and its
+	// records that a node still holds are left out.
+	Archive string
 }
 
 // Store asks every target; it implements query.Store and
@@ -157,17 +165,27 @@ func (s *Store) QueryPartial(ctx context.Context, q flow.Query) (query.Partial, 
 			answers[i] = s.ask(ctx, t, q)
 		}()
 	}
+	var arch *answer
+	if s.opt.Archive != "" {
+		arch = new(answer)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			*arch = s.ask(ctx, Target{Node: "archive", URL: s.opt.Archive, Archive: true}, q)
+		}()
+	}
 	wg.Wait()
-	return merge(targets, answers, q.Limit)
+	return merge(targets, answers, arch, q.Limit)
 }
 
 // answer is one node's answer.
 type answer struct {
 	recs      []flow.Record
 	truncated bool
-	// holding is how far back the node's records go, if it said.
-	holding *query.Holding
-	err     error
+	// holdings say how far back the node's records go, if it said (the
+	// archive's, for each node it holds).
+	holdings []query.Holding
+	err      error
 }
 
 // nodeErr is a node's failure as told to the user: msg is safe to show.
@@ -177,43 +195,83 @@ func (e nodeErr) Error() string { return e.msg }
 
 var errCanceled = nodeErr{"query canceled"}
 
-func merge(targets []Target, answers []answer, limit int) (query.Partial, error) {
-	res := query.Partial{Asked: len(targets)}
-	var all []flow.Record
-	var cut *flow.Record // the earliest last record of a node that truncated
+func merge(targets []Target, answers []answer, arch *answer, limit int) (query.Partial, error) {
+	res := query.Partial{Asked: len(targets), ArchiveAsked: arch != nil}
+	var parts []Part
+	held := map[flowID]bool{} // the flows a node answered with
 	for i, a := range answers {
 		if a.err != nil {
 			res.Errors = append(res.Errors, query.NodeError{Node: targets[i].Node, Error: a.err.Error()})
 			continue
 		}
-		all = append(all, a.recs...)
-		if a.holding != nil {
-			res.Holdings = append(res.Holdings, *a.holding)
+		parts = append(parts, Part{Records: a.recs, Truncated: a.truncated})
+		res.Holdings = append(res.Holdings, a.holdings...)
+		for _, r := range a.recs {
+			held[idOf(r)] = true
 		}
-		if a.truncated {
-			res.Truncated = true
-			if n := len(a.recs); n > 0 && (cut == nil || order(a.recs[n-1], *cut) < 0) {
-				cut = &a.recs[n-1]
+	}
+	switch {
+	case arch == nil:
+	case arch.err != nil:
+		res.ArchiveError = arch.err.Error()
+	default:
+		// A flow both a node and the archive hold is the node's (its
+		// snapshot is at least as recent).
+		recs := slices.DeleteFunc(arch.recs, func(r flow.Record) bool { return held[idOf(r)] })
+		parts = append(parts, Part{Records: recs, Truncated: arch.truncated})
+		res.Holdings = append(res.Holdings, arch.holdings...)
+	}
+	if len(targets) > 0 && len(res.Errors) == len(targets) && (arch == nil || arch.err != nil) {
+		return res, ErrNoAnswer
+	}
+	res.Records, res.Truncated = Merge(parts, limit)
+	return res, nil
+}
+
+// flowID is a flow of a node: the store's key for its snapshots.
+type flowID struct {
+	node  string
+	start time.Time
+	proto uint8
+	orig  flow.Tuple
+}
+
+func idOf(r flow.Record) flowID { return flowID{r.Node, r.Start, r.Proto, r.Orig} }
+
+// Part is one source's answer to a query: its records, ordered by start,
+// and whether it bounded them (more may follow the last).
+type Part struct {
+	Records   []flow.Record
+	Truncated bool
+}
+
+// Merge merges the sources' answers by start, then node, into at most
+// limit records; truncated says that records may be missing after the
+// last one. Past the last record of a source that bounded its answer, that
+// source's records are missing: the merge is only whole up to there.
+func Merge(parts []Part, limit int) (recs []flow.Record, truncated bool) {
+	var all []flow.Record
+	var cut *flow.Record // the earliest last record of a source that truncated
+	for _, p := range parts {
+		all = append(all, p.Records...)
+		if p.Truncated {
+			truncated = true
+			if n := len(p.Records); n > 0 && (cut == nil || order(p.Records[n-1], *cut) < 0) {
+				cut = &p.Records[n-1]
 			}
 		}
 	}
-	if len(targets) > 0 && len(res.Errors) == len(targets) {
-		return res, ErrNoAnswer
-	}
 	slices.SortStableFunc(all, order)
 	if cut != nil {
-		// Past the last record of a node that bounded its answer, that
-		// node's records are missing: the merge is only whole up to there.
 		c := *cut
 		if n := slices.IndexFunc(all, func(r flow.Record) bool { return order(r, c) > 0 }); n >= 0 {
 			all = all[:n]
 		}
 	}
 	if len(all) > limit {
-		all, res.Truncated = all[:limit], true
+		all, truncated = all[:limit], true
 	}
-	res.Records = all
-	return res, nil
+	return all, truncated
 }
 
 // order sorts records by start, then node.
@@ -318,14 +376,27 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) (answer, error)
 	}
 	recs := make([]flow.Record, len(r.Flows))
 	for i, row := range r.Flows {
-		if recs[i], err = record(row, t.Node, q); err != nil {
+		node := t.Node
+		if t.Archive { // the archive names the node of each record
+			if node = row.Node; !validNode(node) {
+				return answer{}, nodeErr{fmt.Sprintf("bad response: flow %d: invalid node", i)}
+			}
+		}
+		if recs[i], err = record(row, node, q); err != nil {
 			return answer{}, nodeErr{fmt.Sprintf("bad response: flow %d: %v", i, err)}
+		}
+		if t.Archive {
+			recs[i].Source = flow.SourceArchive
 		}
 	}
 	slices.SortStableFunc(recs, order) // agents sort by start; do not rely on it
 	a := answer{recs: recs, truncated: r.Truncated}
-	if len(r.Nodes) > 0 { // an agent tells of itself, under the name we know it by
-		h := r.Nodes[0]
+	holdings := r.Nodes
+	if !t.Archive {
+		// An agent tells of itself, under the name we know it by.
+		holdings = holdings[:min(len(holdings), 1)]
+	}
+	for _, h := range holdings {
 		if h.RecordsSince != nil && !validTime(*h.RecordsSince) || h.RetentionSeconds < 0 || h.RetentionSeconds > maxRetention {
 			return answer{}, nodeErr{"bad response: invalid records_since or retention_seconds"}
 		}
@@ -333,10 +404,31 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) (answer, error)
 			since := h.RecordsSince.UTC()
 			h.RecordsSince = &since
 		}
-		h.Node = t.Node
-		a.holding = &h
+		h.Source = ""
+		if t.Archive {
+			if !validNode(h.Node) {
+				return answer{}, nodeErr{"bad response: invalid node in nodes"}
+			}
+			h.Source = flow.SourceArchive
+		} else {
+			h.Node = t.Node
+		}
+		a.holdings = append(a.holdings, h)
 	}
 	return a, nil
+}
+
+// validNode says whether s may be a node's name (a DNS subdomain).
+func validNode(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Bounds on an agent's strings and retention (100 years).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -475,5 +476,83 @@ func TestManagerHandler(t *testing.T) {
 	}
 	if after := [...]int32{listed.Load(), gHits.Load()}; after != before || aStore.Calls() != aCalls || bStore.Calls() != bCalls {
 		t.Errorf("bad queries reached the nodes: listed %v→%v", before, after)
+	}
+}
+
+// archiveDouble answers as the install's archive does (internal/archive's
+// Reader): records of several nodes, each with its node, and a holding per
+// node.
+type archiveDouble struct {
+	memStore
+	holdings []query.Holding
+}
+
+func (a *archiveDouble) QueryPartial(ctx context.Context, q flow.Query) (query.Partial, error) {
+	recs, err := a.memStore.Query(ctx, q)
+	return query.Partial{Records: recs, Asked: len(a.holdings), Holdings: a.holdings}, err
+}
+
+// TestArchive: the archive is asked with the nodes; its records keep their
+// node and say they are the archive's; a flow a node still holds is the
+// node's, once; the archive's holdings come back as its; an archive that
+// does not answer is said, and answers when no node does.
+func TestArchive(t *testing.T) {
+	live := rec(10*time.Second, "plc.a", 1)
+	live.Node = "node-a"
+	old := rec(-20*time.Minute, "plc.a", 2)
+	old.Node = "node-a"
+	gone := rec(5*time.Second, "plc.b", 3)
+	gone.Node = "node-z" // a node reinstalled, or deleted
+	since := t0.Add(-30 * 24 * time.Hour)
+	arch := &archiveDouble{memStore: memStore{recs: []flow.Record{old, live, gone}},
+		holdings: []query.Holding{{Node: "node-a", RecordsSince: &since, RetentionSeconds: 90 * 86400}, {Node: "node-z", RecordsSince: &since}}}
+	archSrv := httptest.NewServer(query.NewHandler(arch, nil, query.Options{RatePerSecond: 1e6, Burst: 1 << 20}))
+	defer archSrv.Close()
+	a, _ := agent(t, "node-a", 100, rec(10*time.Second, "plc.a", 1))
+	q := dstQuery(100)
+	q.From = t0.Add(-time.Hour)
+	s := fanout.New(fanout.StaticTargets(fanout.Target{Node: "node-a", URL: a.URL}), fanout.Options{Archive: archSrv.URL})
+	res, err := s.QueryPartial(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range res.Records {
+		got = append(got, fmt.Sprintf("%s %s %d", r.Node, r.Source, r.OrigBytes))
+	}
+	if want := []string{"node-a archive 2", "node-z archive 3", "node-a  1"}; !slices.Equal(got, want) {
+		t.Errorf("records %q, want %q", got, want)
+	}
+	if !res.ArchiveAsked || res.ArchiveError != "" || res.Asked != 1 || len(res.Errors) != 0 {
+		t.Errorf("coverage %+v", res)
+	}
+	var sources []string
+	for _, h := range res.Holdings {
+		sources = append(sources, h.Node+":"+h.Source)
+	}
+	if want := []string{"node-a:archive", "node-z:archive"}; !slices.Equal(sources, want) {
+		t.Errorf("holdings %q, want %q (the agent here says none)", sources, want)
+	}
+
+	// An archive that does not answer is said; the nodes still answer.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	res, err = fanout.New(fanout.StaticTargets(fanout.Target{Node: "node-a", URL: a.URL}), fanout.Options{Archive: dead.URL}).QueryPartial(context.Background(), q)
+	if err != nil || res.ArchiveError != "connection refused" || len(res.Records) != 1 {
+		t.Errorf("a dead archive: %+v, %v", res, err)
+	}
+	// No node answers, the archive does: an answer, not an error.
+	res, err = fanout.New(fanout.StaticTargets(fanout.Target{Node: "node-a", URL: dead.URL}), fanout.Options{Archive: archSrv.URL}).QueryPartial(context.Background(), q)
+	if err != nil || len(res.Records) != 3 || len(res.Errors) != 1 {
+		t.Errorf("only the archive answers: %+v, %v", res, err)
+	}
+	// An archive naming a node that cannot be one is refused.
+	bad := rec(time.Second, "plc.a", 1)
+	bad.Node = "<b>node</b>"
+	evil := httptest.NewServer(query.NewHandler(&archiveDouble{memStore: memStore{recs: []flow.Record{bad}}}, nil, query.Options{RatePerSecond: 1e6, Burst: 1 << 20}))
+	defer evil.Close()
+	res, _ = fanout.New(fanout.StaticTargets(), fanout.Options{Archive: evil.URL}).QueryPartial(context.Background(), q)
+	if res.ArchiveError != "bad response: flow 0: invalid node" {
+		t.Errorf("an archive naming an invalid node: %+v", res)
 	}
 }
