@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/flow"
+	"github.com/planetkube/planetkube/internal/lookup/fanout"
 )
 
 // copySealed copies a store's sealed segments into an archive directory, as
@@ -137,5 +139,61 @@ func TestReader(t *testing.T) {
 	res, _ = r.QueryPartial(context.Background(), q)
 	if n := len(res.Records); n != 500 || len(b.store.Sealed()) != len(sealedB)+1 {
 		t.Errorf("after another archived hour: %d records, want 500", n)
+	}
+}
+
+// TestReaderMatchesAFullMerge: the two-round read (a share of the limit
+// from each node, then the whole limit from those that may hold more of
+// the earliest) answers as reading every node for the whole limit would.
+func TestReaderMatchesAFullMerge(t *testing.T) {
+	root := t.TempDir()
+	var stores []*store.Store
+	for i := range 9 {
+		n := newNode(t, nil, nil)
+		n.clk.Add(time.Duration(i*7) * time.Minute) // the nodes' flows interleave
+		for h := range 3 + i%4 {
+			n.hour(t, h)
+		}
+		dir := filepath.Join(root, fmt.Sprintf("node-%d", i))
+		copySealed(t, n.store, dir)
+		// The reference reads the same archived segments, each node for
+		// the whole limit.
+		s, err := store.OpenArchive(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		stores = append(stores, s)
+	}
+	r := &Reader{Dir: root, Every: time.Nanosecond}
+	dst := netip.MustParseAddr("198.51.100.7")
+	for _, limit := range []int{1, 5, 17, 40, 100, 333, 1000, 5000} {
+		for _, w := range []struct{ from, to time.Duration }{{0, 5 * time.Hour}, {90 * time.Minute, 100 * time.Minute}, {30 * time.Second, 31 * time.Second}} {
+			q := flow.Query{Dst: dst, From: t0.Add(w.from), To: t0.Add(w.to), Limit: limit}
+			got, err := r.QueryPartial(context.Background(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var parts []fanout.Part
+			for i, s := range stores {
+				recs, err := s.Query(context.Background(), q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for j := range recs {
+					recs[j].Node = fmt.Sprintf("node-%d", i)
+				}
+				parts = append(parts, fanout.Part{Records: recs, Truncated: len(recs) >= limit})
+			}
+			want, truncated := fanout.Merge(parts, limit)
+			if len(got.Records) != len(want) || got.Truncated != truncated {
+				t.Fatalf("limit %d window %v: %d records (truncated %v), a full merge has %d (%v)", limit, w, len(got.Records), got.Truncated, len(want), truncated)
+			}
+			for i := range want {
+				if g, w := got.Records[i], want[i]; g.Node != w.Node || !g.Start.Equal(w.Start) || g.Orig != w.Orig || g.OrigBytes != w.OrigBytes {
+					t.Fatalf("limit %d: record %d is %s %v %v, a full merge has %s %v %v", limit, i, g.Node, g.Start, g.Orig, w.Node, w.Start, w.Orig)
+				}
+			}
+		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,21 +93,37 @@ func (r *Reader) QueryPartial(ctx context.Context, q flow.Query) (query.Partial,
 	}
 	slices.Sort(names)
 	res := query.Partial{Asked: len(names)}
+	// The nodes are read in parallel, as many at once as there are CPUs,
+	// first for a share of the limit each: the merge keeps the earliest
+	// q.Limit records of all, so a node whose share ends after the q.Limit-th
+	// of them has nothing more to give, and only the others are read again
+	// for the whole limit. With many nodes answering a busy destination
+	// this decodes a few records a node instead of q.Limit.
+	answers := make([]nodeAnswer, len(names))
+	share := q.Limit
+	if len(names) > 1 {
+		share = min(q.Limit, max(minShare, 4*q.Limit/len(names)))
+	}
+	all := make([]int, len(names))
+	for i := range all {
+		all[i] = i
+	}
+	readNodes(ctx, nodes, names, all, q, share, answers)
+	if share < q.Limit {
+		readNodes(ctx, nodes, names, needMore(answers, share, q.Limit), q, q.Limit, answers)
+	}
+	if err := ctx.Err(); err != nil {
+		return query.Partial{}, err
+	}
 	var parts []fanout.Part
-	for _, n := range names {
-		recs, err := nodes[n].Query(ctx, q)
+	for i, n := range names {
+		recs, err := answers[i].recs, answers[i].err
 		if err != nil {
-			if ctx.Err() != nil {
-				return query.Partial{}, ctx.Err()
-			}
 			res.Errors = append(res.Errors, query.NodeError{Node: n, Error: "the archive could not read it"})
 			continue
 		}
-		for i := range recs {
-			recs[i].Node = n
-		}
-		// The store answers at most q.Limit records: as many means more may follow.
-		parts = append(parts, fanout.Part{Records: recs, Truncated: len(recs) >= q.Limit})
+		// A node answers at most its limit: as many means more may follow.
+		parts = append(parts, fanout.Part{Records: recs, Truncated: len(recs) >= answers[i].limit})
 		h := query.Holding{Node: n, RetentionSeconds: int64(r.Retention / time.Second)}
 		if since := nodes[n].Stats().Oldest; !since.IsZero() {
 			h.RecordsSince = &since
@@ -114,4 +132,64 @@ func (r *Reader) QueryPartial(ctx context.Context, q flow.Query) (query.Partial,
 	}
 	res.Records, res.Truncated = fanout.Merge(parts, q.Limit)
 	return res, nil
+}
+
+// minShare is the least a node is asked for in the first round.
+const minShare = 16
+
+// nodeAnswer is one node's records (their Node set) for a limit.
+type nodeAnswer struct {
+	recs  []flow.Record
+	limit int
+	err   error
+}
+
+// readNodes queries the nodes at idx with limit, in parallel (as many at
+// once as there are CPUs), into answers.
+func readNodes(ctx context.Context, nodes map[string]*store.Store, names []string, idx []int, q flow.Query, limit int, answers []nodeAnswer) {
+	q.Limit = limit
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for _, i := range idx {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			recs, err := nodes[names[i]].Query(ctx, q)
+			for j := range recs {
+				recs[j].Node = names[i]
+			}
+			answers[i] = nodeAnswer{recs: recs, limit: limit, err: err}
+		}()
+	}
+	wg.Wait()
+}
+
+// needMore returns the nodes whose first-round share may leave out records
+// among the earliest limit of all: those that filled their share and whose
+// last record is not after the limit-th record of the merge.
+func needMore(answers []nodeAnswer, share, limit int) []int {
+	var merged []flow.Record
+	for _, a := range answers {
+		merged = append(merged, a.recs...)
+	}
+	slices.SortFunc(merged, before)
+	var out []int
+	for i, a := range answers {
+		if a.err != nil || len(a.recs) < share {
+			continue
+		}
+		if len(merged) < limit || before(a.recs[len(a.recs)-1], merged[limit-1]) <= 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// before orders records by start, then node (as the fan-out merges them).
+func before(a, b flow.Record) int {
+	if c := a.Start.Compare(b.Start); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Node, b.Node)
 }
