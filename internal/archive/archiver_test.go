@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,5 +196,32 @@ func TestReaderMatchesAFullMerge(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestReaderConcurrentQueries: queries may run while others refresh the
+// nodes (run with -race).
+func TestReaderConcurrentQueries(t *testing.T) {
+	root := t.TempDir()
+	n := newNode(t, nil, nil)
+	for h := range 3 {
+		n.hour(t, h)
+	}
+	r := &Reader{Dir: root, Every: time.Nanosecond}
+	q := flow.Query{Dst: netip.MustParseAddr("198.51.100.7"), From: t0, To: t0.Add(5 * time.Hour), Limit: 100}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		copySealed(t, n.store, filepath.Join(root, fmt.Sprintf("node-%d", i)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.QueryPartial(context.Background(), q); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if res, err := r.QueryPartial(context.Background(), q); err != nil || res.Asked != 8 {
+		t.Errorf("after: %d nodes, %v", res.Asked, err)
 	}
 }

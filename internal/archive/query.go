@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,7 +37,9 @@ type Reader struct {
 	listed time.Time
 }
 
-// refresh opens the nodes' folders that appeared and refreshes each.
+// refresh opens the nodes' folders that appeared and refreshes each. It
+// returns a copy of the nodes, which the caller reads while other queries
+// refresh.
 func (r *Reader) refresh() (map[string]*store.Store, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -45,7 +48,7 @@ func (r *Reader) refresh() (map[string]*store.Store, error) {
 		every = 10 * time.Second
 	}
 	if r.nodes != nil && time.Since(r.listed) < every {
-		return r.nodes, nil
+		return maps.Clone(r.nodes), nil
 	}
 	if r.nodes == nil {
 		r.nodes = map[string]*store.Store{}
@@ -71,7 +74,7 @@ func (r *Reader) refresh() (map[string]*store.Store, error) {
 		}
 	}
 	r.listed = time.Now()
-	return r.nodes, nil
+	return maps.Clone(r.nodes), nil
 }
 
 // Query implements query.Store.
