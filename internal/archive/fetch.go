@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +26,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/planetkube/planetkube/internal/agent/segments"
@@ -96,8 +96,9 @@ type Result struct {
 	Missed int
 }
 
-// nodeName keeps node names to what is safe as a directory name.
-var nodeName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+// validNode says whether node is a node's name (a DNS subdomain), which is
+// safe as a directory name.
+func validNode(node string) bool { return len(validation.IsDNS1123Subdomain(node)) == 0 }
 
 // partSuffix marks a download in progress (kept to resume).
 const partSuffix = ".part"
@@ -106,7 +107,7 @@ const partSuffix = ".part"
 // base (http(s)://host:port), that Dir lacks.
 func (f *Fetcher) Sync(ctx context.Context, node, base string) (Result, error) {
 	var res Result
-	if !nodeName.MatchString(node) {
+	if !validNode(node) {
 		return res, fmt.Errorf("archive: node name %q is not a DNS subdomain", node)
 	}
 	dir := filepath.Join(f.Dir, node)

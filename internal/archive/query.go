@@ -58,7 +58,7 @@ func (r *Reader) refresh() (map[string]*store.Store, error) {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	for _, e := range ents {
-		if !e.IsDir() || !nodeName.MatchString(e.Name()) {
+		if !e.IsDir() || !validNode(e.Name()) {
 			continue
 		}
 		s, ok := r.nodes[e.Name()]

@@ -113,7 +113,7 @@ func (h *handler) answer(form *formValues, q *flow.Query, rows []Row, holdings [
 	}
 	for i := range a.Groups {
 		g := &a.Groups[i]
-		g.ReportHref, g.ReportTo = h.report(a, g, rows, loc)
+		g.ReportHref, g.ReportTo = h.report(a, g)
 	}
 	// The slices with the most flows first; the node's own traffic last.
 	slices.SortStableFunc(a.Groups, func(x, y sliceGroup) int {
@@ -155,7 +155,7 @@ func flowRow(r Row, loc *time.Location) flowView {
 // copying the slice's contacts that are e-mail addresses (or to those alone
 // when the operator gave none), with the slice and the flows in the subject
 // and body.
-func (h *handler) report(a *answerView, g *sliceGroup, rows []Row, loc *time.Location) (href, to string) {
+func (h *handler) report(a *answerView, g *sliceGroup) (href, to string) {
 	var cc []string
 	for _, c := range g.Info.Contacts {
 		if m := mailAddress(c); m != "" {
@@ -186,14 +186,13 @@ func (h *handler) report(a *answerView, g *sliceGroup, rows []Row, loc *time.Loc
 	}
 	b.WriteString(":\n\n")
 	n := 0
-	for _, r := range rows {
-		if r.Slice != g.Slice {
+	for _, f := range a.Flows {
+		if f.Slice != g.Slice {
 			continue
 		}
 		if n++; n > maxReportFlows {
 			continue
 		}
-		f := flowRow(r, loc)
 		fmt.Fprintf(&b, "- %s %s %s %s -> %s, %s sent, %s received\n", f.Start, a.Zone, f.Proto, f.Src, f.Dst, f.Sent, f.Received)
 	}
 	if n > maxReportFlows {

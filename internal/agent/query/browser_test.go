@@ -99,6 +99,19 @@ func mustEval[T any](ctx context.Context, t *testing.T, p *browsertest.Page, exp
 	return v
 }
 
+// screenshotNotBlank takes a screenshot of the page and fails the test
+// when it is blank.
+func screenshotNotBlank(ctx context.Context, t *testing.T, p *browsertest.Page) {
+	t.Helper()
+	png, err := p.Screenshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := browsertest.NotBlank(png); err != nil {
+		t.Error(err)
+	}
+}
+
 func wantText(t *testing.T, text string, wants ...string) {
 	t.Helper()
 	for _, w := range wants {
@@ -167,13 +180,7 @@ func TestPageInChromium(t *testing.T) {
 	if ok := mustEval[bool](ctx, t, p, `[...document.querySelectorAll("input")].every(i => i.labels.length === 1 && i.labels[0].textContent.trim() !== "")`); !ok {
 		t.Error("an input without its label")
 	}
-	png, err := p.Screenshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := browsertest.NotBlank(png); err != nil {
-		t.Error(err)
-	}
+	screenshotNotBlank(ctx, t, p)
 }
 
 // TestPageInChromiumCoverage: no flows, and no node agents, each said in
@@ -219,13 +226,7 @@ func TestPageInChromiumOnAPhone(t *testing.T) {
 	if s := mustEval[[]int](ctx, t, p, `(e => [e.scrollWidth, e.clientWidth])(document.querySelector(".scroll"))`); s[0] <= s[1] {
 		t.Logf("the table fits without scrolling (%d ≤ %d)", s[0], s[1])
 	}
-	png, err := p.Screenshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := browsertest.NotBlank(png); err != nil {
-		t.Error(err)
-	}
+	screenshotNotBlank(ctx, t, p)
 }
 
 // TestPageInChromiumKeyboard: a stranger with a keyboard only fills in the

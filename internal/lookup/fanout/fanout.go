@@ -27,6 +27,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/planetkube/planetkube/internal/agent/query"
@@ -198,7 +199,6 @@ var errCanceled = nodeErr{"query canceled"}
 func merge(targets []Target, answers []answer, arch *answer, limit int) (query.Partial, error) {
 	res := query.Partial{Asked: len(targets), ArchiveAsked: arch != nil}
 	var parts []Part
-	held := map[flowID]bool{} // the flows a node answered with
 	for i, a := range answers {
 		if a.err != nil {
 			res.Errors = append(res.Errors, query.NodeError{Node: targets[i].Node, Error: a.err.Error()})
@@ -206,9 +206,6 @@ func merge(targets []Target, answers []answer, arch *answer, limit int) (query.P
 		}
 		parts = append(parts, Part{Records: a.recs, Truncated: a.truncated})
 		res.Holdings = append(res.Holdings, a.holdings...)
-		for _, r := range a.recs {
-			held[idOf(r)] = true
-		}
 	}
 	switch {
 	case arch == nil:
@@ -217,6 +214,12 @@ func merge(targets []Target, answers []answer, arch *answer, limit int) (query.P
 	default:
 		// A flow both a node and the archive hold is the node's (its
 		// snapshot is at least as recent).
+		held := map[flowID]bool{}
+		for _, p := range parts {
+			for _, r := range p.Records {
+				held[idOf(r)] = true
+			}
+		}
 		recs := slices.DeleteFunc(arch.recs, func(r flow.Record) bool { return held[idOf(r)] })
 		parts = append(parts, Part{Records: recs, Truncated: arch.truncated})
 		res.Holdings = append(res.Holdings, arch.holdings...)
@@ -419,17 +422,7 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) (answer, error)
 }
 
 // validNode says whether s may be a node's name (a DNS subdomain).
-func validNode(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
+func validNode(s string) bool { return len(validation.IsDNS1123Subdomain(s)) == 0 }
 
 // Bounds on an agent's strings and retention (100 years).
 const (

@@ -78,22 +78,6 @@ func DumpDOM(ctx context.Context, url string) (string, error) {
 	return string(out), nil
 }
 
-// Screenshot loads url in headless Chromium and writes a PNG of the window
-// (width x height pixels) to file.
-func Screenshot(ctx context.Context, url, file string, width, height int) error {
-	abs, err := filepath.Abs(file)
-	if err != nil {
-		return err
-	}
-	if _, err := run(ctx, "--screenshot="+abs, fmt.Sprintf("--window-size=%d,%d", width, height), url); err != nil {
-		return err
-	}
-	if fi, err := os.Stat(abs); err != nil || fi.Size() == 0 {
-		return fmt.Errorf("browsertest: no screenshot written to %s", abs)
-	}
-	return nil
-}
-
 // run runs the browser with a fresh profile and args, and returns its stdout.
 func run(ctx context.Context, args ...string) ([]byte, error) {
 	p, err := Path()
