@@ -172,11 +172,11 @@ func readNodes(ctx context.Context, nodes map[string]*store.Store, names []strin
 // among the earliest limit of all: those that filled their share and whose
 // last record is not after the limit-th record of the merge.
 func needMore(answers []nodeAnswer, share, limit int) []int {
-	var merged []flow.Record
+	parts := make([]fanout.Part, 0, len(answers))
 	for _, a := range answers {
-		merged = append(merged, a.recs...)
+		parts = append(parts, fanout.Part{Records: a.recs})
 	}
-	slices.SortFunc(merged, before)
+	merged, _ := fanout.Merge(parts, limit)
 	var out []int
 	for i, a := range answers {
 		if a.err != nil || len(a.recs) < share {

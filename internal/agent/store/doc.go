@@ -106,9 +106,12 @@
 //
 // A query visits the segments whose smallest start is before the window's
 // end and whose largest time seen is not before its start; in each, it looks
-// the destination (or the slice) up in the index and decodes the records it
-// points to (a slice query decodes only those it returns, and those that
-// share a start with another, having picked them by the times). Records with the same start, protocol and original tuple are
+// the destination (or the slice) up in the index, reads the times of the
+// records it points to (a slice's from the index, a destination's from the
+// first bytes of each record, and its port when one is asked) and decodes
+// only the records it returns, and those that share a start with another,
+// having picked them by the times. A query by destination and slice decodes
+// every record to the destination, to read its attribution. Records with the same start, protocol and original tuple are
 // one flow: the capture writes a snapshot of a long-lived flow (End zero,
 // counters so far) at every periodic dump and a final record when it ends,
 // so the last written record of a flow wins and the query returns one row

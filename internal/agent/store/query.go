@@ -68,14 +68,15 @@ func (s *Store) Query(ctx context.Context, q flow.Query) ([]flow.Record, error) 
 	if testHookQueryUnlocked != nil {
 		testHookQueryUnlocked()
 	}
-	if !dst.IsValid() {
-		return querySlice(ctx, views, q)
+	if !dst.IsValid() || q.Slice == "" {
+		return queryByTimes(ctx, views, q)
 	}
 	return queryScan(ctx, views, q, dst)
 }
 
 // queryScan answers a query by decoding every record its views list: the
-// way for queries by destination, whose postings are few.
+// way for queries by destination and slice, which must read each record's
+// attribution.
 func queryScan(ctx context.Context, views []segView, q flow.Query, dst netip.Addr) ([]flow.Record, error) {
 	// Candidates are kept small; only the records returned are decoded
 	// with their attribution.

@@ -326,7 +326,7 @@ func appendTimes(blob, data []byte, base int64, offs []uint32) []byte {
 	prev := base
 	for _, o := range offs {
 		d := dec{b: data, i: int(o)}
-		start, end, open, _ := peekTimes(&d, base) // records were checked when written
+		_, start, end, open, _ := peekTimes(&d, base) // records were checked when written
 		blob = binary.AppendUvarint(blob, zz(start-prev))
 		prev = start
 		if open {

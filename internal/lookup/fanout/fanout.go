@@ -10,6 +10,8 @@
 package fanout
 
 import (
+	"cmp"
+	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -241,8 +243,8 @@ type flowID struct {
 
 func idOf(r flow.Record) flowID { return flowID{r.Node, r.Start, r.Proto, r.Orig} }
 
-// Part is one source's answer to a query: its records, ordered by start,
-// and whether it bounded them (more may follow the last).
+// Part is one source's answer to a query: its records, ordered by start
+// then node, and whether it bounded them (more may follow the last).
 type Part struct {
 	Records   []flow.Record
 	Truncated bool
@@ -252,11 +254,19 @@ type Part struct {
 // limit records; truncated says that records may be missing after the
 // last one. Past the last record of a source that bounded its answer, that
 // source's records are missing: the merge is only whole up to there.
+// Records that tie keep the order of their parts, then their order in it.
+// The parts are merged as they are ordered (a part that is not is sorted
+// first, in place), and only the records returned are visited: a few
+// thousand, however many the sources sent.
 func Merge(parts []Part, limit int) (recs []flow.Record, truncated bool) {
-	var all []flow.Record
 	var cut *flow.Record // the earliest last record of a source that truncated
-	for _, p := range parts {
-		all = append(all, p.Records...)
+	total := 0
+	for i := range parts {
+		p := &parts[i]
+		if !slices.IsSortedFunc(p.Records, order) {
+			slices.SortStableFunc(p.Records, order)
+		}
+		total += len(p.Records)
 		if p.Truncated {
 			truncated = true
 			if n := len(p.Records); n > 0 && (cut == nil || order(p.Records[n-1], *cut) < 0) {
@@ -264,25 +274,60 @@ func Merge(parts []Part, limit int) (recs []flow.Record, truncated bool) {
 			}
 		}
 	}
-	slices.SortStableFunc(all, order)
-	if cut != nil {
-		c := *cut
-		if n := slices.IndexFunc(all, func(r flow.Record) bool { return order(r, c) > 0 }); n >= 0 {
-			all = all[:n]
+	h := &heads{parts: parts, at: make([]int, len(parts))}
+	for i, p := range parts {
+		if len(p.Records) > 0 {
+			h.idx = append(h.idx, i)
 		}
 	}
-	if len(all) > limit {
-		all, truncated = all[:limit], true
+	heap.Init(h)
+	recs = make([]flow.Record, 0, min(total, limit))
+	for h.Len() > 0 {
+		r := h.head(h.idx[0])
+		if cut != nil && compare(r, cut) > 0 {
+			break
+		}
+		if len(recs) == limit {
+			return recs, true
+		}
+		recs = append(recs, *r)
+		if h.at[h.idx[0]]++; h.at[h.idx[0]] < len(parts[h.idx[0]].Records) {
+			heap.Fix(h, 0)
+		} else {
+			heap.Pop(h)
+		}
 	}
-	return all, truncated
+	return recs, truncated
+}
+
+// heads is a heap of the parts that have records left, by their next
+// record's order, then the part's index.
+type heads struct {
+	parts []Part
+	at    []int // each part's next record
+	idx   []int // the parts in the heap
+}
+
+func (h *heads) head(i int) *flow.Record { return &h.parts[i].Records[h.at[i]] }
+func (h *heads) Len() int                { return len(h.idx) }
+func (h *heads) Swap(i, j int)           { h.idx[i], h.idx[j] = h.idx[j], h.idx[i] }
+func (h *heads) Push(x any)              { h.idx = append(h.idx, x.(int)) }
+func (h *heads) Pop() any {
+	x := h.idx[len(h.idx)-1]
+	h.idx = h.idx[:len(h.idx)-1]
+	return x
+}
+func (h *heads) Less(i, j int) bool {
+	a, b := h.idx[i], h.idx[j]
+	return cmp.Or(compare(h.head(a), h.head(b)), cmp.Compare(a, b)) < 0
 }
 
 // order sorts records by start, then node.
-func order(a, b flow.Record) int {
-	if c := a.Start.Compare(b.Start); c != 0 {
-		return c
-	}
-	return strings.Compare(a.Node, b.Node)
+func order(a, b flow.Record) int { return compare(&a, &b) }
+
+// compare is order without copying the records.
+func compare(a, b *flow.Record) int {
+	return cmp.Or(a.Start.Compare(b.Start), strings.Compare(a.Node, b.Node))
 }
 
 // ask queries one agent.

@@ -12,15 +12,15 @@ import (
 	"github.com/planetkube/planetkube/internal/flow"
 )
 
-// sliceRef is a record of a slice query's first pass: where it is and the
-// times it was peeked for.
+// sliceRef is a record of a query's first pass: where it is and the times
+// it was peeked for.
 type sliceRef struct {
 	start, end int64  // µs; end is openEnd for an open record
 	pos        uint64 // its view's index << 32 | its offset: write order
 }
 
-// refBufs are a slice query's candidate lists, kept for the next query:
-// a busy slice has tens of thousands of records an hour.
+// refBufs are a query's candidate lists, kept for the next query: a busy
+// slice or destination has tens of thousands of records an hour.
 type refBufs struct {
 	cands, early []sliceRef
 	starts       []int64
@@ -48,17 +48,21 @@ func ceilMicros(t time.Time) int64 {
 	return us
 }
 
-// querySlice answers a query by slice alone with the semantics of Query,
-// decoding in full only the records it returns and those that share a
-// start with another (a flow's records all have its start). A first pass
-// reads each posting's times only (the first bytes of a record); records
-// that started in time are split into those that may overlap the window
-// (open, or ended at or after From) and those that ended before it. The
-// first are sorted by start and walked in order until Limit flows are
-// found; records of equal start, the others' included, are decoded and
-// deduplicated (the last written record of a flow decides whether it is
-// in the window and what is returned).
-func querySlice(ctx context.Context, views []segView, q flow.Query) ([]flow.Record, error) {
+// queryByTimes answers a query by slice alone, or by destination (and
+// port) alone, with the semantics of Query, decoding in full only the
+// records it returns and those that share a start with another (a flow's
+// records all have its start). A first pass reads each posting's times
+// only: from the index for a slice on a sealed segment, else from the first
+// bytes of the record (and, for a port, the few after them); records that
+// started in time are split into those that may overlap the window (open,
+// or ended at or after From) and those that ended before it. The first are
+// sorted by start and walked in order until Limit flows are found; records
+// of equal start, the others' included, are decoded and deduplicated (the
+// last written record of a flow decides whether it is in the window and
+// what is returned). A destination's postings hold only records to it, and
+// a port is the flow's, shared by its records, so both filter before the
+// deduplication as the slice's postings do.
+func queryByTimes(ctx context.Context, views []segView, q flow.Query) ([]flow.Record, error) {
 	to, from := ceilMicros(q.To), ceilMicros(q.From)
 	n := 0
 	for _, v := range views {
@@ -78,16 +82,21 @@ func querySlice(ctx context.Context, views []segView, q flow.Query) ([]flow.Reco
 		for _, off := range v.offs {
 			var start, end int64
 			var open, ok bool
+			port := q.Port
 			if v.times != nil { // from the index: the data is not touched
 				start, end, open, ok = v.times.next()
 			} else {
 				d := dec{b: v.data, i: int(off)}
-				start, end, open, ok = peekTimes(&d, v.sg.base)
+				var flags byte
+				flags, start, end, open, ok = peekTimes(&d, v.sg.base)
+				if ok && q.Port != 0 {
+					port, ok = peekDstPort(&d, flags)
+				}
 			}
 			if !ok {
 				return nil, fmt.Errorf("store: query: segment %d: corrupt record at %d", v.sg.seq, off)
 			}
-			if start >= to {
+			if start >= to || port != q.Port {
 				continue
 			}
 			r := sliceRef{start: start, end: end, pos: uint64(vi)<<32 | uint64(off)}
@@ -159,7 +168,7 @@ func querySlice(ctx context.Context, views []segView, q flow.Query) ([]flow.Reco
 	return out, nil
 }
 
-// sliceWalk picks a slice query's flows from candidates in start order.
+// sliceWalk picks a query's flows from candidates in start order.
 type sliceWalk struct {
 	views  []segView
 	from   int64
@@ -282,10 +291,10 @@ func splitByStart(refs []sliceRef, s int64) (head, tail []sliceRef) {
 	return refs[:i], refs[i:]
 }
 
-// peekTimes reads a record's start and end (µs) and whether it is open,
-// from the first bytes of its encoding (see decodeRecord).
-func peekTimes(d *dec, base int64) (start, end int64, open, ok bool) {
-	flags := d.byte1()
+// peekTimes reads a record's flags, its start and end (µs) and whether it
+// is open, from the first bytes of its encoding (see decodeRecord).
+func peekTimes(d *dec, base int64) (flags byte, start, end int64, open, ok bool) {
+	flags = d.byte1()
 	if flags>>fProtoSh == 0 {
 		d.byte1()
 	}
@@ -294,5 +303,21 @@ func peekTimes(d *dec, base int64) (start, end int64, open, ok bool) {
 	if !open {
 		end = start + unzz(d.uvarint())
 	}
-	return start, end, open, !d.bad
+	return flags, start, end, open, !d.bad
+}
+
+// peekDstPort reads the original destination's port of the record whose
+// flags and times peekTimes read at d's position: past the source's
+// dictionary id and port and the destination's address (see
+// decodeRecord).
+func peekDstPort(d *dec, flags byte) (uint16, bool) {
+	d.uvarint()
+	d.u16()
+	k := flags & fDstKind
+	if k == 3 {
+		return 0, false
+	}
+	d.bytes(addrLen(k))
+	port := d.u16()
+	return port, !d.bad
 }

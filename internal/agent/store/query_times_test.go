@@ -14,12 +14,13 @@ import (
 	"github.com/planetkube/planetkube/internal/flow"
 )
 
-// TestSliceQueryMatchesTheScan: a slice query, which decodes only what it
-// returns, answers exactly as decoding every record of the slice does, over
-// random flows with snapshots, shared starts (to the microsecond), records
-// spread over sealed and open segments, and windows and limits that cut
-// through them at sub-microsecond bounds.
-func TestSliceQueryMatchesTheScan(t *testing.T) {
+// TestQueryByTimesMatchesTheScan: a query by slice, by destination or by
+// destination and port, which decodes only what it returns, answers exactly
+// as decoding every record of the slice or destination does, over random
+// flows with snapshots, shared starts (to the microsecond), records spread
+// over sealed and open segments, and windows and limits that cut through
+// them at sub-microsecond bounds.
+func TestQueryByTimesMatchesTheScan(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	s := open(t, Options{})
 	type flowState struct {
@@ -36,7 +37,8 @@ func TestSliceQueryMatchesTheScan(t *testing.T) {
 			if rng.IntN(4) == 0 {
 				slice = "other"
 			}
-			r := rec(fmt.Sprintf("10.0.%d.%d:%d", rng.IntN(2), rng.IntN(3), 1000+rng.IntN(3)), "198.51.100.7:443", "192.0.2.1:9", start, time.Time{}, slice)
+			dst := fmt.Sprintf("198.51.100.%d:%d", 7+rng.IntN(2), 443+rng.IntN(2))
+			r := rec(fmt.Sprintf("10.0.%d.%d:%d", rng.IntN(2), rng.IntN(3), 1000+rng.IntN(3)), dst, "192.0.2.1:9", start, time.Time{}, slice)
 			if rng.IntN(5) == 0 {
 				r.Proto = 17
 			}
@@ -68,22 +70,33 @@ func TestSliceQueryMatchesTheScan(t *testing.T) {
 	ctx := context.Background()
 	for i := range 300 {
 		from := t0.Add(time.Duration(rng.Int64N(int64(3*time.Hour))) - time.Hour)
-		q := flow.Query{Slice: "s", From: from, To: from.Add(time.Duration(1 + rng.Int64N(int64(2*time.Hour)))), Limit: 1 + rng.IntN(60)}
-		if i%3 == 0 {
+		q := flow.Query{From: from, To: from.Add(time.Duration(1 + rng.Int64N(int64(2*time.Hour)))), Limit: 1 + rng.IntN(60)}
+		if i%4 == 0 {
 			q.Limit = MaxLimit
+		}
+		switch i % 3 {
+		case 0:
+			q.Slice = "s"
+		case 1:
+			q.Dst = netip.MustParseAddr("198.51.100.7")
+		case 2:
+			q.Dst, q.Port = netip.MustParseAddr("198.51.100.8"), 444
 		}
 		got, err := s.Query(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		views, err := s.snapshot(netip.Addr{}, q)
+		views, err := s.snapshot(q.Dst, q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := queryScan(ctx, views, q, netip.Addr{})
+		want, err := queryScan(ctx, views, q, q.Dst)
 		releaseViews(views)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(want) == 0 && q.To.After(t0) && q.From.Before(t0.Add(time.Hour)) {
+			t.Fatalf("Query %+v: the scan found nothing in the flows' hour: the test asks nothing", q)
 		}
 		if len(got) != len(want) {
 			t.Fatalf("Query %+v: %d flows, the scan %d", q, len(got), len(want))
