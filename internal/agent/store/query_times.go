@@ -82,7 +82,6 @@ func queryByTimes(ctx context.Context, views []segView, q flow.Query) ([]flow.Re
 		for _, off := range v.offs {
 			var start, end int64
 			var open, ok bool
-			port := q.Port
 			if v.times != nil { // from the index: the data is not touched
 				start, end, open, ok = v.times.next()
 			} else {
@@ -90,13 +89,16 @@ func queryByTimes(ctx context.Context, views []segView, q flow.Query) ([]flow.Re
 				var flags byte
 				flags, start, end, open, ok = peekTimes(&d, v.sg.base)
 				if ok && q.Port != 0 {
-					port, ok = peekDstPort(&d, flags)
+					var port uint16
+					if port, ok = peekDstPort(&d, flags); ok && port != q.Port {
+						continue
+					}
 				}
 			}
 			if !ok {
 				return nil, fmt.Errorf("store: query: segment %d: corrupt record at %d", v.sg.seq, off)
 			}
-			if start >= to || port != q.Port {
+			if start >= to {
 				continue
 			}
 			r := sliceRef{start: start, end: end, pos: uint64(vi)<<32 | uint64(off)}
