@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/sets"
 
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/lookup/fanout"
@@ -29,6 +30,9 @@ type Archiver struct {
 	Fetcher *Fetcher
 	// Targets lists the agents (their segment servers' URLs).
 	Targets fanout.Targets
+	// Nodes lists the cluster's nodes (ClusterNodes), to tell what the
+	// archive lacks of those that left (AccountLeft); nil: not told.
+	Nodes func(context.Context) (sets.Set[string], error)
 	// Interval is the time between syncs (default 10 minutes).
 	Interval time.Duration
 	// Retention is how long an archived segment is kept after its last
@@ -45,6 +49,7 @@ type Archiver struct {
 // Metrics count the archive's work, per node where it helps.
 type Metrics struct {
 	Segments, Bytes, Corrupt, Missed, Errors *prometheus.CounterVec
+	LostSegments, LostRecords                *prometheus.GaugeVec
 	Pruned                                   prometheus.Counter
 	Size                                     prometheus.Gauge
 }
@@ -60,14 +65,18 @@ func NewMetrics() *Metrics {
 		Corrupt:  vec("corrupt_segments_total", "Segment downloads refused because they failed verification (fetched again at the next sync)."),
 		Missed:   vec("missed_segments_total", "Segments a node pruned before they were archived: their flows are lost."),
 		Errors:   vec("sync_errors_total", "Syncs of a node that failed (unreachable, refused, cut)."),
-		Pruned:   prometheus.NewCounter(prometheus.CounterOpts{Name: "planetkube_archive_pruned_segments_total", Help: "Archived segments deleted by the archive's retention or size cap."}),
-		Size:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "planetkube_archive_bytes", Help: "Size of the archive on disk."}),
+		LostSegments: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "planetkube_archive_lost_segments",
+			Help: "Segments of a node that left the cluster which the archive lacks: the sealed ones its agent last listed and it had not fetched, and the one being written."}, []string{"node"}),
+		LostRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "planetkube_archive_lost_records",
+			Help: "Flow records of those segments (as last listed: records written after are not known)."}, []string{"node"}),
+		Pruned: prometheus.NewCounter(prometheus.CounterOpts{Name: "planetkube_archive_pruned_segments_total", Help: "Archived segments deleted by the archive's retention or size cap."}),
+		Size:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "planetkube_archive_bytes", Help: "Size of the archive on disk."}),
 	}
 }
 
 // Collectors lists the metrics for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Segments, m.Bytes, m.Corrupt, m.Missed, m.Errors, m.Pruned, m.Size}
+	return []prometheus.Collector{m.Segments, m.Bytes, m.Corrupt, m.Missed, m.Errors, m.LostSegments, m.LostRecords, m.Pruned, m.Size}
 }
 
 // NeedLeaderElection is true: one replica archives.
@@ -110,12 +119,52 @@ func (a *Archiver) Once(ctx context.Context) {
 			a.Log.Info("Archiving a node's segments failed; the next sync resumes", "node", t.Node, "error", err.Error())
 		}
 	}
+	a.accountLeft(ctx, targets)
 	pruned, size, err := Prune(a.Fetcher.Dir, a.now(), a.retention(), a.MaxBytes)
 	if err != nil {
 		a.Log.Error(err, "Pruning the archive")
 	}
 	a.metrics().Pruned.Add(float64(pruned))
 	a.metrics().Size.Set(float64(size))
+}
+
+// accountLeft tells what the archive lacks of the nodes that left the
+// cluster: a log line when a node is found gone, and the gauges, from the
+// node folders (so that they survive a restart).
+func (a *Archiver) accountLeft(ctx context.Context, targets []fanout.Target) {
+	m := a.metrics()
+	if a.Nodes != nil {
+		nodes, err := a.Nodes(ctx)
+		switch {
+		case err != nil:
+			a.Log.Error(err, "Listing the nodes, to tell what the archive lacks of those that left")
+		case nodes.Len() == 0:
+			// A cluster without nodes is a broken answer, not every node gone.
+			a.Log.Info("The cluster lists no nodes; not telling any as left")
+		default:
+			for _, t := range targets { // an agent that is listed is on a node
+				nodes.Insert(t.Node)
+			}
+			left, err := AccountLeft(a.Fetcher.Dir, nodes, a.now())
+			if err != nil {
+				a.Log.Error(err, "Telling what the archive lacks of the nodes that left")
+			}
+			for _, l := range left {
+				a.Log.Info("A node left the cluster before the archive had all its flows: they are lost",
+					"node", l.Node, "segments", l.Segments, "records", l.Records, "listedAt", l.ListedAt)
+			}
+		}
+	}
+	lefts, err := LeftNodes(a.Fetcher.Dir)
+	if err != nil {
+		a.Log.Error(err, "Reading what the archive lacks of the nodes that left")
+	}
+	m.LostSegments.Reset()
+	m.LostRecords.Reset()
+	for _, l := range lefts {
+		m.LostSegments.WithLabelValues(l.Node).Set(float64(l.Segments))
+		m.LostRecords.WithLabelValues(l.Node).Set(float64(l.Records))
+	}
 }
 
 func (a *Archiver) metrics() *Metrics {

@@ -105,8 +105,7 @@ const partSuffix = ".part"
 
 // Sync archives the sealed segments of node, whose agent serves them at
 // base (http(s)://host:port), that Dir lacks.
-func (f *Fetcher) Sync(ctx context.Context, node, base string) (Result, error) {
-	var res Result
+func (f *Fetcher) Sync(ctx context.Context, node, base string) (res Result, err error) {
 	if !validNode(node) {
 		return res, fmt.Errorf("archive: node name %q is not a DNS subdomain", node)
 	}
@@ -122,6 +121,13 @@ func (f *Fetcher) Sync(ctx context.Context, node, base string) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	// What the archive still lacks of this listing when the sync ends is
+	// what goes with the node if it leaves the cluster before the next.
+	defer func() {
+		if perr := savePending(dir, list, time.Now()); perr != nil && err == nil {
+			err = perr
+		}
+	}()
 	if len(have) > 0 && len(list.Segments) > 0 {
 		newest, oldest := have[len(have)-1], list.Segments[0].Seq
 		if oldest > newest+1 {

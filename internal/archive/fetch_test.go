@@ -18,6 +18,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -263,6 +264,59 @@ func TestFetchFromAnAgent(t *testing.T) {
 		t.Errorf("the Archiver archived %v segments of node-a, want %d", got, len(sealed))
 	}
 	checkArchived(t, filepath.Join(a.Fetcher.Dir, "node-a"), sealed)
+
+	// node-a seals two more hours and writes a third; the sync fetches the
+	// first and fails on the second. Then node-a leaves the cluster: what
+	// its agent last listed that the archive lacks (one sealed segment and
+	// the one being written, 100 records each) is told, once, and kept
+	// across a restart of the archiver.
+	if err := env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}); err != nil {
+		t.Fatal(err)
+	}
+	a.Nodes = ClusterNodes(env.Client)
+	n.hour(t, 8)
+	n.hour(t, 9)
+	n.hour(t, 10)
+	sealed = n.store.Sealed()
+	n.mu.Lock()
+	n.fault[store.SegmentFileName(sealed[len(sealed)-1].Seq, "log")] = func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}
+	n.mu.Unlock()
+	a.Once(ctx)
+	lost := func(m *Metrics) (float64, float64) {
+		return testutil.ToFloat64(m.LostSegments.WithLabelValues("node-a")), testutil.ToFloat64(m.LostRecords.WithLabelValues("node-a"))
+	}
+	if got := testutil.ToFloat64(m.Errors.WithLabelValues("node-a")); got != 1 {
+		t.Fatalf("%v failed syncs of node-a, want the one cut", got)
+	}
+	if segs, recs := lost(m); segs != 0 || recs != 0 {
+		t.Errorf("node-a, still a node, lost %v segments and %v records", segs, recs)
+	}
+	if err := env.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil { // no kubelet here to end it
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}); err != nil {
+		t.Fatal(err)
+	}
+	a.Once(ctx) // the cluster lists no node at all: not an answer to believe
+	if segs, recs := lost(m); segs != 0 || recs != 0 {
+		t.Errorf("with no node listed, node-a lost %v segments and %v records; want nothing told", segs, recs)
+	}
+	if err := env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // told once, not once per sync
+		a.Once(ctx)
+		if segs, recs := lost(m); segs != 2 || recs != 200 {
+			t.Errorf("node-a left: lost %v segments and %v records, want 2 and 200", segs, recs)
+		}
+	}
+	restarted := &Archiver{Fetcher: a.Fetcher, Targets: a.Targets, Nodes: a.Nodes, Metrics: NewMetrics()}
+	restarted.Once(ctx)
+	if segs, recs := lost(restarted.Metrics); segs != 2 || recs != 200 {
+		t.Errorf("after a restart, node-a lost %v segments and %v records, want 2 and 200", segs, recs)
+	}
 }
 
 // checkArchived checks that the archive holds each segment once, whole and

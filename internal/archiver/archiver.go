@@ -30,6 +30,8 @@ import (
 // planetkube-archive, worthless to the API server). `make manifests` turns
 // these markers into config/archiver/role.yaml.
 // +kubebuilder:rbac:groups="",namespace=planetkube-agent,resources=pods,verbs=list
+// It lists the nodes to tell what the archive lacks of those that left.
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list
 // +kubebuilder:rbac:groups="",namespace=planetkube-system,resources=serviceaccounts/token,verbs=create,resourceNames=planetkube-archiver
 
 // Options are the command's flags.
@@ -153,6 +155,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	return mgr.Add(&archive.Archiver{
 		Fetcher:  &archive.Fetcher{Dir: o.Dir, Tokens: &archive.ServiceAccountTokens{Client: mgr.GetClient(), Namespace: o.Namespace, Name: o.ServiceAccount}},
 		Targets:  fanout.PodTargets(mgr.GetAPIReader(), o.AgentNamespace, sel, o.AgentPort),
+		Nodes:    archive.ClusterNodes(mgr.GetAPIReader()),
 		Interval: o.Interval, Retention: o.Retention, MaxBytes: o.MaxBytes,
 		Metrics: m, Log: ctrl.Log.WithName("archiver"),
 	})

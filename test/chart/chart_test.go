@@ -577,8 +577,8 @@ func TestIPFIXExport(t *testing.T) {
 
 // TestArchive: no archiver by default; enabled, an archiver StatefulSet with
 // its volume, its ServiceAccount bound to the generated roles (in the
-// release's namespace and the agents'), and the agents serving their
-// segments to it alone.
+// release's namespace and the agents', and the cluster's), and the agents
+// serving their segments to it alone.
 func TestArchive(t *testing.T) {
 	objs := render(t)
 	if find(objs, "StatefulSet", "planetkube-archiver") != nil || slices.ContainsFunc(container(t, objs, "DaemonSet", "planetkube-node-agent")["args"].([]any),
@@ -620,26 +620,27 @@ func TestArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nsOf := map[string]string{"planetkube-system": "site-a", "planetkube-agent": "agents"}
+	nsOf := map[string]string{"planetkube-system": "site-a", "planetkube-agent": "agents", "": ""}
+	bindingOf := map[string]string{"Role": "RoleBinding", "ClusterRole": "ClusterRoleBinding"}
 	for _, want := range docs(t, string(b)) {
-		ns := nsOf[str(want, "metadata", "namespace")]
+		ns, kind := nsOf[str(want, "metadata", "namespace")], str(want, "kind")
 		var got, binding object
 		for _, o := range objs {
 			if str(o, "metadata", "name") == "planetkube-archiver" && str(o, "metadata", "namespace") == ns {
 				switch o["kind"] {
-				case "Role":
+				case kind:
 					got = o
-				case "RoleBinding":
+				case bindingOf[kind]:
 					binding = o
 				}
 			}
 		}
 		if got == nil || !reflect.DeepEqual(got["rules"], want["rules"]) {
-			t.Errorf("the archiver's Role in %s: %v, want the rules of config/archiver/role.yaml", ns, got)
+			t.Errorf("the archiver's %s in %q: %v, want the rules of config/archiver/role.yaml", kind, ns, got)
 		}
-		if binding == nil || str(binding, "roleRef", "name") != "planetkube-archiver" ||
+		if binding == nil || str(binding, "roleRef", "kind") != kind || str(binding, "roleRef", "name") != "planetkube-archiver" ||
 			!reflect.DeepEqual(binding["subjects"], []any{object{"kind": "ServiceAccount", "name": "planetkube-archiver", "namespace": "site-a"}}) {
-			t.Errorf("the archiver's RoleBinding in %s: %v", ns, binding)
+			t.Errorf("the archiver's %s in %q: %v", bindingOf[kind], ns, binding)
 		}
 	}
 	if _, err := helm(t, "template", "planetkube", chart, "--set", "archive.enabled=true", "--set", "archive.agentPort=9470"); err == nil ||

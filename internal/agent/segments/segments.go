@@ -47,11 +47,15 @@ type List struct {
 	Node string `json:"node"`
 	// Segments are the sealed segments, oldest first.
 	Segments []store.SegmentInfo `json:"segments"`
+	// Unsealed is the segment being written, if it holds records: served
+	// once sealed, and lost with the node if the node goes first.
+	Unsealed *store.SegmentInfo `json:"unsealed,omitempty"`
 }
 
 // Source is what is served (internal/agent/store implements it).
 type Source interface {
 	Sealed() []store.SegmentInfo
+	Unsealed() (store.SegmentInfo, bool)
 	OpenSealed(seq uint64) (data, index *os.File, err error)
 }
 
@@ -144,7 +148,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Path == ListPath {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(List{Node: h.Node, Segments: h.Source.Sealed()})
+		list := List{Node: h.Node, Segments: h.Source.Sealed()}
+		if u, ok := h.Source.Unsealed(); ok {
+			list.Unsealed = &u
+		}
+		_ = json.NewEncoder(w).Encode(list)
 		return
 	}
 	h.serveFile(w, r, strings.TrimPrefix(r.URL.Path, ListPath+"/"))

@@ -43,6 +43,17 @@ func (s *Store) Sealed() []SegmentInfo {
 	return out
 }
 
+// Unsealed describes the segment being written, with its records so far,
+// if it holds any: it is served once sealed.
+func (s *Store) Unsealed() (SegmentInfo, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.open == nil || s.open.records == 0 {
+		return SegmentInfo{}, false
+	}
+	return s.open.info(), true
+}
+
 // ErrNoSegment is OpenSealed's error for a segment that is not (or no
 // longer) sealed here.
 var ErrNoSegment = errors.New("store: no such sealed segment")
