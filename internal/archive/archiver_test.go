@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onsi/gomega"
+
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/flow"
 	"github.com/planetkube/planetkube/internal/lookup/fanout"
@@ -224,4 +226,33 @@ func TestReaderConcurrentQueries(t *testing.T) {
 	if res, err := r.QueryPartial(context.Background(), q); err != nil || res.Asked != 8 {
 		t.Errorf("after: %d nodes, %v", res.Asked, err)
 	}
+}
+
+// TestReaderRefreshesInTheBackground: started (as the archiver runs it),
+// the Reader opens the archive at once and finds a node archived later by
+// itself; a query reads what the last refresh found.
+func TestReaderRefreshesInTheBackground(t *testing.T) {
+	g := gomega.NewWithT(t)
+	root := t.TempDir()
+	a, b := newNode(t, nil, nil), newNode(t, nil, nil)
+	for i := range 3 {
+		a.hour(t, i)
+		b.hour(t, i)
+	}
+	copySealed(t, a.store, filepath.Join(root, "node-a"))
+	r := &Reader{Dir: root, Every: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Start(ctx) }()
+	asked := func() int {
+		res, err := r.QueryPartial(context.Background(), flow.Query{Dst: netip.MustParseAddr("198.51.100.7"), From: t0, To: t0.Add(5 * time.Hour), Limit: 10})
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		return res.Asked
+	}
+	g.Eventually(func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.background && r.nodes != nil }).Should(gomega.BeTrue())
+	g.Expect(asked()).To(gomega.Equal(1))
+	copySealed(t, b.store, filepath.Join(root, "node-b"))
+	g.Eventually(asked).Should(gomega.Equal(2))
+	cancel()
+	g.Eventually(done).Should(gomega.Receive(gomega.BeNil()))
 }

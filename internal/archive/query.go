@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/agent/store"
@@ -23,7 +26,9 @@ import (
 // them. It is a query.PartialStore: its answer says which nodes the
 // archive holds and how far back each goes, and the lookup handler serves
 // it as the agents' own API, so that the manager's cluster-wide lookup can
-// ask the archive as it asks the nodes.
+// ask the archive as it asks the nodes. Run as a manager Runnable (Start),
+// it refreshes in the background and queries never wait for a refresh;
+// otherwise a query refreshes when the last refresh is older than Every.
 type Reader struct {
 	// Dir is the archive's root (Fetcher.Dir).
 	Dir string
@@ -32,49 +37,107 @@ type Reader struct {
 	// Every bounds how often the directories are listed again (default 10 s).
 	Every time.Duration
 
-	mu     sync.Mutex
-	nodes  map[string]*store.Store
-	listed time.Time
+	// refreshing serializes refreshes; mu guards the fields below. nodes
+	// is replaced, never changed, so a query reads the map it got while a
+	// refresh builds the next.
+	refreshing sync.Mutex
+	mu         sync.Mutex
+	nodes      map[string]*store.Store
+	listed     time.Time
+	background bool
 }
 
-// refresh opens the nodes' folders that appeared and refreshes each. It
-// returns a copy of the nodes, which the caller reads while other queries
-// refresh.
-func (r *Reader) refresh() (map[string]*store.Store, error) {
+func (r *Reader) every() time.Duration {
+	if r.Every <= 0 {
+		return 10 * time.Second
+	}
+	return r.Every
+}
+
+// Start opens the archived nodes, then refreshes them every Every until
+// ctx ends. Queries meanwhile read what the last refresh found.
+func (r *Reader) Start(ctx context.Context) error {
+	log := logf.FromContext(ctx).WithName("archive-reader")
+	r.mu.Lock()
+	r.background = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.background = false
+		r.mu.Unlock()
+	}()
+	for {
+		if err := r.refresh(); err != nil {
+			log.Error(err, "Reading the archive's folders")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.every()):
+		}
+	}
+}
+
+// NeedLeaderElection is false: every replica that serves lookups reads.
+func (r *Reader) NeedLeaderElection() bool { return false }
+
+// current returns the nodes a query reads: the last refresh's, unless
+// none has run yet or, without Start, it is older than Every.
+func (r *Reader) current() (map[string]*store.Store, error) {
+	r.mu.Lock()
+	nodes, stale := r.nodes, r.nodes == nil || !r.background && time.Since(r.listed) >= r.every()
+	r.mu.Unlock()
+	if !stale {
+		return nodes, nil
+	}
+	err := r.refresh()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	every := r.Every
-	if every <= 0 {
-		every = 10 * time.Second
+	if r.nodes == nil { // the root could not be read
+		return nil, err
 	}
-	if r.nodes != nil && time.Since(r.listed) < every {
-		return maps.Clone(r.nodes), nil
-	}
-	if r.nodes == nil {
-		r.nodes = map[string]*store.Store{}
+	return r.nodes, nil // a node that could not be read is left as it was
+}
+
+// refresh opens the nodes' folders that appeared and refreshes each, then
+// makes them the nodes queries read. A node's folder that cannot be read
+// is left as the last refresh found it, and said in the error.
+func (r *Reader) refresh() error {
+	r.refreshing.Lock()
+	defer r.refreshing.Unlock()
+	r.mu.Lock()
+	nodes := maps.Clone(r.nodes)
+	r.mu.Unlock()
+	if nodes == nil {
+		nodes = map[string]*store.Store{}
 	}
 	ents, err := os.ReadDir(r.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("archive: %w", err)
+		return fmt.Errorf("archive: %w", err)
 	}
+	var errs []error
 	for _, e := range ents {
 		if !e.IsDir() || !validNode(e.Name()) {
 			continue
 		}
-		s, ok := r.nodes[e.Name()]
+		s, ok := nodes[e.Name()]
 		if !ok {
-			if s, err = store.OpenArchive(filepath.Join(r.Dir, e.Name())); err != nil {
-				return nil, err
+			s, err := store.OpenArchive(filepath.Join(r.Dir, e.Name()))
+			if err != nil {
+				errs = append(errs, err)
+				continue
 			}
-			r.nodes[e.Name()] = s
+			nodes[e.Name()] = s
 			continue
 		}
 		if err := s.Refresh(); err != nil {
-			return nil, err
+			errs = append(errs, err)
 		}
 	}
-	r.listed = time.Now()
-	return maps.Clone(r.nodes), nil
+	r.mu.Lock()
+	r.nodes, r.listed = nodes, time.Now()
+	r.mu.Unlock()
+	return errors.Join(errs...)
 }
 
 // Query implements query.Store.
@@ -86,7 +149,7 @@ func (r *Reader) Query(ctx context.Context, q flow.Query) ([]flow.Record, error)
 // QueryPartial answers q from every node's archive, ordered by start then
 // node, at most q.Limit records (Truncated when there may be more).
 func (r *Reader) QueryPartial(ctx context.Context, q flow.Query) (query.Partial, error) {
-	nodes, err := r.refresh()
+	nodes, err := r.current()
 	if err != nil {
 		return query.Partial{}, err
 	}

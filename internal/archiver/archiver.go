@@ -147,6 +147,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 			return err
 		}
 		reader := &archive.Reader{Dir: o.Dir, Retention: o.Retention}
+		if err := mgr.Add(reader); err != nil { // refreshes it in the background
+			return err
+		}
 		h := query.NewHandler(reader, nil, query.Options{Unlimited: unlimited})
 		if err := mgr.Add(&query.Server{Addr: o.ListenAddr, Handler: h, What: "archive lookups"}); err != nil {
 			return err

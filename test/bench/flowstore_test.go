@@ -324,7 +324,8 @@ func (r *flowStoreResult) markdown() string {
 		"so ingest is bound by encoding and one fsync per batch of %d (%.0f µs of wall time and %.0f µs of CPU per batch here); "+
 		"records are compact (microsecond times relative to the segment, interned source and node addresses, attributions interned per segment, "+
 		"reply tuples omitted when they mirror the original) and the per-segment indexes (sorted destinations and slices with delta-encoded offsets) add a few bytes. "+
-		"A destination query binary-searches the index of the few segments whose time range can overlap the window and decodes only the records it points to, "+
+		"A destination query binary-searches the index of the few segments whose time range can overlap the window, reads the times of the records it points to "+
+		"(the first bytes of each) and decodes only those it returns (since issue 14; before, every record it points to), "+
 		"so its cost grows with the number of matching records, not with the %d stored: p99 is %.0f× below the target and about %.0f× faster than PlanetFlow2's 5–20 s. "+
 		"A slice query reads its records' start and end from the index (each slice's postings carry them since issue 12; a busy slice has tens of thousands of flows an hour), "+
 		"keeps the earliest Limit starts by selection, and decodes only the records it returns and those that share a start with another (a flow's snapshots and final record): "+
