@@ -41,6 +41,7 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/agent/segments"
 	"github.com/planetkube/planetkube/internal/agent/store"
+	"github.com/planetkube/planetkube/internal/archivetls"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/lookup/slicedir"
 )
@@ -57,6 +58,7 @@ type Options struct {
 	PublicAddr       string
 	ArchiveAddr      string
 	ArchiveReaders   string
+	ArchiveTLSDir    string
 	MetricsAddr      string
 	ProbeAddr        string
 	NetNS            string
@@ -115,6 +117,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ListenAddr, "listen-address", DefaultListenAddr, "Address of the lookup page (/) and JSON API (/api/v1/flows).")
 	fs.StringVar(&o.ArchiveAddr, "archive-listen-address", "0", "Address serving the store's sealed segments to the install's archiver (GET "+segments.ListPath+"), to --archive-readers only; 0 disables it.")
 	fs.StringVar(&o.ArchiveReaders, "archive-readers", segments.DefaultReader, "With --archive-listen-address: the users (ServiceAccounts, comma-separated) whose tokens for audience "+segments.Audience+" may download segments.")
+	fs.StringVar(&o.ArchiveTLSDir, "archive-tls-dir", "", "With --archive-listen-address: serve HTTPS with the certificate and key in this folder ("+archivetls.KeyCert+", "+archivetls.KeyCertPK+": the archiver's Secret "+archivetls.SecretName+", mounted; read again as it is renewed); empty: plain HTTP.")
 	fs.StringVar(&o.PublicAddr, "public-listen-address", "", "A second address serving the same lookup page and API, for strangers on the node's own address (such as :80); empty: none.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9471", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":9472", "Address of the /healthz and /readyz endpoints; 0 disables them.")
@@ -281,7 +284,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	if o.ArchiveAddr != "0" && o.ArchiveAddr != "" {
 		seg := &segments.Handler{Source: flows, Auth: segments.TokenReviewer{Client: mgr.GetClient()}, Readers: cli.SplitList(o.ArchiveReaders), Node: o.NodeName}
-		if err := mgr.Add(&query.Server{Addr: o.ArchiveAddr, Handler: seg, What: "segment downloads"}); err != nil {
+		srv := &query.Server{Addr: o.ArchiveAddr, Handler: seg, What: "segment downloads"}
+		if o.ArchiveTLSDir != "" {
+			srv.TLS = archivetls.ServerConfig(o.ArchiveTLSDir)
+		}
+		if err := mgr.Add(srv); err != nil {
 			return err
 		}
 	}

@@ -2,11 +2,13 @@ package archive
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -33,6 +35,11 @@ type Archiver struct {
 	// Nodes lists the cluster's nodes (ClusterNodes), to tell what the
 	// archive lacks of those that left (AccountLeft); nil: not told.
 	Nodes func(context.Context) (sets.Set[string], error)
+	// TLS, if set, gives the configuration of HTTPS to the agents before
+	// each round (archivetls: Ensure, ClientConfig): the agents are then
+	// asked at https://, and a round whose TLS cannot be had downloads
+	// nothing. Nil: plain HTTP.
+	TLS func(context.Context) (*tls.Config, error)
 	// Interval is the time between syncs (default 10 minutes).
 	Interval time.Duration
 	// Retention is how long an archived segment is kept after its last
@@ -104,7 +111,7 @@ func (a *Archiver) Once(ctx context.Context) {
 	if err != nil {
 		a.Log.Error(err, "Listing the node agents to archive")
 	}
-	for _, t := range targets {
+	for _, t := range a.secure(ctx, targets) {
 		res, err := a.Fetcher.Sync(ctx, t.Node, t.URL)
 		m := a.metrics()
 		m.Segments.WithLabelValues(t.Node).Add(float64(res.Fetched))
@@ -126,6 +133,25 @@ func (a *Archiver) Once(ctx context.Context) {
 	}
 	a.metrics().Pruned.Add(float64(pruned))
 	a.metrics().Size.Set(float64(size))
+}
+
+// secure sets the Fetcher's TLS for this round and returns the targets at
+// their https:// addresses; none if TLS could not be had.
+func (a *Archiver) secure(ctx context.Context, targets []fanout.Target) []fanout.Target {
+	if a.TLS == nil {
+		return targets
+	}
+	cfg, err := a.TLS(ctx)
+	if err != nil {
+		a.Log.Error(err, "Preparing TLS to the agents; nothing is downloaded in the clear, this round downloads nothing")
+		return nil
+	}
+	a.Fetcher.TLS = cfg
+	out := make([]fanout.Target, len(targets))
+	for i, t := range targets {
+		out[i] = fanout.Target{Node: t.Node, URL: "https://" + strings.TrimPrefix(t.URL, "http://")}
+	}
+	return out
 }
 
 // accountLeft tells what the archive lacks of the nodes that left the
@@ -200,17 +226,14 @@ type archived struct {
 // retention, then, if maxBytes > 0, the oldest until the archive fits. It
 // returns how many it deleted and the archive's size after.
 func Prune(root string, now time.Time, retention time.Duration, maxBytes int64) (int, int64, error) {
-	nodes, err := os.ReadDir(root)
+	nodes, err := nodeFolders(root) // not a volume's lost+found
 	if err != nil {
-		return 0, 0, fmt.Errorf("archive: %w", err)
+		return 0, 0, err
 	}
 	var all []archived
 	var errs []error
 	for _, n := range nodes {
-		if !n.IsDir() {
-			continue
-		}
-		dir := filepath.Join(root, n.Name())
+		dir := filepath.Join(root, n)
 		seqs, err := Archived(dir)
 		if err != nil {
 			errs = append(errs, err)

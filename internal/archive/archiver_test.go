@@ -44,7 +44,8 @@ func copySealed(t *testing.T, s *store.Store, dir string) []store.SegmentInfo {
 }
 
 // TestPrune: the archive keeps segments for its retention after their last
-// record, then caps its size by deleting the oldest, across nodes.
+// record, then caps its size by deleting the oldest, across nodes; it
+// leaves what is not a node's folder alone.
 func TestPrune(t *testing.T) {
 	root := t.TempDir()
 	n := newNode(t, nil, nil)
@@ -61,9 +62,19 @@ func TestPrune(t *testing.T) {
 	if len(sealed) != 3 {
 		t.Fatalf("%d sealed", len(sealed))
 	}
+	// A volume's lost+found is no node's folder, whatever it holds.
+	lost := filepath.Join(root, "lost+found")
+	if err := os.Mkdir(lost, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range []string{"log", "idx"} {
+		if err := os.WriteFile(filepath.Join(lost, store.SegmentFileName(1, ext)), []byte("debris"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var total int64
-	_ = filepath.Walk(root, func(_ string, fi os.FileInfo, _ error) error {
-		if !fi.IsDir() {
+	_ = filepath.Walk(root, func(path string, fi os.FileInfo, _ error) error {
+		if !fi.IsDir() && filepath.Dir(path) != lost {
 			total += fi.Size()
 		}
 		return nil

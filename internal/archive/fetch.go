@@ -9,6 +9,7 @@ package archive
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,6 +82,15 @@ type Fetcher struct {
 	Client *http.Client
 	// Tokens authenticates the fetcher to the agents.
 	Tokens TokenSource
+	// TLS, if set, is the configuration of the HTTPS connections to the
+	// agents (archivetls.ClientConfig), and an agent's plain HTTP address
+	// is refused: its token and segments would cross the node network in
+	// the clear. Not used with Client.
+	TLS *tls.Config
+
+	mu           sync.Mutex
+	transport    *http.Transport
+	transportFor *tls.Config
 }
 
 // Result is what one Sync did.
@@ -108,6 +118,9 @@ const partSuffix = ".part"
 func (f *Fetcher) Sync(ctx context.Context, node, base string) (res Result, err error) {
 	if !validNode(node) {
 		return res, fmt.Errorf("archive: node name %q is not a DNS subdomain", node)
+	}
+	if f.TLS != nil && !strings.HasPrefix(base, "https://") {
+		return res, fmt.Errorf("archive: %s's agent is at %s: TLS is required", node, redact(base))
 	}
 	dir := filepath.Join(f.Dir, node)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -300,7 +313,21 @@ func (f *Fetcher) client() *http.Client {
 	if f.Client != nil {
 		return f.Client
 	}
-	return &http.Client{Timeout: 5 * time.Minute, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	c := &http.Client{Timeout: 5 * time.Minute, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if f.TLS != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.transportFor != f.TLS { // a new configuration (renewed CAs): new connections
+			if f.transport != nil {
+				f.transport.CloseIdleConnections()
+			}
+			f.transport = http.DefaultTransport.(*http.Transport).Clone()
+			// A copy: the transport adds its protocols (h2) to it.
+			f.transport.TLSClientConfig, f.transportFor = f.TLS.Clone(), f.TLS
+		}
+		c.Transport = f.transport
+	}
+	return c
 }
 
 // redact drops anything but the scheme, host and path of u from errors.

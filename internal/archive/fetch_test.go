@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/planetkube/planetkube/internal/agent/segments"
 	"github.com/planetkube/planetkube/internal/agent/store"
+	"github.com/planetkube/planetkube/internal/archivetls"
 	"github.com/planetkube/planetkube/internal/flow"
 	"github.com/planetkube/planetkube/internal/lookup/fanout"
 	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
@@ -374,4 +376,84 @@ func (a apiToken) Token(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return tr.Status.Token, nil
+}
+
+// staticAuth accepts one token as one user (the TokenReview is tested
+// above).
+type staticAuth struct{ token, user string }
+
+func (a staticAuth) Authenticate(_ context.Context, token string) (string, error) {
+	if token != a.token {
+		return "", segments.ErrUnauthenticated
+	}
+	return a.user, nil
+}
+
+// TestFetchOverTLS: with TLS, the Archiver makes the CA and the agents'
+// certificate in a Secret of a real API server, asks the agent at https://
+// (its pod's plain address rewritten), and archives; a Fetcher with TLS
+// refuses an agent's plain HTTP address, and one trusting another CA is
+// refused by the agent's certificate.
+func TestFetchOverTLS(t *testing.T) {
+	env := testenv.Start(t, filepath.Join("..", ".."))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := newNode(t, staticAuth{"archiver-token", "archiver"}, []string{"archiver"})
+	for i := range 3 {
+		n.hour(t, i)
+	}
+	plainURL := n.srv.URL
+	h := n.srv.Config.Handler
+	certDir := t.TempDir()
+	tlsSrv := httptest.NewUnstartedServer(h)
+	tlsSrv.TLS = archivetls.ServerConfig(certDir)
+	tlsSrv.StartTLS()
+	t.Cleanup(tlsSrv.Close)
+	// The agent's pod address, as PodTargets gives it: http://IP:port.
+	podURL := "http://" + strings.TrimPrefix(tlsSrv.URL, "https://")
+
+	secure := func(ctx context.Context) (*tls.Config, error) {
+		cas, err := archivetls.Ensure(ctx, env.Client, "default", time.Now())
+		if err != nil {
+			return nil, err
+		}
+		return archivetls.ClientConfig(cas), nil
+	}
+	a := &Archiver{
+		Fetcher: &Fetcher{Dir: t.TempDir(), Tokens: staticToken("archiver-token")},
+		Targets: fanout.StaticTargets(fanout.Target{Node: "node-a", URL: podURL}),
+		TLS:     secure, Metrics: NewMetrics(),
+	}
+	a.Once(ctx) // makes the Secret; the agent has no certificate yet: refused
+	if got := testutil.ToFloat64(a.Metrics.Errors.WithLabelValues("node-a")); got != 1 {
+		t.Errorf("%v failed syncs before the agent had its certificate, want 1", got)
+	}
+	s := &corev1.Secret{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: archivetls.SecretName}, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{archivetls.KeyCert, archivetls.KeyCertPK} { // as the kubelet mounts them
+		if err := os.WriteFile(filepath.Join(certDir, k), s.Data[k], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Once(ctx)
+	if got := testutil.ToFloat64(a.Metrics.Segments.WithLabelValues("node-a")); got != 2 {
+		t.Errorf("archived %v segments over TLS, want 2", got)
+	}
+	checkArchived(t, filepath.Join(a.Fetcher.Dir, "node-a"), n.store.Sealed())
+
+	cfg, err := secure(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &Fetcher{Dir: t.TempDir(), Tokens: staticToken("archiver-token"), TLS: cfg}
+	if _, err := f.Sync(ctx, "node-a", plainURL); err == nil || !strings.Contains(err.Error(), "TLS is required") {
+		t.Errorf("a plain address with TLS: %v", err)
+	}
+	other := t.TempDir()
+	stranger := &Fetcher{Dir: other, Tokens: staticToken("archiver-token"), TLS: &tls.Config{ServerName: archivetls.ServerName, MinVersion: tls.VersionTLS13}}
+	if _, err := stranger.Sync(ctx, "node-a", tlsSrv.URL); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("trusting another CA (the system's): %v", err)
+	}
 }

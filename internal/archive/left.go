@@ -86,17 +86,17 @@ type Left struct {
 // A node that comes back is archived again, and accounted again if it
 // leaves again.
 func AccountLeft(root string, nodes sets.Set[string], now time.Time) ([]Left, error) {
-	ents, err := os.ReadDir(root)
+	folders, err := nodeFolders(root)
 	if err != nil {
-		return nil, fmt.Errorf("archive: %w", err)
+		return nil, err
 	}
 	var out []Left
 	var errs []error
-	for _, e := range ents {
-		if !e.IsDir() || !validNode(e.Name()) || nodes.Has(e.Name()) {
+	for _, node := range folders {
+		if nodes.Has(node) {
 			continue
 		}
-		l, err := accountNode(filepath.Join(root, e.Name()), e.Name(), now)
+		l, err := accountNode(filepath.Join(root, node), node, now)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -168,27 +168,39 @@ func readLeft(dir string) (Left, error) {
 // LeftNodes reads what the archive lacks of every node that left the
 // cluster (their leftFile), by node.
 func LeftNodes(root string) ([]Left, error) {
-	ents, err := os.ReadDir(root)
+	folders, err := nodeFolders(root)
 	if err != nil {
-		return nil, fmt.Errorf("archive: %w", err)
+		return nil, err
 	}
 	var out []Left
 	var errs []error
-	for _, e := range ents {
-		if !e.IsDir() || !validNode(e.Name()) {
-			continue
-		}
-		l, err := readLeft(filepath.Join(root, e.Name()))
+	for _, node := range folders {
+		l, err := readLeft(filepath.Join(root, node))
 		switch {
 		case os.IsNotExist(err):
 		case err != nil:
-			errs = append(errs, fmt.Errorf("archive: %s: %w", e.Name(), err))
+			errs = append(errs, fmt.Errorf("archive: %s: %w", node, err))
 		default:
-			l.Node = e.Name()
+			l.Node = node
 			out = append(out, l)
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// nodeFolders lists the archive's node folders (named after their nodes).
+func nodeFolders(root string) ([]string, error) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && validNode(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }
 
 // ClusterNodes lists the names of the cluster's nodes (their metadata

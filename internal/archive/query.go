@@ -3,9 +3,7 @@ package archive
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -111,23 +109,20 @@ func (r *Reader) refresh() error {
 	if nodes == nil {
 		nodes = map[string]*store.Store{}
 	}
-	ents, err := os.ReadDir(r.Dir)
+	folders, err := nodeFolders(r.Dir)
 	if err != nil {
-		return fmt.Errorf("archive: %w", err)
+		return err
 	}
 	var errs []error
-	for _, e := range ents {
-		if !e.IsDir() || !validNode(e.Name()) {
-			continue
-		}
-		s, ok := nodes[e.Name()]
+	for _, node := range folders {
+		s, ok := nodes[node]
 		if !ok {
-			s, err := store.OpenArchive(filepath.Join(r.Dir, e.Name()))
+			s, err := store.OpenArchive(filepath.Join(r.Dir, node))
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			nodes[e.Name()] = s
+			nodes[node] = s
 			continue
 		}
 		if err := s.Refresh(); err != nil {

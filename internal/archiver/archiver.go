@@ -5,6 +5,8 @@
 package archiver
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager/signals"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/archive"
+	"github.com/planetkube/planetkube/internal/archivetls"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/lookup/fanout"
 	"github.com/planetkube/planetkube/internal/manager"
@@ -32,6 +36,9 @@ import (
 // +kubebuilder:rbac:groups="",namespace=planetkube-agent,resources=pods,verbs=list
 // It lists the nodes to tell what the archive lacks of those that left.
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list
+// It makes and renews the TLS Secret the agents serve segments with.
+// +kubebuilder:rbac:groups="",namespace=planetkube-agent,resources=secrets,verbs=create
+// +kubebuilder:rbac:groups="",namespace=planetkube-agent,resources=secrets,verbs=get;update,resourceNames=planetkube-archive-tls
 // +kubebuilder:rbac:groups="",namespace=planetkube-system,resources=serviceaccounts/token,verbs=create,resourceNames=planetkube-archiver
 
 // Options are the command's flags.
@@ -48,6 +55,7 @@ type Options struct {
 	MetricsAddr    string
 	ProbeAddr      string
 	ListenAddr     string
+	AgentTLS       string
 	Unlimited      string
 }
 
@@ -59,6 +67,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&o.MaxBytes, "max-bytes", 0, "Cap on the archive's size in bytes (the oldest segments go first); 0: none.")
 	fs.StringVar(&o.AgentNamespace, "agent-namespace", "planetkube-agent", "Namespace of the node agents' pods.")
 	fs.StringVar(&o.AgentSelector, "agent-selector", "app.kubernetes.io/component=node-agent", "Label selector of the node agents' pods.")
+	fs.StringVar(&o.AgentTLS, "agent-tls", "secret", "How the agents' segment servers are reached: secret (HTTPS, with a CA the archiver keeps in the Secret "+archivetls.SecretName+" of --agent-namespace, whose certificate the agents serve: their --archive-tls-dir) or plain (HTTP: tokens and segments cross the node network in the clear).")
 	fs.IntVar(&o.AgentPort, "agent-port", 9473, "Port of the agents' segment servers (their --archive-listen-address).")
 	fs.StringVar(&o.Namespace, "namespace", cli.EnvOr("POD_NAMESPACE", "planetkube-system"), "The archiver's namespace (default: $POD_NAMESPACE, else planetkube-system).")
 	fs.StringVar(&o.ServiceAccount, "service-account", "planetkube-archiver", "The archiver's ServiceAccount (in --namespace), whose tokens for audience planetkube-archive the agents accept (their --archive-readers).")
@@ -88,6 +97,9 @@ func (o *Options) Validate() error {
 	}
 	if _, err := cli.ParseCIDRs("--lookup-unlimited", o.Unlimited, "10.244.0.0/16"); err != nil {
 		errs = append(errs, err)
+	}
+	if o.AgentTLS != "secret" && o.AgentTLS != "plain" {
+		errs = append(errs, fmt.Errorf("--agent-tls must be secret or plain, got %q", o.AgentTLS))
 	}
 	if o.ServiceAccount == "" || o.Namespace == "" || o.AgentNamespace == "" {
 		errs = append(errs, errors.New("--service-account, --namespace and --agent-namespace must not be empty"))
@@ -155,11 +167,26 @@ func Setup(mgr ctrl.Manager, o Options) error {
 			return err
 		}
 	}
-	return mgr.Add(&archive.Archiver{
+	a := &archive.Archiver{
 		Fetcher:  &archive.Fetcher{Dir: o.Dir, Tokens: &archive.ServiceAccountTokens{Client: mgr.GetClient(), Namespace: o.Namespace, Name: o.ServiceAccount}},
 		Targets:  fanout.PodTargets(mgr.GetAPIReader(), o.AgentNamespace, sel, o.AgentPort),
 		Nodes:    archive.ClusterNodes(mgr.GetAPIReader()),
 		Interval: o.Interval, Retention: o.Retention, MaxBytes: o.MaxBytes,
 		Metrics: m, Log: ctrl.Log.WithName("archiver"),
-	})
+	}
+	if o.AgentTLS == "secret" {
+		// The Secret is read and written directly: no cache of Secrets.
+		c, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+		if err != nil {
+			return err
+		}
+		a.TLS = func(ctx context.Context) (*tls.Config, error) {
+			cas, err := archivetls.Ensure(ctx, c, o.AgentNamespace, time.Now())
+			if err != nil {
+				return nil, err
+			}
+			return archivetls.ClientConfig(cas), nil
+		}
+	}
+	return mgr.Add(a)
 }

@@ -22,6 +22,8 @@ func TestValidate(t *testing.T) {
 		{[]string{"--agent-selector=a in (b"}, "--agent-selector"},
 		{[]string{"--service-account="}, "--service-account"},
 		{[]string{"--lookup-unlimited=10.244.0.0/16,pods"}, "--lookup-unlimited"},
+		{[]string{"--agent-tls=plain"}, ""},
+		{[]string{"--agent-tls=none"}, "--agent-tls"},
 	} {
 		var o Options
 		fs := flag.NewFlagSet("archiver", flag.ContinueOnError)

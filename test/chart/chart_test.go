@@ -575,6 +575,18 @@ func TestIPFIXExport(t *testing.T) {
 	}
 }
 
+// archiveTLSVolume is the agents' archive-tls volume, if any.
+func archiveTLSVolume(ds object) object {
+	spec, _ := ds["spec"].(object)["template"].(object)["spec"].(object)
+	vols, _ := spec["volumes"].([]any)
+	for _, v := range vols {
+		if v.(object)["name"] == "archive-tls" {
+			return v.(object)
+		}
+	}
+	return nil
+}
+
 // TestArchive: no archiver by default; enabled, an archiver StatefulSet with
 // its volume, its ServiceAccount bound to the generated roles (in the
 // release's namespace and the agents', and the cluster's), and the agents
@@ -613,6 +625,24 @@ func TestArchive(t *testing.T) {
 	}
 	if !hasPort(agent, "archive", 9473) {
 		t.Errorf("agent ports %v", agent["ports"])
+	}
+	// TLS by default: the agents mount the certificate and key of the
+	// archiver's Secret (optional: the archiver makes it), not the CA's key.
+	if !slices.Contains(agent["args"].([]any), any("--archive-tls-dir=/etc/planetkube/archive-tls")) || !slices.Contains(args, any("--agent-tls=secret")) {
+		t.Errorf("TLS: agent args %v, archiver args %v", agent["args"], args)
+	}
+	if v := archiveTLSVolume(find(objs, "DaemonSet", "planetkube-node-agent")); v == nil || str(v, "secret", "secretName") != "planetkube-archive-tls" || v["secret"].(object)["optional"] != true ||
+		!reflect.DeepEqual(v["secret"].(object)["items"], []any{object{"key": "tls.crt", "path": "tls.crt"}, object{"key": "tls.key", "path": "tls.key"}}) {
+		t.Errorf("the agents' archive-tls volume: %v", v)
+	}
+	plain := render(t, "--set", "archive.enabled=true", "--set", "archive.agentTLS=plain")
+	if slices.ContainsFunc(container(t, plain, "DaemonSet", "planetkube-node-agent")["args"].([]any), func(v any) bool { return strings.HasPrefix(v.(string), "--archive-tls-dir") }) ||
+		archiveTLSVolume(find(plain, "DaemonSet", "planetkube-node-agent")) != nil ||
+		!slices.Contains(container(t, plain, "StatefulSet", "planetkube-archiver")["args"].([]any), any("--agent-tls=plain")) {
+		t.Error("archive.agentTLS=plain still sets up TLS")
+	}
+	if _, err := helm(t, "template", "planetkube", chart, "--set", "archive.enabled=true", "--set", "archive.agentTLS=none"); err == nil || !strings.Contains(err.Error(), "agentTLS") {
+		t.Errorf("archive.agentTLS=none: %v", err)
 	}
 	// The generated roles, in the release's namespace and the agents', each
 	// bound to the archiver's ServiceAccount.

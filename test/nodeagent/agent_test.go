@@ -24,6 +24,7 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/segments"
 	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/archive"
+	"github.com/planetkube/planetkube/internal/archivetls"
 	"github.com/planetkube/planetkube/internal/flow"
 	"github.com/planetkube/planetkube/internal/manager"
 	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
@@ -73,10 +74,27 @@ func TestNodeAgent(t *testing.T) {
 		args = append(args, "--ipfix-collector=udp://"+col.addr, "--ipfix-observation-domain=1", "--ipfix-template-interval=1s")
 	}
 	// Node a seals a segment every 3 s and serves the sealed ones to the
-	// archiver's ServiceAccount alone.
-	archiveURL := fmt.Sprintf("http://127.0.0.2:%d", freePort(t, "127.0.0.2"))
-	args = append(args, "--segment-age=3s", "--archive-listen-address="+strings.TrimPrefix(archiveURL, "http://"),
-		"--archive-readers=system:serviceaccount:default:archiver")
+	// archiver's ServiceAccount alone, over TLS with the certificate of the
+	// archiver's Secret (made here as the archiver makes it; node b below
+	// serves plain HTTP).
+	archiveURL := fmt.Sprintf("https://127.0.0.2:%d", freePort(t, "127.0.0.2"))
+	cas, err := archivetls.Ensure(e.ctx, e.k8s, "default", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	archiveTLS := archivetls.ClientConfig(cas)
+	tlsDir := t.TempDir()
+	tlsSecret := &corev1.Secret{}
+	if err := e.k8s.Get(e.ctx, client.ObjectKey{Namespace: "default", Name: archivetls.SecretName}, tlsSecret); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{archivetls.KeyCert, archivetls.KeyCertPK} {
+		if err := os.WriteFile(filepath.Join(tlsDir, k), tlsSecret.Data[k], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args = append(args, "--segment-age=3s", "--archive-listen-address="+strings.TrimPrefix(archiveURL, "https://"),
+		"--archive-readers=system:serviceaccount:default:archiver", "--archive-tls-dir="+tlsDir)
 	a := e.startAgent("node-a", node.Node.Path, "127.0.0.2", 0, args...)
 
 	tcp := netnstest.StartTCPServer(t, node.Internet)
@@ -291,7 +309,7 @@ func TestNodeAgent(t *testing.T) {
 			}
 		}
 		dir := t.TempDir()
-		fetcher := &archive.Fetcher{Dir: dir, Tokens: &archive.ServiceAccountTokens{Client: e.k8s, Namespace: "default", Name: "archiver"}}
+		fetcher := &archive.Fetcher{Dir: dir, Tokens: &archive.ServiceAccountTokens{Client: e.k8s, Namespace: "default", Name: "archiver"}, TLS: archiveTLS}
 		eventually(t, "a sealed segment archived", func() error {
 			res, err := fetcher.Sync(ctx, "node-a", archiveURL)
 			if err == nil && res.Fetched == 0 {
@@ -310,17 +328,25 @@ func TestNodeAgent(t *testing.T) {
 				t.Errorf("archived segment %d: %+v, %v %v %v", seq, info, err1, err2, err)
 			}
 		}
-		stranger := &archive.Fetcher{Dir: t.TempDir(), Tokens: &archive.ServiceAccountTokens{Client: e.k8s, Namespace: "default", Name: "stranger"}}
+		stranger := &archive.Fetcher{Dir: t.TempDir(), Tokens: &archive.ServiceAccountTokens{Client: e.k8s, Namespace: "default", Name: "stranger"}, TLS: archiveTLS}
 		if _, err := stranger.Sync(ctx, "node-a", archiveURL); err == nil || !strings.Contains(err.Error(), "403") {
 			t.Errorf("a stranger's ServiceAccount: %v, want 403", err)
 		}
-		resp, err := http.Get(archiveURL + segments.ListPath)
+		overTLS := &http.Client{Transport: &http.Transport{TLSClientConfig: archiveTLS}}
+		resp, err := overTLS.Get(archiveURL + segments.ListPath)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("no token: HTTP %d, want 401", resp.StatusCode)
+		}
+		// Plain HTTP is not served on the TLS port.
+		if resp, err := http.Get("http://" + strings.TrimPrefix(archiveURL, "https://") + segments.ListPath); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("plain HTTP to the TLS port: HTTP %d", resp.StatusCode)
+			}
 		}
 	})
 
