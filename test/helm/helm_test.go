@@ -98,7 +98,7 @@ func (s *site) helm(t *testing.T, args ...string) string {
 // the Secret volume the Deployment mounts is done as the kubelet would
 // (secretvolume), its ConfigMap volume (the peers) as a file. It returns once the manager's certificate is in the
 // chart's webhook configuration and its server answers with it.
-func startSite(ctx context.Context, t *testing.T, bin, authority string) *site {
+func startSite(ctx context.Context, t *testing.T, bin, authority string, sets ...string) *site {
 	t.Helper()
 	cluster, err := emulator.Start(ctx, emulator.Options{BinDir: bin, Nodes: 10, Log: testWriter{t}})
 	if err != nil {
@@ -117,7 +117,7 @@ func startSite(ctx context.Context, t *testing.T, bin, authority string) *site {
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	s.helm(t, "install", "planetkube", filepath.Join(cluster.RepoRoot(), "charts", "planetkube"), "-n", ns, "--set", "authority.name="+authority)
+	s.helm(t, append([]string{"install", "planetkube", filepath.Join(cluster.RepoRoot(), "charts", "planetkube"), "-n", ns, "--set", "authority.name=" + authority}, sets...)...)
 
 	// Pod Security admits each workload in its namespace: the manager's pods
 	// in the restricted release namespace, the agents' in their privileged
@@ -194,6 +194,73 @@ func startSite(ctx context.Context, t *testing.T, bin, authority string) *site {
 	return s
 }
 
+// archiverUnderTheChartsRBAC: the chart's archiver (archive.enabled) is
+// admitted under Pod Security, and its binary, run as its ServiceAccount
+// with the StatefulSet's flags, does what needs the generated RBAC: it
+// makes the agents' TLS Secret in their namespace (secrets create, get),
+// lists the agents' pods and the nodes, and so tells what the archive
+// lacks of a node that is not in the cluster.
+func archiverUnderTheChartsRBAC(ctx context.Context, t *testing.T, s *site) {
+	t.Helper()
+	poll.Until(t, "the archiver's pod admitted under Pod Security", 60*time.Second, 200*time.Millisecond, func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := s.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-archiver"}, sts); err != nil {
+			return err
+		}
+		if sts.Status.Replicas != 1 {
+			return fmt.Errorf("%d archiver pods", sts.Status.Replicas)
+		}
+		return nil
+	})
+	sts := &appsv1.StatefulSet{}
+	if err := s.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "planetkube-archiver"}, sts); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	gone := filepath.Join(dir, "node-gone")
+	if err := os.Mkdir(gone, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	// What node-gone's agent listed at the last sync: a segment being
+	// written, of 5 records.
+	pending := `{"listed_at":"2026-12-01T00:00:00Z","unsealed":{"seq":1,"records":5,"min_start":"2026-12-01T00:00:00Z","max_time":"2026-12-01T00:00:00Z","data_bytes":100,"index_bytes":0}}`
+	if err := os.WriteFile(filepath.Join(gone, "pending.json"), []byte(pending), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	args := append(slices.Clone(sts.Spec.Template.Spec.Containers[0].Args), "--archive-dir="+dir, "--interval=1s",
+		"--listen-address=0", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--namespace="+ns)
+	p, err := s.cluster.StartManagerAs(ctx, "system:serviceaccount:"+ns+":planetkube-archiver", filepath.Join(s.bin, "planetkube"), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the archiver makes the agents' TLS Secret", 60*time.Second, 200*time.Millisecond, func() error {
+		secret := &corev1.Secret{}
+		if err := s.k8s.Get(ctx, client.ObjectKey{Namespace: "planetkube-agent", Name: "planetkube-archive-tls"}, secret); err != nil {
+			return err
+		}
+		if len(secret.Data["tls.crt"]) == 0 {
+			return errors.New("no certificate in it")
+		}
+		return nil
+	})
+	poll.Until(t, "the archiver tells what it lacks of node-gone", 60*time.Second, 200*time.Millisecond, func() error {
+		b, err := os.ReadFile(filepath.Join(gone, "left.json"))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), `"records":5`) {
+			return fmt.Errorf("left.json: %s", b)
+		}
+		return nil
+	})
+	if log, err := os.ReadFile(p.LogPath); err != nil {
+		t.Error(err)
+	} else if refused := grep(string(log), "forbidden"); refused != "" {
+		t.Errorf("the archiver was refused something under the chart's RBAC:\n%s", refused)
+	}
+	_ = p.Kill()
+}
+
 // TestHelmInstallUpgradeUninstall installs two sites, each a release in a
 // cluster of its own with its own authority, then runs the samples,
 // upgrades and uninstalls the first.
@@ -212,7 +279,8 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, b := startSite(ctx, t, bin, "plc"), startSite(ctx, t, bin, "ple")
+	a, b := startSite(ctx, t, bin, "plc"), startSite(ctx, t, bin, "ple", "--set", "archive.enabled=true")
+	archiverUnderTheChartsRBAC(ctx, t, b)
 
 	// Each install publishes its own authority, with its own key, and knows
 	// nothing of the other's until they peer.
