@@ -172,6 +172,9 @@ func (o *Options) Validate() error {
 	if o.ArchiveAddr != "0" && o.ArchiveAddr != "" && len(cli.SplitList(o.ArchiveReaders)) == 0 {
 		errs = append(errs, errors.New("--archive-readers: give the archiver's user (such as "+segments.DefaultReader+")"))
 	}
+	if o.ArchiveTLSDir != "" && (o.ArchiveAddr == "0" || o.ArchiveAddr == "") {
+		errs = append(errs, errors.New("--archive-tls-dir is for the segment server: give --archive-listen-address too"))
+	}
 	if o.PublicAddr != "" && o.PublicAddr == o.ListenAddr {
 		errs = append(errs, fmt.Errorf("--public-listen-address %s is --listen-address already; give another port, or none", o.PublicAddr))
 	}

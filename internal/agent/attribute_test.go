@@ -183,6 +183,10 @@ func TestOptionsValidate(t *testing.T) {
 		{"public page on its own port", func(o *Options) { o.ListenAddr, o.PublicAddr = ":9470", ":80" }, ""},
 		{"zero segment age", func(o *Options) { o.SegmentAge = 0 }, "--segment-age"},
 		{"archive server without readers", func(o *Options) { o.ArchiveAddr, o.ArchiveReaders = ":9473", " , " }, "--archive-readers"},
+		{"archive server over TLS", func(o *Options) {
+			o.ArchiveAddr, o.ArchiveReaders, o.ArchiveTLSDir = ":9473", "system:serviceaccount:planetkube-system:planetkube-archiver", "/etc/planetkube/archive-tls"
+		}, ""},
+		{"archive TLS without the server", func(o *Options) { o.ArchiveTLSDir = "/etc/planetkube/archive-tls" }, "--archive-listen-address"},
 		{"IPFIX over UDP", func(o *Options) {
 			o.Export = ExportOptions{Collector: "udp://192.0.2.9:4739", EnterpriseNumber: 32473, TemplateInterval: time.Minute}
 		}, ""},
