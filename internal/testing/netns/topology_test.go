@@ -2,6 +2,7 @@ package netnstest
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -71,5 +72,53 @@ func TestReplacePodKeepsIP(t *testing.T) {
 	}
 	if local.Addr() != old.IPv4 {
 		t.Errorf("New pod's source = %s, want %s", local.Addr(), old.IPv4)
+	}
+}
+
+// TestSendUDPEndsWhenCanceled: a sender waiting for an echo that will not
+// come (a server that reads and never answers) returns once its context
+// is canceled, not at the context's deadline.
+func TestSendUDPEndsWhenCanceled(t *testing.T) {
+	RequireRoot(t)
+	t.Parallel()
+	topo := NewNode(t, NodeOptions{Pods: 1})
+	var pc net.PacketConn
+	if err := topo.Internet.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp", ":0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	received := make(chan struct{})
+	go func() {
+		buf := make([]byte, 64)
+		if _, _, err := pc.ReadFrom(buf); err == nil {
+			close(received)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := topo.Pods[0].SendUDP(ctx, netip.AddrPortFrom(topo.Internet.IPv4, uint16(pc.LocalAddr().(*net.UDPAddr).Port)), 1, 10)
+		done <- err
+	}()
+	select {
+	case <-received:
+	case err := <-done:
+		t.Fatalf("SendUDP returned before its datagram arrived: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the datagram never arrived")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("SendUDP succeeded without an echo")
+		}
+	case <-time.After(time.Minute): // far less than the context's 10 minutes
+		t.Fatal("SendUDP still waits for its echo a minute after its context was canceled")
 	}
 }

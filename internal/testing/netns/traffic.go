@@ -198,9 +198,7 @@ func (ns *NS) SendTCPCounted(ctx context.Context, dst netip.AddrPort, n int) (TC
 	}
 	defer c.Close()
 	sent := TCPSent{Local: addrPort(c.LocalAddr())}
-	if d, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(d)
-	}
+	defer bound(ctx, c, 0)()
 	if _, err := c.Write(make([]byte, n)); err != nil {
 		return sent, fmt.Errorf("sending %d bytes to %s: %w", n, dst, err)
 	}
@@ -247,11 +245,7 @@ func (ns *NS) SendUDP(ctx context.Context, dst netip.AddrPort, count, size int) 
 	}
 	defer c.Close()
 	local := addrPort(c.LocalAddr())
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(10 * time.Second)
-	}
-	_ = c.SetDeadline(deadline)
+	defer bound(ctx, c, 10*time.Second)()
 	payload := make([]byte, size)
 	echo := make([]byte, size+1)
 	for i := range count {
@@ -267,6 +261,19 @@ func (ns *NS) SendUDP(ctx context.Context, dst netip.AddrPort, count, size int) 
 		}
 	}
 	return local, nil
+}
+
+// bound ends c's reads and writes when ctx ends: at its deadline (without
+// one, after fallback, if positive) and as soon as it is canceled, so that
+// a lost datagram does not keep a canceled sender waiting. The returned
+// function stops watching ctx.
+func bound(ctx context.Context, c net.Conn, fallback time.Duration) (stop func() bool) {
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(d)
+	} else if fallback > 0 {
+		_ = c.SetDeadline(time.Now().Add(fallback))
+	}
+	return context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 }
 
 // addrPort returns the unmapped address and port of a TCP or UDP address.
