@@ -146,7 +146,9 @@ func (a *Archiver) secure(ctx context.Context, targets []fanout.Target) []fanout
 		a.Log.Error(err, "Preparing TLS to the agents; nothing is downloaded in the clear, this round downloads nothing")
 		return nil
 	}
-	a.Fetcher.TLS = cfg
+	if old := a.Fetcher.TLS; old == nil || !old.RootCAs.Equal(cfg.RootCAs) { // new CAs: new connections
+		a.Fetcher.TLS = cfg
+	}
 	out := make([]fanout.Target, len(targets))
 	for i, t := range targets {
 		out[i] = fanout.Target{Node: t.Node, URL: "https://" + strings.TrimPrefix(t.URL, "http://")}

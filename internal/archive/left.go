@@ -100,7 +100,7 @@ func AccountLeft(root string, nodes sets.Set[string], now time.Time) ([]Left, er
 		switch {
 		case err != nil:
 			errs = append(errs, err)
-		case l.Segments > 0 || l.Records > 0:
+		case l.Segments > 0: // its records are in those segments
 			out = append(out, l)
 		}
 	}
