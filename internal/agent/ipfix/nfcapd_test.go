@@ -78,6 +78,9 @@ func TestNfcapdRoundTrip(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// nfcapd has read every datagram (its socket's receive queue is empty):
+	// what is still queued when it stops is lost.
+	g.Eventually(func() (string, error) { return udpRxQueue(local) }, "20s", "20ms").Should(Equal("00000000"), "nfcapd's receive queue")
 	// nfcapd writes its file when it stops.
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-exited; err != nil {
@@ -113,4 +116,21 @@ func TestNfcapdRoundTrip(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("nfdump read back\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// udpRxQueue is the receive queue (hex bytes) of the UDP socket bound to
+// local (/proc/net/udp's address:port form).
+func udpRxQueue(local string) (string, error) {
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		fs := strings.Fields(line)
+		if len(fs) > 4 && fs[1] == local {
+			_, rx, _ := strings.Cut(fs[4], ":")
+			return rx, nil
+		}
+	}
+	return "", fmt.Errorf("no UDP socket bound to %s", local)
 }
