@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -24,14 +26,23 @@ import (
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/ticket"
 )
 
 // AuthorityReconciler keeps an Authority's status (its valid keys, the
 // foreign slices it runs here) and, when the Authority is deleted, removes
-// everything it and its delegates run here: the namespaces of their slices.
+// everything it and its delegates run here: the namespaces of their slices
+// and the parts of pools their tickets made. The install's own Authority
+// is kept as its key Secret says: its keys are the Secret's public half
+// alone (a key added by hand would let its holder sign as this install),
+// and it is published again if deleted.
 type AuthorityReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
+	// Local is this install's authority, and Signer its key: they keep
+	// the install's own Authority (unset: not kept).
+	Local  string
+	Signer *authority.SignerSource
 	// Poller, when set, reads peers' feeds and checks their push
 	// kubeconfigs, every pollIntervalSeconds plus jitter.
 	Poller *Poller
@@ -48,16 +59,22 @@ type AuthorityReconciler struct {
 func (r *AuthorityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	a := &planetv1.Authority{}
 	if err := r.Get(ctx, req.NamespacedName, a); err != nil {
+		if apierrors.IsNotFound(err) && req.Name == r.Local && r.Signer != nil {
+			return ctrl.Result{}, r.republish(ctx)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !a.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, a)
 	}
 	if !controllerutil.ContainsFinalizer(a, planetv1.AuthorityFinalizer) {
-		patch := client.MergeFrom(a.DeepCopy())
-		controllerutil.AddFinalizer(a, planetv1.AuthorityFinalizer)
-		if err := r.Patch(ctx, a, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		if err := setFinalizer(ctx, r.Client, a, planetv1.AuthorityFinalizer, true); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if a.Name == r.Local && r.Signer != nil {
+		if err := r.keepOwnKeys(ctx, a); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	old := a.DeepCopy()
@@ -119,12 +136,64 @@ func (r *AuthorityReconciler) countSlices(ctx context.Context, name string) (int
 	return n, nil
 }
 
+// keepOwnKeys makes the install's own Authority list exactly the public
+// half of its key Secret, and says so (a warning event, a log line) when it
+// removes keys someone added: whoever holds such a key could sign tickets
+// and delegations as this install. The patch holds only if the Authority
+// is unchanged since it was read.
+func (r *AuthorityReconciler) keepOwnKeys(ctx context.Context, a *planetv1.Authority) error {
+	signer, err := r.Signer.Signer(ctx)
+	if err != nil {
+		return nil // no key yet: the Bootstrap makes it and publishes it
+	}
+	want := planetv1.AuthorityKey{ID: signer.KeyID, PublicKey: ticket.EncodePublicKey(signer.Key.Public().(ed25519.PublicKey))}
+	if len(a.Spec.Keys) == 1 && a.Spec.Keys[0] == want {
+		return nil
+	}
+	var removed []string
+	for _, k := range a.Spec.Keys {
+		if k != want {
+			removed = append(removed, k.ID)
+		}
+	}
+	patch := client.MergeFromWithOptions(a.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	a.Spec.Keys = []planetv1.AuthorityKey{want}
+	if err := r.Patch(ctx, a, patch); err != nil {
+		return fmt.Errorf("correcting the keys of this install's Authority %s: %w", a.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Corrected this install's own Authority: its keys are its key Secret's alone", "authority", a.Name, "removed", removed, "keyID", want.ID)
+	r.Recorder.Eventf(a, nil, corev1.EventTypeWarning, planetv1.ReasonKeysCorrected, "Correct",
+		"removed keys %s: this install's own Authority lists only the public half of its key Secret (%s)", strings.Join(removed, ", "), want.ID)
+	return nil
+}
+
+// republish publishes the install's own Authority again after someone
+// deleted it.
+func (r *AuthorityReconciler) republish(ctx context.Context) error {
+	signer, err := r.Signer.Signer(ctx)
+	if err != nil {
+		return nil // no key yet: the Bootstrap makes it and publishes it
+	}
+	if err := authority.Publish(ctx, r.Client, r.Client, r.Local, "", signer.Key.Public().(ed25519.PublicKey)); err != nil {
+		return err
+	}
+	ctrl.LoggerFrom(ctx).Info("Published this install's own Authority again: it was deleted", "authority", r.Local)
+	return nil
+}
+
 // finalize deletes the namespaces of the authority's and its delegates'
-// slices, and releases the Authority once they are gone (their deletion
-// queues it again).
+// slices and the pool parts their tickets made, and releases the Authority
+// once they are gone (their deletion queues it again). The install's own
+// Authority takes nothing with it: it is published again.
 func (r *AuthorityReconciler) finalize(ctx context.Context, a *planetv1.Authority) error {
 	if !controllerutil.ContainsFinalizer(a, planetv1.AuthorityFinalizer) {
 		return nil
+	}
+	if a.Name == r.Local {
+		return setFinalizer(ctx, r.Client, a, planetv1.AuthorityFinalizer, false)
+	}
+	if err := r.deletePoolParts(ctx, a.Name); err != nil {
+		return err
 	}
 	list := &corev1.NamespaceList{}
 	if err := r.List(ctx, list, client.MatchingLabels{planetv1.LabelManagedBy: planetv1.ManagedByValue}, client.HasLabels{planetv1.LabelAuthority}); err != nil {
@@ -147,9 +216,27 @@ func (r *AuthorityReconciler) finalize(ctx context.Context, a *planetv1.Authorit
 	if remaining > 0 {
 		return nil // the namespaces' deletion queues the Authority again
 	}
-	patch := client.MergeFrom(a.DeepCopy())
-	controllerutil.RemoveFinalizer(a, planetv1.AuthorityFinalizer)
-	return r.Patch(ctx, a, patch)
+	return setFinalizer(ctx, r.Client, a, planetv1.AuthorityFinalizer, false)
+}
+
+// deletePoolParts deletes the parts of pools (in the sites' namespaces)
+// that tickets of the authority or its delegates made.
+func (r *AuthorityReconciler) deletePoolParts(ctx context.Context, name string) error {
+	list := &planetv1.ResourcePoolList{}
+	if err := r.List(ctx, list, client.MatchingLabels{planetv1.LabelManagedBy: planetv1.ManagedByValue}, client.HasLabels{planetv1.LabelAuthority}); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if !naming.WithinAuthority(p.Labels[planetv1.LabelAuthority], name) || !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if err := r.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting pool part %s/%s of authority %s: %w", p.Namespace, p.Name, name, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Deleted a pool part of a deleted authority", "pool", p.Namespace+"/"+p.Name, "authority", name)
+	}
+	return nil
 }
 
 // authoritiesOf maps an object labelled with an authority (plc.japan) to the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/planetkube/planetkube/internal/federation/feed"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/ticket"
+	"github.com/planetkube/planetkube/internal/trust"
 )
 
 // defaultFeedTimeout bounds one poll of a feed: connecting, the answer and reading
@@ -44,6 +46,9 @@ type Poller struct {
 	Peers *PeerClients
 	// Skew is the clock skew allowed.
 	Skew time.Duration
+	// DefaultTrust is whom a site that sets no trustedAuthorities trusts
+	// (empty: Authority alone): a feed's ticket no site trusts is refused.
+	DefaultTrust []string
 	// Timeout bounds one poll of a feed (default 30 s): a slower feed is
 	// Unreachable.
 	Timeout time.Duration
@@ -93,15 +98,19 @@ func (p *Poller) Poll(ctx context.Context, c client.Client, a *planetv1.Authorit
 		meta.RemoveStatusCondition(&st.Conditions, planetv1.ConditionFeedSynced)
 		st.FeedTickets = 0
 	} else {
-		n, msg, reason, err := p.pull(ctx, c, a, now)
-		cond := metav1.Condition{Type: planetv1.ConditionFeedSynced, Status: metav1.ConditionTrue, Reason: planetv1.ReasonFeedSynced, Message: msg, ObservedGeneration: a.Generation}
-		if err != nil {
-			cond.Status, cond.Reason = metav1.ConditionFalse, reason
-			cond.Message = truncate(err.Error()+"; nothing was changed: the slices it granted run until their tickets expire", 1024)
-			ctrl.LoggerFrom(ctx).Info("Feed poll failed", "authority", a.Name, "reason", reason, "error", err.Error())
-		} else {
-			st.LastPollTime, st.FeedTickets = &metav1.Time{Time: now}, int32(n)
+		res := p.pull(ctx, c, a, now)
+		cond := metav1.Condition{Type: planetv1.ConditionFeedSynced, Status: metav1.ConditionTrue, Reason: planetv1.ReasonFeedSynced, Message: res.message, ObservedGeneration: a.Generation}
+		if res.applied {
+			st.LastPollTime, st.FeedTickets = &metav1.Time{Time: now}, int32(res.tickets)
 		}
+		if res.reason != "" {
+			cond.Status, cond.Reason = metav1.ConditionFalse, res.reason
+			if !res.applied {
+				cond.Message += "; nothing was changed: the slices it granted run until their tickets expire"
+			}
+			ctrl.LoggerFrom(ctx).Info("Feed poll failed", "authority", a.Name, "reason", res.reason, "message", cond.Message)
+		}
+		cond.Message = truncate(cond.Message, 1024)
 		meta.SetStatusCondition(&st.Conditions, cond)
 	}
 	if a.Spec.Push == nil {
@@ -137,15 +146,20 @@ func (p *Poller) checkPush(ctx context.Context, a *planetv1.Authority) (string, 
 }
 
 // pull reads the feed, checks every ticket in it, and makes the pulled
-// Tickets follow it. A feed that fails any check changes nothing.
-func (p *Poller) pull(ctx context.Context, c client.Client, a *planetv1.Authority, now time.Time) (int, string, string, error) {
+// Tickets follow it. A feed that does not verify changes nothing; within a
+// feed that does, each ticket succeeds or fails on its own: a refused one
+// is not applied and leaves its slice as it is, and the slices the feed no
+// longer lists are withdrawn whatever else fails. The reason returned is
+// the first failure's, with every failure in the message.
+func (p *Poller) pull(ctx context.Context, c client.Client, a *planetv1.Authority, now time.Time) pullResult {
+	failed := func(reason string, err error) pullResult { return pullResult{reason: reason, message: err.Error()} }
 	signer, err := p.Signer.Signer(ctx)
 	if err != nil {
-		return 0, "", planetv1.ReasonNoKey, err
+		return failed(planetv1.ReasonNoKey, err)
 	}
 	hc, err := p.httpClient(a)
 	if err != nil {
-		return 0, "", planetv1.ReasonInvalidFeedConfig, err
+		return failed(planetv1.ReasonInvalidFeedConfig, err)
 	}
 	defer hc.CloseIdleConnections()
 	timeout := p.Timeout
@@ -158,91 +172,178 @@ func (p *Poller) pull(ctx context.Context, c client.Client, a *planetv1.Authorit
 	if err != nil {
 		switch reason := feed.ReasonOf(err); reason {
 		case "":
-			return 0, "", planetv1.ReasonInvalidFeedConfig, err // not https, or the key cannot sign
+			return failed(planetv1.ReasonInvalidFeedConfig, err) // not https, or the key cannot sign
 		case feed.Unreachable:
-			return 0, "", planetv1.ReasonFeedUnreachable, err
+			return failed(planetv1.ReasonFeedUnreachable, err)
 		default:
-			return 0, "", string(reason), err
+			return failed(string(reason), err)
 		}
 	}
-	pulled, err := p.checkFeed(ctx, c, a, f, now)
+	pulled, failures, err := p.checkFeed(ctx, c, a, f, now)
 	if err != nil {
-		if reason := ticket.ReasonOf(err); reason != "" {
-			return 0, "", string(reason), err
-		}
-		return 0, "", planetv1.ReasonRedeemFailed, err // reading this cluster failed: retried at the next poll
+		return failed(planetv1.ReasonRedeemFailed, err) // reading this cluster failed: retried at the next poll
 	}
 	ns := naming.AuthorityNamespace(a.Name)
-	created, deleted, err := syncPulled(ctx, c, a.Name, ns, pulled)
+	created, deleted, more, err := syncPulled(ctx, c, a.Name, ns, pulled)
 	if err != nil {
-		return 0, "", planetv1.ReasonRedeemFailed, err
+		if reason := ticket.ReasonOf(err); reason != "" {
+			return failed(string(reason), err)
+		}
+		return failed(planetv1.ReasonRedeemFailed, err)
 	}
-	return len(pulled), fmt.Sprintf("the feed listed %d tickets for this install: %d new, %d withdrawn or replaced", len(pulled), created, deleted), "", nil
+	failures = append(failures, more...)
+	valid := 0
+	for _, pt := range pulled {
+		if !pt.Refused {
+			valid++
+		}
+	}
+	res := pullResult{applied: true, tickets: valid, message: fmt.Sprintf(
+		"the feed listed %d tickets for this install: %d new, %d withdrawn or replaced", len(f.Tickets), created, deleted)}
+	if len(failures) > 0 {
+		res.reason = failures[0].reason
+		res.message += fmt.Sprintf("; %d not applied, their slices kept as they are: %s", len(failures), failureText(failures))
+	}
+	return res
 }
 
-// pulledTicket is a verified ticket of a feed and its Ticket's name.
+// pullResult is the outcome of a poll of a feed.
+type pullResult struct {
+	// applied says the feed was read and followed (some of its tickets
+	// may have failed); tickets counts those applied.
+	applied bool
+	tickets int
+	// reason is "" when all went well, else the first failure's.
+	reason, message string
+}
+
+// feedFailure is one ticket of a feed that was not applied, and why.
+type feedFailure struct {
+	reason, message string
+}
+
+// failureText lists the first failures (a condition message is bounded).
+func failureText(failures []feedFailure) string {
+	var b strings.Builder
+	for i, f := range failures {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(failures)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(f.reason + ": " + f.message)
+	}
+	return b.String()
+}
+
+// pulledTicket is a ticket of a feed, checked, and its Ticket's name.
 type pulledTicket struct {
 	federation.Pulled
 	token, fullName string
 }
 
-// checkFeed verifies every ticket of a feed as the Ticket controller will
-// (signature, audience, times, scope) and checks that each is issued by
-// the feed's authority or its delegates, grants slivers, appears once, and
-// is not older than the ticket its slice runs here (a replay).
-func (p *Poller) checkFeed(ctx context.Context, c client.Client, a *planetv1.Authority, f *feed.Feed, now time.Time) ([]pulledTicket, error) {
+// checkFeed checks every ticket of a feed as the Ticket controller will
+// (signature, audience, times, scope), and that each is issued by the
+// feed's authority or its delegates, grants slivers or withdraws a slice,
+// names a slice some site here trusts (a withdrawal needs no trust),
+// appears once, and is not older than the ticket its slice runs here (a
+// replay). A ticket that fails is returned Refused, with its slice as its
+// token names it, and a failure saying why; an error is a failure to read
+// this cluster.
+func (p *Poller) checkFeed(ctx context.Context, c client.Client, a *planetv1.Authority, f *feed.Feed, now time.Time) ([]pulledTicket, []feedFailure, error) {
 	list := &planetv1.AuthorityList{}
 	if err := c.List(ctx, list); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	sites := &planetv1.SiteList{}
+	if err := c.List(ctx, sites); err != nil {
+		return nil, nil, err
 	}
 	v := &ticket.Verifier{Audience: p.Authority, Keys: authority.Keyring(list.Items), Skew: p.Skew}
+	policy := trust.Policy{Local: p.Authority, Default: p.DefaultTrust}
 	seen := map[string]bool{}
-	out := make([]pulledTicket, 0, len(f.Tickets))
+	var (
+		out      = make([]pulledTicket, 0, len(f.Tickets))
+		failures []feedFailure
+	)
 	for i, token := range f.Tickets {
-		refuse := func(reason ticket.Reason, format string, args ...any) error {
-			return &ticket.Refusal{Reason: reason, Message: fmt.Sprintf("ticket %d of the feed: ", i+1) + fmt.Sprintf(format, args...)}
+		vt, err := p.checkPulled(ctx, c, a, v, policy, sites.Items, token, seen, now)
+		if err == nil {
+			seen[vt.SliceName()] = true
+			out = append(out, pulledTicket{
+				Pulled: federation.Pulled{Name: federation.TicketName("feed", vt.SliceName(), vt.ID), SliceID: federation.SliceID(vt.SliceName()), IssuedAt: vt.IssuedAt},
+				token:  token, fullName: vt.SliceName(),
+			})
+			continue
 		}
-		vt, err := v.Verify(token, now)
-		if err != nil {
-			var ref *ticket.Refusal
-			if errors.As(err, &ref) {
-				return nil, refuse(ref.Reason, "%s", ref.Message)
-			}
-			return nil, err
+		var ref *ticket.Refusal
+		if !errors.As(err, &ref) {
+			return nil, nil, err
 		}
-		switch {
-		case !naming.WithinAuthority(vt.Issuer, a.Name):
-			return nil, refuse(ticket.OutOfScope, "issued by %s, not by %s or its delegates", vt.Issuer, a.Name)
-		case vt.Sliver == nil:
-			return nil, refuse(ticket.InvalidGrant, "a feed carries sliver grants only")
-		case seen[vt.Sliver.Slice]:
-			return nil, refuse(ticket.Malformed, "slice %s is listed twice", vt.Sliver.Slice)
+		// What the token says, unverified: which slice to keep as it is.
+		full := ""
+		if claims, _, ierr := ticket.Inspect(token); ierr == nil {
+			full = claims.SliceName()
 		}
-		seen[vt.Sliver.Slice] = true
-		want := vt.ForeignSlice()
-		have := &planetv1.Slice{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(want), have); err == nil && ticket.IssuedAtOf(have) > vt.IssuedAt {
-			return nil, refuse(ticket.Replayed, "slice %s runs a ticket issued at %d; the feed offers an older one (issued at %d)", vt.Sliver.Slice, ticket.IssuedAtOf(have), vt.IssuedAt)
-		} else if client.IgnoreNotFound(err) != nil {
-			return nil, err
+		failures = append(failures, feedFailure{reason: string(ref.Reason), message: fmt.Sprintf("ticket %d of the feed (slice %q): %s", i+1, full, ref.Message)})
+		if full != "" {
+			out = append(out, pulledTicket{Pulled: federation.Pulled{SliceID: federation.SliceID(full), Refused: true}, fullName: full})
 		}
-		out = append(out, pulledTicket{
-			Pulled: federation.Pulled{Name: federation.TicketName("feed", vt.Sliver.Slice, vt.ID), SliceID: federation.SliceID(vt.Sliver.Slice), IssuedAt: vt.IssuedAt},
-			token:  token, fullName: vt.Sliver.Slice,
-		})
 	}
-	return out, nil
+	return out, failures, nil
+}
+
+// checkPulled checks one ticket of a's feed; a refusal is a
+// *ticket.Refusal.
+func (p *Poller) checkPulled(ctx context.Context, c client.Client, a *planetv1.Authority, v *ticket.Verifier, policy trust.Policy,
+	sites []planetv1.Site, token string, seen map[string]bool, now time.Time) (*ticket.Verified, error) {
+	vt, err := v.Verify(token, now)
+	if err != nil {
+		return nil, err
+	}
+	refuse := func(reason ticket.Reason, format string, args ...any) error {
+		return &ticket.Refusal{Reason: reason, Message: fmt.Sprintf(format, args...)}
+	}
+	full := vt.SliceName()
+	switch {
+	case !naming.WithinAuthority(vt.Issuer, a.Name):
+		return nil, refuse(ticket.OutOfScope, "issued by %s, not by %s or its delegates", vt.Issuer, a.Name)
+	case vt.Pool != nil:
+		return nil, refuse(ticket.InvalidGrant, "a feed carries sliver grants and withdrawals only")
+	case seen[full]:
+		return nil, refuse(ticket.Malformed, "slice %s is listed twice", full)
+	}
+	if vt.Sliver != nil {
+		grantAuthority, _, _, _ := naming.ParseFullName(full)
+		if err := policy.CheckGrant(sites, grantAuthority); err != nil {
+			return nil, err
+		}
+	}
+	ns, name, _ := ticket.ForeignSliceKey(full)
+	have := &planetv1.Slice{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, have); err == nil && ticket.OrderOf(have).After(vt.Order()) {
+		return nil, refuse(ticket.Replayed, "slice %s runs a ticket issued at %d; the feed offers an older one (issued at %d)", full, ticket.OrderOf(have).IssuedAt, vt.IssuedAt)
+	} else if client.IgnoreNotFound(err) != nil {
+		return nil, err
+	}
+	return vt, nil
 }
 
 // syncPulled creates the feed's new Tickets in the authority's namespace
-// and deletes those the feed dropped (their slices go) or replaced.
-func syncPulled(ctx context.Context, c client.Client, authorityName, ns string, pulled []pulledTicket) (int, int, error) {
+// and deletes those the feed dropped (their slices go) or replaced. Each
+// creation and deletion succeeds or fails on its own; the failures are
+// returned. err is a failure that stops it all: the namespace cannot be
+// had (a NamespaceConflict refusal when it is another's), or the held
+// Tickets cannot be listed.
+func syncPulled(ctx context.Context, c client.Client, authorityName, ns string, pulled []pulledTicket) (int, int, []feedFailure, error) {
 	if err := ensureAuthorityNamespace(ctx, c, authorityName, ns); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	list := &planetv1.TicketList{}
 	if err := c.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{planetv1.LabelTicketSource: "feed"}); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	held := make([]federation.Held, 0, len(list.Items))
 	for i := range list.Items {
@@ -252,9 +353,16 @@ func syncPulled(ctx context.Context, c client.Client, authorityName, ns string, 
 	feedList := make([]federation.Pulled, len(pulled))
 	byName := make(map[string]pulledTicket, len(pulled))
 	for i, pt := range pulled {
-		feedList[i], byName[pt.Name] = pt.Pulled, pt
+		feedList[i] = pt.Pulled
+		if !pt.Refused {
+			byName[pt.Name] = pt
+		}
 	}
 	plan := federation.PlanPull(feedList, held)
+	var (
+		failures         []feedFailure
+		created, deleted int
+	)
 	for _, p := range plan.Create {
 		pt := byName[p.Name]
 		t := &planetv1.Ticket{
@@ -265,16 +373,20 @@ func syncPulled(ctx context.Context, c client.Client, authorityName, ns string, 
 			Spec: planetv1.TicketSpec{Token: pt.token},
 		}
 		if err := c.Create(ctx, t); err != nil && !apierrors.IsAlreadyExists(err) {
-			return 0, 0, fmt.Errorf("creating ticket %s/%s: %w", ns, p.Name, err)
+			failures = append(failures, feedFailure{reason: planetv1.ReasonRedeemFailed, message: fmt.Sprintf("slice %s: creating ticket %s/%s: %v", pt.fullName, ns, p.Name, err)})
+			continue
 		}
+		created++
 	}
 	for _, name := range plan.Delete {
 		t := &planetv1.Ticket{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		if err := c.Delete(ctx, t); client.IgnoreNotFound(err) != nil {
-			return 0, 0, fmt.Errorf("deleting ticket %s/%s: %w", ns, name, err)
+			failures = append(failures, feedFailure{reason: planetv1.ReasonRedeemFailed, message: fmt.Sprintf("deleting ticket %s/%s: %v", ns, name, err)})
+			continue
 		}
+		deleted++
 	}
-	return len(plan.Create), len(plan.Delete), nil
+	return created, deleted, failures, nil
 }
 
 // httpClient is the client that reads a's feed: TLS 1.2 or later, verified

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/authority"
@@ -43,16 +45,27 @@ const (
 )
 
 // FederationReconciler gives a home slice that names peer authorities
-// (spec.nodes.authorities) a signed sliver ticket for each, kept in the
-// slice's status.federation (the feed serves it from there), and applies
-// it at the peers whose Authority says how to reach them (push). It is the
-// Slice kind's second controller and writes only status.federation: the
-// Slice controller keeps the local slivers and the rest of the status.
+// (spec.nodes.authorities) a signed sliver ticket for each, kept in a
+// Secret of the manager's namespace (the feed serves it from there), and
+// applies it at the peers whose Authority says how to reach them (push).
+// A peer the slice stops naming, or every peer when the slice is deleted,
+// is sent a withdrawal: a newer ticket that revokes every older one of the
+// slice at the peer, however many copies of them were applied there. It is
+// the Slice kind's second controller and writes only status.federation:
+// the Slice controller keeps the local slivers and the rest of the status.
 type FederationReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
+	// APIReader reads the tickets' Secrets without a cache.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
 	// Authority is this install's name.
 	Authority string
+	// Namespace is the manager's: it holds the tickets' Secrets.
+	Namespace string
+	// Secrets, when set, is the cache of the tickets' Secrets, whose
+	// listing at start brings back the withdrawals of slices deleted
+	// while the manager was down.
+	Secrets cache.Cache
 	// Signer gives this install's key.
 	Signer *authority.SignerSource
 	// Peers gives the peers' clients.
@@ -66,19 +79,39 @@ type FederationReconciler struct {
 // +kubebuilder:rbac:groups=planetkube.io,resources=slices,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=planetkube.io,resources=slices/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=planetkube.io,resources=authorities,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",namespace=planetkube-system,resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",namespace=planetkube-system,resources=secrets,verbs=get;list;watch;create;update;delete
 
-// Reconcile issues, pushes and withdraws the slice's tickets for its peers.
+// Reconcile issues, pushes and withdraws the slice's tickets for its peers;
+// for a slice that is gone, it delivers and prunes its withdrawals.
 func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	if naming.IsAuthorityNamespace(req.Namespace) {
+		return ctrl.Result{}, nil // foreign slices are granted here, not from here
+	}
+	full := naming.FullName(r.Authority, req.Namespace, req.Name)
 	slice := &planetv1.Slice{}
-	if err := r.Get(ctx, req.NamespacedName, slice); err != nil || naming.IsAuthorityNamespace(slice.Namespace) {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	if err := r.Get(ctx, req.NamespacedName, slice); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		return r.sweep(ctx, full)
+	}
+	if !slice.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, slice, full)
 	}
 	peers := federation.Peers(slice, r.Authority)
-	if !slice.DeletionTimestamp.IsZero() || (len(peers) == 0 && len(slice.Status.Federation) == 0) {
-		return ctrl.Result{}, r.finalize(ctx, slice)
+	federated := controllerutil.ContainsFinalizer(slice, planetv1.FederationFinalizer)
+	if len(peers) == 0 && !federated {
+		return ctrl.Result{}, nil // never federated: no tickets to look after
 	}
-	if !controllerutil.ContainsFinalizer(slice, planetv1.FederationFinalizer) {
+	store, err := r.loadTickets(ctx, full)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(peers) == 0 && len(slice.Status.Federation) == 0 && len(store.tokens) == 0 {
+		// Every withdrawal delivered and expired: nothing left to look after.
+		return ctrl.Result{}, setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, false)
+	}
+	if !federated {
 		if err := setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, true); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -97,26 +130,36 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	for _, e := range slice.Status.Federation {
 		have[e.Authority] = e
 	}
-	var (
-		entries []planetv1.SliceFederation
-		requeue time.Duration
-		errs    []error
-	)
+	// First every ticket is signed and kept, then sent: what a peer may
+	// hold is in the Secret before it can get it.
+	named := map[string]bool{}
+	entries := make([]planetv1.SliceFederation, 0, len(peers))
 	for _, peer := range peers {
-		e, after, err := r.syncPeer(ctx, slice, peer, have[peer])
+		named[peer] = true
+		e, err := r.issue(ctx, slice, full, peer, have[peer], store)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
 		entries = append(entries, e)
+	}
+	requeue := store.pruneExpired(r.Now())
+	gone := r.withdrawOthers(ctx, store, named)
+	if err := r.saveTickets(ctx, store); err != nil {
+		return ctrl.Result{}, err
+	}
+	var errs []error
+	for i := range entries {
+		e, after, err := r.deliver(ctx, slice, full, entries[i], store)
+		entries[i] = e
 		requeue = soonest(requeue, after)
 		errs = append(errs, err)
-		delete(have, peer)
 	}
 	var pending []planetv1.SliceFederation
-	for peer := range have { // no longer named: withdraw
-		if err := r.withdraw(ctx, slice, peer); err != nil {
-			// Kept without its ticket (the feed no longer offers it) until
-			// the pushed copy is withdrawn.
-			pending = append(pending, planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationUnreachable, Reason: planetv1.ReasonPeerUnreachable,
-				Message: truncate("the slice no longer names "+peer+"; withdrawing its pushed ticket failed (retried): "+err.Error(), 1024)})
-			requeue = soonest(requeue, pushPending)
+	for _, peer := range gone {
+		// Shown until the peer confirms it (a peer that pulls reads it in the feed).
+		if e, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer]); !confirmed {
+			pending = append(pending, e)
+			requeue = soonest(requeue, after)
 		}
 	}
 	byName := func(a, b planetv1.SliceFederation) int { return strings.Compare(a.Authority, b.Authority) }
@@ -132,69 +175,158 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
 }
 
-// syncPeer brings one peer's entry up to date: a ticket signed for what the
-// slice grants now, pushed when the peer is reachable. It returns when to
-// look again.
-func (r *FederationReconciler) syncPeer(ctx context.Context, slice *planetv1.Slice, peer string, e planetv1.SliceFederation) (planetv1.SliceFederation, time.Duration, error) {
+// issue brings one named peer's ticket up to date in the store: a new one
+// is signed when what the slice grants changed, or when the peer holds
+// none (or a withdrawal). It returns the peer's entry.
+func (r *FederationReconciler) issue(ctx context.Context, slice *planetv1.Slice, full, peer string, e planetv1.SliceFederation, store *ticketStore) (planetv1.SliceFederation, error) {
 	e.Authority = peer
 	a := &planetv1.Authority{}
 	if err := r.Get(ctx, client.ObjectKey{Name: peer}, a); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return e, 0, err
+			return e, err
 		}
 		msg := fmt.Sprintf("no Authority %s is known here: add it (its keys, feed and push) to federate with it", peer)
-		if e.Ticket != "" {
-			if c, _, err := ticket.Inspect(e.Ticket); err == nil {
-				msg += fmt.Sprintf("; a ticket pushed there before cannot be withdrawn and runs until it expires at %s", c.Expires().Format(time.RFC3339))
-			}
+		if c := store.claims(peer); c != nil && c.Sliver != nil {
+			msg += fmt.Sprintf("; a ticket given to it before cannot be withdrawn and runs until it expires at %s", c.Expires().Format(time.RFC3339))
 		}
-		return failed(e, planetv1.ReasonUnknownAuthority, msg), 0, nil
+		return failed(e, planetv1.ReasonUnknownAuthority, msg), nil
 	}
-	now := r.Now()
 	exp := slice.Status.ExpiresAt
-	if exp == nil {
-		return e, 0, nil // the Slice controller has not set the expiry yet; its status update queues the slice again
+	switch {
+	case exp == nil:
+		return e, nil // the Slice controller has not set the expiry yet; its status update queues the slice again
+	case !exp.After(r.Now()):
+		return planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationWithdrawn, Reason: planetv1.ReasonExpired,
+			Message: "the slice expired: no ticket is offered to " + peer}, nil
 	}
-	if !exp.After(now) {
-		err := r.withdraw(ctx, slice, peer)
-		e = planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationWithdrawn, Reason: planetv1.ReasonExpired,
-			Message: "the slice expired: no ticket is offered to " + peer}
+	grant := federation.Grant(slice, full, exp.Time)
+	hash := federation.GrantHash(peer, grant)
+	if c := store.claims(peer); hash == e.GrantHash && c != nil && c.Sliver != nil && c.ID == e.TicketID && c.Expires().After(r.Now()) {
+		return e, nil
+	}
+	signer, err := r.Signer.Signer(ctx)
+	if err != nil {
+		return failed(e, planetv1.ReasonNoKey, err.Error()), nil
+	}
+	claims := federation.Claims(peer, grant, r.nextIssuedAt(store, peer), newJTI())
+	token, err := signer.Issue(claims)
+	if err != nil {
+		return failed(e, string(ticket.InvalidGrant), "the slice cannot be granted: "+err.Error()), nil
+	}
+	store.set(peer, token)
+	ctrl.LoggerFrom(ctx).Info("Issued a sliver ticket for a peer", "authority", peer, "slice", full, "jti", claims.ID)
+	return planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationIssued, TicketID: claims.ID,
+		IssuedAt: &metav1.Time{Time: time.Unix(claims.IssuedAt, 0)}, GrantHash: hash}, nil
+}
+
+// nextIssuedAt is the iat of the next ticket for a peer: now, or one
+// second after the ticket it holds, so that each ticket of a slice for a
+// peer is newer than the last by its iat alone (two signed in one second
+// would otherwise be ordered by their hashes, not by when they were made).
+func (r *FederationReconciler) nextIssuedAt(store *ticketStore, peer string) time.Time {
+	now := r.Now().Truncate(time.Second)
+	if c := store.claims(peer); c != nil && c.IssuedAt >= now.Unix() {
+		return time.Unix(c.IssuedAt+1, 0)
+	}
+	return now
+}
+
+// withdrawOthers makes sure every peer the store holds a sliver ticket for
+// that is not named (any longer) holds a withdrawal instead, and returns
+// those peers: a withdrawal is signed once, and kept until it expires.
+func (r *FederationReconciler) withdrawOthers(ctx context.Context, store *ticketStore, named map[string]bool) []string {
+	var gone []string
+	for _, peer := range store.peers() {
+		if named[peer] {
+			continue
+		}
+		gone = append(gone, peer)
+		if c := store.claims(peer); c != nil && c.Withdraw != nil {
+			continue
+		}
+		signer, err := r.Signer.Signer(ctx)
 		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Cannot sign a withdrawal; retried", "authority", peer, "slice", store.full)
+			continue
+		}
+		claims := federation.WithdrawClaims(peer, store.full, r.nextIssuedAt(store, peer), newJTI())
+		token, err := signer.Issue(claims)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Cannot sign a withdrawal", "authority", peer, "slice", store.full)
+			continue
+		}
+		store.set(peer, token)
+		ctrl.LoggerFrom(ctx).Info("Withdrew a slice from a peer", "authority", peer, "slice", store.full, "jti", claims.ID)
+	}
+	return gone
+}
+
+// deliver pushes a named peer's ticket when the peer is reached by push,
+// and says where it stands. It returns when to look again.
+func (r *FederationReconciler) deliver(ctx context.Context, slice *planetv1.Slice, full string, e planetv1.SliceFederation, store *ticketStore) (planetv1.SliceFederation, time.Duration, error) {
+	peer := e.Authority
+	if e.Phase == planetv1.FederationWithdrawn && e.Reason == planetv1.ReasonExpired {
+		// The slice expired, and so did every ticket of it: take away what
+		// was pushed.
+		if err := r.removePushed(ctx, full, peer); err != nil {
 			e.Phase, e.Reason, e.Message = planetv1.FederationUnreachable, planetv1.ReasonPeerUnreachable, truncate("withdrawing the expired slice's ticket: "+err.Error(), 1024)
 			return e, pushPending, nil
 		}
 		return e, 0, nil
 	}
-	full := naming.FullName(r.Authority, slice.Namespace, slice.Name)
-	grant := federation.Grant(slice, full, exp.Time)
-	if hash := federation.GrantHash(peer, grant); hash != e.GrantHash || e.Ticket == "" {
-		signer, err := r.Signer.Signer(ctx)
-		if err != nil {
-			return failed(e, planetv1.ReasonNoKey, err.Error()), pushPending, nil
-		}
-		token, err := signer.Issue(federation.Claims(peer, grant, now, newJTI()))
-		if err != nil {
-			return failed(e, string(ticket.InvalidGrant), "the slice cannot be granted: "+err.Error()), 0, nil
-		}
-		c, _, err := ticket.Inspect(token)
-		if err != nil {
-			return e, 0, err
-		}
-		e = planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationIssued, TicketID: c.ID,
-			IssuedAt: &metav1.Time{Time: time.Unix(c.IssuedAt, 0)}, GrantHash: hash, Ticket: token}
-		ctrl.LoggerFrom(ctx).Info("Issued a sliver ticket for a peer", "authority", peer, "slice", full, "jti", c.ID)
+	if e.Phase == planetv1.FederationFailed || store.tokens[peer] == "" {
+		return e, pushPending, nil
+	}
+	a := &planetv1.Authority{}
+	if err := r.Get(ctx, client.ObjectKey{Name: peer}, a); err != nil {
+		return e, 0, client.IgnoreNotFound(err)
 	}
 	if a.Spec.Push == nil {
 		e.Phase, e.Reason, e.Message = planetv1.FederationIssued, "", "listed in this install's feed for "+peer+" to pull (a peer that pulls does not report its slivers)"
 		e.DesiredSlivers, e.ReadySlivers, e.Slivers = 0, 0, ""
 		return e, 0, nil
 	}
-	return r.push(ctx, a, full, e)
+	return r.push(ctx, a, full, e, store.tokens[peer])
 }
 
-// push applies the entry's ticket at the peer and reads back what it made
-// of it; older tickets of the slice there are deleted once it is redeemed.
-func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, full string, e planetv1.SliceFederation) (planetv1.SliceFederation, time.Duration, error) {
+// deliverWithdrawal pushes a withdrawal to a peer reached by push, and
+// deletes the slice's other tickets there once the peer redeemed it; a
+// peer that pulls reads it in the feed. It returns where it stands, when
+// to look again, and whether it is done (confirmed by the peer, or left
+// to the feed).
+func (r *FederationReconciler) deliverWithdrawal(ctx context.Context, full, peer, token string) (planetv1.SliceFederation, time.Duration, bool) {
+	e := planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationWithdrawn, Reason: planetv1.ReasonWithdrawn,
+		Message: "the slice no longer names " + peer + ": a withdrawal revokes its tickets there"}
+	c, _, err := ticket.Inspect(token)
+	if err != nil || c.Withdraw == nil {
+		return e, pushPending, false // not signed yet (the key was not readable): retried
+	}
+	e.TicketID, e.IssuedAt = c.ID, &metav1.Time{Time: time.Unix(c.IssuedAt, 0)}
+	a := &planetv1.Authority{}
+	if err := r.Get(ctx, client.ObjectKey{Name: peer}, a); err != nil || a.Spec.Push == nil {
+		if err != nil && !apierrors.IsNotFound(err) {
+			e.Phase, e.Reason, e.Message = planetv1.FederationUnreachable, planetv1.ReasonPeerUnreachable, truncate(err.Error(), 1024)
+			return e, pushPending, false
+		}
+		return e, 0, true
+	}
+	pushed, after, err := r.push(ctx, a, full, planetv1.SliceFederation{Authority: peer, TicketID: c.ID}, token)
+	switch {
+	case err != nil:
+		pushed.Phase, pushed.Reason, pushed.Message = planetv1.FederationUnreachable, planetv1.ReasonPeerUnreachable, err.Error()
+	case pushed.Phase == planetv1.FederationRedeemed:
+		return e, 0, true
+	case pushed.Phase == planetv1.FederationPushed:
+		pushed.Phase = planetv1.FederationWithdrawn
+	}
+	pushed.Message = truncate("withdrawing: "+pushed.Message, 1024)
+	pushed.DesiredSlivers, pushed.ReadySlivers, pushed.Slivers = 0, 0, ""
+	return pushed, max(after, pushPending), false
+}
+
+// push applies a ticket at the peer and reads back what it made of it;
+// the slice's other tickets there are deleted once it is redeemed.
+func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, full string, e planetv1.SliceFederation, token string) (planetv1.SliceFederation, time.Duration, error) {
 	unreachable := func(reason string, err error) (planetv1.SliceFederation, time.Duration, error) {
 		e.Phase, e.Reason = planetv1.FederationUnreachable, reason
 		e.Message = truncate(err.Error()+"; the ticket stays in this install's feed", 1024)
@@ -220,7 +352,7 @@ func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, 
 				planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelTicketSource: "push",
 				planetv1.LabelAuthority: r.Authority, planetv1.LabelSliceID: federation.SliceID(full),
 			}, Annotations: map[string]string{planetv1.AnnotationSliceFullName: full}},
-			Spec: planetv1.TicketSpec{Token: e.Ticket},
+			Spec: planetv1.TicketSpec{Token: token},
 		}
 		err = pc.Create(ctx, remote)
 	}
@@ -248,10 +380,9 @@ func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, 
 	return e, pushSteady, nil
 }
 
-// withdraw deletes the slice's pushed tickets at a peer (its slice there
-// goes with them). A peer without push has nothing to delete: its next poll
-// of the feed drops the slice.
-func (r *FederationReconciler) withdraw(ctx context.Context, slice *planetv1.Slice, peer string) error {
+// removePushed deletes every pushed Ticket of the slice at a peer reached
+// by push.
+func (r *FederationReconciler) removePushed(ctx context.Context, full, peer string) error {
 	a := &planetv1.Authority{}
 	if err := r.Get(ctx, client.ObjectKey{Name: peer}, a); err != nil || a.Spec.Push == nil {
 		return client.IgnoreNotFound(err)
@@ -262,7 +393,7 @@ func (r *FederationReconciler) withdraw(ctx context.Context, slice *planetv1.Sli
 	}
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
-	return r.deleteRemote(ctx, pc, ns, naming.FullName(r.Authority, slice.Namespace, slice.Name), "")
+	return r.deleteRemote(ctx, pc, ns, full, "")
 }
 
 // deleteRemote deletes the slice's pushed Tickets at a peer but keep.
@@ -281,29 +412,59 @@ func (r *FederationReconciler) deleteRemote(ctx context.Context, pc client.Clien
 	return nil
 }
 
-// finalize withdraws the pushed tickets of a deleted slice (or of one that
-// no longer names peers) and drops the finalizer. A peer that cannot be
-// reached does not hold the deletion: its copy lives until its ticket
-// expires (or its next poll of the feed, which no longer lists it).
-func (r *FederationReconciler) finalize(ctx context.Context, slice *planetv1.Slice) error {
+// finalize withdraws a deleted slice from every peer it was given to: a
+// withdrawal for each is signed and kept (before the finalizer goes, so
+// that nothing is forgotten), pushed where the peer is reached by push,
+// and served in the feed until it expires. A peer that cannot be reached
+// does not hold the deletion: the withdrawal is pushed again later (the
+// slice's key is looked at again when it is gone, see sweep).
+func (r *FederationReconciler) finalize(ctx context.Context, slice *planetv1.Slice, full string) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(slice, planetv1.FederationFinalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
-	for _, e := range slice.Status.Federation {
-		if err := r.withdraw(ctx, slice, e.Authority); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Could not withdraw the slice's ticket from a peer; it runs there until the ticket expires", "authority", e.Authority)
+	store, err := r.loadTickets(ctx, full)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	store.pruneExpired(r.Now())
+	gone := r.withdrawOthers(ctx, store, nil)
+	if err := r.saveTickets(ctx, store); err != nil {
+		return ctrl.Result{}, err
+	}
+	var requeue time.Duration
+	for _, peer := range gone {
+		if e, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer]); !confirmed {
+			requeue = soonest(requeue, after)
+			ctrl.LoggerFrom(ctx).Info("Could not withdraw the slice from a peer yet; retried", "authority", peer, "reason", e.Reason, "message", e.Message)
 			r.Recorder.Eventf(slice, nil, corev1.EventTypeWarning, planetv1.ReasonPeerUnreachable, "Withdraw",
-				"could not withdraw the ticket from %s (it runs there until the ticket expires): %s", e.Authority, truncate(err.Error(), 512))
+				"could not withdraw the slice from %s yet (retried; its tickets there are revoked once it is): %s", peer, truncate(e.Message, 512))
 		}
 	}
-	if slice.DeletionTimestamp.IsZero() && len(slice.Status.Federation) > 0 {
-		old := slice.DeepCopy()
-		slice.Status.Federation = nil
-		if err := r.Status().Patch(ctx, slice, client.MergeFrom(old)); err != nil {
-			return err
+	if err := setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// sweep looks after the tickets of a slice that is gone: it withdraws what
+// was not withdrawn yet, pushes the withdrawals not confirmed yet, and
+// forgets them when they expire (the Secret goes with the last).
+func (r *FederationReconciler) sweep(ctx context.Context, full string) (ctrl.Result, error) {
+	store, err := r.loadTickets(ctx, full)
+	if err != nil || store.secret == nil {
+		return ctrl.Result{}, err
+	}
+	requeue := store.pruneExpired(r.Now())
+	gone := r.withdrawOthers(ctx, store, nil)
+	if err := r.saveTickets(ctx, store); err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, peer := range gone {
+		if _, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer]); !confirmed {
+			requeue = soonest(requeue, after)
 		}
 	}
-	return setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, false)
+	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
 // failed is an entry that carries no ticket, with the reason.
@@ -339,14 +500,34 @@ func (r *FederationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("federation").
 		For(&planetv1.Slice{}, builder.WithPredicates(federationChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Watches(&planetv1.Authority{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return r.slicesNaming(ctx, o.GetName())
-		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Complete(r)
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	if r.Secrets != nil {
+		// The tickets' Secrets as listed at start: a slice deleted while
+		// the manager was down still has its withdrawals delivered.
+		b = b.WatchesRawSource(source.Kind(r.Secrets, &corev1.Secret{}, handler.TypedEnqueueRequestsFromMapFunc(r.sliceOfTickets),
+			predicate.TypedFuncs[*corev1.Secret]{
+				CreateFunc:  func(event.TypedCreateEvent[*corev1.Secret]) bool { return true },
+				UpdateFunc:  func(event.TypedUpdateEvent[*corev1.Secret]) bool { return false },
+				DeleteFunc:  func(event.TypedDeleteEvent[*corev1.Secret]) bool { return false },
+				GenericFunc: func(event.TypedGenericEvent[*corev1.Secret]) bool { return false },
+			}))
+	}
+	return b.Complete(r)
+}
+
+// sliceOfTickets maps a tickets' Secret to its home slice.
+func (r *FederationReconciler) sliceOfTickets(_ context.Context, s *corev1.Secret) []reconcile.Request {
+	a, site, slice, ok := naming.ParseFullName(s.Annotations[planetv1.AnnotationSliceFullName])
+	if !ok || a != r.Authority || s.Labels[planetv1.LabelFederationTickets] != "true" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: site, Name: slice}}}
 }
 
 // slicesNaming lists the home slices that name an authority.

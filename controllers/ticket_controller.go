@@ -2,8 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -32,13 +30,17 @@ import (
 
 // TicketReconciler redeems Tickets addressed to this install: it verifies
 // the token against the known Authorities, refuses it with the failed
-// check's reason, and otherwise makes (or renews) what it grants. A refused
-// ticket creates nothing and touches nothing already running.
+// check's reason, and otherwise makes (or renews) what it grants, or
+// withdraws the slice a withdrawal names. A refused ticket creates nothing;
+// a ticket refused after it was redeemed (its key removed, its issuer no
+// longer trusted, revoked) releases what it granted.
 type TicketReconciler struct {
 	client.Client
 	// APIReader reads the redemption records (ConfigMaps, not cached).
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// Namespace is the manager's: it holds the redemption records.
+	Namespace string
 	// Authority is this install's authority: the audience it redeems for.
 	Authority string
 	// DefaultTrust is whom a site that sets no trustedAuthorities trusts
@@ -57,8 +59,8 @@ type TicketReconciler struct {
 // +kubebuilder:rbac:groups=planetkube.io,resources=tickets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=planetkube.io,resources=authorities,verbs=get;list;watch
 // +kubebuilder:rbac:groups=planetkube.io,resources=slices,verbs=create
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create
-// +kubebuilder:rbac:groups=planetkube.io,resources=resourcepools,verbs=create
+// +kubebuilder:rbac:groups="",namespace=planetkube-system,resources=configmaps,verbs=get;create;update
+// +kubebuilder:rbac:groups=planetkube.io,resources=resourcepools,verbs=create;delete;patch
 
 // redemption is the outcome of one reconcile of a Ticket.
 type redemption struct {
@@ -69,6 +71,8 @@ type redemption struct {
 	redeemed string
 	// desired and ready are the redeemed slice's slivers.
 	desired, ready int32
+	// withdrawn is set when the ticket is a withdrawal, redeemed.
+	withdrawn bool
 }
 
 // Reconcile verifies the ticket and redeems its grant; the status is
@@ -105,6 +109,13 @@ func (r *TicketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 	if err := r.redeem(ctx, tk, out); err != nil {
 		return ctrl.Result{}, err
 	}
+	if releases(out.reason) {
+		// Refused now, though it may have been redeemed before: what it
+		// holds goes (or passes to another Ticket carrying it that holds).
+		if err := r.releaseHeld(ctx, tk, out); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if out.verified != nil {
 		// Look again when the ticket expires, to say so.
 		return ctrl.Result{RequeueAfter: time.Until(out.verified.Expires()) + time.Second}, nil
@@ -122,8 +133,11 @@ func (r *TicketReconciler) redeem(ctx context.Context, tk *planetv1.Ticket, out 
 		return out.refuse(err) // a list failure is returned, to be retried
 	}
 	out.verified = verified
-	if verified.Pool != nil {
-		return r.redeemPool(ctx, verified, out)
+	switch {
+	case verified.Withdraw != nil:
+		return r.redeemWithdrawal(ctx, verified, out)
+	case verified.Pool != nil:
+		return r.redeemPool(ctx, tk, verified, out)
 	}
 	sites := &planetv1.SiteList{}
 	if err := r.List(ctx, sites); err != nil {
@@ -136,14 +150,17 @@ func (r *TicketReconciler) redeem(ctx context.Context, tk *planetv1.Ticket, out 
 	return r.redeemSliver(ctx, tk, verified, out)
 }
 
-// redeemSliver makes or renews the foreign Slice of a sliver grant: first a
-// dry run (the API server's validation of what the grant asks), then the
-// record of the jti (refusing a second grant under it), then the Slice.
+// redeemSliver makes or renews the foreign Slice of a sliver grant. Every
+// check comes before any write: the slice not withdrawn nor run here by a
+// newer ticket (its floor), the jti not
+// redeemed for another token, then a dry run (the API server's validation
+// of what the grant asks); then the jti is recorded (atomically: the last
+// check), and only then are the namespace and the Slice made.
 func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket, v *ticket.Verified, out *redemption) error {
 	want := v.ForeignSlice()
 	want.Annotations[planetv1.AnnotationGrantedBy] = tk.Namespace + "/" + tk.Name
 	out.redeemed = "Slice/" + want.Namespace + "/" + want.Name
-	if err := ensureAuthorityNamespace(ctx, r.Client, want.Labels[planetv1.LabelAuthority], want.Namespace); err != nil {
+	if err := r.checkFloor(ctx, v, out); err != nil || out.reason != "" {
 		return err
 	}
 	have := &planetv1.Slice{}
@@ -156,37 +173,57 @@ func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket
 	case have.Annotations[planetv1.AnnotationTicketID] == v.ID:
 		out.desired, out.ready = have.Status.DesiredSlivers, have.Status.ReadySlivers
 		// This ticket is the one in force: nothing to write.
-		return r.record(ctx, v, want.Namespace, out)
-	case ticket.IssuedAtOf(have) > v.IssuedAt:
+		return r.record(ctx, v, out)
+	case ticket.OrderOf(have).After(v.Order()):
 		out.reason, out.message = planetv1.ReasonSuperseded, fmt.Sprintf(
 			"slice %s runs a newer ticket (jti %s); this one changes nothing", v.Sliver.Slice, have.Annotations[planetv1.AnnotationTicketID])
 		return nil
 	}
-
-	write := func(opts ...client.CreateOption) error {
-		if have == nil {
-			return r.Create(ctx, want.DeepCopy(), opts...)
-		}
-		upd := have.DeepCopy()
-		upd.Spec = want.Spec
-		upd.Labels = mergeMaps(upd.Labels, want.Labels)
-		upd.Annotations = mergeMaps(upd.Annotations, want.Annotations)
-		var uo []client.UpdateOption
-		if len(opts) > 0 {
-			uo = append(uo, client.DryRunAll)
-		}
-		return r.Update(ctx, upd, uo...)
+	if err := r.checkJTI(ctx, v, out); err != nil || out.reason != "" {
+		return err
 	}
-	if err := write(client.DryRunAll); err != nil {
+	nsExists, err := checkAuthorityNamespace(ctx, r.Client, want.Labels[planetv1.LabelAuthority], want.Namespace)
+	if err != nil {
+		return out.refuse(err)
+	}
+
+	write := func(dryRun bool) error {
+		if have != nil {
+			upd := have.DeepCopy()
+			upd.Spec = want.Spec
+			upd.Labels = mergeMaps(upd.Labels, want.Labels)
+			upd.Annotations = mergeMaps(upd.Annotations, want.Annotations)
+			if dryRun {
+				return r.Update(ctx, upd, client.DryRunAll)
+			}
+			return r.Update(ctx, upd)
+		}
+		if !dryRun {
+			return r.Create(ctx, want.DeepCopy())
+		}
+		// The dry run of a first slice goes where a namespace exists: the
+		// authority's is made only for a ticket that passed every check.
+		try := want.DeepCopy()
+		if !nsExists {
+			try.Namespace = r.Namespace
+		}
+		return r.Create(ctx, try, client.DryRunAll)
+	}
+	if err := write(true); err != nil {
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err) {
 			return out.refuse(&ticket.Refusal{Reason: ticket.InvalidGrant, Message: "the slice it grants is refused here: " + err.Error()})
 		}
 		return err
 	}
-	if err := r.record(ctx, v, want.Namespace, out); err != nil || out.reason != "" {
+	if err := r.record(ctx, v, out); err != nil || out.reason != "" {
 		return err
 	}
-	if err := write(); err != nil {
+	if !nsExists {
+		if err := ensureAuthorityNamespace(ctx, r.Client, want.Labels[planetv1.LabelAuthority], want.Namespace); err != nil {
+			return out.refuse(err)
+		}
+	}
+	if err := write(false); err != nil {
 		return fmt.Errorf("writing slice %s/%s: %w", want.Namespace, want.Name, err)
 	}
 	verb := "Created"
@@ -197,66 +234,74 @@ func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket
 	return nil
 }
 
-// record claims the ticket's jti for its token, in a ConfigMap of the
-// authority's namespace named after the issuer and jti: creating it is
-// atomic, so two tickets with one jti cannot both be redeemed. The same
-// token again is idempotent; another token with the jti is Replayed.
-func (r *TicketReconciler) record(ctx context.Context, v *ticket.Verified, namespace string, out *redemption) error {
-	rec := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: namespace, Name: recordName(v.Issuer, v.ID),
-			Labels: map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelTicketRecord: "true"},
-		},
-		Data: map[string]string{"issuer": v.Issuer, "jti": v.ID, "tokenSHA256": v.Hash, "expires": v.Expires().Format(time.RFC3339)},
-	}
-	have := &corev1.ConfigMap{}
-	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(rec), have)
-	if apierrors.IsNotFound(err) {
-		err = r.Create(ctx, rec)
-		if err == nil {
-			return nil
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("recording ticket %s of %s: %w", v.ID, v.Issuer, err)
-		}
-		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(rec), have)
-	}
-	if err != nil {
+// redeemWithdrawal withdraws the slice a withdrawal names: it records the
+// withdrawal (every ticket of the slice not newer than it is Revoked from
+// now on, wherever it is applied, across restarts, until the withdrawal
+// expires) and deletes the foreign Slice when the ticket in force for it is
+// older. The Tickets of the slice are looked at again when it goes: those
+// that carried it turn Revoked.
+func (r *TicketReconciler) redeemWithdrawal(ctx context.Context, v *ticket.Verified, out *redemption) error {
+	full := v.Withdraw.Slice
+	if err := r.checkJTI(ctx, v, out); err != nil || out.reason != "" {
 		return err
 	}
-	if have.Data["tokenSHA256"] != v.Hash {
-		return out.refuse(&ticket.Refusal{Reason: ticket.Replayed, Message: fmt.Sprintf(
-			"%s already redeemed another ticket with jti %s: a jti grants once", v.Issuer, v.ID)})
+	if err := r.record(ctx, v, out); err != nil || out.reason != "" {
+		return err
 	}
+	if err := r.raiseFloor(ctx, full, v.Issuer, v.ID, v.Order(), true); err != nil {
+		return err
+	}
+	out.withdrawn = true
+	ns, name, _ := ticket.ForeignSliceKey(full) // checked by Verify
+	s := &planetv1.Slice{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if s.Annotations[planetv1.AnnotationSliceFullName] != full || !s.DeletionTimestamp.IsZero() || ticket.OrderOf(s).After(v.Order()) {
+		return nil // not this slice, going already, or granted again by a newer ticket
+	}
+	err := r.Delete(ctx, s, client.Preconditions{UID: &s.UID, ResourceVersion: &s.ResourceVersion})
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting withdrawn slice %s/%s: %w", ns, name, err) // a conflict is retried
+	}
+	ctrl.LoggerFrom(ctx).Info("Deleted a foreign slice its issuer withdrew", "slice", full, "jti", v.ID)
+	r.Recorder.Eventf(s, nil, corev1.EventTypeNormal, planetv1.ReasonWithdrawn, "Delete", "withdrawn by its issuer %s (ticket %s): its older tickets are revoked here", v.Issuer, v.ID)
 	return nil
 }
 
-// recordName is the name of a jti's record: "ticket-" and 20 hex characters
-// of sha256("<issuer>/<jti>").
-func recordName(issuer, jti string) string {
-	sum := sha256.Sum256([]byte(issuer + "/" + jti))
-	return "ticket-" + hex.EncodeToString(sum[:10])
-}
-
-// ensureAuthorityNamespace makes the namespace that holds an authority's
-// slices.
-func ensureAuthorityNamespace(ctx context.Context, c client.Client, authorityName, name string) error {
+// checkAuthorityNamespace says whether the namespace that holds an
+// authority's slices exists. One of that name that is another's (two
+// authorities whose names map to one namespace, or one made by hand) is a
+// refusal, NamespaceConflict: it does not clear by retrying.
+func checkAuthorityNamespace(ctx context.Context, c client.Reader, authorityName, name string) (bool, error) {
 	ns := &corev1.Namespace{}
 	err := c.Get(ctx, client.ObjectKey{Name: name}, ns)
 	switch {
 	case apierrors.IsNotFound(err):
-		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-			planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelAuthority: authorityName,
-			"pod-security.kubernetes.io/enforce": "restricted",
-		}}}
-		if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating namespace %s for authority %s: %w", name, authorityName, err)
-		}
-		return nil
+		return false, nil
 	case err != nil:
-		return err
+		return false, err
 	case ns.Labels[planetv1.LabelManagedBy] != planetv1.ManagedByValue || ns.Labels[planetv1.LabelAuthority] != authorityName:
-		return fmt.Errorf("namespace %s exists and is not authority %s's", name, authorityName)
+		return true, &ticket.Refusal{Reason: ticket.Reason(planetv1.ReasonNamespaceConflict), Message: fmt.Sprintf(
+			"namespace %s, where authority %s's slices live here, exists and is not %s's (it is labelled %s=%q)",
+			name, authorityName, authorityName, planetv1.LabelAuthority, ns.Labels[planetv1.LabelAuthority])}
+	}
+	return true, nil
+}
+
+// ensureAuthorityNamespace makes the namespace that holds an authority's
+// slices, when it is not there (a NamespaceConflict refusal when one of
+// its name is another's).
+func ensureAuthorityNamespace(ctx context.Context, c client.Client, authorityName, name string) error {
+	if exists, err := checkAuthorityNamespace(ctx, c, authorityName, name); err != nil || exists {
+		return err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelAuthority: authorityName,
+		"pod-security.kubernetes.io/enforce": "restricted",
+	}}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s for authority %s: %w", name, authorityName, err)
 	}
 	return nil
 }
@@ -277,22 +322,29 @@ func (r *TicketReconciler) setStatus(tk *planetv1.Ticket, out *redemption) {
 	st.ObservedGeneration = tk.Generation
 	if c := out.claims; c != nil {
 		st.Issuer, st.Audience = truncate(c.Issuer, 63), truncate(c.Audience, 63)
-		if c.Expiry > 0 {
+		if c.Expiry > 0 && c.Expiry <= ticket.MaxUnixTime { // unverified: a time a status can hold
 			st.ExpiresAt = &metav1.Time{Time: c.Expires()}
 		}
 		st.Grant = planetv1.TicketGrantSliver
-		st.Slice = ""
-		if c.Pool != nil {
-			st.Grant, st.Slice = planetv1.TicketGrantPool, truncate(c.Pool.Slice, 160)
-		} else if c.Sliver != nil {
-			st.Slice = truncate(c.Sliver.Slice, 160)
+		switch {
+		case c.Pool != nil:
+			st.Grant = planetv1.TicketGrantPool
+		case c.Withdraw != nil:
+			st.Grant = planetv1.TicketGrantWithdraw
 		}
+		st.Slice = truncate(c.SliceName(), 160)
 	}
 	if v := out.verified; v != nil {
 		st.KeyID = v.KeyID
 	}
 	expired := st.ExpiresAt != nil && !st.ExpiresAt.After(r.Now())
 	ready := metav1.Condition{Status: metav1.ConditionTrue, Reason: planetv1.ReasonRedeemed, Message: "the ticket is redeemed: " + out.redeemed, ObservedGeneration: tk.Generation}
+	if out.withdrawn {
+		v := out.verified
+		ready.Reason, ready.Message = planetv1.ReasonWithdrawn, fmt.Sprintf(
+			"the ticket withdrew slice %s: its tickets issued before this one (%s) are revoked here until %s",
+			v.Withdraw.Slice, time.Unix(v.IssuedAt, 0).UTC().Format(time.RFC3339), v.Expires().Format(time.RFC3339))
+	}
 	switch {
 	case out.reason != "":
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, out.reason, truncate(out.message, 1024)
@@ -342,7 +394,8 @@ func (r *TicketReconciler) trust() trust.Policy {
 }
 
 // SetupWithManager registers the controller: Authorities that change (a
-// key added or dropped) and Sites whose trust changes re-check the tickets.
+// key added or dropped) and Sites whose trust changes re-check the tickets;
+// a foreign slice deleted re-checks the tickets for it.
 func (r *TicketReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
@@ -358,6 +411,8 @@ func (r *TicketReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(r.ticketsOfSlice), builder.WithPredicates(grantedSliceChanged)).
 		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(grantingTicket), builder.WithPredicates(grantChanged)).
+		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(r.ticketsForSlice), builder.WithPredicates(deleted)).
+		Watches(&planetv1.ResourcePool{}, handler.EnqueueRequestsFromMapFunc(grantingTicket), builder.WithPredicates(grantChanged)).
 		Watches(&planetv1.Authority{}, allTickets, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&planetv1.Site{}, allTickets, builder.WithPredicates(trustChanged)).
 		Complete(r)

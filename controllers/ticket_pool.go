@@ -20,8 +20,9 @@ import (
 // redeemPool splits the named pool and binds the part to the named slice:
 // a sub-pool named after the ticket, with the same accounting and refusals
 // as a hand-made one. The slice must be here (its sliver ticket redeemed
-// first) and the pool's site must trust the issuer.
-func (r *TicketReconciler) redeemPool(ctx context.Context, v *ticket.Verified, out *redemption) error {
+// first), not withdrawn since the ticket was issued, and the pool's site
+// must trust the issuer. Every check comes before the pool is made.
+func (r *TicketReconciler) redeemPool(ctx context.Context, tk *planetv1.Ticket, v *ticket.Verified, out *redemption) error {
 	g := v.Pool
 	poolNS, parentName, _ := strings.Cut(g.Pool, "/") // checked by Verify
 	a, site, slice, _ := naming.ParseFullName(g.Slice)
@@ -30,6 +31,9 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, v *ticket.Verified, o
 		return out.refuse(&ticket.Refusal{Reason: reason, Message: fmt.Sprintf(format, args...)})
 	}
 
+	if err := r.checkFloor(ctx, v, out); err != nil || out.reason != "" {
+		return err
+	}
 	if err := r.Get(ctx, sliceKey, &planetv1.Slice{}); err != nil {
 		if apierrors.IsNotFound(err) {
 			return bad(ticket.InvalidGrant, "slice %s is not here: redeem its sliver ticket first", g.Slice)
@@ -61,7 +65,7 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, v *ticket.Verified, o
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: poolNS, Name: recordName(v.Issuer, v.ID),
 			Labels:      map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelAuthority: a},
-			Annotations: map[string]string{planetv1.AnnotationTicketID: v.ID, planetv1.AnnotationSliceFullName: g.Slice},
+			Annotations: map[string]string{planetv1.AnnotationTicketID: v.ID, planetv1.AnnotationSliceFullName: g.Slice, planetv1.AnnotationGrantedBy: tk.Namespace + "/" + tk.Name},
 		},
 		Spec: planetv1.ResourcePoolSpec{
 			Parent:  parentName,
@@ -74,8 +78,11 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, v *ticket.Verified, o
 	err := r.Get(ctx, client.ObjectKeyFromObject(want), &planetv1.ResourcePool{})
 	switch {
 	case err == nil:
-		return r.record(ctx, v, naming.AuthorityNamespace(a), out) // made by this ticket before
+		return r.record(ctx, v, out) // made by this ticket before
 	case !apierrors.IsNotFound(err):
+		return err
+	}
+	if err := r.checkJTI(ctx, v, out); err != nil || out.reason != "" {
 		return err
 	}
 
@@ -94,10 +101,7 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, v *ticket.Verified, o
 		}
 		return err
 	}
-	if err := ensureAuthorityNamespace(ctx, r.Client, a, naming.AuthorityNamespace(a)); err != nil {
-		return err
-	}
-	if err := r.record(ctx, v, naming.AuthorityNamespace(a), out); err != nil || out.reason != "" {
+	if err := r.record(ctx, v, out); err != nil || out.reason != "" {
 		return err
 	}
 	if err := r.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -19,33 +19,101 @@ import (
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
-// Cache indexes of the Ticket controller: foreign Slices by the Ticket in
-// force for them (annotation planetkube.io/granted-by), and Tickets by what
-// they redeemed (status.redeemed).
+// Cache indexes of the Ticket controller: foreign Slices and ticket-made
+// ResourcePools by the Ticket in force for them (annotation
+// planetkube.io/granted-by), Tickets by what they redeemed
+// (status.redeemed) and by the slice they are for (status.slice).
 const (
 	indexGrantedBy = "planetkube.io/granted-by"
 	indexRedeemed  = "status.redeemed"
+	indexSlice     = "status.slice"
 )
 
-// indexTicketsAndGrants registers the two indexes.
+// indexTicketsAndGrants registers the indexes.
 func indexTicketsAndGrants(ctx context.Context, mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &planetv1.Slice{}, indexGrantedBy, func(o client.Object) []string {
+	grantedBy := func(o client.Object) []string {
 		if v := o.GetAnnotations()[planetv1.AnnotationGrantedBy]; v != "" {
 			return []string{v}
 		}
 		return nil
-	}); err != nil {
-		return fmt.Errorf("indexing slices by ticket: %w", err)
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &planetv1.Ticket{}, indexRedeemed, func(o client.Object) []string {
-		if t, ok := o.(*planetv1.Ticket); ok && t.Status.Redeemed != "" {
-			return []string{t.Status.Redeemed}
+	for _, obj := range []client.Object{&planetv1.Slice{}, &planetv1.ResourcePool{}} {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, obj, indexGrantedBy, grantedBy); err != nil {
+			return fmt.Errorf("indexing %T by ticket: %w", obj, err)
 		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("indexing tickets by what they redeemed: %w", err)
+	}
+	byStatus := map[string]func(*planetv1.Ticket) string{
+		indexRedeemed: func(t *planetv1.Ticket) string { return t.Status.Redeemed },
+		indexSlice:    func(t *planetv1.Ticket) string { return t.Status.Slice },
+	}
+	for name, field := range byStatus {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, &planetv1.Ticket{}, name, func(o client.Object) []string {
+			if t, ok := o.(*planetv1.Ticket); ok && field(t) != "" {
+				return []string{field(t)}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("indexing tickets by %s: %w", name, err)
+		}
 	}
 	return nil
+}
+
+// releases says whether a ticket refused for reason gives up what it
+// granted: every refusal does (its key removed, its delegation expired,
+// its issuer no longer trusted, revoked, its slice gone for a pool grant),
+// except expiry (an expired slice keeps its object, to be renewed) and a
+// failed write (retried).
+func releases(reason string) bool {
+	switch reason {
+	case "", planetv1.ReasonRedeemFailed, string(ticket.Expired), string(ticket.NotYetValid):
+		return false
+	}
+	return true
+}
+
+// releaseHeld gives up what a refused Ticket was in force for: each
+// foreign slice and ticket-made pool passes to another Ticket carrying the
+// same ticket that is still redeemed, or is deleted. An event on the
+// Ticket says so.
+func (r *TicketReconciler) releaseHeld(ctx context.Context, tk *planetv1.Ticket, out *redemption) error {
+	ref := tk.Namespace + "/" + tk.Name
+	released, err := r.releaseGrants(ctx, ref)
+	if err != nil || len(released) == 0 {
+		return err
+	}
+	r.Recorder.Eventf(tk, nil, corev1.EventTypeWarning, out.reason, "Release",
+		"released %s: the ticket no longer holds (%s)", strings.Join(released, ", "), truncate(out.message, 512))
+	return nil
+}
+
+// releaseGrants releases what the Ticket ref (namespace/name) is in force
+// for, and returns what it released.
+func (r *TicketReconciler) releaseGrants(ctx context.Context, ref string) ([]string, error) {
+	var released []string
+	slices := &planetv1.SliceList{}
+	if err := r.List(ctx, slices, client.MatchingFields{indexGrantedBy: ref}); err != nil {
+		return nil, err
+	}
+	for i := range slices.Items {
+		if done, err := r.releaseGrant(ctx, &slices.Items[i], &planetv1.Slice{}, ref); err != nil {
+			return released, err
+		} else if done {
+			released = append(released, "Slice/"+slices.Items[i].Namespace+"/"+slices.Items[i].Name)
+		}
+	}
+	pools := &planetv1.ResourcePoolList{}
+	if err := r.List(ctx, pools, client.MatchingFields{indexGrantedBy: ref}); err != nil {
+		return released, err
+	}
+	for i := range pools.Items {
+		if done, err := r.releaseGrant(ctx, &pools.Items[i], &planetv1.ResourcePool{}, ref); err != nil {
+			return released, err
+		} else if done {
+			released = append(released, "ResourcePool/"+pools.Items[i].Namespace+"/"+pools.Items[i].Name)
+		}
+	}
+	return released, nil
 }
 
 // +kubebuilder:rbac:groups=planetkube.io,resources=slices,verbs=delete
@@ -57,65 +125,72 @@ func indexTicketsAndGrants(ctx context.Context, mgr ctrl.Manager) error {
 // how a peer withdraws one (push), and how a feed that stops listing it
 // removes it (pull).
 func (r *TicketReconciler) release(ctx context.Context, key types.NamespacedName) error {
-	ref := key.Namespace + "/" + key.Name
-	list := &planetv1.SliceList{}
-	if err := r.List(ctx, list, client.MatchingFields{indexGrantedBy: ref}); err != nil {
-		return err
-	}
-	for i := range list.Items {
-		if err := r.releaseSlice(ctx, &list.Items[i], ref); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := r.releaseGrants(ctx, key.Namespace+"/"+key.Name)
+	return err
 }
 
-// releaseSlice re-reads the slice from the API server (the cache may not
-// have seen a newer ticket take it over yet) and hands it over or deletes
-// it, on the condition that it is unchanged since.
-func (r *TicketReconciler) releaseSlice(ctx context.Context, cached *planetv1.Slice, ref string) error {
-	s := &planetv1.Slice{}
-	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cached), s); err != nil {
-		return client.IgnoreNotFound(err)
+// releaseGrant re-reads a foreign slice or ticket-made pool from the API
+// server (the cache may not have seen a newer ticket take it over yet) and
+// hands it over or deletes it, on the condition that it is unchanged
+// since. It says whether it did either.
+func (r *TicketReconciler) releaseGrant(ctx context.Context, cached, obj client.Object, ref string) (bool, error) {
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cached), obj); err != nil {
+		return false, client.IgnoreNotFound(err)
 	}
-	if s.Annotations[planetv1.AnnotationGrantedBy] != ref || !s.DeletionTimestamp.IsZero() {
-		return nil
+	if obj.GetAnnotations()[planetv1.AnnotationGrantedBy] != ref || !obj.GetDeletionTimestamp().IsZero() {
+		return false, nil
 	}
-	log := ctrl.LoggerFrom(ctx)
-	if next, err := r.otherGrant(ctx, s, ref); err != nil || next != "" {
+	kind := "slice"
+	if _, ok := obj.(*planetv1.ResourcePool); ok {
+		kind = "pool"
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues(kind, obj.GetNamespace()+"/"+obj.GetName(), "slice", obj.GetAnnotations()[planetv1.AnnotationSliceFullName])
+	if next, err := r.otherGrant(ctx, obj, ref); err != nil || next != "" {
 		if err != nil {
-			return err
+			return false, err
 		}
-		patch := client.MergeFromWithOptions(s.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		s.Annotations[planetv1.AnnotationGrantedBy] = next
-		if err := r.Patch(ctx, s, patch); client.IgnoreNotFound(err) != nil {
-			// A conflict is retried: the slice changed (its status, say) since it was read.
-			return fmt.Errorf("handing slice %s/%s to ticket %s: %w", s.Namespace, s.Name, next, err)
+		patch := client.MergeFromWithOptions(obj.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
+		obj.GetAnnotations()[planetv1.AnnotationGrantedBy] = next
+		if err := r.Patch(ctx, obj, patch); client.IgnoreNotFound(err) != nil {
+			// A conflict is retried: it changed (its status, say) since it was read.
+			return false, fmt.Errorf("handing %s %s/%s to ticket %s: %w", kind, obj.GetNamespace(), obj.GetName(), next, err)
 		}
-		log.Info("Foreign slice passed to another ticket", "slice", s.Annotations[planetv1.AnnotationSliceFullName], "ticket", next)
-		return nil
+		log.Info("Passed to another ticket", "ticket", next)
+		return true, nil
 	}
-	err := r.Delete(ctx, s, client.Preconditions{UID: &s.UID, ResourceVersion: &s.ResourceVersion})
+	if s, ok := obj.(*planetv1.Slice); ok {
+		// What it ran stays its floor: an older ticket of it does not
+		// bring it back.
+		full, jti := s.Annotations[planetv1.AnnotationSliceFullName], s.Annotations[planetv1.AnnotationTicketID]
+		if err := r.raiseFloor(ctx, full, s.Labels[planetv1.LabelAuthority], jti, ticket.OrderOf(s), false); err != nil {
+			return false, err
+		}
+	}
+	uid, rv := obj.GetUID(), obj.GetResourceVersion()
+	err := r.Delete(ctx, obj, client.Preconditions{UID: &uid, ResourceVersion: &rv})
 	if apierrors.IsNotFound(err) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		// A conflict (the slice changed since it was read: its status, or a
-		// newer ticket took it) is retried: the next look reads it again.
-		return fmt.Errorf("deleting foreign slice %s/%s: %w", s.Namespace, s.Name, err)
+		// A conflict (it changed since it was read: its status, or a newer
+		// ticket took it) is retried: the next look reads it again.
+		return false, fmt.Errorf("deleting %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
 	}
-	log.Info("Deleted a foreign slice whose ticket was deleted", "slice", s.Annotations[planetv1.AnnotationSliceFullName], "ticket", ref)
-	r.Recorder.Eventf(s, nil, corev1.EventTypeNormal, "TicketWithdrawn", "Delete", "ticket %s, the last that granted this slice, was deleted", ref)
-	return nil
+	log.Info("Deleted what a ticket no longer grants", "ticket", ref)
+	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "TicketWithdrawn", "Delete", "ticket %s, the last that granted this %s, is deleted or no longer holds", ref, kind)
+	return true, nil
 }
 
 // otherGrant returns another live, redeemed Ticket (namespace/name) that
-// carries the very ticket the slice runs (the same jti: a pushed and a
-// pulled copy of one token), or "". An older ticket of the slice does not
-// take it over.
-func (r *TicketReconciler) otherGrant(ctx context.Context, s *planetv1.Slice, ref string) (string, error) {
+// carries the very ticket obj runs (the same jti: a pushed and a pulled
+// copy of one token), or "". An older ticket does not take it over.
+func (r *TicketReconciler) otherGrant(ctx context.Context, obj client.Object, ref string) (string, error) {
+	kind := "Slice/"
+	if _, ok := obj.(*planetv1.ResourcePool); ok {
+		kind = "ResourcePool/"
+	}
 	tickets := &planetv1.TicketList{}
-	if err := r.List(ctx, tickets, client.MatchingFields{indexRedeemed: "Slice/" + s.Namespace + "/" + s.Name}); err != nil {
+	if err := r.List(ctx, tickets, client.MatchingFields{indexRedeemed: kind + obj.GetNamespace() + "/" + obj.GetName()}); err != nil {
 		return "", err
 	}
 	for i := range tickets.Items {
@@ -124,12 +199,31 @@ func (r *TicketReconciler) otherGrant(ctx context.Context, s *planetv1.Slice, re
 		if name == ref || !t.DeletionTimestamp.IsZero() || !meta.IsStatusConditionTrue(t.Status.Conditions, planetv1.ConditionReady) {
 			continue
 		}
-		if c, _, err := ticket.Inspect(t.Spec.Token); err != nil || c.ID != s.Annotations[planetv1.AnnotationTicketID] {
+		if c, _, err := ticket.Inspect(t.Spec.Token); err != nil || c.ID != obj.GetAnnotations()[planetv1.AnnotationTicketID] {
 			continue
 		}
 		return name, nil
 	}
 	return "", nil
+}
+
+// ticketsForSlice maps a foreign slice that is deleted to the Tickets for
+// it (by status.slice): a withdrawal took it, and the copies that carried
+// it turn Revoked; a pool grant lost its slice, and releases its pool.
+func (r *TicketReconciler) ticketsForSlice(ctx context.Context, o client.Object) []reconcile.Request {
+	full := o.GetAnnotations()[planetv1.AnnotationSliceFullName]
+	if full == "" || o.GetLabels()[planetv1.LabelAuthority] == "" {
+		return nil
+	}
+	return listRequests(ctx, r, &planetv1.TicketList{}, client.MatchingFields{indexSlice: full})
+}
+
+// deleted passes delete events only.
+var deleted = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	UpdateFunc:  func(event.UpdateEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
 }
 
 // ticketsOfSlice maps a foreign slice to the Tickets that redeemed it, so

@@ -19,15 +19,25 @@ const (
 	// (one namespace per foreign authority), or a foreign Slice's.
 	LabelAuthority = "planetkube.io/authority"
 	// AnnotationTicketID, on a Slice made from a ticket, is the ticket's jti;
-	// AnnotationTicketIssuedAt its iat (Unix seconds): an older ticket does
-	// not undo a newer one.
+	// AnnotationTicketIssuedAt its iat (Unix seconds) and
+	// AnnotationTicketSHA256 its token's hash: an older ticket (by iat, then
+	// hash: internal/ticket's Order) does not undo a newer one.
 	AnnotationTicketID       = "planetkube.io/ticket-id"
 	AnnotationTicketIssuedAt = "planetkube.io/ticket-issued-at"
-	// LabelTicketRecord marks the record (a ConfigMap in the authority's
-	// namespace) that a ticket's jti was redeemed, with the token's hash:
-	// the same jti for another token is refused as Replayed, after the
-	// Ticket is deleted and across manager restarts.
+	AnnotationTicketSHA256   = "planetkube.io/ticket-sha256"
+	// LabelTicketRecord marks the records (ConfigMaps in the manager's
+	// namespace) of redeemed tickets: "jti", that an issuer's jti was
+	// redeemed, with the token's hash (the same jti for another token is
+	// refused as Replayed, after the Ticket is deleted and across manager
+	// restarts); "withdrawal", that a slice was withdrawn by its issuer
+	// (its older tickets are refused as Revoked until the withdrawal
+	// expires).
 	LabelTicketRecord = "planetkube.io/ticket-record"
+	// LabelFederationTickets marks the Secrets, in the manager's namespace,
+	// that hold the tickets a home slice was given for its peers (one
+	// Secret per slice, one key per peer): never in a status that its
+	// site's people can read.
+	LabelFederationTickets = "planetkube.io/federation-tickets"
 
 	// AnnotationGrantedBy, on a foreign Slice, names the Ticket in force for
 	// it (<namespace>/<name>): the slice lives while a Ticket grants it, and

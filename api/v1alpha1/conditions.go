@@ -110,6 +110,10 @@ const (
 	ReasonRedeemed = "Redeemed"
 	// ReasonSuperseded: the slice already runs a newer ticket.
 	ReasonSuperseded = "Superseded"
+	// ReasonWithdrawn: a withdrawal is redeemed: the slice it names is
+	// gone, and its older tickets are revoked (Ready=True: done). Also the
+	// event of a foreign slice deleted by its issuer's withdrawal.
+	ReasonWithdrawn = "Withdrawn"
 	// ReasonRedeemFailed: writing what the ticket grants failed; retried.
 	ReasonRedeemFailed = "RedeemFailed"
 )
@@ -120,6 +124,9 @@ const (
 	ReasonKeysValid = "KeysValid"
 	// ReasonNoValidKeys: none of its keys is usable.
 	ReasonNoValidKeys = "NoValidKeys"
+	// ReasonKeysCorrected (an event): keys added by hand to the install's
+	// own Authority were removed; it lists only its key Secret's.
+	ReasonKeysCorrected = "KeysCorrected"
 )
 
 // Reasons of an Authority's FeedSynced and PushReady conditions (a refused

@@ -265,7 +265,11 @@ type SliceFederation struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
-	// ticketID is the jti of the ticket in force for the peer.
+	// ticketID is the jti of the ticket in force for the peer (or of the
+	// withdrawal sent to it). The ticket itself, a bearer token, is not in
+	// the status: it lives in the Secret planetkube-federation-<slice id>
+	// of the manager's namespace, which only the manager and the cluster's
+	// operators read.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	TicketID string `json:"ticketID,omitempty"`
@@ -279,12 +283,6 @@ type SliceFederation struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	GrantHash string `json:"grantHash,omitempty"`
-
-	// ticket is the signed ticket (a compact JWS), served in the feed and
-	// pushed as is.
-	// +kubebuilder:validation:MaxLength=16384
-	// +optional
-	Ticket string `json:"ticket,omitempty"`
 
 	// desiredSlivers and readySlivers are what the peer reports for the
 	// slice, when the ticket is pushed.

@@ -5,13 +5,15 @@ import (
 )
 
 // TicketGrant is the kind of grant a ticket carries.
-// +kubebuilder:validation:Enum=Sliver;Pool
+// +kubebuilder:validation:Enum=Sliver;Pool;Withdraw
 type TicketGrant string
 
-// Ticket grants.
+// Ticket grants: slivers of a slice, a part of a pool, or the withdrawal
+// of a slice (which revokes its older tickets).
 const (
-	TicketGrantSliver TicketGrant = "Sliver"
-	TicketGrantPool   TicketGrant = "Pool"
+	TicketGrantSliver   TicketGrant = "Sliver"
+	TicketGrantPool     TicketGrant = "Pool"
+	TicketGrantWithdraw TicketGrant = "Withdraw"
 )
 
 // TicketSpec carries a signed ticket to redeem in this cluster.
@@ -40,7 +42,7 @@ type TicketStatus struct {
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 
-	// grant is what the ticket grants: Sliver or Pool.
+	// grant is what the ticket grants: Sliver, Pool or Withdraw.
 	// +optional
 	Grant TicketGrant `json:"grant,omitempty"`
 
@@ -69,10 +71,11 @@ type TicketStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready (reason Redeemed, or why the ticket was refused:
-	// Malformed, BadSignature, UnknownIssuer, BadDelegation, OutOfScope,
-	// WrongAudience, NotYetValid, Expired, Replayed, NotTrusted,
-	// Overcommitted, InvalidGrant), Expired.
+	// conditions: Ready (reason Redeemed, or Withdrawn for a withdrawal,
+	// or why the ticket was refused: Malformed, BadSignature,
+	// UnknownIssuer, BadDelegation, OutOfScope, WrongAudience, NotYetValid,
+	// Expired, Replayed, Revoked, NotTrusted, Overcommitted, InvalidGrant,
+	// NamespaceConflict), Expired.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8

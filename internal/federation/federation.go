@@ -72,6 +72,15 @@ func Claims(peer string, g ticket.SliverGrant, now time.Time, jti string) ticket
 	return ticket.Claims{Audience: peer, IssuedAt: now.Unix(), Expiry: exp, ID: jti, Sliver: &g}
 }
 
+// WithdrawClaims returns the withdrawal of a slice for a peer: issued at
+// iat (after every ticket the peer was given for the slice), valid for as
+// long as any of them could be (ticket.MaxLifetime), with a fresh jti. The
+// peer refuses every older ticket of the slice until it expires.
+func WithdrawClaims(peer, fullName string, iat time.Time, jti string) ticket.Claims {
+	return ticket.Claims{Audience: peer, IssuedAt: iat.Unix(), Expiry: iat.Unix() + ticket.MaxLifetimeSeconds, ID: jti,
+		Withdraw: &ticket.WithdrawGrant{Slice: fullName}}
+}
+
 // SliceID is the label value that identifies a slice's pushed and pulled
 // Tickets: 20 hex characters of the SHA-256 of its full name.
 func SliceID(fullName string) string {

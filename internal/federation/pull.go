@@ -1,6 +1,6 @@
 package federation
 
-// Pulled is one ticket listed in a feed, verified.
+// Pulled is one ticket listed in a feed.
 type Pulled struct {
 	// Name is its Ticket's name here (TicketName).
 	Name string
@@ -8,6 +8,10 @@ type Pulled struct {
 	SliceID string
 	// IssuedAt is its iat.
 	IssuedAt int64
+	// Refused says that the ticket did not pass the checks here: it is not
+	// applied, and the slice it names (when it could be read) is kept as it
+	// is rather than withdrawn.
+	Refused bool
 }
 
 // Held is a Ticket this install made from a feed earlier.
@@ -30,25 +34,33 @@ type PullPlan struct {
 // PlanPull compares a feed with the Tickets pulled before. An older Ticket
 // of a listed slice stays until the feed's newer one is redeemed, so that
 // a renewal never leaves the slice without a ticket, and a refused renewal
-// leaves the running slice alone.
+// leaves the running slice alone. Each ticket counts on its own: one
+// refused here is not applied and keeps its slice as it is, and the slices
+// the feed no longer lists are withdrawn whatever else it holds.
 func PlanPull(feed []Pulled, held []Held) PullPlan {
 	var plan PullPlan
 	current := make(map[string]string, len(feed)) // slice id -> name
+	kept := make(map[string]bool)                 // slice ids of refused tickets
 	for _, p := range feed {
-		current[p.SliceID] = p.Name
+		if p.Refused {
+			kept[p.SliceID] = true
+		} else {
+			current[p.SliceID] = p.Name
+		}
 	}
 	have := make(map[string]Held, len(held))
 	for _, h := range held {
 		have[h.Name] = h
 	}
 	for _, p := range feed {
-		if _, ok := have[p.Name]; !ok {
+		if _, ok := have[p.Name]; !ok && !p.Refused {
 			plan.Create = append(plan.Create, p)
 		}
 	}
 	for _, h := range held {
 		name, listed := current[h.SliceID]
 		switch {
+		case !listed && kept[h.SliceID]:
 		case !listed:
 			plan.Delete = append(plan.Delete, h.Name)
 		case name != h.Name && have[name].Redeemed:

@@ -44,20 +44,22 @@ var SiteRules = Rules{
 // write (retried). A superseded ticket never does anything again: it is
 // Failed, so that whoever keeps it in Git sees it.
 var TicketRules = Rules{
-	string(ticket.Malformed):     Failed,
-	string(ticket.BadSignature):  Failed,
-	string(ticket.UnknownIssuer): Failed,
-	string(ticket.BadDelegation): Failed,
-	string(ticket.OutOfScope):    Failed,
-	string(ticket.WrongAudience): Failed,
-	string(ticket.NotYetValid):   InProgress,
-	string(ticket.Expired):       Failed,
-	string(ticket.InvalidGrant):  Failed,
-	string(ticket.Replayed):      Failed,
-	string(ticket.NotTrusted):    Failed,
-	string(ticket.Overcommitted): Failed,
-	planetv1.ReasonSuperseded:    Failed,
-	planetv1.ReasonRedeemFailed:  InProgress,
+	string(ticket.Malformed):         Failed,
+	string(ticket.BadSignature):      Failed,
+	string(ticket.UnknownIssuer):     Failed,
+	string(ticket.BadDelegation):     Failed,
+	string(ticket.OutOfScope):        Failed,
+	string(ticket.WrongAudience):     Failed,
+	string(ticket.NotYetValid):       InProgress,
+	string(ticket.Expired):           Failed,
+	string(ticket.InvalidGrant):      Failed,
+	string(ticket.Replayed):          Failed,
+	string(ticket.NotTrusted):        Failed,
+	string(ticket.Overcommitted):     Failed,
+	string(ticket.Revoked):           Failed,
+	planetv1.ReasonNamespaceConflict: Failed,
+	planetv1.ReasonSuperseded:        Failed,
+	planetv1.ReasonRedeemFailed:      InProgress,
 }
 
 // AuthorityRules: an authority with no usable key verifies no ticket

@@ -13,17 +13,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/controllers"
 	flowquery "github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/federation/feed"
-	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
 // FeedHandler is this install's feed (pull federation): to a peer that
-// signs its request with a key of its Authority here, the tickets of the
-// home slices that name it, from their status.federation.
-func FeedHandler(c client.Reader, signer *authority.SignerSource, o Options) http.Handler {
+// signs its request with a key of its Authority here, the tickets the home
+// slices were given for it (and the withdrawals of those it no longer
+// runs), from their Secrets in the manager's namespace (secrets reads
+// them: the cache of those Secrets).
+func FeedHandler(c, secrets client.Reader, signer *authority.SignerSource, o Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(feed.Path, &feed.Handler{
 		Local:  o.Authority,
@@ -36,37 +38,11 @@ func FeedHandler(c client.Reader, signer *authority.SignerSource, o Options) htt
 			return authority.Keyring(list.Items), nil
 		},
 		Tickets: func(ctx context.Context, requester string) ([]string, error) {
-			return FeedTickets(ctx, c, requester, time.Now())
+			return controllers.FeedTickets(ctx, secrets, o.Namespace, requester, time.Now())
 		},
 		Skew: o.TicketSkew,
 	})
 	return mux
-}
-
-// FeedTickets returns the unexpired tickets the home slices hold for a
-// peer.
-func FeedTickets(ctx context.Context, c client.Reader, requester string, now time.Time) ([]string, error) {
-	list := &planetv1.SliceList{}
-	if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil { // read-only
-		return nil, err
-	}
-	var out []string
-	for i := range list.Items {
-		s := &list.Items[i]
-		if naming.IsAuthorityNamespace(s.Namespace) || !s.DeletionTimestamp.IsZero() {
-			continue
-		}
-		for _, e := range s.Status.Federation {
-			if e.Authority != requester || e.Ticket == "" || e.Phase == planetv1.FederationWithdrawn || e.Phase == planetv1.FederationFailed {
-				continue
-			}
-			if c, _, err := ticket.Inspect(e.Ticket); err != nil || !c.Expires().After(now) {
-				continue // expired since: the federation controller withdraws it
-			}
-			out = append(out, e.Ticket)
-		}
-	}
-	return out, nil
 }
 
 // feedServer serves the feed over TLS with the certificate of a folder

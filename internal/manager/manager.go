@@ -339,6 +339,31 @@ func PodCacheOptions(mgr ctrl.Manager) cache.Options {
 	}
 }
 
+// everyReplica makes the manager start a cache with its own, on every
+// replica and before the runnables that read it (a bare cache.Cache would
+// start on the leader only).
+type everyReplica struct{ cache.Cache }
+
+// GetCache puts it in the manager's group of caches.
+func (c everyReplica) GetCache() cache.Cache { return c.Cache }
+
+// FederationSecretCacheOptions scope the cache of the Secrets that hold the
+// home slices' tickets for their peers: those of the manager's namespace
+// with their label, and no other Secret.
+func FederationSecretCacheOptions(mgr ctrl.Manager, namespace string) cache.Options {
+	return cache.Options{
+		Scheme:           mgr.GetScheme(),
+		Mapper:           mgr.GetRESTMapper(),
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {
+				Namespaces: map[string]cache.Config{namespace: {}},
+				Label:      labels.SelectorFromSet(labels.Set{planetv1.LabelFederationTickets: "true"}),
+			},
+		},
+	}
+}
+
 // Setup registers every PlanetKube controller with the manager, and the
 // shared view of the cluster they read.
 func Setup(mgr ctrl.Manager, o Options) error {
@@ -409,7 +434,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err := (&controllers.AuthorityReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("authority-controller"),
-		Poller:   &controllers.Poller{Authority: o.Authority, Signer: signer, Peers: peers, Skew: o.TicketSkew, Timeout: o.FeedTimeout},
+		Local:    o.Authority,
+		Signer:   signer,
+		Poller:   &controllers.Poller{Authority: o.Authority, Signer: signer, Peers: peers, Skew: o.TicketSkew, Timeout: o.FeedTimeout, DefaultTrust: defaultTrust},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Authority controller: %w", err)
 	}
@@ -417,6 +444,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Client:       mgr.GetClient(),
 		APIReader:    mgr.GetAPIReader(),
 		Recorder:     mgr.GetEventRecorder("ticket-controller"),
+		Namespace:    o.Namespace,
 		Authority:    o.Authority,
 		DefaultTrust: defaultTrust,
 		Skew:         o.TicketSkew,
@@ -424,10 +452,21 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ticket controller: %w", err)
 	}
+	fedSecrets, err := cache.New(mgr.GetConfig(), FederationSecretCacheOptions(mgr, o.Namespace))
+	if err != nil {
+		return fmt.Errorf("creating the federation tickets' cache: %w", err)
+	}
+	// Started on every replica, with the manager's own cache: each serves the feed.
+	if err := mgr.Add(everyReplica{fedSecrets}); err != nil {
+		return err
+	}
 	if err := (&controllers.FederationReconciler{
 		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("federation-controller"),
 		Authority: o.Authority,
+		Namespace: o.Namespace,
+		Secrets:   fedSecrets,
 		Signer:    signer,
 		Peers:     peers,
 		Workers:   o.SliceWorkers,
@@ -438,7 +477,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		if o.FeedCertDir == "" {
 			return errors.New("--feed-bind-address needs --feed-cert-dir (the feed is served over HTTPS only)")
 		}
-		if err := mgr.Add(&feedServer{addr: o.FeedAddr, certDir: o.FeedCertDir, handler: FeedHandler(mgr.GetClient(), signer, o)}); err != nil {
+		if err := mgr.Add(&feedServer{addr: o.FeedAddr, certDir: o.FeedCertDir, handler: FeedHandler(mgr.GetClient(), fedSecrets, signer, o)}); err != nil {
 			return err
 		}
 	}

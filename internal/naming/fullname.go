@@ -1,8 +1,12 @@
 package naming
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"regexp"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // MaxAuthorityLength bounds an authority's name (plc, plc.japan).
@@ -62,12 +66,30 @@ const reservedPrefix = "planetkube-"
 // have no dashes, so this is one-to-one.
 func dashed(authority string) string { return strings.ReplaceAll(authority, ".", "-") }
 
+// authorityHashLen is the number of hex characters of the hash that ends
+// a shortened authority namespace: 64 bits, so that two long names sharing
+// the kept prefix would need a collision no one can search for.
+const authorityHashLen = 16
+
 // AuthorityNamespace returns the namespace that holds the Slices of a
 // foreign authority (one namespace per authority, so that what a peer runs
 // here is one place to list, watch and scope): "planetkube-auth-<authority
-// with dashes for dots>", shortened with a hash when too long.
+// with dashes for dots>", or, when that is longer than a label, a prefix of
+// it, "--" and 16 hex characters of sha256("auth/<authority>").
+//
+// The mapping is one-to-one: authority names have no empty label, so the
+// full form never holds "--" and never equals a shortened one; two
+// shortened ones are equal only for names that share the prefix and 64
+// bits of their hash. (A namespace found with another authority's label
+// is refused all the same, with NamespaceConflict.)
 func AuthorityNamespace(authority string) string {
-	return label(reservedPrefix+"auth-"+dashed(authority), "auth/"+authority)
+	name := reservedPrefix + "auth-" + dashed(authority)
+	if len(name) <= validation.DNS1123LabelMaxLength {
+		return name
+	}
+	sum := sha256.Sum256([]byte("auth/" + authority))
+	prefix := strings.TrimRight(name[:validation.DNS1123LabelMaxLength-2-authorityHashLen], "-")
+	return prefix + "--" + hex.EncodeToString(sum[:])[:authorityHashLen]
 }
 
 // IsAuthorityNamespace says whether ns is named as an authority's

@@ -1,6 +1,8 @@
 package naming
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -180,5 +182,46 @@ func TestReservedSliverName(t *testing.T) {
 	long := ReservedSliverName("a-slice-with-a-rather-long-name", "planetlab-node-17.cs.example.edu", "0a1b2c3d4e")
 	if len(long) > 63 || long == ReservedSliverName("a-slice-with-a-rather-long-name", "planetlab-node-17.cs.example.edu", "ffffffffff") {
 		t.Errorf("long names: %q (len %d) must stay labels and differ per variant", long, len(long))
+	}
+}
+
+// TestAuthorityNamespaceIsOneToOne holds the mapping from authority names
+// to their namespaces one-to-one: the pair that collided before (a long
+// name, and a short one written as the long one's shortened form: its
+// prefix and a hash-looking last label) maps to two namespaces, and so do
+// long names that share their kept prefix.
+func TestAuthorityNamespaceIsOneToOne(t *testing.T) {
+	long := "plc.japan.tokyo." + strings.Repeat("x", 40) + ".lab"
+	short := func(ns string) string {
+		// The authority whose plain namespace would be ns.
+		return strings.ReplaceAll(strings.TrimPrefix(ns, "planetkube-auth-"), "-", ".")
+	}
+	// Under the earlier scheme, label() kept 54 characters and "-" + 8 hex.
+	sum := sha256.Sum256([]byte("auth/" + long))
+	old := ("planetkube-auth-" + strings.ReplaceAll(long, ".", "-"))[:54] + "-" + hex.EncodeToString(sum[:])[:8]
+	crafted := short(old)
+	if !ValidAuthority(crafted) {
+		t.Fatalf("the crafted name %q is not an authority's name", crafted)
+	}
+	seen := map[string]string{}
+	if forged := short(AuthorityNamespace(long)); ValidAuthority(forged) {
+		t.Errorf("%q, an authority's name, would map to the shortened namespace of %q", forged, long)
+	}
+	for _, a := range []string{"plc", "plc.japan", long, crafted, long + "2", long + ".x"} {
+		ns := AuthorityNamespace(a)
+		checkLabel(t, "AuthorityNamespace("+a+")", ns)
+		if !IsAuthorityNamespace(ns) {
+			t.Errorf("%q is not named as an authority's namespace", ns)
+		}
+		if other, dup := seen[ns]; dup {
+			t.Errorf("%q and %q both map to %q", other, a, ns)
+		}
+		seen[ns] = a
+	}
+	if got := AuthorityNamespace("plc.japan"); got != "planetkube-auth-plc-japan" {
+		t.Errorf("AuthorityNamespace(plc.japan) = %q, want the plain form", got)
+	}
+	if got := AuthorityNamespace(long); !strings.Contains(got, "--") || len(got) != 63 {
+		t.Errorf("AuthorityNamespace(long) = %q, want a 63-character shortened form with --", got)
 	}
 }

@@ -41,6 +41,7 @@ func (v *Verified) ForeignSlice() *planetv1.Slice {
 				planetv1.AnnotationSliceFullName:  g.Slice,
 				planetv1.AnnotationTicketID:       v.ID,
 				planetv1.AnnotationTicketIssuedAt: strconv.FormatInt(v.IssuedAt, 10),
+				planetv1.AnnotationTicketSHA256:   v.Hash,
 			},
 		},
 		Spec: planetv1.SliceSpec{
@@ -66,8 +67,21 @@ func (v *Verified) ForeignSlice() *planetv1.Slice {
 	return s
 }
 
-// IssuedAtOf reads the iat a Slice made from a ticket records; 0 when none.
-func IssuedAtOf(s *planetv1.Slice) int64 {
+// OrderOf reads the Order of the ticket in force for a Slice made from a
+// ticket; the zero Order when none (a slice made before the hash was
+// recorded has its iat and an empty hash).
+func OrderOf(s *planetv1.Slice) Order {
 	n, _ := strconv.ParseInt(s.Annotations[planetv1.AnnotationTicketIssuedAt], 10, 64)
-	return n
+	return Order{IssuedAt: n, Hash: s.Annotations[planetv1.AnnotationTicketSHA256]}
+}
+
+// ForeignSliceKey returns where the Slice of a foreign slice's full name
+// lives here: its authority's namespace, named "<site>-<slice>". ok is
+// false when full is not a full name.
+func ForeignSliceKey(full string) (namespace, name string, ok bool) {
+	authority, site, slice, ok := naming.ParseFullName(full)
+	if !ok {
+		return "", "", false
+	}
+	return naming.AuthorityNamespace(authority), naming.ForeignSliceName(site, slice), true
 }

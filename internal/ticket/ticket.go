@@ -39,6 +39,14 @@ const (
 	// MaxLifetime bounds a ticket's lifetime (exp - iat): a slice lives
 	// at most 8 weeks before it must be renewed, and so does its ticket.
 	MaxLifetime = 8 * 7 * 24 * time.Hour
+	// MaxLifetimeSeconds is MaxLifetime in the seconds a token counts in:
+	// lifetimes are compared in integer seconds, before any conversion to
+	// a time.Duration (which would wrap past 292 years).
+	MaxLifetimeSeconds = int64(MaxLifetime / time.Second)
+	// MaxUnixTime is the latest time a token may name (iat, nbf, exp, a
+	// slice's expiresAt, a pool's until): 9999-12-31T23:59:59Z, the last
+	// second RFC 3339 (and so a Kubernetes timestamp) can write.
+	MaxUnixTime int64 = 253402300799
 )
 
 // JWS header types: a delegation cannot pass for a ticket, nor the reverse.
@@ -51,9 +59,9 @@ const (
 // shows it.
 type Reason string
 
-// Reasons of refusal. The verifier decides the first ten; the Ticket
-// controller decides Replayed, NotTrusted and Overcommitted, which need the
-// cluster's state.
+// Reasons of refusal. The verifier decides the first nine; the Ticket
+// controller decides Replayed, NotTrusted, Overcommitted and Revoked, which
+// need the cluster's state.
 const (
 	Malformed     Reason = "Malformed"
 	BadSignature  Reason = "BadSignature"
@@ -64,6 +72,10 @@ const (
 	NotYetValid   Reason = "NotYetValid"
 	Expired       Reason = "Expired"
 	InvalidGrant  Reason = "InvalidGrant"
+	// Revoked: the slice's issuer withdrew it with a newer ticket (a
+	// withdrawal), which revokes this one and every older one of the
+	// slice, wherever they were applied.
+	Revoked       Reason = "Revoked"
 	Replayed      Reason = "Replayed"
 	NotTrusted    Reason = "NotTrusted"
 	Overcommitted Reason = "Overcommitted"
@@ -104,9 +116,21 @@ type Claims struct {
 	// Chain holds the delegations from a root authority to the issuer,
 	// root first, when the issuer is a delegate.
 	Chain []string `json:"chain,omitempty"`
-	// Sliver or Pool is the grant; exactly one is set.
-	Sliver *SliverGrant `json:"sliver,omitempty"`
-	Pool   *PoolGrant   `json:"pool,omitempty"`
+	// Sliver, Pool or Withdraw is the grant; exactly one is set.
+	Sliver   *SliverGrant   `json:"sliver,omitempty"`
+	Pool     *PoolGrant     `json:"pool,omitempty"`
+	Withdraw *WithdrawGrant `json:"withdraw,omitempty"`
+}
+
+// WithdrawGrant takes a slice back: redeemed where it is addressed, it
+// revokes every ticket of the slice older than itself (by Order), wherever
+// and however often they were applied, until it expires. An issuer
+// withdraws a slice from a peer by sending it a withdrawal, newer than
+// every ticket it gave the peer for that slice and valid for as long as
+// any of them could be (MaxLifetime).
+type WithdrawGrant struct {
+	// Slice is the slice's full name, under the issuer's name.
+	Slice string `json:"slice"`
 }
 
 // SliverGrant grants a slice of the issuer slivers on the audience's nodes.
@@ -174,10 +198,45 @@ type Verified struct {
 // Expires returns the ticket's expiry.
 func (c *Claims) Expires() time.Time { return time.Unix(c.Expiry, 0).UTC() }
 
-// Kind names the grant: "sliver" or "pool".
+// Kind names the grant: "sliver", "pool" or "withdraw".
 func (c *Claims) Kind() string {
-	if c.Pool != nil {
+	switch {
+	case c.Pool != nil:
 		return "pool"
+	case c.Withdraw != nil:
+		return "withdraw"
 	}
 	return "sliver"
 }
+
+// SliceName returns the full name of the slice the grant is for, whatever
+// its kind; "" when the claims hold no grant.
+func (c *Claims) SliceName() string {
+	switch {
+	case c.Sliver != nil:
+		return c.Sliver.Slice
+	case c.Pool != nil:
+		return c.Pool.Slice
+	case c.Withdraw != nil:
+		return c.Withdraw.Slice
+	}
+	return ""
+}
+
+// Order places a ticket among the tickets of one slice: the one issued
+// later is newer, and of two issued in the same second, the one whose
+// token hash (hex SHA-256) is greater. Two different tokens are never
+// equal, so every install that sees the same tickets picks the same one,
+// in any order of arrival: the order is total and stable.
+type Order struct {
+	IssuedAt int64
+	Hash     string
+}
+
+// After says whether o is newer than p.
+func (o Order) After(p Order) bool {
+	return o.IssuedAt > p.IssuedAt || (o.IssuedAt == p.IssuedAt && o.Hash > p.Hash)
+}
+
+// Order returns the verified ticket's place among its slice's.
+func (v *Verified) Order() Order { return Order{IssuedAt: v.IssuedAt, Hash: v.Hash} }

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -93,6 +92,22 @@ func Inspect(token string) (*Claims, string, error) {
 	return c, kid, nil
 }
 
+// InspectDelegation decodes a delegation's claims without verifying
+// anything but its form (as Verify reads them, strictly): for display, or
+// for a signer to check that what it signs under a chain does not outlive
+// it. Trust nothing in it.
+func InspectDelegation(token string) (*DelegationClaims, error) {
+	_, _, payload, err := parse(token, TypeDelegation)
+	if err != nil {
+		return nil, err
+	}
+	d := &DelegationClaims{}
+	if err := decode(payload, d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
 // signed is a parsed compact JWS: the token's bytes, what its signature
 // covers (its first two parts, as sent) and the signature.
 type signed struct {
@@ -150,12 +165,14 @@ func parseLimit(token, typ string, limit int) (signed, string, []byte, error) {
 		return signed{}, "", nil, err
 	}
 	// A map, not a struct: member names match exactly, as RFC 7515 says
-	// (encoding/json would fill a struct field from "ALG" too). Other
-	// members are allowed and ignored, except crit, which names extensions
-	// a verifier must understand: none is.
-	var h map[string]any
-	if err := json.Unmarshal(head, &h); err != nil || h == nil {
-		return signed{}, "", nil, refuse(Malformed, "the header is not a JSON object")
+	// (encoding/json would fill a struct field from "ALG" too), and
+	// decodeHeader refuses a duplicate member and a case variant of a
+	// registered one ("ALG"), which other readers may read otherwise
+	// (strictjson.go). Other members are allowed and ignored, except crit,
+	// which names extensions a verifier must understand: none is.
+	h, err := decodeHeader(head)
+	if err != nil {
+		return signed{}, "", nil, err
 	}
 	alg, _ := h["alg"].(string)
 	got, _ := h["typ"].(string)
@@ -197,9 +214,10 @@ func unbase64(part string, src, buf []byte) ([]byte, []byte, error) {
 }
 
 // decode reads a JSON payload into out; anything but one JSON object
-// (trailing data included) is Malformed.
+// (trailing data included), a duplicate member name at any depth and a
+// member named like a claim in another case are Malformed (DecodeStrict).
 func decode(payload []byte, out any) error {
-	if err := json.Unmarshal(payload, out); err != nil {
+	if err := DecodeStrict(payload, out); err != nil {
 		return refuse(Malformed, "the payload is not the expected JSON object: "+err.Error())
 	}
 	return nil
@@ -230,18 +248,37 @@ func checkShape(c *Claims) error {
 		return refuse(Malformed, fmt.Sprintf("aud %q is not an authority's name", c.Audience))
 	case !validJTI(c.ID):
 		return refuse(Malformed, "jti must be 1 to 128 letters, digits, '.', '_', '~' or '-'")
-	case c.IssuedAt <= 0 || c.Expiry <= 0 || c.NotBefore < 0:
-		return refuse(Malformed, "iat and exp are required (Unix seconds), nbf is optional")
-	case c.Expiry <= c.IssuedAt:
-		return refuse(Malformed, "exp is not after iat")
+	case !validTimes(c.IssuedAt, c.NotBefore, c.Expiry):
+		return refuse(Malformed, fmt.Sprintf("iat and exp are required, nbf is optional: Unix seconds from 1 to %d (%s), exp after iat", MaxUnixTime, unix(MaxUnixTime)))
 	case len(c.Chain) > MaxChain:
 		return refuse(Malformed, fmt.Sprintf("the delegation chain has %d links, more than %d", len(c.Chain), MaxChain))
-	case (c.Sliver == nil) == (c.Pool == nil):
-		return refuse(InvalidGrant, "a ticket grants exactly one of sliver or pool")
-	case time.Duration(c.Expiry-c.IssuedAt)*time.Second > MaxLifetime:
+	case grants(c) != 1:
+		return refuse(InvalidGrant, "a ticket grants exactly one of sliver, pool or withdraw")
+	// Both are in [1, MaxUnixTime]: the difference cannot overflow, and is
+	// compared in seconds, never as a Duration.
+	case c.Expiry-c.IssuedAt > MaxLifetimeSeconds:
 		return refuse(InvalidGrant, fmt.Sprintf("the ticket is valid for more than %s (exp - iat); issue a shorter one and renew it", MaxLifetime))
 	}
 	return nil
+}
+
+// validTimes checks a token's iat, nbf and exp as integers, before anything
+// converts them: iat and exp in [1, MaxUnixTime] with exp after iat, nbf 0
+// (unset) or in that range too.
+func validTimes(iat, nbf, exp int64) bool {
+	in := func(t int64) bool { return t >= 1 && t <= MaxUnixTime }
+	return in(iat) && in(exp) && exp > iat && (nbf == 0 || in(nbf))
+}
+
+// grants counts the grants the claims hold.
+func grants(c *Claims) int {
+	n := 0
+	for _, set := range []bool{c.Sliver != nil, c.Pool != nil, c.Withdraw != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
 }
 
 // issuerKey finds the key that must have signed the ticket: the issuer's
@@ -324,8 +361,8 @@ func (v *Verifier) verifyLink(i int, link, parent, parentKID string, parentKey e
 	switch {
 	case !isChild(d.Subject, d.Issuer):
 		return nil, bad("%q is not one label under %q", d.Subject, d.Issuer)
-	case d.IssuedAt <= 0 || d.Expiry <= d.IssuedAt:
-		return nil, bad("iat and exp are required, exp after iat")
+	case !validTimes(d.IssuedAt, d.NotBefore, d.Expiry):
+		return nil, bad("iat and exp are required, nbf is optional: Unix seconds from 1 to %d, exp after iat", MaxUnixTime)
 	case d.IssuedAt > now.Unix()+skew || d.NotBefore > now.Unix()+skew:
 		return nil, bad("%s → %s is not valid yet", d.Issuer, d.Subject)
 	case d.Expiry+skew <= now.Unix():
@@ -353,12 +390,7 @@ func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 // checkScope checks that the grant names only what is under the issuer's
 // name: plc grants plc.* slices, plc.japan only plc.japan.* ones.
 func checkScope(c *Claims) error {
-	full := ""
-	if c.Sliver != nil {
-		full = c.Sliver.Slice
-	} else {
-		full = c.Pool.Slice
-	}
+	full := c.SliceName()
 	authority, _, _, ok := naming.ParseFullName(full)
 	if !ok {
 		return refuse(InvalidGrant, fmt.Sprintf("slice %q is not a full name <authority>.<site>.<slice>", full))
@@ -376,6 +408,9 @@ var poolRefRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]
 // InvalidGrant too).
 func checkGrant(c *Claims) error {
 	bad := func(format string, a ...any) error { return refuse(InvalidGrant, fmt.Sprintf(format, a...)) }
+	if c.Withdraw != nil {
+		return nil // its slice is checked with the scope
+	}
 	if s := c.Sliver; s != nil {
 		switch {
 		case s.Template.Image == "" || len(s.Template.Image) > 512:

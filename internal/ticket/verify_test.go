@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,20 @@ func mustDelegate(t *testing.T, parent Signer, child Signer, exp time.Time) stri
 	d, err := parent.Delegate(child.Authority, pub(child.Key), now.Add(-2*time.Hour), exp)
 	if err != nil {
 		t.Fatalf("Delegate: %v", err)
+	}
+	return d
+}
+
+// handDelegate signs a delegation from parent to child with none of
+// Delegate's checks (a child that is not one label under parent).
+func handDelegate(t *testing.T, parent, child Signer) string {
+	t.Helper()
+	d, err := parent.sign(TypeDelegation, DelegationClaims{
+		Issuer: parent.Authority, Subject: child.Authority, Key: EncodePublicKey(pub(child.Key)), KeyID: child.KeyID,
+		IssuedAt: now.Add(-2 * time.Hour).Unix(), Expiry: now.Add(48 * time.Hour).Unix(),
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return d
 }
@@ -185,6 +200,18 @@ func TestVerify(t *testing.T) {
 			c.Expiry = now.Add(72 * time.Hour).Unix()
 			return mustIssue(t, japan, c)
 		}, BadDelegation, ""},
+		{"delegation to a grandchild (plc → plc.japan.tokyo)", func() string {
+			return mustIssue(t, tokyo, withChain(sliverClaims("plc.japan.tokyo.todai.codeen"), []string{handDelegate(t, plc, tokyo)}))
+		}, BadDelegation, ""},
+		{"delegation outside the issuer's name (plc → ple.x)", func() string {
+			other := NewSigner("ple.x", tokyoKey)
+			return mustIssue(t, other, withChain(sliverClaims("ple.x.inria.codeen"), []string{handDelegate(t, plc, other)}))
+		}, BadDelegation, ""},
+		{"ticket of another authority signed with the chain's key", func() string {
+			// plc.korea is not the chain's last subject (plc.japan), but
+			// its ticket is signed with plc.japan's key, under its kid.
+			return mustIssue(t, NewSigner("plc.korea", japanKey), withChain(sliverClaims("plc.korea.seoul.codeen"), chain1))
+		}, BadDelegation, ""},
 		{"links out of order", func() string {
 			return mustIssue(t, tokyo, withChain(sliverClaims("plc.japan.tokyo.todai.codeen"), []string{chain2[1], chain2[0]}))
 		}, UnknownIssuer, ""},
@@ -276,6 +303,44 @@ func TestRefusedAtIssue(t *testing.T) {
 		{"pool for another authority's slice", pool(PoolGrant{Pool: "princeton/p", PerNode: gpu, Slice: "ple.a.b"}), OutOfScope},
 		{"pool ok", pool(PoolGrant{Pool: "princeton/p", PerNode: gpu, Slice: "plc.a.b"}), ""},
 		{"exp before iat", func() Claims { c := sliverClaims("plc.a.b"); c.Expiry = c.IssuedAt - 1; return c }(), Malformed},
+
+		// Times are checked as integers, at their edges, before anything
+		// converts them (a Duration of exp - iat wrapped past 292 years).
+		{"lifetime of exactly 8 weeks", func() Claims {
+			c := sliverClaims("plc.a.b")
+			c.Expiry = c.IssuedAt + MaxLifetimeSeconds
+			return c
+		}(), ""},
+		{"exp in 2320 (exp - iat wraps a Duration)", func() Claims {
+			c := sliverClaims("plc.a.b")
+			c.Expiry = time.Date(2320, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+			return c
+		}(), InvalidGrant},
+		{"exp after year 9999", func() Claims { c := sliverClaims("plc.a.b"); c.Expiry = MaxUnixTime + 1; return c }(), Malformed},
+		{"exp the largest int64", func() Claims { c := sliverClaims("plc.a.b"); c.Expiry = math.MaxInt64; return c }(), Malformed},
+		{"iat the largest int64", func() Claims {
+			c := sliverClaims("plc.a.b")
+			c.IssuedAt, c.Expiry = math.MaxInt64-1, math.MaxInt64
+			return c
+		}(), Malformed},
+		{"iat and exp the smallest int64", func() Claims {
+			c := sliverClaims("plc.a.b")
+			c.IssuedAt, c.Expiry = math.MinInt64, math.MinInt64+1
+			return c
+		}(), Malformed},
+		{"nbf negative", func() Claims { c := sliverClaims("plc.a.b"); c.NotBefore = -1; return c }(), Malformed},
+		{"nbf after year 9999", func() Claims { c := sliverClaims("plc.a.b"); c.NotBefore = MaxUnixTime + 1; return c }(), Malformed},
+		{"slice expiry the largest int64", func() Claims {
+			c := sliverClaims("plc.a.b")
+			c.Sliver.ExpiresAt = math.MaxInt64
+			return c
+		}(), InvalidGrant},
+
+		// Withdrawals.
+		{"withdrawal", withdrawal("plc.a.b"), ""},
+		{"withdrawal of another authority's slice", withdrawal("ple.a.b"), OutOfScope},
+		{"withdrawal not of a full name", withdrawal("codeen"), InvalidGrant},
+		{"withdrawal and sliver", func() Claims { c := withdrawal("plc.a.b"); c.Sliver = sliverClaims("plc.a.b").Sliver; return c }(), InvalidGrant},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -294,6 +359,71 @@ func TestRefusedAtIssue(t *testing.T) {
 				t.Fatalf("Verify: reason %q (%v), want %q", ReasonOf(err), err, tc.want)
 			}
 		})
+	}
+}
+
+// withdrawal returns the claims of a withdrawal of slice (a full name).
+func withdrawal(slice string) Claims {
+	c := sliverClaims(slice)
+	c.Sliver, c.Withdraw = nil, &WithdrawGrant{Slice: slice}
+	return c
+}
+
+// TestDelegationTimeBounds checks a delegation's times as integers at their
+// edges: one valid for ever (exp the largest int64) or past year 9999 is
+// refused, not taken as the parent's whole life.
+func TestDelegationTimeBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		iat, nbf, exp int64
+		want          Reason
+	}{
+		{"a year", now.Add(-time.Hour).Unix(), 0, now.Add(365 * 24 * time.Hour).Unix(), ""},
+		{"until year 9999", now.Add(-time.Hour).Unix(), 0, MaxUnixTime, ""},
+		{"past year 9999", now.Add(-time.Hour).Unix(), 0, MaxUnixTime + 1, BadDelegation},
+		{"exp the largest int64", now.Add(-time.Hour).Unix(), 0, math.MaxInt64, BadDelegation},
+		{"iat negative", -5, 0, now.Add(time.Hour).Unix(), BadDelegation},
+		{"nbf past year 9999", now.Add(-time.Hour).Unix(), MaxUnixTime + 1, now.Add(time.Hour).Unix(), BadDelegation},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := plc.sign(TypeDelegation, DelegationClaims{
+				Issuer: "plc", Subject: japan.Authority, Key: EncodePublicKey(pub(japanKey)), KeyID: japan.KeyID,
+				IssuedAt: tc.iat, NotBefore: tc.nbf, Expiry: tc.exp,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := sliverClaims("plc.japan.utokyo.codeen")
+			c.Chain = []string{d}
+			tok, err := japan.Issue(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := verifier().Verify(tok, now); ReasonOf(err) != tc.want {
+				t.Fatalf("reason %q (%v), want %q", ReasonOf(err), err, tc.want)
+			}
+		})
+	}
+}
+
+// TestOrder checks the total order of a slice's tickets.
+func TestOrder(t *testing.T) {
+	a, b := Order{IssuedAt: 10, Hash: "aa"}, Order{IssuedAt: 10, Hash: "bb"}
+	for _, tc := range []struct {
+		name string
+		o, p Order
+		want bool
+	}{
+		{"later iat", Order{IssuedAt: 11, Hash: "00"}, b, true},
+		{"earlier iat", Order{IssuedAt: 9, Hash: "ff"}, a, false},
+		{"same iat, greater hash", b, a, true},
+		{"same iat, smaller hash", a, b, false},
+		{"the same ticket is not newer than itself", a, a, false},
+		{"a ticket over a slice made before hashes were kept", a, Order{IssuedAt: 10}, true},
+	} {
+		if got := tc.o.After(tc.p); got != tc.want {
+			t.Errorf("%s: %v.After(%v) = %v, want %v", tc.name, tc.o, tc.p, got, tc.want)
+		}
 	}
 }
 

@@ -123,6 +123,10 @@ func TestIssueRefuses(t *testing.T) {
 		"no grant":              {"audience: ple\n", "InvalidGrant"},
 		"both expiries":         {"audience: ple\nexpiresIn: 1h\nexpiresAt: 2027-01-01T00:00:00Z\nsliver: {slice: plc.a.b, template: {image: x}}\n", "not both"},
 		"slice outlives ticket": {"audience: ple\nexpiresIn: 1h\nsliver: {slice: plc.a.b, template: {image: x}, expiresAt: 2027-06-01T00:00:00Z}\n", "InvalidGrant"},
+		// exp - iat as a Duration wrapped past 292 years: 2320 was signed.
+		"expiry in 2320":             {"audience: ple\nexpiresAt: 2320-01-01T00:00:00Z\nsliver: {slice: plc.a.b, template: {image: x}}\n", "InvalidGrant"},
+		"withdrawal of another's":    {"audience: ple\nwithdraw: {slice: ple.a.b}\n", "OutOfScope"},
+		"withdrawal and sliver both": {"audience: ple\nwithdraw: {slice: plc.a.b}\nsliver: {slice: plc.a.b, template: {image: x}}\n", "InvalidGrant"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			spec := write(t, dir, "spec.yaml", c.spec)
@@ -135,6 +139,73 @@ func TestIssueRefuses(t *testing.T) {
 	spec := write(t, dir, "ok.yaml", "audience: ple\nsliver: {slice: plc.a.b, template: {image: x}}\n")
 	if _, err := run(t, "", "ticket", "issue", "-f", spec); err == nil || !strings.Contains(err.Error(), "--key") {
 		t.Fatalf("no key: %v", err)
+	}
+	// A withdrawal lives, by default, as long as any ticket it revokes.
+	spec = write(t, dir, "withdraw.yaml", "audience: ple\nwithdraw: {slice: plc.a.b}\n")
+	token, err := run(t, "", "ticket", "issue", "-f", spec, "--key", key, "--authority", "plc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := ticket.Inspect(strings.TrimSpace(token))
+	if err != nil || c.Kind() != "withdraw" || c.Withdraw.Slice != "plc.a.b" || c.Expiry-c.IssuedAt != ticket.MaxLifetimeSeconds {
+		t.Fatalf("withdrawal %+v (%v): want plc.a.b withdrawn for 8 weeks", c, err)
+	}
+}
+
+// TestNothingOutlivesItsChain checks that a delegate signs neither a
+// delegation nor a ticket that would outlive its own delegation (its
+// audience would refuse both), and signs them when they do not.
+func TestNothingOutlivesItsChain(t *testing.T) {
+	dir := t.TempDir()
+	keys := map[string]string{}
+	pubs := map[string]string{}
+	for _, name := range []string{"plc", "plc.japan", "plc.japan.tokyo"} {
+		keys[name] = filepath.Join(dir, name+".pem")
+		out, err := run(t, "", "authority", "keygen", "--authority", name, "--out", keys[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs[name] = field(t, out, "publicKey:")
+	}
+	deleg, err := run(t, "", "authority", "delegate", "--key", keys["plc"], "--authority", "plc", "--child", "plc.japan", "--child-public-key", pubs["plc.japan"], "--expires-in", "48h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := write(t, dir, "chain", deleg)
+	sub := func(expiresIn string, signer ...string) []string {
+		return append([]string{"authority", "delegate", "--chain", chain, "--child", "plc.japan.tokyo", "--child-public-key", pubs["plc.japan.tokyo"], "--expires-in", expiresIn}, signer...)
+	}
+	japan := []string{"--key", keys["plc.japan"], "--authority", "plc.japan"}
+
+	_, err = run(t, "", sub("96h", japan...)...)
+	if err == nil || !strings.Contains(err.Error(), "2026-12-06T12:00:00Z") || !strings.Contains(err.Error(), "2026-12-04T12:00:00Z") || !strings.Contains(err.Error(), "--expires-in") {
+		t.Fatalf("a 96h delegation under a 48h one: %v", err)
+	}
+	if _, err := run(t, "", sub("96h", "--key", keys["plc.japan"], "--authority", "plc.korea")...); err == nil || !strings.Contains(err.Error(), "not to the signer plc.korea") {
+		t.Fatalf("a chain that is not the signer's: %v", err)
+	}
+	if _, err := run(t, "", sub("48h", japan...)...); err != nil {
+		t.Fatalf("a delegation as long as its parent's: %v", err)
+	}
+
+	issue := func(expiresIn string) error {
+		spec := write(t, dir, "spec.yaml", "audience: ple\nexpiresIn: "+expiresIn+"\nsliver: {slice: plc.japan.utokyo.codeen, template: {image: nginx}}\n")
+		_, err := run(t, "", append([]string{"ticket", "issue", "-f", spec, "--chain", chain}, japan...)...)
+		return err
+	}
+	if err := issue("96h"); err == nil || !strings.Contains(err.Error(), "after its delegation") || !strings.Contains(err.Error(), "2026-12-04T12:00:00Z") {
+		t.Fatalf("a 96h ticket under a 48h delegation: %v", err)
+	}
+	if err := issue("48h"); err != nil {
+		t.Fatalf("a ticket as long as its delegation: %v", err)
+	}
+	if err := issue("336h"); err == nil {
+		t.Fatal("a ticket of the default lifetime (14 days) under a 48h delegation")
+	}
+	empty := write(t, dir, "empty", "\n")
+	spec := write(t, dir, "spec.yaml", "audience: ple\nexpiresIn: 1h\nsliver: {slice: plc.japan.utokyo.codeen, template: {image: nginx}}\n")
+	if _, err := run(t, "", append([]string{"ticket", "issue", "-f", spec, "--chain", empty}, japan...)...); err == nil || !strings.Contains(err.Error(), "no delegation") {
+		t.Fatalf("an empty chain: %v", err)
 	}
 }
 

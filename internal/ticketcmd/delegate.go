@@ -24,16 +24,21 @@ func delegate(args []string, std IO) error {
 	fs := cli.NewFlagSet("authority delegate", "--child NAME --child-public-key BASE64 (--key FILE | --key-secret NS/NAME) [flags]",
 		"Signs, with the parent authority's key, a delegation that lets a child authority (plc → plc.japan)\n"+
 			"issue tickets for names under its own. Prints the delegation token: the child passes it to\n"+
-			"`planetkube ticket issue --chain`, after the delegations of its own parents.")
+			"`planetkube ticket issue --chain`, after the delegations of its own parents.\n"+
+			"A parent that is itself a delegate gives its own chain (--chain): a delegation that would\n"+
+			"outlive the parent's own is refused, as every verifier would refuse it.")
 	var (
 		k          keyFlags
 		child, pub string
+		chain      string
 		expiresIn  time.Duration
 	)
 	k.bind(fs)
 	fs.StringVar(&child, "child", "", "The child authority's name: the parent's plus one label (plc.japan).")
 	fs.StringVar(&pub, "child-public-key", "", "The child's Ed25519 public key, base64 (its Authority's keys[].publicKey).")
-	fs.DurationVar(&expiresIn, "expires-in", defaultDelegation, "How long the delegation is valid; never longer than the parent's own.")
+	fs.DurationVar(&expiresIn, "expires-in", defaultDelegation, "How long the delegation is valid. With --chain, refused when it would outlive the parent's own delegation.")
+	fs.StringVar(&chain, "chain", "", "File of the parent's own delegations, from a root authority to the parent, one token per line, root first\n"+
+		"(as ticket issue --chain reads them), when the parent is a delegate.")
 	if help, err := parseArgs(fs, args); help || err != nil {
 		return err
 	}
@@ -49,6 +54,22 @@ func delegate(args []string, std IO) error {
 		return err
 	}
 	now := std.Now()
+	if chain != "" {
+		_, last, err := readChain(chain)
+		if err != nil {
+			return err
+		}
+		exp := now.Add(expiresIn).Unix()
+		switch {
+		case last.Subject != signer.Authority:
+			return fmt.Errorf("--chain %s delegates to %s, not to the signer %s", chain, last.Subject, signer.Authority)
+		case last.Expiry <= now.Unix():
+			return fmt.Errorf("the parent's own delegation (%s → %s) expired at %s", last.Issuer, last.Subject, unixTime(last.Expiry))
+		case exp > last.Expiry:
+			return fmt.Errorf("the delegation would expire at %s, after the parent's own delegation (%s → %s, which expires at %s): give a shorter --expires-in (at most %s)",
+				unixTime(exp), last.Issuer, last.Subject, unixTime(last.Expiry), time.Unix(last.Expiry, 0).Sub(now).Truncate(time.Second))
+		}
+	}
 	token, err := signer.Delegate(child, key, now, now.Add(expiresIn))
 	if err != nil {
 		return err

@@ -26,13 +26,15 @@ type IssueSpec struct {
 	ID string `json:"id,omitempty"`
 	// NotBefore delays the ticket's validity.
 	NotBefore *metav1.Time `json:"notBefore,omitempty"`
-	// ExpiresAt or ExpiresIn (default 14 days, PlanetLab's slice lifetime)
+	// ExpiresAt or ExpiresIn (default 14 days, PlanetLab's slice lifetime;
+	// 8 weeks for a withdrawal, the longest any ticket it revokes lives)
 	// is the ticket's expiry.
 	ExpiresAt *metav1.Time     `json:"expiresAt,omitempty"`
 	ExpiresIn *metav1.Duration `json:"expiresIn,omitempty"`
-	// Sliver or Pool is the grant.
-	Sliver *SliverSpec `json:"sliver,omitempty"`
-	Pool   *PoolSpec   `json:"pool,omitempty"`
+	// Sliver, Pool or Withdraw is the grant.
+	Sliver   *SliverSpec           `json:"sliver,omitempty"`
+	Pool     *PoolSpec             `json:"pool,omitempty"`
+	Withdraw *ticket.WithdrawGrant `json:"withdraw,omitempty"`
 }
 
 // SliverSpec is a sliver grant with its slice expiry as a time.
@@ -54,7 +56,9 @@ const defaultLifetime = 14 * 24 * time.Hour
 
 func issue(args []string, std IO) error {
 	fs := cli.NewFlagSet("ticket issue", "-f SPEC.yaml (--key FILE | --key-secret NS/NAME) [flags]",
-		"Signs a ticket (a sliver grant or a pool grant) for an audience from a YAML spec, and prints\n"+
+		"Signs a ticket (a sliver grant, a pool grant, or the withdrawal of a slice, which revokes\n"+
+			"its older tickets at the audience: withdraw: {slice: plc.princeton.codeen}) for an audience\n"+
+			"from a YAML spec, and prints\n"+
 			"the token, or with -o ticket a Ticket manifest to `kubectl apply` at the audience.\n\n"+
 			"Spec:\n  audience: ple\n  expiresIn: 336h          # or expiresAt: 2027-01-01T00:00:00Z\n"+
 			"  sliver:\n    slice: plc.princeton.codeen\n    description: a content distribution network\n"+
@@ -66,7 +70,8 @@ func issue(args []string, std IO) error {
 	)
 	k.bind(fs)
 	fs.StringVar(&file, "f", "", "The ticket spec (YAML); - reads standard input.")
-	fs.StringVar(&chain, "chain", "", "File of the delegations from a root authority to the signer, one token per line, root first (for a delegate's tickets).")
+	fs.StringVar(&chain, "chain", "", "File of the delegations from a root authority to the signer, one token per line, root first (for a delegate's tickets).\n"+
+		"A ticket that would expire after the chain's last delegation is refused, as its audience would refuse it.")
 	fs.StringVar(&out, "o", "token", "Output: token, or ticket (a Ticket manifest).")
 	fs.StringVar(&name, "name", "", "With -o ticket: the Ticket's name (default: from the grant and jti).")
 	fs.StringVar(&namespace, "namespace", "", "With -o ticket: the Ticket's namespace.")
@@ -92,11 +97,15 @@ func issue(args []string, std IO) error {
 		return fmt.Errorf("%s: %w", file, err)
 	}
 	if chain != "" {
-		data, err := os.ReadFile(chain)
+		links, last, err := readChain(chain)
 		if err != nil {
 			return err
 		}
-		claims.Chain = strings.Fields(string(data))
+		if claims.Expiry > last.Expiry {
+			return fmt.Errorf("the ticket would expire at %s, after its delegation (%s → %s, which expires at %s): give an earlier expiresAt or a shorter expiresIn",
+				unixTime(claims.Expiry), last.Issuer, last.Subject, unixTime(last.Expiry))
+		}
+		claims.Chain = links
 	}
 	signer, err := k.signer(context.Background())
 	if err != nil {
@@ -130,6 +139,8 @@ func (s *IssueSpec) claims(now time.Time) (ticket.Claims, error) {
 		c.Expiry = s.ExpiresAt.Unix()
 	case s.ExpiresIn != nil:
 		c.Expiry = now.Add(s.ExpiresIn.Duration).Unix()
+	case s.Withdraw != nil:
+		c.Expiry = now.Unix() + ticket.MaxLifetimeSeconds
 	default:
 		c.Expiry = now.Add(defaultLifetime).Unix()
 	}
@@ -150,6 +161,7 @@ func (s *IssueSpec) claims(now time.Time) (ticket.Claims, error) {
 		}
 		c.Pool = &g
 	}
+	c.Withdraw = s.Withdraw
 	return c, nil
 }
 
@@ -187,6 +199,29 @@ func compactMeta(m metav1.ObjectMeta) map[string]string {
 	}
 	return out
 }
+
+// readChain reads a --chain file: delegation tokens from a root authority,
+// root first, separated by white space (one a line). It returns them and
+// the claims of the last one, read for their form only (the receiver
+// verifies the chain), so that nothing is signed to outlive it.
+func readChain(file string) ([]string, *ticket.DelegationClaims, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	links := strings.Fields(string(data))
+	if len(links) == 0 {
+		return nil, nil, fmt.Errorf("--chain %s holds no delegation", file)
+	}
+	last, err := ticket.InspectDelegation(links[len(links)-1])
+	if err != nil {
+		return nil, nil, fmt.Errorf("--chain %s: its last delegation: %w", file, err)
+	}
+	return links, last, nil
+}
+
+// unixTime writes Unix seconds as an RFC 3339 time, UTC.
+func unixTime(s int64) string { return time.Unix(s, 0).UTC().Format(time.RFC3339) }
 
 // readInput reads a file, or standard input for "-".
 func readInput(file string, std IO) ([]byte, error) {

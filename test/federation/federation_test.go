@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -17,8 +18,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/federation"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/ticket"
 )
 
 // pushSecret is the Secret, in plc's manager namespace, holding the
@@ -48,6 +51,36 @@ func entry(s *planetv1.Slice) func(Gomega) planetv1.SliceFederation {
 			}
 		}
 		return planetv1.SliceFederation{}
+	}
+}
+
+// homeTicket returns the ticket plc gave ple for a slice, from the Secret
+// of plc's manager namespace where it is kept (never in the slice's status).
+func homeTicket(s *planetv1.Slice) string {
+	GinkgoHelper()
+	secret := &corev1.Secret{}
+	name := controllers.FederationTicketsSecret(naming.FullName("plc", s.Namespace, s.Name))
+	Expect(plc.k8s.Get(ctx, client.ObjectKey{Namespace: "planetkube-system", Name: name}, secret)).To(Succeed())
+	return string(secret.Data["ple"])
+}
+
+// copyAtPle applies a copy of a token at ple as a Ticket of site inria's
+// namespace, as anyone there who got hold of it could.
+func copyAtPle(name, token string) *planetv1.Ticket {
+	GinkgoHelper()
+	t := &planetv1.Ticket{ObjectMeta: metav1.ObjectMeta{Namespace: "inria", Name: name}, Spec: planetv1.TicketSpec{Token: token}}
+	Expect(ple.k8s.Create(ctx, t)).To(Succeed())
+	return t
+}
+
+// pleTicketReason returns the reason of a Ticket's Ready condition at ple.
+func pleTicketReason(t *planetv1.Ticket) func(Gomega) string {
+	return func(g Gomega) string {
+		got := &planetv1.Ticket{}
+		g.Expect(ple.k8s.Get(ctx, client.ObjectKeyFromObject(t), got)).To(Succeed())
+		c := meta.FindStatusCondition(got.Status.Conditions, planetv1.ConditionReady)
+		g.Expect(c).NotTo(BeNil())
+		return c.Reason
 	}
 }
 
@@ -200,12 +233,36 @@ var _ = Describe("Federation of two installs", Ordered, func() {
 			Eventually(ple.runningIn(ns)).Should(Equal(inria))
 		})
 
-		It("deletes at the peer when the home slice is deleted", func() {
+		It("keeps the ticket out of the slice's status, where its site's people read it", func() {
+			token := homeTicket(s)
+			got := &planetv1.Slice{}
+			Expect(plc.k8s.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+			status, err := json.Marshal(got.Status)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(status)).NotTo(ContainSubstring(token[:40]))
+			Expect(string(status)).To(ContainSubstring(entry(s)(Default).TicketID))
+		})
+
+		It("deletes at the peer when the home slice is deleted, and revokes every copy of its ticket there, across a restart", func() {
+			// Someone at ple who got hold of the token applies a copy of their own.
+			token := homeTicket(s)
+			copied := copyAtPle("codeen-copy", token)
+			Eventually(pleTicketReason(copied)).Should(Equal(planetv1.ReasonRedeemed))
+
 			Expect(plc.k8s.Delete(ctx, s)).To(Succeed())
 			Eventually(goneAtPle(s)).Should(BeTrue())
 			_, ns := foreign(s)
 			Eventually(ple.runningIn(ns)).Should(BeEmpty())
 			Eventually(func() error { return plc.k8s.Get(ctx, client.ObjectKeyFromObject(s), &planetv1.Slice{}) }).Should(Satisfy(apierrors.IsNotFound))
+			Eventually(pleTicketReason(copied)).Should(Equal(string(ticket.Revoked)))
+			Consistently(goneAtPle(s), "3s").Should(BeTrue(), "the copy kept the slice")
+
+			By("restarting ple's manager: a copy applied again is still refused")
+			Expect(ple.mgr.Stop()).To(Succeed())
+			ple.startManager()
+			again := copyAtPle("codeen-copy-again", token)
+			Eventually(pleTicketReason(again), "90s").Should(Equal(string(ticket.Revoked)))
+			Expect(goneAtPle(s)()).To(BeTrue())
 		})
 	})
 
@@ -228,9 +285,17 @@ var _ = Describe("Federation of two installs", Ordered, func() {
 			_, ns := foreign(s)
 			Eventually(ple.runningIn(ns), "60s").Should(Equal(inria))
 			tickets := &planetv1.TicketList{}
-			Expect(ple.k8s.List(ctx, tickets, client.InNamespace(naming.AuthorityNamespace("plc")), client.MatchingLabels{planetv1.LabelTicketSource: "feed"})).To(Succeed())
+			Expect(ple.k8s.List(ctx, tickets, client.InNamespace(naming.AuthorityNamespace("plc")), client.MatchingLabels{planetv1.LabelTicketSource: "feed", planetv1.LabelSliceID: federation.SliceID("plc.mit.measure")})).To(Succeed())
 			Expect(tickets.Items).To(HaveLen(1))
-			Expect(tickets.Items[0].Spec.Token).To(Equal(entry(s)(Default).Ticket))
+			Expect(tickets.Items[0].Spec.Token).To(Equal(homeTicket(s)))
+			// The feed also offers the withdrawal of the slice deleted before
+			// (push above), which ple redeems: its copies there stay revoked.
+			Eventually(func(g Gomega) {
+				g.Expect(ple.k8s.List(ctx, tickets, client.InNamespace(naming.AuthorityNamespace("plc")),
+					client.MatchingLabels{planetv1.LabelSliceID: federation.SliceID("plc.princeton.codeen")})).To(Succeed())
+				g.Expect(tickets.Items).To(HaveLen(1))
+				g.Expect(pleTicketReason(&tickets.Items[0])(g)).To(Equal(planetv1.ReasonWithdrawn))
+			}).Should(Succeed())
 		})
 
 		It("renews by the feed at the next poll", func() {
@@ -239,14 +304,55 @@ var _ = Describe("Federation of two installs", Ordered, func() {
 			Eventually(func(g Gomega) int64 { return foreignAtPle(s)(g).Spec.ExpiresAt.Unix() }, "60s").Should(Equal(later.Unix()))
 			Eventually(func(g Gomega) {
 				tickets := &planetv1.TicketList{}
-				g.Expect(ple.k8s.List(ctx, tickets, client.InNamespace(naming.AuthorityNamespace("plc")), client.MatchingLabels{planetv1.LabelTicketSource: "feed"})).To(Succeed())
+				g.Expect(ple.k8s.List(ctx, tickets, client.InNamespace(naming.AuthorityNamespace("plc")), client.MatchingLabels{planetv1.LabelTicketSource: "feed", planetv1.LabelSliceID: federation.SliceID("plc.mit.measure")})).To(Succeed())
 				g.Expect(tickets.Items).To(HaveLen(1), "the replaced ticket is deleted at the poll after the new one is redeemed")
 			}, "60s").Should(Succeed())
 		})
 
-		It("removes a slice the feed no longer lists", func() {
+		It("withdraws a deleted slice by the feed, and revokes every copy of its ticket", func() {
+			copied := copyAtPle("measure-copy", homeTicket(s))
+			Eventually(pleTicketReason(copied)).Should(Equal(planetv1.ReasonRedeemed))
 			Expect(plc.k8s.Delete(ctx, s)).To(Succeed())
 			Eventually(goneAtPle(s), "60s").Should(BeTrue())
+			Eventually(pleTicketReason(copied)).Should(Equal(string(ticket.Revoked)))
+			Consistently(goneAtPle(s), "3s").Should(BeTrue(), "the copy kept the slice")
+		})
+
+		It("applies each ticket of a feed on its own: one no site trusts does not hold back a withdrawal", func() {
+			keep, drop := homeSlice("mit", "keep"), homeSlice("mit", "drop")
+			for _, h := range []*planetv1.Slice{keep, drop} {
+				Expect(plc.k8s.Create(ctx, h)).To(Succeed())
+				_, ns := foreign(h)
+				Eventually(ple.runningIn(ns), "60s").Should(Equal(inria))
+			}
+			By("inria stops trusting plc; at plc, keep is renewed (a new ticket, now trusted nowhere at ple) and drop deleted")
+			site := &planetv1.Site{ObjectMeta: metav1.ObjectMeta{Name: "inria"}}
+			update(ple.k8s, site, func(o *planetv1.Site) { o.Spec.TrustedAuthorities = []string{"ple"} })
+			later := metav1.NewTime(time.Now().Add(23 * 24 * time.Hour).Truncate(time.Second))
+			update(plc.k8s, keep, func(o *planetv1.Slice) { o.Spec.ExpiresAt = &later })
+			Expect(plc.k8s.Delete(ctx, drop)).To(Succeed())
+
+			Eventually(goneAtPle(drop), "60s").Should(BeTrue(), "the withdrawal waited on a ticket no site trusts")
+			Eventually(func(g Gomega) {
+				c := feedSynced(g)
+				g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+				g.Expect(c.Reason).To(Equal(string(ticket.NotTrusted)))
+				g.Expect(c.Message).To(ContainSubstring("plc.mit.keep"))
+			}, "60s").Should(Succeed())
+			// The refused renewal is not applied: keep's Ticket from before is
+			// held (its slice released meanwhile: no site trusts plc).
+			held := &planetv1.TicketList{}
+			Expect(ple.k8s.List(ctx, held, client.InNamespace(naming.AuthorityNamespace("plc")),
+				client.MatchingLabels{planetv1.LabelSliceID: federation.SliceID("plc.mit.keep")})).To(Succeed())
+			Expect(held.Items).To(HaveLen(1))
+			Eventually(pleTicketReason(&held.Items[0])).Should(Equal(string(ticket.NotTrusted)))
+
+			By("trusted again, the renewal is applied at the next poll")
+			update(ple.k8s, site, func(o *planetv1.Site) { o.Spec.TrustedAuthorities = []string{"ple", "plc"} })
+			Eventually(func(g Gomega) int64 { return foreignAtPle(keep)(g).Spec.ExpiresAt.Unix() }, "60s").Should(Equal(later.Unix()))
+			Eventually(func(g Gomega) { g.Expect(feedSynced(g).Status).To(Equal(metav1.ConditionTrue)) }, "60s").Should(Succeed())
+			Expect(plc.k8s.Delete(ctx, keep)).To(Succeed())
+			Eventually(goneAtPle(keep), "60s").Should(BeTrue())
 		})
 	})
 

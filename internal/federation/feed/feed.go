@@ -25,7 +25,6 @@ package feed
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -171,7 +170,7 @@ func VerifyRequest(token string, keys ticket.Keyring, local string, skew time.Du
 		return nil, fromRefusal(err, Malformed, "the request")
 	}
 	req := &Request{}
-	if err := json.Unmarshal(payload, req); err != nil {
+	if err := ticket.DecodeStrict(payload, req); err != nil {
 		return nil, fail(Malformed, "the request's payload is not its JSON object: %v", err)
 	}
 	iat, exp := req.IssuedAt, req.Expiry
@@ -242,7 +241,7 @@ func VerifyFeed(body []byte, homeKeys []ticket.Key, home, local string, req Requ
 		return nil, fromRefusal(err, BadSignature, fmt.Sprintf("the feed of %s", home))
 	}
 	f := &Feed{}
-	if err := json.Unmarshal(payload, f); err != nil {
+	if err := ticket.DecodeStrict(payload, f); err != nil {
 		return nil, fail(Malformed, "the feed's payload is not its JSON object: %v", err)
 	}
 	s := seconds(skew)

@@ -1,0 +1,167 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/federation"
+	"github.com/planetkube/planetkube/internal/ticket"
+)
+
+// The tickets a home slice was given for its peers live in a Secret of the
+// manager's namespace, one per slice, one key per peer: what the peer
+// holds now (the slice's latest sliver ticket for it, or its withdrawal).
+// The feed serves them and the push applies them from there; they are
+// never in the Slice's status, which the slice's site can read and a
+// bearer token must not sit in. The Secret outlives its slice until the
+// withdrawals in it expire.
+
+// FederationTicketsSecret names the Secret that holds a home slice's
+// tickets: "planetkube-federation-" and the slice's id (federation.SliceID).
+func FederationTicketsSecret(fullName string) string {
+	return "planetkube-federation-" + federation.SliceID(fullName)
+}
+
+// ticketStore is a slice's tickets, read from its Secret, changed in
+// memory, and written back once.
+type ticketStore struct {
+	full    string
+	secret  *corev1.Secret // nil: none yet
+	tokens  map[string]string
+	changed bool
+}
+
+// loadTickets reads a slice's tickets (without a cache: what was written
+// must be read back).
+func (r *FederationReconciler) loadTickets(ctx context.Context, full string) (*ticketStore, error) {
+	st := &ticketStore{full: full, tokens: map[string]string{}}
+	s := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: FederationTicketsSecret(full)}, s)
+	if apierrors.IsNotFound(err) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the tickets of slice %s: %w", full, err)
+	}
+	if s.Annotations[planetv1.AnnotationSliceFullName] != full {
+		return nil, fmt.Errorf("secret %s/%s holds the tickets of %q, not of %s", s.Namespace, s.Name, s.Annotations[planetv1.AnnotationSliceFullName], full)
+	}
+	st.secret = s
+	for peer, token := range s.Data {
+		st.tokens[peer] = string(token)
+	}
+	return st, nil
+}
+
+// set records what a peer holds now.
+func (st *ticketStore) set(peer, token string) {
+	if st.tokens[peer] != token {
+		st.tokens[peer], st.changed = token, true
+	}
+}
+
+// drop forgets a peer.
+func (st *ticketStore) drop(peer string) {
+	if _, ok := st.tokens[peer]; ok {
+		delete(st.tokens, peer)
+		st.changed = true
+	}
+}
+
+// claims reads the claims of a peer's token (issued here: trusted).
+func (st *ticketStore) claims(peer string) *ticket.Claims {
+	c, _, err := ticket.Inspect(st.tokens[peer])
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+// peers returns the peers the store holds a ticket for, sorted.
+func (st *ticketStore) peers() []string { return slices.Sorted(maps.Keys(st.tokens)) }
+
+// pruneExpired forgets the tickets that expired (with the skew: a peer
+// refuses them already), and returns when the next one expires (0: none).
+func (st *ticketStore) pruneExpired(now time.Time) time.Duration {
+	var next time.Duration
+	for _, peer := range st.peers() {
+		c := st.claims(peer)
+		if c == nil || !c.Expires().Add(ticket.DefaultSkew).After(now) {
+			st.drop(peer)
+			continue
+		}
+		next = soonest(next, c.Expires().Add(ticket.DefaultSkew).Sub(now)+time.Second)
+	}
+	return next
+}
+
+// saveTickets writes the store back when it changed: the Secret is made,
+// updated (optimistically: a conflict is retried) or, empty, deleted.
+func (r *FederationReconciler) saveTickets(ctx context.Context, st *ticketStore) error {
+	if !st.changed {
+		return nil
+	}
+	data := make(map[string][]byte, len(st.tokens))
+	for peer, token := range st.tokens {
+		data[peer] = []byte(token)
+	}
+	var err error
+	switch {
+	case st.secret == nil && len(data) == 0:
+	case st.secret == nil:
+		s := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{
+				Namespace: r.Namespace, Name: FederationTicketsSecret(st.full),
+				Labels:      map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelFederationTickets: "true"},
+				Annotations: map[string]string{planetv1.AnnotationSliceFullName: st.full},
+			},
+			Type: corev1.SecretTypeOpaque,
+			Data: data,
+		}
+		if err = r.Create(ctx, s); err == nil {
+			st.secret = s
+		}
+	case len(data) == 0:
+		err = client.IgnoreNotFound(r.Delete(ctx, st.secret, client.Preconditions{UID: &st.secret.UID, ResourceVersion: &st.secret.ResourceVersion}))
+		st.secret = nil
+	default:
+		st.secret.Data = data
+		err = r.Update(ctx, st.secret)
+	}
+	if err != nil {
+		return fmt.Errorf("writing the tickets of slice %s: %w", st.full, err)
+	}
+	st.changed = false
+	return nil
+}
+
+// FeedTickets returns the unexpired tickets the home slices hold for a
+// peer (sliver tickets and withdrawals), from their Secrets.
+func FeedTickets(ctx context.Context, c client.Reader, namespace, requester string, now time.Time) ([]string, error) {
+	list := &corev1.SecretList{}
+	if err := c.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{planetv1.LabelFederationTickets: "true"}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := range list.Items {
+		token, ok := list.Items[i].Data[requester]
+		if !ok {
+			continue
+		}
+		if c, _, err := ticket.Inspect(string(token)); err != nil || !c.Expires().After(now) {
+			continue // expired since: pruned at the slice's next look
+		}
+		out = append(out, string(token))
+	}
+	slices.Sort(out) // the same feed for the same tickets
+	return out, nil
+}
