@@ -253,15 +253,15 @@ type pulledTicket struct {
 // token names it, and a failure saying why; an error is a failure to read
 // this cluster.
 func (p *Poller) checkFeed(ctx context.Context, c client.Client, a *planetv1.Authority, f *feed.Feed, now time.Time) ([]pulledTicket, []feedFailure, error) {
-	list := &planetv1.AuthorityList{}
-	if err := c.List(ctx, list); err != nil {
+	ring, err := authority.Keys{Reader: c, Own: p.Signer}.Keyring(ctx)
+	if err != nil {
 		return nil, nil, err
 	}
 	sites := &planetv1.SiteList{}
 	if err := c.List(ctx, sites); err != nil {
 		return nil, nil, err
 	}
-	v := &ticket.Verifier{Audience: p.Authority, Keys: authority.Keyring(list.Items), Skew: p.Skew}
+	v := &ticket.Verifier{Audience: p.Authority, Keys: ring, Skew: p.Skew}
 	policy := trust.Policy{Local: p.Authority, Default: p.DefaultTrust}
 	seen := map[string]bool{}
 	var (
@@ -273,7 +273,7 @@ func (p *Poller) checkFeed(ctx context.Context, c client.Client, a *planetv1.Aut
 		if err == nil {
 			seen[vt.SliceName()] = true
 			out = append(out, pulledTicket{
-				Pulled: federation.Pulled{Name: federation.TicketName("feed", vt.SliceName(), vt.ID), SliceID: federation.SliceID(vt.SliceName()), IssuedAt: vt.IssuedAt},
+				Pulled: federation.Pulled{Name: federation.TicketName("feed", vt.SliceName(), vt.ID), SliceID: federation.SliceID(vt.SliceName())},
 				token:  token, fullName: vt.SliceName(),
 			})
 			continue
@@ -335,12 +335,9 @@ func (p *Poller) checkPulled(ctx context.Context, c client.Client, a *planetv1.A
 // and deletes those the feed dropped (their slices go) or replaced. Each
 // creation and deletion succeeds or fails on its own; the failures are
 // returned. err is a failure that stops it all: the namespace cannot be
-// had (a NamespaceConflict refusal when it is another's), or the held
-// Tickets cannot be listed.
+// had when there is a Ticket to make (a NamespaceConflict refusal when it
+// is another's), or the held Tickets cannot be listed.
 func syncPulled(ctx context.Context, c client.Client, authorityName, ns string, pulled []pulledTicket) (int, int, []feedFailure, error) {
-	if err := ensureAuthorityNamespace(ctx, c, authorityName, ns); err != nil {
-		return 0, 0, nil, err
-	}
 	list := &planetv1.TicketList{}
 	if err := c.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{planetv1.LabelTicketSource: "feed"}); err != nil {
 		return 0, 0, nil, err
@@ -359,6 +356,11 @@ func syncPulled(ctx context.Context, c client.Client, authorityName, ns string, 
 		}
 	}
 	plan := federation.PlanPull(feedList, held)
+	if len(plan.Create) > 0 {
+		if err := ensureAuthorityNamespace(ctx, c, authorityName, ns); err != nil {
+			return 0, 0, nil, err
+		}
+	}
 	var (
 		failures         []feedFailure
 		created, deleted int

@@ -116,6 +116,10 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			return ctrl.Result{}, err
 		}
 	}
+	exp := slice.Status.ExpiresAt
+	if exp == nil {
+		return ctrl.Result{}, nil // the Slice controller has not set the expiry yet; its status update queues the slice again
+	}
 	old := slice.DeepCopy()
 	defer func() {
 		if equality.Semantic.DeepEqual(old.Status.Federation, slice.Status.Federation) {
@@ -126,15 +130,21 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}()
 
+	// An expired slice is withdrawn from every peer like a deleted one: a
+	// renewal may have shortened its expiry, and an older ticket outlive it.
+	expired := !exp.After(r.Now())
+	named := map[string]bool{}
 	have := map[string]planetv1.SliceFederation{}
 	for _, e := range slice.Status.Federation {
 		have[e.Authority] = e
 	}
 	// First every ticket is signed and kept, then sent: what a peer may
 	// hold is in the Secret before it can get it.
-	named := map[string]bool{}
 	entries := make([]planetv1.SliceFederation, 0, len(peers))
 	for _, peer := range peers {
+		if expired {
+			continue
+		}
 		named[peer] = true
 		e, err := r.issue(ctx, slice, full, peer, have[peer], store)
 		if err != nil {
@@ -142,23 +152,34 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		entries = append(entries, e)
 	}
-	requeue := store.pruneExpired(r.Now())
+	dropped, requeue := store.pruneExpired(r.Now())
 	gone := r.withdrawOthers(ctx, store, named)
 	if err := r.saveTickets(ctx, store); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.removeDropped(ctx, full, dropped)
 	var errs []error
 	for i := range entries {
-		e, after, err := r.deliver(ctx, slice, full, entries[i], store)
+		e, after, err := r.deliver(ctx, full, entries[i], store)
 		entries[i] = e
 		requeue = soonest(requeue, after)
 		errs = append(errs, err)
 	}
 	var pending []planetv1.SliceFederation
 	for _, peer := range gone {
-		// Shown until the peer confirms it (a peer that pulls reads it in the feed).
-		if e, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer]); !confirmed {
+		e, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer])
+		if expired && slices.Contains(peers, peer) {
+			// Shown for as long as the slice is expired.
+			if confirmed {
+				e.Message = "the slice expired: no ticket is offered to " + peer + ", and a withdrawal revokes those it had"
+			}
+			e.Reason = planetv1.ReasonExpired
+			entries = append(entries, e)
+		} else if !confirmed {
+			// Shown until the peer confirms it (a peer that pulls reads it in the feed).
 			pending = append(pending, e)
+		}
+		if !confirmed {
 			requeue = soonest(requeue, after)
 		}
 	}
@@ -169,7 +190,7 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	entries = append(entries, pending[:min(len(pending), max(0, planetv1.MaxFederationEntries-len(entries)))]...)
 	slices.SortFunc(entries, byName)
 	slice.Status.Federation = entries
-	if exp := slice.Status.ExpiresAt; exp != nil && exp.After(r.Now()) {
+	if !expired {
 		requeue = soonest(requeue, exp.Sub(r.Now())+time.Second) // withdraw at expiry
 	}
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
@@ -177,7 +198,8 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 // issue brings one named peer's ticket up to date in the store: a new one
 // is signed when what the slice grants changed, or when the peer holds
-// none (or a withdrawal). It returns the peer's entry.
+// none (or a withdrawal, or an expired one). The store, not the status, is
+// what the peer was given. It returns the peer's entry.
 func (r *FederationReconciler) issue(ctx context.Context, slice *planetv1.Slice, full, peer string, e planetv1.SliceFederation, store *ticketStore) (planetv1.SliceFederation, error) {
 	e.Authority = peer
 	a := &planetv1.Authority{}
@@ -191,17 +213,13 @@ func (r *FederationReconciler) issue(ctx context.Context, slice *planetv1.Slice,
 		}
 		return failed(e, planetv1.ReasonUnknownAuthority, msg), nil
 	}
-	exp := slice.Status.ExpiresAt
-	switch {
-	case exp == nil:
-		return e, nil // the Slice controller has not set the expiry yet; its status update queues the slice again
-	case !exp.After(r.Now()):
-		return planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationWithdrawn, Reason: planetv1.ReasonExpired,
-			Message: "the slice expired: no ticket is offered to " + peer}, nil
-	}
-	grant := federation.Grant(slice, full, exp.Time)
+	grant := federation.Grant(slice, full, slice.Status.ExpiresAt.Time)
 	hash := federation.GrantHash(peer, grant)
-	if c := store.claims(peer); hash == e.GrantHash && c != nil && c.Sliver != nil && c.ID == e.TicketID && c.Expires().After(r.Now()) {
+	if c := store.claims(peer); c != nil && c.Sliver != nil && store.grants[peer] == hash && c.Expires().After(r.Now()) {
+		if e.TicketID != c.ID || e.GrantHash != hash { // the status lags what was signed
+			e = planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationIssued, TicketID: c.ID,
+				IssuedAt: &metav1.Time{Time: time.Unix(c.IssuedAt, 0)}, GrantHash: hash}
+		}
 		return e, nil
 	}
 	signer, err := r.Signer.Signer(ctx)
@@ -213,7 +231,7 @@ func (r *FederationReconciler) issue(ctx context.Context, slice *planetv1.Slice,
 	if err != nil {
 		return failed(e, string(ticket.InvalidGrant), "the slice cannot be granted: "+err.Error()), nil
 	}
-	store.set(peer, token)
+	store.set(peer, token, hash)
 	ctrl.LoggerFrom(ctx).Info("Issued a sliver ticket for a peer", "authority", peer, "slice", full, "jti", claims.ID)
 	return planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationIssued, TicketID: claims.ID,
 		IssuedAt: &metav1.Time{Time: time.Unix(claims.IssuedAt, 0)}, GrantHash: hash}, nil
@@ -255,27 +273,32 @@ func (r *FederationReconciler) withdrawOthers(ctx context.Context, store *ticket
 			ctrl.LoggerFrom(ctx).Error(err, "Cannot sign a withdrawal", "authority", peer, "slice", store.full)
 			continue
 		}
-		store.set(peer, token)
+		store.set(peer, token, "")
 		ctrl.LoggerFrom(ctx).Info("Withdrew a slice from a peer", "authority", peer, "slice", store.full, "jti", claims.ID)
 	}
 	return gone
 }
 
+// removeDropped deletes, at the peers reached by push, the Tickets of the
+// slice whose tickets expired and were forgotten (best effort: they are
+// expired, and refused there anyway).
+func (r *FederationReconciler) removeDropped(ctx context.Context, full string, peers []string) {
+	for _, peer := range peers {
+		if err := r.removePushed(ctx, full, peer); err != nil {
+			ctrl.LoggerFrom(ctx).Info("Could not delete the expired tickets of a slice at a peer", "authority", peer, "slice", full, "error", err.Error())
+		}
+	}
+}
+
 // deliver pushes a named peer's ticket when the peer is reached by push,
 // and says where it stands. It returns when to look again.
-func (r *FederationReconciler) deliver(ctx context.Context, slice *planetv1.Slice, full string, e planetv1.SliceFederation, store *ticketStore) (planetv1.SliceFederation, time.Duration, error) {
+func (r *FederationReconciler) deliver(ctx context.Context, full string, e planetv1.SliceFederation, store *ticketStore) (planetv1.SliceFederation, time.Duration, error) {
 	peer := e.Authority
-	if e.Phase == planetv1.FederationWithdrawn && e.Reason == planetv1.ReasonExpired {
-		// The slice expired, and so did every ticket of it: take away what
-		// was pushed.
-		if err := r.removePushed(ctx, full, peer); err != nil {
-			e.Phase, e.Reason, e.Message = planetv1.FederationUnreachable, planetv1.ReasonPeerUnreachable, truncate("withdrawing the expired slice's ticket: "+err.Error(), 1024)
-			return e, pushPending, nil
+	if c := store.claims(peer); e.Phase == planetv1.FederationFailed || c == nil || c.Sliver == nil || c.ID != e.TicketID {
+		if e.Reason == planetv1.ReasonNoKey {
+			return e, pushPending, nil // the key may be readable soon
 		}
-		return e, 0, nil
-	}
-	if e.Phase == planetv1.FederationFailed || store.tokens[peer] == "" {
-		return e, pushPending, nil
+		return e, 0, nil // a change of the slice or of the Authority looks again
 	}
 	a := &planetv1.Authority{}
 	if err := r.Get(ctx, client.ObjectKey{Name: peer}, a); err != nil {
@@ -423,14 +446,22 @@ func (r *FederationReconciler) finalize(ctx context.Context, slice *planetv1.Sli
 		return ctrl.Result{}, nil
 	}
 	store, err := r.loadTickets(ctx, full)
+	if errors.Is(err, errForeignSecret) {
+		// Someone else's Secret holds the name: nothing can be withdrawn
+		// through it, and the deletion does not wait on it.
+		ctrl.LoggerFrom(ctx).Error(err, "Cannot withdraw the deleted slice from its peers", "slice", full)
+		r.Recorder.Eventf(slice, nil, corev1.EventTypeWarning, planetv1.ReasonNamespaceConflict, "Withdraw", "cannot withdraw the slice from its peers: %s", truncate(err.Error(), 512))
+		return ctrl.Result{}, setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, false)
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	store.pruneExpired(r.Now())
+	dropped, _ := store.pruneExpired(r.Now())
 	gone := r.withdrawOthers(ctx, store, nil)
 	if err := r.saveTickets(ctx, store); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.removeDropped(ctx, full, dropped)
 	var requeue time.Duration
 	for _, peer := range gone {
 		if e, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer]); !confirmed {
@@ -451,14 +482,18 @@ func (r *FederationReconciler) finalize(ctx context.Context, slice *planetv1.Sli
 // forgets them when they expire (the Secret goes with the last).
 func (r *FederationReconciler) sweep(ctx context.Context, full string) (ctrl.Result, error) {
 	store, err := r.loadTickets(ctx, full)
+	if errors.Is(err, errForeignSecret) {
+		return ctrl.Result{}, nil // not the slice's: left alone
+	}
 	if err != nil || store.secret == nil {
 		return ctrl.Result{}, err
 	}
-	requeue := store.pruneExpired(r.Now())
+	dropped, requeue := store.pruneExpired(r.Now())
 	gone := r.withdrawOthers(ctx, store, nil)
 	if err := r.saveTickets(ctx, store); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.removeDropped(ctx, full, dropped)
 	for _, peer := range gone {
 		if _, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer]); !confirmed {
 			requeue = soonest(requeue, after)

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -31,19 +32,31 @@ func FederationTicketsSecret(fullName string) string {
 	return "planetkube-federation-" + federation.SliceID(fullName)
 }
 
+// grantHashPrefix prefixes the annotations of a tickets' Secret that say,
+// per peer, what the sliver ticket it holds grants (federation.GrantHash):
+// a new ticket is signed when the slice's grant no longer hashes to it.
+// The Secret, not the slice's status (which a cache may serve late), is
+// what the peers were given.
+const grantHashPrefix = "grant.planetkube.io/"
+
+// errForeignSecret is a Secret with a tickets' Secret's name that is not
+// the slice's: nothing is read from it or written to it.
+var errForeignSecret = errors.New("the Secret is not this slice's tickets")
+
 // ticketStore is a slice's tickets, read from its Secret, changed in
 // memory, and written back once.
 type ticketStore struct {
 	full    string
 	secret  *corev1.Secret // nil: none yet
 	tokens  map[string]string
+	grants  map[string]string // peer -> grant hash of its sliver ticket
 	changed bool
 }
 
 // loadTickets reads a slice's tickets (without a cache: what was written
 // must be read back).
 func (r *FederationReconciler) loadTickets(ctx context.Context, full string) (*ticketStore, error) {
-	st := &ticketStore{full: full, tokens: map[string]string{}}
+	st := &ticketStore{full: full, tokens: map[string]string{}, grants: map[string]string{}}
 	s := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: FederationTicketsSecret(full)}, s)
 	if apierrors.IsNotFound(err) {
@@ -52,20 +65,23 @@ func (r *FederationReconciler) loadTickets(ctx context.Context, full string) (*t
 	if err != nil {
 		return nil, fmt.Errorf("reading the tickets of slice %s: %w", full, err)
 	}
-	if s.Annotations[planetv1.AnnotationSliceFullName] != full {
-		return nil, fmt.Errorf("secret %s/%s holds the tickets of %q, not of %s", s.Namespace, s.Name, s.Annotations[planetv1.AnnotationSliceFullName], full)
+	if s.Annotations[planetv1.AnnotationSliceFullName] != full || s.Labels[planetv1.LabelFederationTickets] != "true" {
+		return nil, fmt.Errorf("secret %s/%s (annotation %s=%q): %w", s.Namespace, s.Name,
+			planetv1.AnnotationSliceFullName, s.Annotations[planetv1.AnnotationSliceFullName], errForeignSecret)
 	}
 	st.secret = s
 	for peer, token := range s.Data {
 		st.tokens[peer] = string(token)
+		st.grants[peer] = s.Annotations[grantHashPrefix+peer]
 	}
 	return st, nil
 }
 
-// set records what a peer holds now.
-func (st *ticketStore) set(peer, token string) {
-	if st.tokens[peer] != token {
-		st.tokens[peer], st.changed = token, true
+// set records what a peer holds now: a sliver ticket, with the hash of
+// what it grants, or a withdrawal (grant "").
+func (st *ticketStore) set(peer, token, grant string) {
+	if st.tokens[peer] != token || st.grants[peer] != grant {
+		st.tokens[peer], st.grants[peer], st.changed = token, grant, true
 	}
 }
 
@@ -73,6 +89,7 @@ func (st *ticketStore) set(peer, token string) {
 func (st *ticketStore) drop(peer string) {
 	if _, ok := st.tokens[peer]; ok {
 		delete(st.tokens, peer)
+		delete(st.grants, peer)
 		st.changed = true
 	}
 }
@@ -90,18 +107,23 @@ func (st *ticketStore) claims(peer string) *ticket.Claims {
 func (st *ticketStore) peers() []string { return slices.Sorted(maps.Keys(st.tokens)) }
 
 // pruneExpired forgets the tickets that expired (with the skew: a peer
-// refuses them already), and returns when the next one expires (0: none).
-func (st *ticketStore) pruneExpired(now time.Time) time.Duration {
-	var next time.Duration
+// refuses them already), and returns the peers it forgot and when the
+// next ticket expires (0: none).
+func (st *ticketStore) pruneExpired(now time.Time) ([]string, time.Duration) {
+	var (
+		next    time.Duration
+		dropped []string
+	)
 	for _, peer := range st.peers() {
 		c := st.claims(peer)
-		if c == nil || !c.Expires().Add(ticket.DefaultSkew).After(now) {
+		if c == nil || !c.Expires().Add(ticket.MaxSkew).After(now) {
 			st.drop(peer)
+			dropped = append(dropped, peer)
 			continue
 		}
-		next = soonest(next, c.Expires().Add(ticket.DefaultSkew).Sub(now)+time.Second)
+		next = soonest(next, c.Expires().Add(ticket.MaxSkew).Sub(now)+time.Second)
 	}
-	return next
+	return dropped, next
 }
 
 // saveTickets writes the store back when it changed: the Secret is made,
@@ -111,8 +133,12 @@ func (r *FederationReconciler) saveTickets(ctx context.Context, st *ticketStore)
 		return nil
 	}
 	data := make(map[string][]byte, len(st.tokens))
+	annotations := map[string]string{planetv1.AnnotationSliceFullName: st.full}
 	for peer, token := range st.tokens {
 		data[peer] = []byte(token)
+		if g := st.grants[peer]; g != "" {
+			annotations[grantHashPrefix+peer] = g
+		}
 	}
 	var err error
 	switch {
@@ -122,7 +148,7 @@ func (r *FederationReconciler) saveTickets(ctx context.Context, st *ticketStore)
 			ObjectMeta: metav1.ObjectMeta{
 				Namespace: r.Namespace, Name: FederationTicketsSecret(st.full),
 				Labels:      map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelFederationTickets: "true"},
-				Annotations: map[string]string{planetv1.AnnotationSliceFullName: st.full},
+				Annotations: annotations,
 			},
 			Type: corev1.SecretTypeOpaque,
 			Data: data,
@@ -134,7 +160,7 @@ func (r *FederationReconciler) saveTickets(ctx context.Context, st *ticketStore)
 		err = client.IgnoreNotFound(r.Delete(ctx, st.secret, client.Preconditions{UID: &st.secret.UID, ResourceVersion: &st.secret.ResourceVersion}))
 		st.secret = nil
 	default:
-		st.secret.Data = data
+		st.secret.Data, st.secret.Annotations = data, annotations
 		err = r.Update(ctx, st.secret)
 	}
 	if err != nil {

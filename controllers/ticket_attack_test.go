@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
@@ -33,13 +35,6 @@ func eventReasons(namespace, kind, name string) func(Gomega) []string {
 		}
 		return out
 	}
-}
-
-// tokenHash is a token's hex SHA-256, as the Ticket controller orders
-// tickets of one iat by it.
-func tokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
 }
 
 // sliceGone succeeds when the foreign Slice of full is gone or going.
@@ -150,7 +145,7 @@ var _ = Describe("Tickets under attack", Ordered, func() {
 			c.Sliver.CPUShare, c.Sliver.State = 7, planetv1.SliceSuspended
 		}))
 		winner, loser := "tie-x", "tie-y"
-		if tokenHash(y) > tokenHash(x) {
+		if ticket.HashOf(y) > ticket.HashOf(x) {
 			winner, loser = loser, winner
 		}
 		tx, ty := applyTicket("ata", "tie-x", x), applyTicket("atb", "tie-y", y)
@@ -250,6 +245,45 @@ var _ = Describe("Tickets under attack", Ordered, func() {
 		Eventually(parts).Should(HaveLen(1))
 	})
 
+	It("lets no site PI move a foreign slice's floor with the annotations of a home slice", func() {
+		full := "pla.inria.victim"
+		// A Slice of site ata, whose annotations its PI writes at will,
+		// pretending to be a foreign slice granted by a Ticket that is gone
+		// and run by a ticket issued a year from now.
+		fake := newSlice("ata", "fake", nil)
+		fake.Annotations = map[string]string{
+			planetv1.AnnotationGrantedBy: "ata/none", planetv1.AnnotationSliceFullName: full,
+			planetv1.AnnotationTicketIssuedAt: fmt.Sprint(now.Add(365 * 24 * time.Hour).Unix()), planetv1.AnnotationTicketID: "fake",
+		}
+		fake.Labels = map[string]string{planetv1.LabelAuthority: "pla", planetv1.LabelManagedBy: planetv1.ManagedByValue}
+		Expect(k8s.Create(ctx, fake)).To(Succeed())
+		Consistently(func() error {
+			return k8s.Get(ctx, client.ObjectKeyFromObject(fake), &planetv1.Slice{})
+		}, "2s").Should(Succeed(), "the home slice was released as if a ticket made it")
+		tk := applyTicket("ata", "victim", issue(pla, grant("victim-1", full, now, nil)))
+		Eventually(ticketReady(tk)).Should(withReason(metav1.ConditionTrue, planetv1.ReasonRedeemed))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: "slice-" + sliceRecordHash(full)}, &corev1.ConfigMap{})).
+			To(Satisfy(apierrors.IsNotFound), "a floor was raised for the victim")
+		Expect(k8s.Delete(ctx, fake)).To(Succeed())
+	})
+
+	It("tells apart two tokens with one jti from a parent and its delegate", func() {
+		full := "pla.kr.seoul.shared"
+		child := applyTicket("ata", "shared-child", issue(plaKr, grant("shared", full, now, func(c *ticket.Claims) {
+			c.Chain, c.Expiry = chain, now.Add(24*time.Hour).Unix()
+		})))
+		Eventually(ticketReady(child)).Should(withReason(metav1.ConditionTrue, planetv1.ReasonRedeemed))
+		token := issue(pla, grant("shared", full, now.Add(5*time.Second), func(c *ticket.Claims) { c.Sliver.CPUShare = 9 }))
+		parent := applyTicket("atb", "shared-parent", token)
+		Eventually(ticketReady(parent)).Should(withReason(metav1.ConditionTrue, planetv1.ReasonRedeemed))
+		Eventually(func(g Gomega) {
+			s := foreignSlice(g, full)
+			g.Expect(s.Annotations[planetv1.AnnotationTicketSHA256]).To(Equal(ticket.HashOf(token)))
+			g.Expect(s.Spec.CPUShare).To(BeEquivalentTo(9))
+		}).Should(Succeed(), "the parent's ticket was taken for the delegate's, one jti for both")
+		Eventually(ticketReady(child)).Should(withReason(metav1.ConditionFalse, planetv1.ReasonSuperseded))
+	})
+
 	It("releases what a key's tickets granted when the key is removed, directly and through a delegation", func() {
 		direct := applyTicket("ata", "key-direct", issue(pla, grant("key-1", "pla.inria.keyed", now, nil)))
 		delegated := applyTicket("ata", "key-delegated", issue(plaKr, grant("key-2", "pla.kr.seoul.keyed", now, func(c *ticket.Claims) {
@@ -323,9 +357,51 @@ var _ = Describe("The install's own Authority", func() {
 	})
 })
 
+// sliceRecordHash is the hash part of a slice's floor record's name.
+func sliceRecordHash(full string) string {
+	sum := sha256.Sum256([]byte("slice/" + full))
+	return hex.EncodeToString(sum[:10])
+}
+
 // recordNameOf is the name of an issuer's jti record (as the Ticket
 // controller names it).
 func recordNameOf(issuer, jti string) string {
 	sum := sha256.Sum256([]byte(issuer + "/" + jti))
 	return "ticket-" + hex.EncodeToString(sum[:10])
 }
+
+var _ = Describe("The records of redeemed tickets", func() {
+	It("are pruned once what they are about expired, and only then", func() {
+		ns := "records-prune"
+		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		now := time.Now()
+		record := func(name, kind, expires string) {
+			GinkgoHelper()
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string]string{"expires": expires}}
+			if kind != "" {
+				cm.Labels = map[string]string{planetv1.LabelTicketRecord: kind}
+			}
+			Expect(k8s.Create(ctx, cm)).To(Succeed())
+		}
+		record("expired-jti", "jti", now.Add(-2*time.Minute).UTC().Format(time.RFC3339))
+		record("expired-floor", "slice", now.Add(-time.Hour).UTC().Format(time.RFC3339))
+		record("within-skew", "jti", now.Add(-30*time.Second).UTC().Format(time.RFC3339))
+		record("alive", "slice", now.Add(time.Hour).UTC().Format(time.RFC3339))
+		record("unreadable", "jti", "not a time")
+		record("not-a-record", "", now.Add(-time.Hour).UTC().Format(time.RFC3339))
+
+		pruner := &controllers.RecordPruner{Client: k8s, APIReader: k8s, Namespace: ns, Now: func() time.Time { return now }}
+		n, err := pruner.Prune(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(n).To(Equal(2))
+		left := &corev1.ConfigMapList{}
+		Expect(k8s.List(ctx, left, client.InNamespace(ns))).To(Succeed())
+		var names []string
+		for _, cm := range left.Items {
+			if cm.Name != "kube-root-ca.crt" {
+				names = append(names, cm.Name)
+			}
+		}
+		Expect(names).To(ConsistOf("within-skew", "alive", "unreadable", "not-a-record"))
+	})
+})

@@ -41,8 +41,10 @@ type TicketReconciler struct {
 	Recorder  events.EventRecorder
 	// Namespace is the manager's: it holds the redemption records.
 	Namespace string
-	// Authority is this install's authority: the audience it redeems for.
+	// Authority is this install's authority: the audience it redeems for;
+	// Own gives its key (authority.Keys).
 	Authority string
+	Own       *authority.SignerSource
 	// DefaultTrust is whom a site that sets no trustedAuthorities trusts
 	// (empty: Authority alone).
 	DefaultTrust []string
@@ -116,9 +118,15 @@ func (r *TicketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 			return ctrl.Result{}, err
 		}
 	}
-	if out.verified != nil {
+	switch {
+	case out.verified != nil:
 		// Look again when the ticket expires, to say so.
 		return ctrl.Result{RequeueAfter: time.Until(out.verified.Expires()) + time.Second}, nil
+	case out.reason == string(ticket.NotYetValid) && out.claims != nil:
+		// Look again when it becomes valid (a withdrawal from a clock a
+		// little ahead must not be lost).
+		valid := time.Unix(max(out.claims.IssuedAt, out.claims.NotBefore), 0).Add(-r.skew())
+		return ctrl.Result{RequeueAfter: max(time.Second, valid.Sub(r.Now())+time.Second)}, nil
 	}
 	return ctrl.Result{}, nil
 }
@@ -128,7 +136,7 @@ func (r *TicketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 // is retried.
 func (r *TicketReconciler) redeem(ctx context.Context, tk *planetv1.Ticket, out *redemption) error {
 	out.claims, _, _ = ticket.Inspect(tk.Spec.Token)
-	verified, err := authority.Verify(ctx, r, r.Authority, r.Skew, tk.Spec.Token, r.Now())
+	verified, err := authority.Keys{Reader: r, Own: r.Own}.Verify(ctx, r.Authority, r.Skew, tk.Spec.Token, r.Now())
 	if err != nil {
 		return out.refuse(err) // a list failure is returned, to be retried
 	}
@@ -170,10 +178,10 @@ func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket
 		have = nil
 	case err != nil:
 		return err
-	case have.Annotations[planetv1.AnnotationTicketID] == v.ID:
+	case runs(have, tk.Spec.Token):
 		out.desired, out.ready = have.Status.DesiredSlivers, have.Status.ReadySlivers
 		// This ticket is the one in force: nothing to write.
-		return r.record(ctx, v, out)
+		return r.checkJTI(ctx, v, out)
 	case ticket.OrderOf(have).After(v.Order()):
 		out.reason, out.message = planetv1.ReasonSuperseded, fmt.Sprintf(
 			"slice %s runs a newer ticket (jti %s); this one changes nothing", v.Sliver.Slice, have.Annotations[planetv1.AnnotationTicketID])
@@ -248,7 +256,9 @@ func (r *TicketReconciler) redeemWithdrawal(ctx context.Context, v *ticket.Verif
 	if err := r.record(ctx, v, out); err != nil || out.reason != "" {
 		return err
 	}
-	if err := r.raiseFloor(ctx, full, v.Issuer, v.ID, v.Order(), true); err != nil {
+	rec := about(v)
+	rec.withdrawn = true
+	if err := r.raiseFloor(ctx, rec); err != nil {
 		return err
 	}
 	out.withdrawn = true

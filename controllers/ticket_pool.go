@@ -64,8 +64,11 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, tk *planetv1.Ticket, 
 	want := &planetv1.ResourcePool{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: poolNS, Name: recordName(v.Issuer, v.ID),
-			Labels:      map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelAuthority: a},
-			Annotations: map[string]string{planetv1.AnnotationTicketID: v.ID, planetv1.AnnotationSliceFullName: g.Slice, planetv1.AnnotationGrantedBy: tk.Namespace + "/" + tk.Name},
+			Labels: map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelAuthority: a},
+			Annotations: map[string]string{
+				planetv1.AnnotationTicketID: v.ID, planetv1.AnnotationTicketSHA256: v.Hash,
+				planetv1.AnnotationSliceFullName: g.Slice, planetv1.AnnotationGrantedBy: tk.Namespace + "/" + tk.Name,
+			},
 		},
 		Spec: planetv1.ResourcePoolSpec{
 			Parent:  parentName,
@@ -78,7 +81,7 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, tk *planetv1.Ticket, 
 	err := r.Get(ctx, client.ObjectKeyFromObject(want), &planetv1.ResourcePool{})
 	switch {
 	case err == nil:
-		return r.record(ctx, v, out) // made by this ticket before
+		return r.checkJTI(ctx, v, out) // made by this ticket before
 	case !apierrors.IsNotFound(err):
 		return err
 	}

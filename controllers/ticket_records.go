@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
@@ -51,16 +52,32 @@ func sliceRecordName(fullName string) string {
 	return "slice-" + hex.EncodeToString(sum[:10])
 }
 
-// recordObject is the ConfigMap of a record of kind about v.
-func (r *TicketReconciler) recordObject(kind, name string, v *ticket.Verified) *corev1.ConfigMap {
+// recordOf is what a record says: the ticket it is about (its issuer, jti,
+// slice and Order), when it expires and, for a slice's floor, whether a
+// withdrawal set it.
+type recordOf struct {
+	issuer, jti, slice string
+	order              ticket.Order
+	expires            time.Time
+	withdrawn          bool
+}
+
+// about returns the record of a verified ticket, expiring with it.
+func about(v *ticket.Verified) recordOf {
+	return recordOf{issuer: v.Issuer, jti: v.ID, slice: v.SliceName(), order: v.Order(), expires: v.Expires()}
+}
+
+// configMap is the record's ConfigMap, of kind and name.
+func (r *TicketReconciler) configMap(kind, name string, rec recordOf) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: r.Namespace, Name: name,
 			Labels: map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelTicketRecord: kind},
 		},
 		Data: map[string]string{
-			"issuer": v.Issuer, "jti": v.ID, "slice": v.SliceName(), "tokenSHA256": v.Hash,
-			"issuedAt": strconv.FormatInt(v.IssuedAt, 10), "expires": v.Expires().Format(time.RFC3339),
+			"issuer": rec.issuer, "jti": rec.jti, "slice": rec.slice, "tokenSHA256": rec.order.Hash,
+			"issuedAt": strconv.FormatInt(rec.order.IssuedAt, 10), "expires": rec.expires.UTC().Format(time.RFC3339),
+			"withdrawn": strconv.FormatBool(rec.withdrawn),
 		},
 	}
 }
@@ -84,7 +101,7 @@ func (r *TicketReconciler) checkJTI(ctx context.Context, v *ticket.Verified, out
 // redeemed, whatever slices they name. The same token again is idempotent;
 // another token with the jti is Replayed.
 func (r *TicketReconciler) record(ctx context.Context, v *ticket.Verified, out *redemption) error {
-	rec := r.recordObject(recordJTI, recordName(v.Issuer, v.ID), v)
+	rec := r.configMap(recordJTI, recordName(v.Issuer, v.ID), about(v))
 	err := r.Create(ctx, rec)
 	if err == nil {
 		return nil
@@ -157,34 +174,26 @@ func (r *TicketReconciler) checkFloor(ctx context.Context, v *ticket.Verified, o
 
 // raiseFloor records a slice's floor (a withdrawal, or the ticket it ran
 // when it was released), unless the record holds a newer one; a
-// withdrawal wins over a release of the same ticket.
-func (r *TicketReconciler) raiseFloor(ctx context.Context, full, issuer, jti string, order ticket.Order, withdrawn bool) error {
-	expires := time.Unix(order.IssuedAt+ticket.MaxLifetimeSeconds, 0).UTC()
-	want := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: r.Namespace, Name: sliceRecordName(full),
-			Labels: map[string]string{planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelTicketRecord: recordSlice},
-		},
-		Data: map[string]string{
-			"slice": full, "issuer": issuer, "jti": jti, "tokenSHA256": order.Hash, "issuedAt": strconv.FormatInt(order.IssuedAt, 10),
-			"withdrawn": strconv.FormatBool(withdrawn), "expires": expires.Format(time.RFC3339),
-		},
-	}
-	f, have, err := r.readFloor(ctx, full)
+// withdrawal wins over a release of the same ticket. The floor lasts as
+// long as any ticket below it can: its iat plus ticket.MaxLifetime.
+func (r *TicketReconciler) raiseFloor(ctx context.Context, rec recordOf) error {
+	rec.expires = time.Unix(rec.order.IssuedAt+ticket.MaxLifetimeSeconds, 0)
+	want := r.configMap(recordSlice, sliceRecordName(rec.slice), rec)
+	f, have, err := r.readFloor(ctx, rec.slice)
 	switch {
 	case err != nil:
 		return err
 	case have == nil:
 		if err := r.Create(ctx, want); err != nil {
-			return fmt.Errorf("recording the floor of slice %s: %w", full, err) // AlreadyExists: retried, read again
+			return fmt.Errorf("recording the floor of slice %s: %w", rec.slice, err) // AlreadyExists: retried, read again
 		}
 		return nil
-	case f != nil && (f.order.After(order) || f.order == order && (f.withdrawn || !withdrawn)):
+	case f != nil && (f.order.After(rec.order) || f.order == rec.order && (f.withdrawn || !rec.withdrawn)):
 		return nil // this floor, or a higher one, is recorded
 	}
 	have.Labels, have.Data = want.Labels, want.Data
 	if err := r.Update(ctx, have); err != nil { // optimistic: a conflict is retried
-		return fmt.Errorf("recording the floor of slice %s: %w", full, err)
+		return fmt.Errorf("recording the floor of slice %s: %w", rec.slice, err)
 	}
 	return nil
 }
@@ -192,9 +201,76 @@ func (r *TicketReconciler) raiseFloor(ctx context.Context, full, issuer, jti str
 func unixTime(s int64) string { return time.Unix(s, 0).UTC().Format(time.RFC3339) }
 
 // skew is the clock skew allowed on tickets.
-func (r *TicketReconciler) skew() time.Duration {
-	if r.Skew <= 0 {
-		return ticket.DefaultSkew
+func (r *TicketReconciler) skew() time.Duration { return ticket.EffectiveSkew(r.Skew) }
+
+// +kubebuilder:rbac:groups="",namespace=planetkube-system,resources=configmaps,verbs=list;delete
+
+// RecordPruner deletes the records of redeemed tickets once what they are
+// about has expired (with the clock skew): a jti whose ticket expired no
+// longer verifies, and a floor outlives every ticket below it. So the
+// records stay bounded by the tickets alive, however many were ever
+// redeemed. It runs on the leader, at start and every Interval.
+type RecordPruner struct {
+	// Client deletes; APIReader lists (records are not cached).
+	Client    client.Client
+	APIReader client.Reader
+	// Namespace is the manager's, where the records are.
+	Namespace string
+	// Interval between prunes (default an hour); Skew the clock skew
+	// allowed on tickets.
+	Interval time.Duration
+	Skew     time.Duration
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+}
+
+// NeedLeaderElection: one replica prunes.
+func (p *RecordPruner) NeedLeaderElection() bool { return true }
+
+// Start prunes until ctx ends.
+func (p *RecordPruner) Start(ctx context.Context) error {
+	if p.Now == nil {
+		p.Now = time.Now
 	}
-	return min(r.Skew, ticket.MaxSkew)
+	interval := p.Interval
+	if interval <= 0 {
+		interval = time.Hour
+	}
+	log := ctrl.LoggerFrom(ctx).WithName("ticket-records")
+	for {
+		if n, err := p.Prune(ctx); err != nil {
+			log.Error(err, "Pruning the records of expired tickets; retried at the next round")
+		} else if n > 0 {
+			log.Info("Pruned the records of expired tickets", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Prune deletes the records that expired, and returns how many it deleted.
+// A record whose expiry cannot be read is kept.
+func (p *RecordPruner) Prune(ctx context.Context) (int, error) {
+	list := &corev1.ConfigMapList{}
+	if err := p.APIReader.List(ctx, list, client.InNamespace(p.Namespace), client.HasLabels{planetv1.LabelTicketRecord}); err != nil {
+		return 0, fmt.Errorf("listing ticket records: %w", err)
+	}
+	cutoff := p.Now().Add(-ticket.EffectiveSkew(p.Skew))
+	n := 0
+	for i := range list.Items {
+		cm := &list.Items[i]
+		exp, err := time.Parse(time.RFC3339, cm.Data["expires"])
+		if err != nil || exp.After(cutoff) {
+			continue
+		}
+		// Only as read: a floor raised meanwhile is kept.
+		if err := p.Client.Delete(ctx, cm, client.Preconditions{UID: &cm.UID, ResourceVersion: &cm.ResourceVersion}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+			return n, fmt.Errorf("deleting ticket record %s: %w", cm.Name, err)
+		}
+		n++
+	}
+	return n, nil
 }

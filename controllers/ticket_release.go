@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
@@ -32,7 +33,7 @@ const (
 // indexTicketsAndGrants registers the indexes.
 func indexTicketsAndGrants(ctx context.Context, mgr ctrl.Manager) error {
 	grantedBy := func(o client.Object) []string {
-		if v := o.GetAnnotations()[planetv1.AnnotationGrantedBy]; v != "" {
+		if v := o.GetAnnotations()[planetv1.AnnotationGrantedBy]; v != "" && ticketMade(o) {
 			return []string{v}
 		}
 		return nil
@@ -57,6 +58,33 @@ func indexTicketsAndGrants(ctx context.Context, mgr ctrl.Manager) error {
 		}
 	}
 	return nil
+}
+
+// ticketMade says whether obj is one a ticket made here: a foreign Slice
+// where its full name says it lives (its authority's namespace, which no
+// site's people write), or a pool part managed by PlanetKube and named
+// after its ticket. Only those are released, and only those raise a
+// slice's floor: the annotations of a Slice in a site's namespace are its
+// PI's to write, and must not move another slice's floor.
+func ticketMade(obj client.Object) bool {
+	a := obj.GetAnnotations()
+	switch o := obj.(type) {
+	case *planetv1.Slice:
+		ns, name, ok := ticket.ForeignSliceKey(a[planetv1.AnnotationSliceFullName])
+		return ok && naming.IsAuthorityNamespace(o.Namespace) && o.Namespace == ns && o.Name == name
+	case *planetv1.ResourcePool:
+		return o.Labels[planetv1.LabelManagedBy] == planetv1.ManagedByValue && o.Labels[planetv1.LabelAuthority] != "" &&
+			strings.HasPrefix(o.Name, "ticket-") && a[planetv1.AnnotationTicketID] != ""
+	}
+	return false
+}
+
+// kindOf names what a ticket made, as status.redeemed writes it.
+func kindOf(obj client.Object) string {
+	if _, ok := obj.(*planetv1.ResourcePool); ok {
+		return "ResourcePool"
+	}
+	return "Slice"
 }
 
 // releases says whether a ticket refused for reason gives up what it
@@ -137,13 +165,10 @@ func (r *TicketReconciler) releaseGrant(ctx context.Context, cached, obj client.
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cached), obj); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
-	if obj.GetAnnotations()[planetv1.AnnotationGrantedBy] != ref || !obj.GetDeletionTimestamp().IsZero() {
+	if obj.GetAnnotations()[planetv1.AnnotationGrantedBy] != ref || !obj.GetDeletionTimestamp().IsZero() || !ticketMade(obj) {
 		return false, nil
 	}
-	kind := "slice"
-	if _, ok := obj.(*planetv1.ResourcePool); ok {
-		kind = "pool"
-	}
+	kind := kindOf(obj)
 	log := ctrl.LoggerFrom(ctx).WithValues(kind, obj.GetNamespace()+"/"+obj.GetName(), "slice", obj.GetAnnotations()[planetv1.AnnotationSliceFullName])
 	if next, err := r.otherGrant(ctx, obj, ref); err != nil || next != "" {
 		if err != nil {
@@ -161,8 +186,9 @@ func (r *TicketReconciler) releaseGrant(ctx context.Context, cached, obj client.
 	if s, ok := obj.(*planetv1.Slice); ok {
 		// What it ran stays its floor: an older ticket of it does not
 		// bring it back.
-		full, jti := s.Annotations[planetv1.AnnotationSliceFullName], s.Annotations[planetv1.AnnotationTicketID]
-		if err := r.raiseFloor(ctx, full, s.Labels[planetv1.LabelAuthority], jti, ticket.OrderOf(s), false); err != nil {
+		rec := recordOf{issuer: s.Labels[planetv1.LabelAuthority], jti: s.Annotations[planetv1.AnnotationTicketID],
+			slice: s.Annotations[planetv1.AnnotationSliceFullName], order: ticket.OrderOf(s)}
+		if err := r.raiseFloor(ctx, rec); err != nil {
 			return false, err
 		}
 	}
@@ -177,20 +203,17 @@ func (r *TicketReconciler) releaseGrant(ctx context.Context, cached, obj client.
 		return false, fmt.Errorf("deleting %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
 	}
 	log.Info("Deleted what a ticket no longer grants", "ticket", ref)
-	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "TicketWithdrawn", "Delete", "ticket %s, the last that granted this %s, is deleted or no longer holds", ref, kind)
+	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "TicketWithdrawn", "Delete", "ticket %s, the last that granted this %s, is deleted or no longer holds", ref, strings.ToLower(kind))
 	return true, nil
 }
 
 // otherGrant returns another live, redeemed Ticket (namespace/name) that
-// carries the very ticket obj runs (the same jti: a pushed and a pulled
-// copy of one token), or "". An older ticket does not take it over.
+// carries the very ticket obj runs (the same token: a pushed and a pulled
+// copy), or "". An older ticket, or another with the same jti (a parent's
+// and its delegate's), does not take it over.
 func (r *TicketReconciler) otherGrant(ctx context.Context, obj client.Object, ref string) (string, error) {
-	kind := "Slice/"
-	if _, ok := obj.(*planetv1.ResourcePool); ok {
-		kind = "ResourcePool/"
-	}
 	tickets := &planetv1.TicketList{}
-	if err := r.List(ctx, tickets, client.MatchingFields{indexRedeemed: kind + obj.GetNamespace() + "/" + obj.GetName()}); err != nil {
+	if err := r.List(ctx, tickets, client.MatchingFields{indexRedeemed: kindOf(obj) + "/" + obj.GetNamespace() + "/" + obj.GetName()}); err != nil {
 		return "", err
 	}
 	for i := range tickets.Items {
@@ -199,12 +222,23 @@ func (r *TicketReconciler) otherGrant(ctx context.Context, obj client.Object, re
 		if name == ref || !t.DeletionTimestamp.IsZero() || !meta.IsStatusConditionTrue(t.Status.Conditions, planetv1.ConditionReady) {
 			continue
 		}
-		if c, _, err := ticket.Inspect(t.Spec.Token); err != nil || c.ID != obj.GetAnnotations()[planetv1.AnnotationTicketID] {
-			continue
+		if runs(obj, t.Spec.Token) {
+			return name, nil
 		}
-		return name, nil
 	}
 	return "", nil
+}
+
+// runs says whether obj (a foreign slice or pool part) runs the ticket of
+// token: its hash when recorded, its jti for a slice made before hashes
+// were recorded.
+func runs(obj client.Object, token string) bool {
+	a := obj.GetAnnotations()
+	if h := a[planetv1.AnnotationTicketSHA256]; h != "" {
+		return h == ticket.HashOf(token)
+	}
+	c, _, err := ticket.Inspect(token)
+	return err == nil && c.ID == a[planetv1.AnnotationTicketID]
 }
 
 // ticketsForSlice maps a foreign slice that is deleted to the Tickets for
@@ -212,7 +246,7 @@ func (r *TicketReconciler) otherGrant(ctx context.Context, obj client.Object, re
 // it turn Revoked; a pool grant lost its slice, and releases its pool.
 func (r *TicketReconciler) ticketsForSlice(ctx context.Context, o client.Object) []reconcile.Request {
 	full := o.GetAnnotations()[planetv1.AnnotationSliceFullName]
-	if full == "" || o.GetLabels()[planetv1.LabelAuthority] == "" {
+	if full == "" || !ticketMade(o) {
 		return nil
 	}
 	return listRequests(ctx, r, &planetv1.TicketList{}, client.MatchingFields{indexSlice: full})
@@ -251,12 +285,14 @@ func grantingTicket(_ context.Context, o client.Object) []reconcile.Request {
 // grantChanged passes foreign slices seen for the first time and those
 // whose Ticket in force changed.
 var grantChanged = predicate.Funcs{
-	CreateFunc:  func(e event.CreateEvent) bool { return e.Object.GetAnnotations()[planetv1.AnnotationGrantedBy] != "" },
+	CreateFunc: func(e event.CreateEvent) bool {
+		return e.Object.GetAnnotations()[planetv1.AnnotationGrantedBy] != "" && ticketMade(e.Object)
+	},
 	DeleteFunc:  func(event.DeleteEvent) bool { return false },
 	GenericFunc: func(event.GenericEvent) bool { return false },
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		n := e.ObjectNew.GetAnnotations()[planetv1.AnnotationGrantedBy]
-		return n != "" && n != e.ObjectOld.GetAnnotations()[planetv1.AnnotationGrantedBy]
+		return n != "" && n != e.ObjectOld.GetAnnotations()[planetv1.AnnotationGrantedBy] && ticketMade(e.ObjectNew)
 	},
 }
 

@@ -29,9 +29,10 @@ const (
 	// namespace) of redeemed tickets: "jti", that an issuer's jti was
 	// redeemed, with the token's hash (the same jti for another token is
 	// refused as Replayed, after the Ticket is deleted and across manager
-	// restarts); "withdrawal", that a slice was withdrawn by its issuer
-	// (its older tickets are refused as Revoked until the withdrawal
-	// expires).
+	// restarts); "slice", a slice's floor (withdrawn by its issuer: its
+	// older tickets are refused as Revoked; or given back when the last
+	// Ticket that granted it went: an older ticket does not bring it back).
+	// Each is pruned once the tickets it is about would have expired.
 	LabelTicketRecord = "planetkube.io/ticket-record"
 	// LabelFederationTickets marks the Secrets, in the manager's namespace,
 	// that hold the tickets a home slice was given for its peers (one

@@ -26,8 +26,10 @@ import (
 type TicketValidator struct {
 	// Reader reads Authorities and Sites (the manager's cache).
 	Reader client.Reader
-	// Authority is this install's authority: the audience.
+	// Authority is this install's authority: the audience; Own gives its
+	// key (authority.Keys).
 	Authority string
+	Own       *authority.SignerSource
 	// DefaultTrust is whom a site that sets no trustedAuthorities trusts
 	// (empty: Authority alone).
 	DefaultTrust []string
@@ -49,7 +51,7 @@ func (v *TicketValidator) SetupWithManager(mgr ctrl.Manager) error {
 
 // ValidateCreate verifies the new ticket's token.
 func (v *TicketValidator) ValidateCreate(ctx context.Context, tk *planetv1.Ticket) (admission.Warnings, error) {
-	verified, err := authority.Verify(ctx, v.Reader, v.Authority, v.Skew, tk.Spec.Token, v.Now())
+	verified, err := authority.Keys{Reader: v.Reader, Own: v.Own}.Verify(ctx, v.Authority, v.Skew, tk.Spec.Token, v.Now())
 	if err != nil {
 		if ticket.ReasonOf(err) == "" {
 			return nil, err

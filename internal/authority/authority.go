@@ -228,14 +228,44 @@ func hasKey(a *planetv1.Authority, pub ed25519.PublicKey) bool {
 	return false
 }
 
-// Verify checks a ticket addressed to audience against the Authorities r
-// knows (the manager's cache). A refusal is a *ticket.Refusal; any other
-// error is a failure to read them.
-func Verify(ctx context.Context, r client.Reader, audience string, skew time.Duration, token string, now time.Time) (*ticket.Verified, error) {
+// Keys reads the keyring tickets are verified against: the known
+// Authorities' valid keys, except for this install's own authority, whose
+// one key is the public half of its key Secret whatever its Authority
+// object lists (a key someone added there is never trusted, even before
+// the Authority controller removes it, and a deleted own Authority takes
+// no delegation rooted at it down with it).
+type Keys struct {
+	// Reader reads the Authorities (the manager's cache).
+	Reader client.Reader
+	// Own gives this install's key; unset, or while it cannot be read,
+	// the own Authority is read like the others.
+	Own *SignerSource
+}
+
+// Keyring returns the keyring; an error is a failure to read the
+// Authorities.
+func (k Keys) Keyring(ctx context.Context) (ticket.Keyring, error) {
 	list := &planetv1.AuthorityList{}
-	if err := r.List(ctx, list); err != nil {
+	if err := k.Reader.List(ctx, list); err != nil {
 		return nil, fmt.Errorf("listing Authorities: %w", err)
 	}
-	v := &ticket.Verifier{Audience: audience, Keys: Keyring(list.Items), Skew: skew}
+	ring := Keyring(list.Items)
+	if k.Own != nil {
+		if s, err := k.Own.Signer(ctx); err == nil {
+			ring[s.Authority] = []ticket.Key{{ID: s.KeyID, Public: s.Key.Public().(ed25519.PublicKey)}}
+		}
+	}
+	return ring, nil
+}
+
+// Verify checks a ticket addressed to audience against the keyring. A
+// refusal is a *ticket.Refusal; any other error is a failure to read the
+// Authorities.
+func (k Keys) Verify(ctx context.Context, audience string, skew time.Duration, token string, now time.Time) (*ticket.Verified, error) {
+	ring, err := k.Keyring(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &ticket.Verifier{Audience: audience, Keys: ring, Skew: skew}
 	return v.Verify(token, now)
 }

@@ -6,8 +6,6 @@ type Pulled struct {
 	Name string
 	// SliceID identifies its slice.
 	SliceID string
-	// IssuedAt is its iat.
-	IssuedAt int64
 	// Refused says that the ticket did not pass the checks here: it is not
 	// applied, and the slice it names (when it could be read) is kept as it
 	// is rather than withdrawn.

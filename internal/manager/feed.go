@@ -12,12 +12,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/controllers"
 	flowquery "github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/federation/feed"
-	"github.com/planetkube/planetkube/internal/ticket"
 )
 
 // FeedHandler is this install's feed (pull federation): to a peer that
@@ -30,13 +28,7 @@ func FeedHandler(c, secrets client.Reader, signer *authority.SignerSource, o Opt
 	mux.Handle(feed.Path, &feed.Handler{
 		Local:  o.Authority,
 		Signer: signer.Signer,
-		Keys: func(ctx context.Context) (ticket.Keyring, error) {
-			list := &planetv1.AuthorityList{}
-			if err := c.List(ctx, list); err != nil {
-				return nil, err
-			}
-			return authority.Keyring(list.Items), nil
-		},
+		Keys:   authority.Keys{Reader: c, Own: signer}.Keyring,
 		Tickets: func(ctx context.Context, requester string) ([]string, error) {
 			return controllers.FeedTickets(ctx, secrets, o.Namespace, requester, time.Now())
 		},

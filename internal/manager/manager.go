@@ -347,6 +347,11 @@ type everyReplica struct{ cache.Cache }
 // GetCache puts it in the manager's group of caches.
 func (c everyReplica) GetCache() cache.Cache { return c.Cache }
 
+// ownSigner gives this install's key, read once from its Secret.
+func ownSigner(mgr ctrl.Manager, o Options) *authority.SignerSource {
+	return &authority.SignerSource{Reader: mgr.GetAPIReader(), Namespace: o.Namespace, SecretName: o.AuthorityKeySecret, Authority: o.Authority}
+}
+
 // FederationSecretCacheOptions scope the cache of the Secrets that hold the
 // home slices' tickets for their peers: those of the manager's namespace
 // with their label, and no other Secret.
@@ -429,7 +434,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 			return err
 		}
 	}
-	signer := &authority.SignerSource{Reader: mgr.GetAPIReader(), Namespace: o.Namespace, SecretName: o.AuthorityKeySecret, Authority: o.Authority}
+	signer := ownSigner(mgr, o)
 	peers := &controllers.PeerClients{Reader: mgr.GetAPIReader(), Namespace: o.Namespace, Scheme: mgr.GetScheme(), Now: time.Now}
 	if err := (&controllers.AuthorityReconciler{
 		Client:   mgr.GetClient(),
@@ -446,6 +451,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Recorder:     mgr.GetEventRecorder("ticket-controller"),
 		Namespace:    o.Namespace,
 		Authority:    o.Authority,
+		Own:          signer,
 		DefaultTrust: defaultTrust,
 		Skew:         o.TicketSkew,
 		Workers:      o.TicketWorkers,
@@ -458,6 +464,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}
 	// Started on every replica, with the manager's own cache: each serves the feed.
 	if err := mgr.Add(everyReplica{fedSecrets}); err != nil {
+		return err
+	}
+	if err := mgr.Add(&controllers.RecordPruner{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Namespace, Skew: o.TicketSkew}); err != nil {
 		return err
 	}
 	if err := (&controllers.FederationReconciler{
@@ -515,7 +524,7 @@ func setupWebhooks(mgr ctrl.Manager, o Options) error {
 	if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Slice webhook: %w", err)
 	}
-	if err := (&admission.TicketValidator{Reader: mgr.GetClient(), Authority: o.Authority, DefaultTrust: cli.SplitList(o.DefaultTrust), Skew: o.TicketSkew}).SetupWithManager(mgr); err != nil {
+	if err := (&admission.TicketValidator{Reader: mgr.GetClient(), Authority: o.Authority, Own: ownSigner(mgr, o), DefaultTrust: cli.SplitList(o.DefaultTrust), Skew: o.TicketSkew}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ticket webhook: %w", err)
 	}
 	if err := (&admission.ResourcePoolValidator{

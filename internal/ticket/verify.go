@@ -27,14 +27,18 @@ type Verifier struct {
 	Skew time.Duration
 }
 
-func (v *Verifier) skew() time.Duration {
+func (v *Verifier) skew() time.Duration { return EffectiveSkew(v.Skew) }
+
+// EffectiveSkew is the clock skew allowed when d is configured:
+// DefaultSkew when d is not positive, never more than MaxSkew.
+func EffectiveSkew(d time.Duration) time.Duration {
 	switch {
-	case v.Skew <= 0:
+	case d <= 0:
 		return DefaultSkew
-	case v.Skew > MaxSkew:
+	case d > MaxSkew:
 		return MaxSkew
 	}
-	return v.Skew
+	return d
 }
 
 // Verify checks a ticket: its form, its signature (through its delegation
@@ -123,8 +127,14 @@ func (s signed) verify(key ed25519.PublicKey) bool {
 
 // hash is the hex SHA-256 of the whole token (Verified.Hash, the replay
 // record's key).
-func (s signed) hash() string {
-	sum := sha256.Sum256(s.raw)
+func (s signed) hash() string { return hashOf(s.raw) }
+
+// HashOf returns a token's hash as Verified.Hash has it: the hex SHA-256
+// of the token as sent.
+func HashOf(token string) string { return hashOf([]byte(token)) }
+
+func hashOf(b []byte) string {
+	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
 

@@ -266,6 +266,39 @@ var _ = Describe("Federation of two installs", Ordered, func() {
 		})
 	})
 
+	Context("expiry", func() {
+		s := homeSlice("princeton", "brief")
+
+		It("withdraws an expired slice from the peer: a copy of an older, longer ticket does not outlive it", func() {
+			later := metav1.NewTime(time.Now().Add(10 * time.Minute).Truncate(time.Second))
+			s.Spec.ExpiresAt = &later
+			Expect(plc.k8s.Create(ctx, s)).To(Succeed())
+			Eventually(func(g Gomega) planetv1.FederationPhase { return entry(s)(g).Phase }, "90s").Should(Equal(planetv1.FederationRedeemed))
+			first := entry(s)(Default).TicketID
+			copied := copyAtPle("brief-copy", homeTicket(s)) // valid for 10 minutes
+			Eventually(pleTicketReason(copied)).Should(Equal(planetv1.ReasonRedeemed))
+
+			By("the home shortens the slice to 30 s: a newer ticket expires before the copy")
+			soon := metav1.NewTime(time.Now().Add(30 * time.Second).Truncate(time.Second))
+			update(plc.k8s, s, func(o *planetv1.Slice) { o.Spec.ExpiresAt = &soon })
+			Eventually(func(g Gomega) {
+				e := entry(s)(g)
+				g.Expect(e.TicketID).NotTo(Equal(first))
+				g.Expect(e.Phase).To(Equal(planetv1.FederationRedeemed))
+			}).Should(Succeed())
+
+			Eventually(func(g Gomega) {
+				e := entry(s)(g)
+				g.Expect(e.Phase).To(Equal(planetv1.FederationWithdrawn), "%+v", e)
+				g.Expect(e.Reason).To(Equal(planetv1.ReasonExpired))
+			}, "90s").Should(Succeed())
+			Eventually(goneAtPle(s)).Should(BeTrue())
+			Eventually(pleTicketReason(copied)).Should(Equal(string(ticket.Revoked)))
+			Consistently(goneAtPle(s), "3s").Should(BeTrue(), "the copy kept the expired slice")
+			Expect(plc.k8s.Delete(ctx, s)).To(Succeed())
+		})
+	})
+
 	Context("pull", func() {
 		s := homeSlice("mit", "measure")
 

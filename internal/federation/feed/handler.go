@@ -70,15 +70,7 @@ func (r *replays) first(id string, until, now int64) (isNew, ok bool) {
 	return true, true
 }
 
-func (h *Handler) skew() time.Duration {
-	switch {
-	case h.Skew <= 0:
-		return ticket.DefaultSkew
-	case h.Skew > ticket.MaxSkew:
-		return ticket.MaxSkew
-	}
-	return h.Skew
-}
+func (h *Handler) skew() time.Duration { return ticket.EffectiveSkew(h.Skew) }
 
 func (h *Handler) now() time.Time {
 	if h.Now == nil {
