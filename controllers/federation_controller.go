@@ -456,20 +456,14 @@ func (r *FederationReconciler) finalize(ctx context.Context, slice *planetv1.Sli
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	dropped, _ := store.pruneExpired(r.Now())
-	gone := r.withdrawOthers(ctx, store, nil)
-	if err := r.saveTickets(ctx, store); err != nil {
+	requeue, pending, err := r.withdrawAll(ctx, store)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.removeDropped(ctx, full, dropped)
-	var requeue time.Duration
-	for _, peer := range gone {
-		if e, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer]); !confirmed {
-			requeue = soonest(requeue, after)
-			ctrl.LoggerFrom(ctx).Info("Could not withdraw the slice from a peer yet; retried", "authority", peer, "reason", e.Reason, "message", e.Message)
-			r.Recorder.Eventf(slice, nil, corev1.EventTypeWarning, planetv1.ReasonPeerUnreachable, "Withdraw",
-				"could not withdraw the slice from %s yet (retried; its tickets there are revoked once it is): %s", peer, truncate(e.Message, 512))
-		}
+	for _, e := range pending {
+		ctrl.LoggerFrom(ctx).Info("Could not withdraw the slice from a peer yet; retried", "authority", e.Authority, "reason", e.Reason, "message", e.Message)
+		r.Recorder.Eventf(slice, nil, corev1.EventTypeWarning, planetv1.ReasonPeerUnreachable, "Withdraw",
+			"could not withdraw the slice from %s yet (retried; its tickets there are revoked once it is): %s", e.Authority, truncate(e.Message, 512))
 	}
 	if err := setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, false); err != nil {
 		return ctrl.Result{}, err
@@ -488,18 +482,29 @@ func (r *FederationReconciler) sweep(ctx context.Context, full string) (ctrl.Res
 	if err != nil || store.secret == nil {
 		return ctrl.Result{}, err
 	}
+	requeue, _, err := r.withdrawAll(ctx, store)
+	return ctrl.Result{RequeueAfter: requeue}, err
+}
+
+// withdrawAll withdraws a slice that is gone from every peer its store
+// holds a ticket for, forgets what expired, and delivers the withdrawals.
+// It returns when to look again (the next expiry, or a retry) and the
+// entries of the withdrawals not confirmed yet.
+func (r *FederationReconciler) withdrawAll(ctx context.Context, store *ticketStore) (time.Duration, []planetv1.SliceFederation, error) {
 	dropped, requeue := store.pruneExpired(r.Now())
 	gone := r.withdrawOthers(ctx, store, nil)
 	if err := r.saveTickets(ctx, store); err != nil {
-		return ctrl.Result{}, err
+		return 0, nil, err
 	}
-	r.removeDropped(ctx, full, dropped)
+	r.removeDropped(ctx, store.full, dropped)
+	var pending []planetv1.SliceFederation
 	for _, peer := range gone {
-		if _, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer]); !confirmed {
+		if e, after, confirmed := r.deliverWithdrawal(ctx, store.full, peer, store.tokens[peer]); !confirmed {
 			requeue = soonest(requeue, after)
+			pending = append(pending, e)
 		}
 	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return requeue, pending, nil
 }
 
 // failed is an entry that carries no ticket, with the reason.

@@ -59,12 +59,7 @@ var _ = Describe("Tickets under attack", Ordered, func() {
 		now   = time.Now().Add(-time.Minute).Truncate(time.Second)
 		chain []string
 	)
-	issue := func(s ticket.Signer, c ticket.Claims) string {
-		GinkgoHelper()
-		tok, err := s.Issue(c)
-		Expect(err).NotTo(HaveOccurred())
-		return tok
-	}
+	issue := issueTicket
 	// grant is a sliver grant of slice to plc on site ata's node.
 	grant := func(jti, slice string, iat time.Time, mutate func(*ticket.Claims)) ticket.Claims {
 		return sliverGrant(jti, slice, iat, func(c *ticket.Claims) {

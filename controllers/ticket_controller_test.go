@@ -56,6 +56,14 @@ func signUnchecked(s ticket.Signer, c ticket.Claims) string {
 	return tok
 }
 
+// issueTicket signs claims with s, with Issue's checks.
+func issueTicket(s ticket.Signer, c ticket.Claims) string {
+	GinkgoHelper()
+	tok, err := s.Issue(c)
+	Expect(err).NotTo(HaveOccurred())
+	return tok
+}
+
 // sliverGrant returns the claims of a sliver grant of slice (a full name) to plc.
 func sliverGrant(jti, slice string, iat time.Time, mutate func(*ticket.Claims)) ticket.Claims {
 	c := ticket.Claims{
@@ -132,12 +140,7 @@ var _ = Describe("Ticket controller", Ordered, func() {
 		now     = time.Now().Add(-time.Minute).Truncate(time.Second)
 		chain   []string
 	)
-	issue := func(s ticket.Signer, c ticket.Claims) string {
-		GinkgoHelper()
-		tok, err := s.Issue(c)
-		Expect(err).NotTo(HaveOccurred())
-		return tok
-	}
+	issue := issueTicket
 
 	BeforeAll(func() {
 		makeAuthority(ple)

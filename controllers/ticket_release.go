@@ -119,32 +119,25 @@ func (r *TicketReconciler) releaseHeld(ctx context.Context, tk *planetv1.Ticket,
 // for, and returns what it released.
 func (r *TicketReconciler) releaseGrants(ctx context.Context, ref string) ([]string, error) {
 	var released []string
-	slices := &planetv1.SliceList{}
-	if err := r.List(ctx, slices, client.MatchingFields{indexGrantedBy: ref}); err != nil {
-		return nil, err
-	}
-	for i := range slices.Items {
-		if done, err := r.releaseGrant(ctx, &slices.Items[i], &planetv1.Slice{}, ref); err != nil {
+	for _, list := range []client.ObjectList{&planetv1.SliceList{}, &planetv1.ResourcePoolList{}} {
+		if err := r.List(ctx, list, client.MatchingFields{indexGrantedBy: ref}); err != nil {
 			return released, err
-		} else if done {
-			released = append(released, "Slice/"+slices.Items[i].Namespace+"/"+slices.Items[i].Name)
 		}
-	}
-	pools := &planetv1.ResourcePoolList{}
-	if err := r.List(ctx, pools, client.MatchingFields{indexGrantedBy: ref}); err != nil {
-		return released, err
-	}
-	for i := range pools.Items {
-		if done, err := r.releaseGrant(ctx, &pools.Items[i], &planetv1.ResourcePool{}, ref); err != nil {
+		items, err := meta.ExtractList(list)
+		if err != nil {
 			return released, err
-		} else if done {
-			released = append(released, "ResourcePool/"+pools.Items[i].Namespace+"/"+pools.Items[i].Name)
+		}
+		for _, item := range items {
+			obj := item.(client.Object)
+			if done, err := r.releaseGrant(ctx, obj, obj.DeepCopyObject().(client.Object), ref); err != nil {
+				return released, err
+			} else if done {
+				released = append(released, kindOf(obj)+"/"+obj.GetNamespace()+"/"+obj.GetName())
+			}
 		}
 	}
 	return released, nil
 }
-
-// +kubebuilder:rbac:groups=planetkube.io,resources=slices,verbs=delete
 
 // release handles a deleted Ticket: each foreign slice it was the ticket in
 // force for passes to another redeemed Ticket of the same slice (one pulled
