@@ -139,6 +139,8 @@ func (r *TicketReconciler) releaseGrants(ctx context.Context, ref string) ([]str
 	return released, nil
 }
 
+// +kubebuilder:rbac:groups=planetkube.io,resources=slices,verbs=delete
+
 // release handles a deleted Ticket: each foreign slice it was the ticket in
 // force for passes to another redeemed Ticket of the same slice (one pulled
 // and one pushed carry the same token), or, when none is left, is deleted
