@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -99,81 +98,140 @@ func DecodeStrict(payload []byte, out any) error {
 
 // checkStrict checks that data is one JSON object, with no duplicate
 // member name at any depth and no member matching a name of t (the type it
-// decodes into) only under case folding.
+// decodes into) only under case folding. It scans the bytes once, without
+// decoding anything (the decoder that follows checks the JSON itself): on
+// the hot path of every verification, it allocates only for a member name
+// with escapes or not known to t.
 func checkStrict(data []byte, t reflect.Type) error {
-	if i := bytes.IndexFunc(data, func(r rune) bool { return !isJSONSpace(r) }); i < 0 || data[i] != '{' {
+	sc := scanner{data: data}
+	sc.space()
+	if sc.i >= len(data) || data[sc.i] != '{' {
 		return errors.New("not a JSON object")
 	}
-	w := walker{dec: json.NewDecoder(bytes.NewReader(data))}
-	w.dec.UseNumber() // numbers are not looked at: no need to parse them
-	if err := w.value(t, 0); err != nil {
+	if err := sc.value(t, 0); err != nil {
 		return err
 	}
-	if _, err := w.dec.Token(); err != io.EOF {
+	if sc.space(); sc.i != len(data) {
 		return errors.New("data after the JSON object")
 	}
 	return nil
 }
 
-func isJSONSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-// walker walks one JSON value token by token, keeping the path to the
+// scanner walks one JSON value byte by byte, keeping the path to the
 // current member for messages.
-type walker struct {
-	dec  *json.Decoder
-	path []string
+type scanner struct {
+	data []byte
+	i    int
+	path []step
 }
 
-func (w *walker) where() string {
-	if len(w.path) == 0 {
+// step is one element of a path: a member's name or an array's index.
+type step struct {
+	name  []byte
+	index int
+}
+
+func (sc *scanner) where() string {
+	if len(sc.path) == 0 {
 		return "the top-level object"
 	}
-	return strings.TrimPrefix(strings.Join(w.path, ""), ".")
+	var b strings.Builder
+	for i, st := range sc.path {
+		switch {
+		case st.name == nil:
+			b.WriteString("[" + strconv.Itoa(st.index) + "]")
+		case i > 0:
+			b.WriteString("." + string(st.name))
+		default:
+			b.Write(st.name)
+		}
+	}
+	return b.String()
 }
 
-func (w *walker) token() (json.Token, error) {
-	tok, err := w.dec.Token()
-	if err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("not JSON: %v", err)
+func (sc *scanner) space() {
+	for sc.i < len(sc.data) && isJSONSpace(sc.data[sc.i]) {
+		sc.i++
 	}
-	return tok, nil
+}
+
+var errEnd = errors.New("not JSON: unexpected end of input")
+
+// expect consumes c after spaces.
+func (sc *scanner) expect(c byte) error {
+	if sc.space(); sc.i >= len(sc.data) {
+		return errEnd
+	}
+	if sc.data[sc.i] != c {
+		return fmt.Errorf("not JSON: %q where %q was expected, at byte %d", sc.data[sc.i], c, sc.i)
+	}
+	sc.i++
+	return nil
 }
 
 // value walks the next value, to be decoded into t (nil: a type not known
 // here, whose members are only checked for duplicates).
-func (w *walker) value(t reflect.Type, depth int) error {
+func (sc *scanner) value(t reflect.Type, depth int) error {
 	if depth > maxJSONDepth {
 		return fmt.Errorf("nested more than %d deep", maxJSONDepth)
 	}
-	tok, err := w.token()
-	if err != nil {
+	if sc.space(); sc.i >= len(sc.data) {
+		return errEnd
+	}
+	switch sc.data[sc.i] {
+	case '{':
+		return sc.object(plain(t), depth)
+	case '[':
+		return sc.array(plain(t), depth)
+	case '"':
+		_, err := sc.str()
 		return err
 	}
-	switch tok {
-	case json.Delim('{'):
-		return w.object(plain(t), depth)
-	case json.Delim('['):
-		var elem reflect.Type
-		if t = plain(t); t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-			elem = t.Elem()
-		}
-		for i := 0; w.dec.More(); i++ {
-			w.path = append(w.path, "["+strconv.Itoa(i)+"]")
-			if err := w.value(elem, depth+1); err != nil {
-				return err
-			}
-			w.path = w.path[:len(w.path)-1]
-		}
-		_, err := w.token() // ]
-		return err
+	start := sc.i // a number or a literal: the decoder checks it
+	for sc.i < len(sc.data) && !isJSONSpace(sc.data[sc.i]) && !strings.ContainsRune(",:]}[{\"", rune(sc.data[sc.i])) {
+		sc.i++
+	}
+	if sc.i == start {
+		return fmt.Errorf("not JSON: unexpected %q at byte %d", sc.data[sc.i], sc.i)
 	}
 	return nil
 }
 
-func (w *walker) object(t reflect.Type, depth int) error {
+func (sc *scanner) array(t reflect.Type, depth int) error {
+	sc.i++ // [
+	var elem reflect.Type
+	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+		elem = t.Elem()
+	}
+	if sc.space(); sc.i < len(sc.data) && sc.data[sc.i] == ']' {
+		sc.i++
+		return nil
+	}
+	for n := 0; ; n++ {
+		sc.path = append(sc.path, step{index: n})
+		if err := sc.value(elem, depth+1); err != nil {
+			return err
+		}
+		sc.path = sc.path[:len(sc.path)-1]
+		if sc.space(); sc.i >= len(sc.data) {
+			return errEnd
+		}
+		switch sc.data[sc.i] {
+		case ',':
+			sc.i++
+		case ']':
+			sc.i++
+			return nil
+		default:
+			return fmt.Errorf("not JSON: %q after an array element, at byte %d", sc.data[sc.i], sc.i)
+		}
+	}
+}
+
+func (sc *scanner) object(t reflect.Type, depth int) error {
+	sc.i++ // {
 	var (
 		names *fieldNames
 		elem  reflect.Type
@@ -186,34 +244,83 @@ func (w *walker) object(t reflect.Type, depth int) error {
 			elem = t.Elem()
 		}
 	}
-	seen := map[string]struct{}{}
-	for w.dec.More() {
-		tok, err := w.token()
+	if sc.space(); sc.i < len(sc.data) && sc.data[sc.i] == '}' {
+		sc.i++
+		return nil
+	}
+	var seen [16][]byte
+	keys := seen[:0]
+	for {
+		if sc.space(); sc.i >= len(sc.data) || sc.data[sc.i] != '"' {
+			return errors.New("not JSON: an object's member name is not a string")
+		}
+		key, err := sc.str()
 		if err != nil {
 			return err
 		}
-		key, _ := tok.(string)
-		if _, dup := seen[key]; dup {
-			return fmt.Errorf("member %q appears twice in %s", key, w.where())
+		for _, k := range keys {
+			if bytes.Equal(k, key) {
+				return fmt.Errorf("member %q appears twice in %s", key, sc.where())
+			}
 		}
-		seen[key] = struct{}{}
+		keys = append(keys, key)
 		child := elem
 		if names != nil {
 			var known bool
-			if child, known = names.exact[key]; !known {
-				if name, ok := names.folded[foldName(key)]; ok {
-					return fmt.Errorf("member %q in %s is not %q: member names match exactly, and one that differs from a known name only in case is refused", key, w.where(), name)
+			if child, known = names.exact[string(key)]; !known {
+				if name, ok := names.folded[foldName(string(key))]; ok {
+					return fmt.Errorf("member %q in %s is not %q: member names match exactly, and one that differs from a known name only in case is refused", key, sc.where(), name)
 				}
 			}
 		}
-		w.path = append(w.path, "."+key)
-		if err := w.value(child, depth+1); err != nil {
+		if err := sc.expect(':'); err != nil {
 			return err
 		}
-		w.path = w.path[:len(w.path)-1]
+		sc.path = append(sc.path, step{name: key})
+		if err := sc.value(child, depth+1); err != nil {
+			return err
+		}
+		sc.path = sc.path[:len(sc.path)-1]
+		if sc.space(); sc.i >= len(sc.data) {
+			return errEnd
+		}
+		switch sc.data[sc.i] {
+		case ',':
+			sc.i++
+		case '}':
+			sc.i++
+			return nil
+		default:
+			return fmt.Errorf("not JSON: %q after an object member, at byte %d", sc.data[sc.i], sc.i)
+		}
 	}
-	_, err := w.token() // }
-	return err
+}
+
+// str consumes a string and returns its value: the bytes between the
+// quotes, unescaped when they hold escapes.
+func (sc *scanner) str() ([]byte, error) {
+	start := sc.i + 1
+	escaped := false
+	for j := start; j < len(sc.data); j++ {
+		switch c := sc.data[j]; {
+		case c == '\\':
+			escaped = true
+			j++
+		case c == '"':
+			sc.i = j + 1
+			if !escaped {
+				return sc.data[start:j], nil
+			}
+			var out string
+			if err := json.Unmarshal(sc.data[start-1:j+1], &out); err != nil {
+				return nil, fmt.Errorf("not JSON: a string at byte %d: %v", start-1, err)
+			}
+			return []byte(out), nil
+		case c < 0x20:
+			return nil, fmt.Errorf("not JSON: a control character in a string at byte %d", j)
+		}
+	}
+	return nil, errEnd
 }
 
 var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
