@@ -24,7 +24,8 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/manager"
-	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
+	"github.com/planetkube/planetkube/internal/scheme"
+	"github.com/planetkube/planetkube/internal/testing/testenv"
 )
 
 var (
@@ -67,7 +68,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	cfg.QPS, cfg.Burst = 500, 1000
 
-	k8s, err = client.New(cfg, client.Options{Scheme: manager.Scheme()})
+	k8s, err = client.New(cfg, client.Options{Scheme: scheme.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})).To(Succeed())
 
@@ -81,7 +82,7 @@ func startManager() {
 	cache := manager.CacheOptions()
 	cache.SyncPeriod = ptr.To(testSyncPeriod)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  manager.Scheme(),
+		Scheme:  scheme.Scheme(),
 		Cache:   cache,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		NewClient: func(config *rest.Config, options client.Options) (client.Client, error) {

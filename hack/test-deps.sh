@@ -20,7 +20,7 @@ deps=(make:make git:git gcc:gcc
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 # chromium: the tests also take chromium-browser, google-chrome or
-# $PLANETKUBE_BROWSER (internal/testing/browser).
+# $PLANETKUBE_BROWSER (internal/testing/browsertest).
 has() {
   if [[ $1 == chromium ]]; then
     [[ -n ${PLANETKUBE_BROWSER:-} ]] && command -v "$PLANETKUBE_BROWSER" >/dev/null 2>&1 && return 0
@@ -44,8 +44,8 @@ if ((${#need[@]})) && $root && command -v apt-get >/dev/null 2>&1; then
   exit 0
 fi
 
-real_kernel="internal/testing/netns, internal/agent/capture and test/nodeagent"
-browser="internal/testing/browser, internal/agent/query's page tests and test/nodeagent's page test"
+real_kernel="internal/testing/netnstest, internal/agent/capture and test/nodeagent"
+browser="internal/testing/browsertest, internal/flow/lookup's page tests and test/nodeagent's page test"
 if ((${#need[@]})); then
   echo ">> Missing commands: ${missing[*]}. Install them with:"
   if command -v apt-get >/dev/null 2>&1; then

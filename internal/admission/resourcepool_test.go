@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/manager"
+	"github.com/planetkube/planetkube/internal/scheme"
 )
 
 // sites counts the sites made by newSite, so that every test has its own.
@@ -262,7 +262,7 @@ func bindRole(namespace, user, role string) {
 func clientAs(user string) client.Client {
 	c := rest.CopyConfig(cfg)
 	c.Impersonate = rest.ImpersonationConfig{UserName: user}
-	cl, err := client.New(c, client.Options{Scheme: manager.Scheme()})
+	cl, err := client.New(c, client.Options{Scheme: scheme.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	return cl
 }

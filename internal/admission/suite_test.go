@@ -21,8 +21,8 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/admission"
-	"github.com/planetkube/planetkube/internal/manager"
-	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
+	"github.com/planetkube/planetkube/internal/scheme"
+	"github.com/planetkube/planetkube/internal/testing/testenv"
 )
 
 var (
@@ -54,7 +54,7 @@ var _ = BeforeSuite(func() {
 	})
 	wio := env.WebhookInstallOptions
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:        manager.Scheme(),
+		Scheme:        scheme.Scheme(),
 		Metrics:       metricsserver.Options{BindAddress: "0"},
 		WebhookServer: webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir}),
 	})
@@ -67,7 +67,7 @@ var _ = BeforeSuite(func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
-	k8s, err = client.New(cfg, client.Options{Scheme: manager.Scheme()})
+	k8s, err = client.New(cfg, client.Options{Scheme: scheme.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	// The webhook server is up once a valid slice goes through.
 	Eventually(func() error {

@@ -38,12 +38,12 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/cpushare"
 	"github.com/planetkube/planetkube/internal/agent/memguard"
 	"github.com/planetkube/planetkube/internal/agent/memwatch"
-	"github.com/planetkube/planetkube/internal/agent/query"
-	"github.com/planetkube/planetkube/internal/agent/segments"
-	"github.com/planetkube/planetkube/internal/agent/store"
-	"github.com/planetkube/planetkube/internal/archivetls"
 	"github.com/planetkube/planetkube/internal/cli"
-	"github.com/planetkube/planetkube/internal/lookup/slicedir"
+	"github.com/planetkube/planetkube/internal/flow/archive/archivetls"
+	"github.com/planetkube/planetkube/internal/flow/lookup"
+	"github.com/planetkube/planetkube/internal/flow/segments"
+	"github.com/planetkube/planetkube/internal/flow/slicedir"
+	"github.com/planetkube/planetkube/internal/flow/store"
 )
 
 // Options are the agent's settings, one flag each.
@@ -82,7 +82,7 @@ type Options struct {
 	MemoryCheckEvery time.Duration
 	Bandwidth        BandwidthOptions
 	Export           ExportOptions
-	Operator         query.Operator
+	Operator         lookup.Operator
 }
 
 // BandwidthOptions are the flags of bandwidth shaping (PlanetLab's bwmon).
@@ -273,21 +273,21 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return err
 	}
 	unlimited, _ := o.unlimited() // validated above
-	handler := query.NewHandler(flows, dir, query.Options{
+	handler := lookup.NewHandler(flows, dir, lookup.Options{
 		MaxResults: o.MaxResults, RatePerSecond: o.RatePerSecond, Burst: o.Burst, NodeName: o.NodeName, Unlimited: unlimited,
 		Operator: o.Operator, Retention: o.Retention, Oldest: func() time.Time { return flows.Stats().Oldest },
 	})
-	if err := mgr.Add(&query.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
+	if err := mgr.Add(&lookup.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
 		return err
 	}
 	if o.PublicAddr != "" {
-		if err := mgr.Add(&query.Server{Addr: o.PublicAddr, Handler: handler, What: "the public lookup page"}); err != nil {
+		if err := mgr.Add(&lookup.Server{Addr: o.PublicAddr, Handler: handler, What: "the public lookup page"}); err != nil {
 			return err
 		}
 	}
 	if o.ArchiveAddr != "0" && o.ArchiveAddr != "" {
 		seg := &segments.Handler{Source: flows, Auth: segments.TokenReviewer{Client: mgr.GetClient()}, Readers: cli.SplitList(o.ArchiveReaders), Node: o.NodeName}
-		srv := &query.Server{Addr: o.ArchiveAddr, Handler: seg, What: "segment downloads"}
+		srv := &lookup.Server{Addr: o.ArchiveAddr, Handler: seg, What: "segment downloads"}
 		if o.ArchiveTLSDir != "" {
 			srv.TLS = archivetls.ServerConfig(o.ArchiveTLSDir)
 		}

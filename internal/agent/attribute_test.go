@@ -13,7 +13,7 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/attr"
 	"github.com/planetkube/planetkube/internal/flow"
-	"github.com/planetkube/planetkube/internal/lookup/slicedir"
+	"github.com/planetkube/planetkube/internal/flow/slicedir"
 	"github.com/planetkube/planetkube/internal/naming"
 )
 

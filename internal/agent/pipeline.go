@@ -15,8 +15,8 @@ import (
 
 	"github.com/planetkube/planetkube/internal/agent/attr"
 	"github.com/planetkube/planetkube/internal/agent/capture"
-	"github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/flow"
+	"github.com/planetkube/planetkube/internal/flow/store"
 )
 
 // storeTimeout bounds one batch write.

@@ -1,7 +1,7 @@
 // Package archiver is the `planetkube archiver` command: one replica (the
 // chart's StatefulSet, with a PersistentVolume) that downloads every node
 // agent's sealed flow segments into the install's archive and applies the
-// archive's own retention (internal/archive).
+// archive's own retention (internal/flow/archive).
 package archiver
 
 import (
@@ -21,12 +21,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/planetkube/planetkube/internal/agent/query"
-	"github.com/planetkube/planetkube/internal/archive"
-	"github.com/planetkube/planetkube/internal/archivetls"
 	"github.com/planetkube/planetkube/internal/cli"
-	"github.com/planetkube/planetkube/internal/lookup/fanout"
-	"github.com/planetkube/planetkube/internal/manager"
+	"github.com/planetkube/planetkube/internal/flow/archive"
+	"github.com/planetkube/planetkube/internal/flow/archive/archivetls"
+	"github.com/planetkube/planetkube/internal/flow/fanout"
+	"github.com/planetkube/planetkube/internal/flow/lookup"
+	"github.com/planetkube/planetkube/internal/scheme"
 )
 
 // The archiver lists the node agents' pods, and requests tokens of its own
@@ -124,7 +124,7 @@ func Main(args []string) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 manager.Scheme(),
+		Scheme:                 scheme.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress: o.ProbeAddr,
 	})
@@ -162,8 +162,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		if err := mgr.Add(reader); err != nil { // refreshes it in the background
 			return err
 		}
-		h := query.NewHandler(reader, nil, query.Options{Unlimited: unlimited})
-		if err := mgr.Add(&query.Server{Addr: o.ListenAddr, Handler: h, What: "archive lookups"}); err != nil {
+		h := lookup.NewHandler(reader, nil, lookup.Options{Unlimited: unlimited})
+		if err := mgr.Add(&lookup.Server{Addr: o.ListenAddr, Handler: h, What: "archive lookups"}); err != nil {
 			return err
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
+	"github.com/planetkube/planetkube/internal/testing/testenv"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 

@@ -32,7 +32,7 @@ type Record struct {
 	// the name of the node that answered).
 	Node string
 	// Source is "archive" for a record the install's archive answered
-	// (internal/archive), "" for one a node's own store did.
+	// (internal/flow/archive), "" for one a node's own store did.
 	Source string
 }
 

@@ -13,9 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/planetkube/planetkube/controllers"
-	flowquery "github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/federation/feed"
+	"github.com/planetkube/planetkube/internal/flow/lookup"
 )
 
 // FeedHandler is this install's feed (pull federation): to a peer that
@@ -55,7 +55,7 @@ func (s *feedServer) Start(ctx context.Context) error {
 	}
 	go func() { _ = watcher.Start(ctx) }()
 	ctrl.LoggerFrom(ctx).Info("Serving the federation feed", "address", s.addr, "path", feed.Path)
-	return (&flowquery.Server{
+	return (&lookup.Server{
 		Addr: s.addr, Handler: s.handler, What: "the federation feed",
 		TLS: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate},
 	}).Start(ctx)

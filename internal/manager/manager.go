@@ -18,9 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/flowcontrol"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -33,14 +31,15 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/admission"
-	flowquery "github.com/planetkube/planetkube/internal/agent/query"
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/fairshare"
 	"github.com/planetkube/planetkube/internal/federation/feed"
-	flowfanout "github.com/planetkube/planetkube/internal/lookup/fanout"
-	"github.com/planetkube/planetkube/internal/lookup/slicedir"
+	"github.com/planetkube/planetkube/internal/flow/fanout"
+	"github.com/planetkube/planetkube/internal/flow/lookup"
+	"github.com/planetkube/planetkube/internal/flow/slicedir"
+	"github.com/planetkube/planetkube/internal/scheme"
 	"github.com/planetkube/planetkube/internal/ticket"
 	"github.com/planetkube/planetkube/internal/trust"
 	"github.com/planetkube/planetkube/internal/webhookcert"
@@ -85,7 +84,7 @@ type Options struct {
 	FlowLookupAddr       string
 	LookupTrustedProxies string
 	ArchiveURL           string
-	Operator             flowquery.Operator
+	Operator             lookup.Operator
 	FeedAddr             string
 	FeedCertDir          string
 	FeedTimeout          time.Duration
@@ -139,18 +138,6 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.AgentPort, "agent-port", 9470, "Port of the node agents' lookup API.")
 }
 
-// Scheme returns a scheme with the Kubernetes and PlanetKube kinds.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := planetv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // CacheOptions scopes the informer cache: only PlanetKube's pods are cached,
 // and managed fields are dropped, which keeps the manager's memory flat on
 // large clusters.
@@ -181,7 +168,7 @@ func Main(args []string) error {
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  Scheme(),
+		Scheme:                  scheme.Scheme(),
 		Cache:                   CacheOptions(),
 		Metrics:                 MetricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
@@ -542,7 +529,7 @@ func setupFlowLookup(mgr ctrl.Manager, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := mgr.Add(&flowquery.Server{Addr: o.FlowLookupAddr, Handler: handler}); err != nil {
+	if err := mgr.Add(&lookup.Server{Addr: o.FlowLookupAddr, Handler: handler}); err != nil {
 		return fmt.Errorf("adding the flow lookup server: %w", err)
 	}
 	return nil
@@ -568,13 +555,13 @@ func FlowLookupHandler(agents, slices client.Reader, o Options) (http.Handler, e
 		return nil, err
 	}
 	// The agents are listed at most every 10 s, not on every lookup.
-	targets := flowfanout.CachedTargets(flowfanout.PodTargets(agents, o.AgentNamespace, sel, o.AgentPort), 10*time.Second, nil)
+	targets := fanout.CachedTargets(fanout.PodTargets(agents, o.AgentNamespace, sel, o.AgentPort), 10*time.Second, nil)
 	if o.ArchiveURL != "" {
 		if u, err := url.Parse(o.ArchiveURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 			return nil, fmt.Errorf("--archive-url: %q is not an http(s) URL such as http://planetkube-archiver.planetkube-system.svc:9470", o.ArchiveURL)
 		}
 	}
-	fanout := flowfanout.New(targets, flowfanout.Options{Archive: o.ArchiveURL})
+	fanout := fanout.New(targets, fanout.Options{Archive: o.ArchiveURL})
 	dir := &slicedir.Directory{Reader: slices, Authority: o.Authority}
-	return flowquery.NewHandler(fanout, dir, flowquery.Options{Operator: o.Operator, TrustedProxies: proxies}), nil
+	return lookup.NewHandler(fanout, dir, lookup.Options{Operator: o.Operator, TrustedProxies: proxies}), nil
 }

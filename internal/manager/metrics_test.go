@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/planetkube/planetkube/internal/scheme"
 	"github.com/planetkube/planetkube/internal/testing/poll"
 	"github.com/planetkube/planetkube/internal/testing/ports"
 )
@@ -34,7 +35,7 @@ func TestMetricsNeedAuthentication(t *testing.T) {
 	cfg, ctx, c := startAPIServer(t)
 	ctrl.SetLogger(logr.Discard())
 	port := ports.Free(t)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: Scheme(), Metrics: MetricsOptions(Options{MetricsAddr: "127.0.0.1:" + strconv.Itoa(port), MetricsSecure: true})})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme.Scheme(), Metrics: MetricsOptions(Options{MetricsAddr: "127.0.0.1:" + strconv.Itoa(port), MetricsSecure: true})})
 	if err != nil {
 		t.Fatal(err)
 	}

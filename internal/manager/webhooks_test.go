@@ -19,10 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
+	"github.com/planetkube/planetkube/internal/scheme"
 	"github.com/planetkube/planetkube/internal/testing/poll"
 	"github.com/planetkube/planetkube/internal/testing/ports"
 	"github.com/planetkube/planetkube/internal/testing/secretvolume"
+	"github.com/planetkube/planetkube/internal/testing/testenv"
 )
 
 // startAPIServer starts a real API server (envtest, the CRDs installed) for
@@ -40,7 +41,7 @@ func startAPIServer(t *testing.T) (*rest.Config, context.Context, client.Client)
 	t.Cleanup(func() { _ = env.Stop() })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestSelfMadeWebhookCertificate(t *testing.T) {
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
+		Scheme: scheme.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
 		WebhookServer: webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: o.WebhookCertDir}),
 	})
 	if err != nil {

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/planetkube/planetkube/internal/agent/segments"
-	flowstore "github.com/planetkube/planetkube/internal/agent/store"
-	"github.com/planetkube/planetkube/internal/archive"
 	"github.com/planetkube/planetkube/internal/flow"
+	"github.com/planetkube/planetkube/internal/flow/archive"
+	"github.com/planetkube/planetkube/internal/flow/segments"
+	"github.com/planetkube/planetkube/internal/flow/store"
 )
 
 var (
@@ -56,7 +56,7 @@ func buildNodeStore(t *testing.T, dir string, n int, span time.Duration, end tim
 	ctx := context.Background()
 	begin := end.Add(-span)
 	now := begin
-	s, err := flowstore.Open(ctx, flowstore.Options{Dir: dir, Now: func() time.Time { return now }})
+	s, err := store.Open(ctx, store.Options{Dir: dir, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestArchiveBench(t *testing.T) {
 	// for every node, in alternating order.
 	dayDir := t.TempDir()
 	buildNodeStore(t, filepath.Join(dayDir, "node"), ingestFlowsPerNode, 24*time.Hour, end)
-	node, err := flowstore.Open(ctx, flowstore.Options{Dir: filepath.Join(dayDir, "node")})
+	node, err := store.Open(ctx, store.Options{Dir: filepath.Join(dayDir, "node")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestArchiveBench(t *testing.T) {
 	root := t.TempDir()
 	nodeDir := filepath.Join(root, "node")
 	g, _ := buildNodeStore(t, nodeDir, res.flowsPerNode, fsSpan, end)
-	node, err = flowstore.Open(ctx, flowstore.Options{Dir: nodeDir})
+	node, err = store.Open(ctx, store.Options{Dir: nodeDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestArchiveBench(t *testing.T) {
 		}
 		for _, sg := range node.Sealed() {
 			for _, ext := range []string{"log", "idx"} {
-				name := flowstore.SegmentFileName(sg.Seq, ext)
+				name := store.SegmentFileName(sg.Seq, ext)
 				if err := os.Link(filepath.Join(nodeDir, name), filepath.Join(dir, name)); err != nil {
 					t.Fatal(err)
 				}
@@ -262,7 +262,7 @@ func (r *archiveResult) markdown() string {
 		ratios = append(ratios, r.ingestArchive[i]/r.ingestNodeRate[i])
 	}
 	fmt.Fprintf(&b, "**Ingest**: one day of a node's flows (%d, the flow store benchmark's generator, %d segments: one an hour), served by the agent's segment server "+
-		"(`internal/agent/segments`, on loopback) under %d node names, fetched by the archiver's `Fetcher` (each file downloaded, fsync'd, verified: every frame's and the index's CRC-32C, "+
+		"(`internal/flow/segments`, on loopback) under %d node names, fetched by the archiver's `Fetcher` (each file downloaded, fsync'd, verified: every frame's and the index's CRC-32C, "+
 		"then renamed into place) into %d node folders: %d segments, %d flows a pair. The anchor is the node store writing the same day (`Add`, a fsync'd batch of %d). The two sides' order alternates over %d pairs.\n\n",
 		ingestFlowsPerNode, r.segmentsPerNode, r.nodes, r.nodes, r.segmentsPerNode*r.nodes, r.ingestFlows, fsBatch, len(r.ingestArchive))
 	b.WriteString("| Pair | Node store ingest (flows/s) | Archive ingest (flows/s) | Archive ingest (segments/s) | Archive / node |\n|---|---:|---:|---:|---:|\n")

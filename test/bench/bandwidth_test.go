@@ -11,7 +11,7 @@ import (
 
 	"github.com/planetkube/planetkube/internal/agent/bwbudget"
 	"github.com/planetkube/planetkube/internal/agent/bwshape"
-	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
+	"github.com/planetkube/planetkube/internal/testing/netnstest"
 )
 
 const (

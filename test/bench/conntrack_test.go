@@ -19,10 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
-	flowcapture "github.com/planetkube/planetkube/internal/agent/capture"
+	"github.com/planetkube/planetkube/internal/agent/capture"
 	"github.com/planetkube/planetkube/internal/flow"
-	metrictest "github.com/planetkube/planetkube/internal/testing/metrics"
-	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
+	"github.com/planetkube/planetkube/internal/testing/metrictest"
+	"github.com/planetkube/planetkube/internal/testing/netnstest"
 )
 
 const (
@@ -98,7 +98,7 @@ type ctResult struct {
 func runConntrackBench(t *testing.T) (*ctResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	res := &ctResult{readBuffer: flowcapture.DefaultReadBuffer}
+	res := &ctResult{readBuffer: capture.DefaultReadBuffer}
 
 	if err := raiseConntrackMax(t, ctConntrackMax); err != nil {
 		return nil, err
@@ -117,12 +117,12 @@ func runConntrackBench(t *testing.T) (*ctResult, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("loading the sink ruleset: %w: %s", err, out)
 	}
-	if err := flowcapture.EnableAccounting(topo.Node.Path); err != nil {
+	if err := capture.EnableAccounting(topo.Node.Path); err != nil {
 		return nil, err
 	}
 
 	// The capture, counting the distinct flows from the pod to the internet.
-	metrics := flowcapture.NewMetrics(prometheus.NewRegistry())
+	metrics := capture.NewMetrics(prometheus.NewRegistry())
 	var mu sync.Mutex
 	seen := make(map[flow.Tuple]bool, ctTargetRate*int(ctLoadDuration/time.Second))
 	var finals, snapshots atomic.Int64
@@ -145,7 +145,7 @@ func runConntrackBench(t *testing.T) (*ctResult, error) {
 	capCtx, stopCapture := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- flowcapture.Run(capCtx, flowcapture.Options{
+		done <- capture.Run(capCtx, capture.Options{
 			NetNS: topo.Node.Path, Metrics: metrics, Logger: testr.New(t),
 		}, emit)
 	}()
@@ -399,7 +399,7 @@ func (r *ctResult) markdown() string {
 	fmt.Fprintf(&b, "Command: `make bench` (`go test ./test/bench/ -run TestConntrackBench -args -bench-out=...`, as root). Date: %s. "+
 		"Machine: %d CPUs (%s), Linux %s, %s.\n\n",
 		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpuModel, m.kernel, m.goVersion)
-	fmt.Fprintf(&b, "Setup: a `internal/testing/netns` topology (node, pod and internet network namespaces, masquerade by nftables in the node). "+
+	fmt.Fprintf(&b, "Setup: a `internal/testing/netnstest` topology (node, pod and internet network namespaces, masquerade by nftables in the node). "+
 		"The capture (`internal/agent/capture`, defaults: %d MiB event socket buffer with SO_RCVBUFFORCE, reliable DESTROY events with NETLINK_BROADCAST_ERROR, dump every minute) runs in the node namespace "+
 		"in the test process. A load generator in a child process inside the pod namespace sends one-byte UDP datagrams, each from one of %d sockets "+
 		"to a new destination port of the internet host, so each datagram is a new conntrack flow; the internet host drops them without reply (nftables counter). "+

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	flowstore "github.com/planetkube/planetkube/internal/agent/store"
 	"github.com/planetkube/planetkube/internal/flow"
+	"github.com/planetkube/planetkube/internal/flow/store"
 )
 
 var benchFlows = flag.Int("bench-flows", 10_000_000, "number of flows the flow store benchmark ingests (the documented figures use 10,000,000)")
@@ -177,7 +177,7 @@ func cpuTime(t *testing.T) time.Duration {
 type flowStoreResult struct {
 	flows              int
 	wall, cpu          time.Duration // in Add
-	stats              flowstore.Stats
+	stats              store.Stats
 	openTime           time.Duration
 	dstLat, sliceLat   []time.Duration
 	dstRows, sliceRows int
@@ -197,7 +197,7 @@ func TestFlowStoreBench(t *testing.T) {
 	begin := end.Add(-fsSpan)
 	now := begin
 	clock := func() time.Time { return now }
-	s, err := flowstore.Open(ctx, flowstore.Options{Dir: dir, Now: clock})
+	s, err := store.Open(ctx, store.Options{Dir: dir, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestFlowStoreBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	o0 := time.Now()
-	if s, err = flowstore.Open(ctx, flowstore.Options{Dir: dir, Now: clock}); err != nil {
+	if s, err = store.Open(ctx, store.Options{Dir: dir, Now: clock}); err != nil {
 		t.Fatal(err)
 	}
 	res.openTime = time.Since(o0)

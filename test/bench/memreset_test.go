@@ -20,9 +20,9 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/cpushare"
 	"github.com/planetkube/planetkube/internal/agent/memguard"
 	"github.com/planetkube/planetkube/internal/agent/memwatch"
-	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
 	"github.com/planetkube/planetkube/internal/testing/memload"
 	"github.com/planetkube/planetkube/internal/testing/skiplog"
+	"github.com/planetkube/planetkube/internal/testing/testenv"
 )
 
 const (

@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/manager"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/scheme"
 	"github.com/planetkube/planetkube/internal/testing/emulator"
 )
 
@@ -61,7 +61,7 @@ var _ = BeforeSuite(func() {
 		Expect(cluster.Stop()).To(Succeed())
 	})
 	Expect(cluster.InstallPlanetKube(ctx)).To(Succeed())
-	k8s, err = client.New(cluster.Config, client.Options{Scheme: manager.Scheme()})
+	k8s, err = client.New(cluster.Config, client.Options{Scheme: scheme.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	mgr, err = cluster.StartPlanetKube(ctx)
 	Expect(err).NotTo(HaveOccurred())
@@ -77,7 +77,7 @@ func asUser(name string) client.Client {
 	GinkgoHelper()
 	cfg := rest.CopyConfig(cluster.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: name}
-	c, err := client.New(cfg, client.Options{Scheme: manager.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	return c
 }

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/manager"
+	"github.com/planetkube/planetkube/internal/scheme"
 	"github.com/planetkube/planetkube/internal/testing/emulator"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
@@ -95,7 +95,7 @@ func (in *install) start() {
 	c := in.cluster
 	Expect(c.InstallPlanetKube(ctx)).To(Succeed())
 	Expect(c.PutAuthorityKey(ctx, in.name, in.key)).To(Succeed())
-	in.k8s, err = client.New(c.Config, client.Options{Scheme: manager.Scheme()})
+	in.k8s, err = client.New(c.Config, client.Options{Scheme: scheme.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	in.startManager()
 	for _, s := range in.sites {

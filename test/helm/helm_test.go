@@ -34,7 +34,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/manager"
+	"github.com/planetkube/planetkube/internal/scheme"
 	"github.com/planetkube/planetkube/internal/testing/emulator"
 	"github.com/planetkube/planetkube/internal/testing/poll"
 	"github.com/planetkube/planetkube/internal/testing/ports"
@@ -105,7 +105,7 @@ func startSite(ctx context.Context, t *testing.T, bin, authority string, sets ..
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cluster.Stop() })
-	scheme := manager.Scheme()
+	scheme := scheme.Scheme()
 	_ = apiextv1.AddToScheme(scheme)
 	k8s, err := client.New(cluster.Config, client.Options{Scheme: scheme})
 	if err != nil {

@@ -20,15 +20,15 @@ import (
 
 	"github.com/planetkube/planetkube/internal/agent/bwbudget"
 	"github.com/planetkube/planetkube/internal/agent/ipfix"
-	"github.com/planetkube/planetkube/internal/agent/query"
-	"github.com/planetkube/planetkube/internal/agent/segments"
-	"github.com/planetkube/planetkube/internal/agent/store"
-	"github.com/planetkube/planetkube/internal/archive"
-	"github.com/planetkube/planetkube/internal/archivetls"
 	"github.com/planetkube/planetkube/internal/flow"
+	"github.com/planetkube/planetkube/internal/flow/archive"
+	"github.com/planetkube/planetkube/internal/flow/archive/archivetls"
+	"github.com/planetkube/planetkube/internal/flow/lookup"
+	"github.com/planetkube/planetkube/internal/flow/segments"
+	"github.com/planetkube/planetkube/internal/flow/store"
 	"github.com/planetkube/planetkube/internal/manager"
-	browsertest "github.com/planetkube/planetkube/internal/testing/browser"
-	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
+	"github.com/planetkube/planetkube/internal/testing/browsertest"
+	"github.com/planetkube/planetkube/internal/testing/netnstest"
 	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
 
@@ -409,7 +409,7 @@ func TestNodeAgent(t *testing.T) {
 		}()
 		defer func() { stopTraffic(); wg.Wait() }()
 		killSince := time.Now()
-		var committed []query.Row
+		var committed []lookup.Row
 		eventually(t, "at least 50 committed flows", func() error {
 			committed = allFlows(t, a.lookup, killSince, inet4)
 			if len(committed) < 50 {
@@ -553,7 +553,7 @@ func TestNodeAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.start()
-		o.ArchiveURL = httptestServer(t, query.NewHandler(reader, nil, query.Options{RatePerSecond: 1e6, Burst: 1 << 20}))
+		o.ArchiveURL = httptestServer(t, lookup.NewHandler(reader, nil, lookup.Options{RatePerSecond: 1e6, Burst: 1 << 20}))
 		h, err = manager.FlowLookupHandler(e.k8s, e.k8s, o)
 		if err != nil {
 			t.Fatal(err)
@@ -576,14 +576,14 @@ func TestNodeAgent(t *testing.T) {
 	})
 }
 
-func checkSliver(t *testing.T, row query.Row, slice, sliver, uid string) {
+func checkSliver(t *testing.T, row lookup.Row, slice, sliver, uid string) {
 	t.Helper()
 	if row.Slice != slice || row.Sliver != sliver || row.PodUID != uid {
 		t.Errorf("Flow %s -> %s attributed to %q %q %q, want %q %q %q", row.OrigSrc, row.OrigDst, row.Slice, row.Sliver, row.PodUID, slice, sliver, uid)
 	}
 }
 
-func countFrom(rows []query.Row, srcs ...netip.AddrPort) int {
+func countFrom(rows []lookup.Row, srcs ...netip.AddrPort) int {
 	n := 0
 	for _, r := range rows {
 		for _, s := range srcs {
@@ -595,7 +595,7 @@ func countFrom(rows []query.Row, srcs ...netip.AddrPort) int {
 	return n
 }
 
-func allFlows(t *testing.T, base string, since time.Time, dst netip.Addr) []query.Row {
+func allFlows(t *testing.T, base string, since time.Time, dst netip.Addr) []lookup.Row {
 	t.Helper()
 	code, r, body, err := getFlows(base, window(since, url.Values{"ip": {dst.String()}}))
 	if err != nil || code != http.StatusOK {
@@ -605,15 +605,15 @@ func allFlows(t *testing.T, base string, since time.Time, dst netip.Addr) []quer
 }
 
 // key identifies a flow across snapshots: its start and original tuple.
-func key(r query.Row) string {
+func key(r lookup.Row) string {
 	return fmt.Sprintf("%s %d %s %s", r.Start.UTC().Format(time.RFC3339Nano), r.Proto, r.OrigSrc, r.OrigDst)
 }
 
 // rowsOf makes records rows, for countFrom.
-func rowsOf(recs []flow.Record) []query.Row {
-	rows := make([]query.Row, len(recs))
+func rowsOf(recs []flow.Record) []lookup.Row {
+	rows := make([]lookup.Row, len(recs))
 	for i, r := range recs {
-		rows[i] = query.Row{OrigSrc: r.Orig.Src.String()}
+		rows[i] = lookup.Row{OrigSrc: r.Orig.Src.String()}
 	}
 	return rows
 }

@@ -1,6 +1,6 @@
 // Package nodeagent tests the node agent (`planetkube node-agent`) end to end
 // on the real kernel: network namespaces stand for a node, its pods and the
-// internet (internal/testing/netns), the agent binary captures the node
+// internet (internal/testing/netnstest), the agent binary captures the node
 // namespace's conntrack flows, and Pod, Slice and Site objects live on a real
 // kube-apiserver (envtest) where the test sets the pods' IPs. The agent runs
 // as its ServiceAccount under the RBAC generated into config/agent.
@@ -38,10 +38,11 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/agent/query"
+	"github.com/planetkube/planetkube/internal/flow/lookup"
 	"github.com/planetkube/planetkube/internal/manager"
-	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
-	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
+	"github.com/planetkube/planetkube/internal/scheme"
+	"github.com/planetkube/planetkube/internal/testing/netnstest"
+	"github.com/planetkube/planetkube/internal/testing/testenv"
 )
 
 const (
@@ -88,7 +89,7 @@ func setUp(t *testing.T) *env {
 			t.Errorf("Stopping envtest: %v", err)
 		}
 	})
-	k8s, err := client.New(cfg, client.Options{Scheme: manager.Scheme()})
+	k8s, err := client.New(cfg, client.Options{Scheme: scheme.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,17 +288,17 @@ func (a *agent) logTail() string {
 }
 
 // getFlows asks an agent's (or the manager's) JSON API.
-func getFlows(base string, params url.Values) (int, query.Response, string, error) {
+func getFlows(base string, params url.Values) (int, lookup.Response, string, error) {
 	resp, err := http.Get(base + "/api/v1/flows?" + params.Encode())
 	if err != nil {
-		return 0, query.Response{}, "", err
+		return 0, lookup.Response{}, "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, query.Response{}, "", err
+		return 0, lookup.Response{}, "", err
 	}
-	var r query.Response
+	var r lookup.Response
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(body, &r); err != nil {
 			return resp.StatusCode, r, string(body), fmt.Errorf("decoding %s: %w", body, err)
@@ -318,9 +319,9 @@ func window(since time.Time, extra url.Values) url.Values {
 
 // flowFrom waits until base answers a query for dst with a final record
 // (one that has ended) whose original source is src, and returns it.
-func flowFrom(t *testing.T, base string, since time.Time, dst netip.Addr, src netip.AddrPort) query.Row {
+func flowFrom(t *testing.T, base string, since time.Time, dst netip.Addr, src netip.AddrPort) lookup.Row {
 	t.Helper()
-	var found query.Row
+	var found lookup.Row
 	eventually(t, fmt.Sprintf("a final record of the flow %s -> %s", src, dst), func() error {
 		code, r, body, err := getFlows(base, window(since, url.Values{"ip": {dst.String()}}))
 		if err != nil {

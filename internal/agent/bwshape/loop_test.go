@@ -16,8 +16,8 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/bwbudget"
-	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
-	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
+	"github.com/planetkube/planetkube/internal/testing/netnstest"
+	"github.com/planetkube/planetkube/internal/testing/testenv"
 )
 
 // startLoop runs a loop until the returned stop is called (or t ends).

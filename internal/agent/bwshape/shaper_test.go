@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
+	"github.com/planetkube/planetkube/internal/testing/netnstest"
 )
 
 // uplinkCap is the shaped uplink of the kernel tests, in bit/s.

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/planetkube/planetkube/internal/flow"
-	metrictest "github.com/planetkube/planetkube/internal/testing/metrics"
-	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
+	"github.com/planetkube/planetkube/internal/testing/metrictest"
+	"github.com/planetkube/planetkube/internal/testing/netnstest"
 )
 
 // collector gathers the emitted records.

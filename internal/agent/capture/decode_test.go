@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/planetkube/planetkube/internal/agent/netns"
-	netnstest "github.com/planetkube/planetkube/internal/testing/netns"
+	"github.com/planetkube/planetkube/internal/testing/netnstest"
 )
 
 // TestDecodeMatchesTheReferenceOnKernelEvents reads the real kernel's NEW

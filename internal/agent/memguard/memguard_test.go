@@ -19,9 +19,9 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/memwatch"
-	testenv "github.com/planetkube/planetkube/internal/testing/envtest"
 	"github.com/planetkube/planetkube/internal/testing/memload"
 	"github.com/planetkube/planetkube/internal/testing/skiplog"
+	"github.com/planetkube/planetkube/internal/testing/testenv"
 )
 
 func TestMain(m *testing.M) {

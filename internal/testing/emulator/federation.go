@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/manager"
+	"github.com/planetkube/planetkube/internal/scheme"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
@@ -199,7 +199,7 @@ func (c *Cluster) Peer(ctx context.Context, local string, peer *Cluster, peerNam
 		}
 		a.Spec.Push = &planetv1.AuthorityPush{SecretName: secret.Name}
 	}
-	k8s, err := client.New(c.Config, client.Options{Scheme: manager.Scheme()})
+	k8s, err := client.New(c.Config, client.Options{Scheme: scheme.Scheme()})
 	if err != nil {
 		return err
 	}
