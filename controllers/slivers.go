@@ -20,7 +20,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/clusterview"
-	"github.com/planetkube/planetkube/internal/fairshare"
+	"github.com/planetkube/planetkube/internal/cpushare"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/placement"
 	"github.com/planetkube/planetkube/internal/sliverplan"
@@ -243,7 +243,7 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 	}
 	bound := rsv.Bound[node]
 	allocatable, _ := r.View.Allocatable(node)
-	resources := fairshare.SliverResources(allocatable, rsv.Reserved[node], bound, free.Resources, max(1, slice.Spec.CPUShare), r.SharesPerNode)
+	resources := cpushare.SliverResources(allocatable, rsv.Reserved[node], bound, free.Resources, max(1, slice.Spec.CPUShare), r.SharesPerNode)
 	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},

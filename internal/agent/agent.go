@@ -33,11 +33,11 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/agent/attr"
-	"github.com/planetkube/planetkube/internal/agent/bwshape"
+	"github.com/planetkube/planetkube/internal/agent/bandwidth"
 	"github.com/planetkube/planetkube/internal/agent/capture"
-	"github.com/planetkube/planetkube/internal/agent/cpushare"
-	"github.com/planetkube/planetkube/internal/agent/memguard"
-	"github.com/planetkube/planetkube/internal/agent/memwatch"
+	"github.com/planetkube/planetkube/internal/agent/cpu"
+	"github.com/planetkube/planetkube/internal/agent/memory"
+	"github.com/planetkube/planetkube/internal/agent/memory/policy"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/flow/archive/archivetls"
 	"github.com/planetkube/planetkube/internal/flow/lookup"
@@ -132,7 +132,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.CPUWeights, "cpu-weights", false, "Keep each sliver pod's cgroup CPU weight (cpu.shares, or cpu.weight on cgroup v2) at its CPU request's, re-applied every --cpu-weight-interval; needs the host's cgroup tree.")
 	fs.StringVar(&o.CgroupMountinfo, "cgroup-mountinfo", "/proc/self/mountinfo", "With --cpu-weights and no --cgroup-root: the mountinfo file the cpu cgroup hierarchy is found in.")
 	fs.StringVar(&o.CgroupRoot, "cgroup-root", "", "With --cpu-weights: the host's cgroup folder as mounted into the agent (such as /host/sys/fs/cgroup); the cpu hierarchy is found in it (v2, or v1 at cpu/). Empty: from --cgroup-mountinfo.")
-	fs.DurationVar(&o.CPUWeightEvery, "cpu-weight-interval", cpushare.DefaultInterval, "With --cpu-weights: how often the weights are re-applied (the kubelet and systemd rewrite cgroups).")
+	fs.DurationVar(&o.CPUWeightEvery, "cpu-weight-interval", cpu.DefaultInterval, "With --cpu-weights: how often the weights are re-applied (the kubelet and systemd rewrite cgroups).")
 	fs.BoolVar(&o.MemoryWatchdog, "memory-watchdog", false, "Watch the node's memory (PlanetLab's pl_mom): warn at --memory-warn-at, and at --memory-reset-at reset the sliver using the most memory (delete its pod, with an event on its Slice); reads the slivers' memory cgroups under --cgroup-root (default /sys/fs/cgroup).")
 	fs.Float64Var(&o.MemoryWarnAt, "memory-warn-at", 0.85, "With --memory-watchdog: the fraction of node memory in use that warns (an event on the Node).")
 	fs.Float64Var(&o.MemoryResetAt, "memory-reset-at", 0.90, "With --memory-watchdog: the fraction of node memory in use that resets the biggest sliver.")
@@ -309,7 +309,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		if err := addBandwidth(mgr, o, tracker.sliceOf); err != nil {
 			return err
 		}
-	} else if removed, err := bwshape.RemoveLeftovers(o.NetNS, o.Bandwidth.Uplink); err != nil {
+	} else if removed, err := bandwidth.RemoveLeftovers(o.NetNS, o.Bandwidth.Uplink); err != nil {
 		log.Error(err, "Removing the bandwidth shaping an earlier agent left")
 	} else if removed {
 		log.Info("Removed the bandwidth shaping an earlier agent left: --bandwidth is off")
@@ -382,10 +382,10 @@ func addCPUWeights(mgr ctrl.Manager, o Options) error {
 	if err != nil {
 		return fmt.Errorf("--cpu-weights: %w", err)
 	}
-	m := cpushare.NewMetrics()
+	m := cpu.NewMetrics()
 	metrics.Registry.MustRegister(m.Fixed, m.Errors)
 	ctrl.Log.WithName("node-agent").Info("Keeping sliver CPU weights", "hierarchy", h.Root, "file", h.File(), "every", o.CPUWeightEvery)
-	return mgr.Add(&cpushare.Loop{Enforcer: &cpushare.Enforcer{Hierarchy: h}, Pods: sliverPods(mgr), Interval: o.CPUWeightEvery, Metrics: m})
+	return mgr.Add(&cpu.Loop{Enforcer: &cpu.Enforcer{Hierarchy: h}, Pods: sliverPods(mgr), Interval: o.CPUWeightEvery, Metrics: m})
 }
 
 // addMemoryWatchdog adds the memory watchdog (pl_mom).
@@ -394,20 +394,20 @@ func addMemoryWatchdog(mgr ctrl.Manager, o Options) error {
 	if root == "" {
 		root = "/sys/fs/cgroup"
 	}
-	h, err := memguard.DetectAt(root)
+	h, err := memory.DetectAt(root)
 	if err != nil {
 		return fmt.Errorf("--memory-watchdog: %w", err)
 	}
-	cfg := memwatch.DefaultConfig()
+	cfg := policy.DefaultConfig()
 	cfg.WarnAt, cfg.ResetAt, cfg.MinResetInterval, cfg.Interval = o.MemoryWarnAt, o.MemoryResetAt, o.MemoryResetEvery, o.MemoryCheckEvery
-	wd, err := memwatch.New(cfg)
+	wd, err := policy.New(cfg)
 	if err != nil {
 		return fmt.Errorf("--memory-watchdog: %w", err)
 	}
-	m := memguard.NewMetrics()
+	m := memory.NewMetrics()
 	metrics.Registry.MustRegister(m.InUse, m.Some10, m.Resets)
 	ctrl.Log.WithName("node-agent").Info("Watching the node's memory", "hierarchy", h.Root, "warnAt", cfg.WarnAt, "resetAt", cfg.ResetAt)
-	return mgr.Add(&memguard.Guard{
+	return mgr.Add(&memory.Guard{
 		Watchdog: wd, Hierarchy: h, Node: o.NodeName, Pods: sliverPods(mgr),
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("planetkube-node-agent"), Metrics: m,
 	})
@@ -433,14 +433,14 @@ func sliverPods(mgr ctrl.Manager) func() []*corev1.Pod {
 
 // cpuHierarchy finds the cpu cgroup hierarchy: at --cgroup-root, or from
 // --cgroup-mountinfo.
-func cpuHierarchy(o Options) (cpushare.Hierarchy, error) {
+func cpuHierarchy(o Options) (cpu.Hierarchy, error) {
 	if o.CgroupRoot != "" {
-		return cpushare.DetectAt(o.CgroupRoot)
+		return cpu.DetectAt(o.CgroupRoot)
 	}
 	f, err := os.Open(o.CgroupMountinfo)
 	if err != nil {
-		return cpushare.Hierarchy{}, err
+		return cpu.Hierarchy{}, err
 	}
 	defer f.Close()
-	return cpushare.FindHierarchy(f, nil)
+	return cpu.FindHierarchy(f, nil)
 }

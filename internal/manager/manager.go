@@ -34,7 +34,7 @@ import (
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/clusterview"
-	"github.com/planetkube/planetkube/internal/fairshare"
+	"github.com/planetkube/planetkube/internal/cpushare"
 	"github.com/planetkube/planetkube/internal/federation/feed"
 	"github.com/planetkube/planetkube/internal/flow/fanout"
 	"github.com/planetkube/planetkube/internal/flow/lookup"
@@ -114,7 +114,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.SliceWorkers, "slice-workers", 4, "Slices reconciled at the same time.")
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 8, "Tickets redeemed at the same time.")
 	fs.IntVar(&o.SliverWriters, "sliver-writers", 64, "Parallel API writes (sliver creations and deletions) per slice reconcile.")
-	fs.IntVar(&o.SharesPerNode, "shares-per-node", fairshare.DefaultSharesPerNode, "Share units each node's unreserved CPU is divided into (a share-1 sliver requests 1/N of it).")
+	fs.IntVar(&o.SharesPerNode, "shares-per-node", cpushare.DefaultSharesPerNode, "Share units each node's unreserved CPU is divided into (a share-1 sliver requests 1/N of it).")
 	fs.DurationVar(&o.SliverBackoff, "sliver-backoff", time.Second, "First wait before a failed sliver (say, rejected by the kubelet for OutOfcpu) is replaced again on the same node; it doubles with each failure.")
 	fs.DurationVar(&o.SliverBackoffMax, "sliver-backoff-max", 15*time.Minute, "Longest wait before a failed sliver is replaced again.")
 	fs.BoolVar(&o.Webhooks, "webhooks", true, "Serve the validating webhooks (config/webhook); the API server must be configured to call them.")

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/planetkube/planetkube/internal/agent/bwbudget"
-	"github.com/planetkube/planetkube/internal/agent/bwshape"
+	"github.com/planetkube/planetkube/internal/agent/bandwidth"
+	"github.com/planetkube/planetkube/internal/agent/bandwidth/budget"
 	"github.com/planetkube/planetkube/internal/testing/netnstest"
 )
 
@@ -48,16 +48,16 @@ func TestBandwidthBench(t *testing.T) {
 	}
 	netnstest.RequireRoot(t)
 	topo := netnstest.NewNode(t, netnstest.NodeOptions{Pods: len(bwShares)})
-	shaper, err := bwshape.New(bwshape.Config{Link: "uplink", NetNS: topo.Node.Path, NodeCap: bwCap, MinRate: 1000})
+	shaper, err := bandwidth.New(bandwidth.Config{Link: "uplink", NetNS: topo.Node.Path, NodeCap: bwCap, MinRate: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer shaper.Close()
-	classes := make([]bwshape.Class, len(bwShares))
+	classes := make([]bandwidth.Class, len(bwShares))
 	pods := make([]int, len(bwShares))
 	for i, share := range bwShares {
 		pods[i] = i
-		classes[i] = bwshape.Class{Slice: fmt.Sprintf("plc.bench.s%d", i), Share: int(share), Addrs: []netip.Addr{topo.Pods[i].IPv4}}
+		classes[i] = bandwidth.Class{Slice: fmt.Sprintf("plc.bench.s%d", i), Share: int(share), Addrs: []netip.Addr{topo.Pods[i].IPv4}}
 	}
 	servers := topo.Stream(t, pods...)
 	res := &bwResult{machine: describeMachine()}
@@ -103,18 +103,18 @@ func TestBandwidthBench(t *testing.T) {
 // with bwSlices slices on the node, on a shaper of its own.
 func bwLoopCost(t *testing.T, topo *netnstest.Node) (time.Duration, int) {
 	t.Helper()
-	shaper, err := bwshape.New(bwshape.Config{Link: "uplink", NetNS: topo.Node.Path, NodeCap: bwCap, MinRate: 1000})
+	shaper, err := bandwidth.New(bandwidth.Config{Link: "uplink", NetNS: topo.Node.Path, NodeCap: bwCap, MinRate: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer shaper.Close()
-	slivers := make([]bwshape.Sliver, bwSlices)
+	slivers := make([]bandwidth.Sliver, bwSlices)
 	for i := range slivers {
-		slivers[i] = bwshape.Sliver{Slice: fmt.Sprintf("plc.site%d.slice%d", i%10, i), Share: 1 + i%4,
+		slivers[i] = bandwidth.Sliver{Slice: fmt.Sprintf("plc.site%d.slice%d", i%10, i), Share: 1 + i%4,
 			Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 250, byte(i / 250), byte(1 + i%250)})}}
 	}
-	loop := &bwshape.Loop{Shaper: shaper, Ledger: &bwbudget.Ledger{}, LedgerPath: filepath.Join(t.TempDir(), "bandwidth.json"),
-		Policy: bwbudget.DefaultConfig(bwCap), Slivers: func() []bwshape.Sliver { return slivers }, Node: "bench"}
+	loop := &bandwidth.Loop{Shaper: shaper, Ledger: &budget.Ledger{}, LedgerPath: filepath.Join(t.TempDir(), "bandwidth.json"),
+		Policy: budget.DefaultConfig(bwCap), Slivers: func() []bandwidth.Sliver { return slivers }, Node: "bench"}
 	ctx := context.Background()
 	if err := loop.Once(ctx); err != nil { // makes the classes
 		t.Fatal(err)
@@ -145,6 +145,6 @@ func (r *bwResult) markdown() string {
 	nm, nlo, nhi := medianRange(r.none)
 	fmt.Fprintf(&b, "\nMedian Jain's index **%.3f** (%.3f–%.3f) with the agent against **%.3f** (%.3f–%.3f) without.\n\n", am, alo, ahi, nm, nlo, nhi)
 	fmt.Fprintf(&b, "**The loop's own CPU**: one pass over %d slices (read the HTB counters, fold them into the ledger, check every class and map, save the ledger file) costs **%s** of CPU (mean of %d passes); at the default interval of %s that is %.4f%% of one CPU.\n",
-		bwSlices, r.passCPU.Round(time.Microsecond), r.passes, bwshape.DefaultInterval, 100*r.passCPU.Seconds()/bwshape.DefaultInterval.Seconds())
+		bwSlices, r.passCPU.Round(time.Microsecond), r.passes, bandwidth.DefaultInterval, 100*r.passCPU.Seconds()/bandwidth.DefaultInterval.Seconds())
 	return b.String()
 }

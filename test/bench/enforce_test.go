@@ -13,7 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/planetkube/planetkube/internal/agent/cpushare"
+	"github.com/planetkube/planetkube/internal/agent/cpu"
 	"github.com/planetkube/planetkube/internal/testing/cpuload"
 	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
@@ -52,7 +52,7 @@ func TestEnforcementBench(t *testing.T) {
 	}
 	h := benchCPUHierarchy(t)
 	root := filepath.Join(h.Root, fmt.Sprintf("planetkube-bench-%d", os.Getpid()))
-	tree := cpushare.Hierarchy{Root: root}
+	tree := cpu.Hierarchy{Root: root}
 	uids := make([]string, len(enfShares))
 	for i := range enfShares {
 		uids[i] = fmt.Sprintf("fair-%d", i)
@@ -63,7 +63,7 @@ func TestEnforcementBench(t *testing.T) {
 		pids[i] = cpuload.Spin(t, dir)
 	}
 	res := &enfResult{machine: describeMachine()}
-	e := &cpushare.Enforcer{Hierarchy: tree}
+	e := &cpu.Enforcer{Hierarchy: tree}
 	for pair := range enfPairs {
 		sides := []bool{true, false}
 		if pair%2 == 1 {
@@ -75,7 +75,7 @@ func TestEnforcementBench(t *testing.T) {
 				if withAgent {
 					shares = enfShares[i] * 1024
 				}
-				if _, err := e.Apply(cpushare.Target{UID: uid, QoS: corev1.PodQOSBurstable, Shares: shares}); err != nil {
+				if _, err := e.Apply(cpu.Target{UID: uid, QoS: corev1.PodQOSBurstable, Shares: shares}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -99,9 +99,9 @@ func TestEnforcementBench(t *testing.T) {
 }
 
 // benchCPUHierarchy returns the host's v1 cpu hierarchy, or skips.
-func benchCPUHierarchy(t *testing.T) cpushare.Hierarchy {
+func benchCPUHierarchy(t *testing.T) cpu.Hierarchy {
 	t.Helper()
-	h, err := cpushare.DetectAt("/sys/fs/cgroup")
+	h, err := cpu.DetectAt("/sys/fs/cgroup")
 	msg := ""
 	switch {
 	case os.Geteuid() != 0:
@@ -190,11 +190,11 @@ func agentPassCost(t *testing.T, root string) (time.Duration, int, int) {
 		p := &corev1.Pod{}
 		p.UID = types.UID(uids[i])
 		p.Status.Phase, p.Status.QOSClass = corev1.PodRunning, corev1.PodQOSBurstable
-		p.Spec.Containers = []corev1.Container{{Resources: corev1.ResourceRequirements{Requests: cpushare.CPURequest(int64(250 * (1 + i%4)))}}}
+		p.Spec.Containers = []corev1.Container{{Resources: corev1.ResourceRequirements{Requests: cpu.CPURequest(int64(250 * (1 + i%4)))}}}
 		pods[i] = p
 	}
 	dirs := makePodCgroups(t, root, uids)
-	loop := &cpushare.Loop{Enforcer: &cpushare.Enforcer{Hierarchy: cpushare.Hierarchy{Root: root}}, Pods: func() []*corev1.Pod { return pods }}
+	loop := &cpu.Loop{Enforcer: &cpu.Enforcer{Hierarchy: cpu.Hierarchy{Root: root}}, Pods: func() []*corev1.Pod { return pods }}
 	if _, err := loop.Once(); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func (r *enfResult) markdown() string {
 	nm, nlo, nhi := medianRange(r.none)
 	fmt.Fprintf(&b, "\nMedian Jain's index **%.3f** (%.3f–%.3f) with the agent against **%.3f** (%.3f–%.3f) with the kernel's default.\n\n", am, alo, ahi, nm, nlo, nhi)
 	fmt.Fprintf(&b, "**The agent's own CPU**: one pass of the weight loop over %d sliver pod cgroups (%d of them changed by someone else before each pass, and written back) costs **%s** of CPU (mean of %d passes); at the default interval of %s that is %.4f%% of one CPU.\n\n",
-		enfSlivers, r.fixedPerRun, r.passCPU.Round(time.Microsecond), r.passes, cpushare.DefaultInterval, 100*r.passCPU.Seconds()/cpushare.DefaultInterval.Seconds())
+		enfSlivers, r.fixedPerRun, r.passCPU.Round(time.Microsecond), r.passes, cpu.DefaultInterval, 100*r.passCPU.Seconds()/cpu.DefaultInterval.Seconds())
 	b.WriteString("Bandwidth fairness and the memory watchdog's time to reset: see their sections below.\n")
 	return b.String()
 }

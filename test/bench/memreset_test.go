@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
-	"github.com/planetkube/planetkube/internal/agent/cpushare"
-	"github.com/planetkube/planetkube/internal/agent/memguard"
-	"github.com/planetkube/planetkube/internal/agent/memwatch"
+	"github.com/planetkube/planetkube/internal/agent/cpu"
+	"github.com/planetkube/planetkube/internal/agent/memory"
+	"github.com/planetkube/planetkube/internal/agent/memory/policy"
 	"github.com/planetkube/planetkube/internal/testing/memload"
 	"github.com/planetkube/planetkube/internal/testing/skiplog"
 	"github.com/planetkube/planetkube/internal/testing/testenv"
@@ -52,7 +52,7 @@ func TestMemoryResetBench(t *testing.T) {
 	if *benchOut == "" {
 		t.Skip("Skipping the benchmarks: no -bench-out file given (run `make bench`)")
 	}
-	h, err := memguard.DetectAt("/sys/fs/cgroup")
+	h, err := memory.DetectAt("/sys/fs/cgroup")
 	switch {
 	case os.Geteuid() != 0:
 		skiplog.UnlessRoot(t, "The memory reset benchmark needs root (it makes memory cgroups)")
@@ -115,7 +115,7 @@ func memResetOnce(t *testing.T, ctx context.Context, env testenv.Started, root s
 			planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelSite: "princeton", planetv1.LabelSlice: "hog",
 		}, Annotations: map[string]string{planetv1.AnnotationSliceFullName: "plc.princeton.hog"}},
 		Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "sliver", Image: "busybox",
-			Resources: corev1.ResourceRequirements{Requests: cpushare.CPURequest(100)}}}}, // Burstable
+			Resources: corev1.ResourceRequirements{Requests: cpu.CPURequest(100)}}}}, // Burstable
 	}
 	if err := k8s.Create(ctx, pod); err != nil {
 		t.Fatal(err)
@@ -135,25 +135,25 @@ func memResetOnce(t *testing.T, ctx context.Context, env testenv.Started, root s
 		_ = k8s.Delete(context.Background(), pod)
 	}()
 	standIn.Alloc(t, 20)
-	tree := memguard.Hierarchy{Root: root}
+	tree := memory.Hierarchy{Root: root}
 	used0, err := tree.WorkingSet(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	total := used0 * 2
-	wd, err := memwatch.New(memwatch.DefaultConfig())
+	wd, err := policy.New(policy.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	gctx, stop := context.WithCancel(ctrl.LoggerInto(ctx, logr.Discard()))
 	defer stop()
 	if withAgent {
-		g := &memguard.Guard{
+		g := &memory.Guard{
 			Watchdog: wd, Hierarchy: tree, Node: "n1", Client: k8s, Interval: memCheckEvery,
-			Recorder: env.Recorder(t, gctx, "planetkube-node-agent"), Metrics: memguard.NewMetrics(),
-			MemInfo: func() (memwatch.MemInfo, error) {
+			Recorder: env.Recorder(t, gctx, "planetkube-node-agent"), Metrics: memory.NewMetrics(),
+			MemInfo: func() (policy.MemInfo, error) {
 				used, err := tree.WorkingSet(root)
-				return memwatch.MemInfo{Total: total, Available: total - min(used, total)}, err
+				return policy.MemInfo{Total: total, Available: total - min(used, total)}, err
 			},
 			Pods: func() []*corev1.Pod {
 				list := &corev1.PodList{}

@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/planetkube/planetkube/internal/agent/bwbudget"
+	"github.com/planetkube/planetkube/internal/agent/bandwidth/budget"
 	"github.com/planetkube/planetkube/internal/agent/ipfix"
 	"github.com/planetkube/planetkube/internal/flow"
 	"github.com/planetkube/planetkube/internal/flow/archive"
@@ -177,8 +177,8 @@ func TestNodeAgent(t *testing.T) {
 
 	t.Run("each slice's bytes count against its budget", func(t *testing.T) {
 		sub(t)
-		usage := func() (codeen, chord bwbudget.Usage, err error) {
-			ledger, err := bwbudget.Load(filepath.Join(a.dataDir, "bandwidth.json"))
+		usage := func() (codeen, chord budget.Usage, err error) {
+			ledger, err := budget.Load(filepath.Join(a.dataDir, "bandwidth.json"))
 			if err != nil {
 				return codeen, chord, err
 			}
@@ -189,7 +189,7 @@ func TestNodeAgent(t *testing.T) {
 			}
 			return codeen, chord, nil
 		}
-		var codeen0, chord0 bwbudget.Usage
+		var codeen0, chord0 budget.Usage
 		eventually(t, "both slices to have their classes", func() (err error) {
 			codeen0, chord0, err = usage()
 			return err
@@ -201,7 +201,7 @@ func TestNodeAgent(t *testing.T) {
 		if _, err := node.Pods[1].SendTCP(ctx, netip.AddrPortFrom(inet6, tcp.Port()), payload); err != nil {
 			t.Fatal(err)
 		}
-		var codeen, chord bwbudget.Usage
+		var codeen, chord budget.Usage
 		eventually(t, "the ledger to count what each sent", func() (err error) {
 			if codeen, chord, err = usage(); err != nil {
 				return err
