@@ -27,7 +27,7 @@ tools: ## Build the pinned tools (control plane, kwok, controller-gen, helm) int
 
 .PHONY: manifests
 manifests: tools ## Generate the CRDs and the manager's, node agent's and archiver's RBAC from the markers.
-	$(CONTROLLER_GEN) rbac:roleName=planetkube-manager crd webhook paths="./api/...;./controllers/...;./internal/admission/...;./internal/authority/...;./internal/manager/...;./internal/webhookcert/..." \
+	$(CONTROLLER_GEN) rbac:roleName=planetkube-manager crd webhook paths="./api/...;./controllers/...;./internal/admission/...;./internal/authority/...;./internal/federation/...;./internal/manager/...;./internal/webhookcert/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 	$(CONTROLLER_GEN) rbac:roleName=planetkube-node-agent paths="./internal/agent/..." output:rbac:artifacts:config=config/agent
 	$(CONTROLLER_GEN) rbac:roleName=planetkube-archiver paths="./internal/archiver/..." output:rbac:artifacts:config=config/archiver

@@ -24,6 +24,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/authority"
+	"github.com/planetkube/planetkube/internal/federation/pull"
 	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/ticket"
@@ -45,7 +46,7 @@ type AuthorityReconciler struct {
 	Signer *authority.SignerSource
 	// Poller, when set, reads peers' feeds and checks their push
 	// kubeconfigs, every pollIntervalSeconds plus jitter.
-	Poller *Poller
+	Poller *pull.Poller
 	// Now returns the current time; tests may set it.
 	Now func() time.Time
 }
@@ -79,7 +80,7 @@ func (r *AuthorityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	old := a.DeepCopy()
 	var res ctrl.Result
-	if r.Poller != nil && r.Poller.due(a, r.Now()) {
+	if r.Poller != nil && r.Poller.Due(a, r.Now()) {
 		r.Poller.Poll(ctx, r.Client, a, r.Now())
 	}
 	if a.Spec.FeedURL == "" {

@@ -31,6 +31,8 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/federation"
+	"github.com/planetkube/planetkube/internal/federation/peerclient"
+	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
@@ -40,8 +42,6 @@ import (
 const (
 	pushPending = 10 * time.Second
 	pushSteady  = 2 * time.Minute
-	// peerTimeout bounds the calls to one peer in one reconcile.
-	peerTimeout = 15 * time.Second
 )
 
 // FederationReconciler gives a home slice that names peer authorities
@@ -69,7 +69,7 @@ type FederationReconciler struct {
 	// Signer gives this install's key.
 	Signer *authority.SignerSource
 	// Peers gives the peers' clients.
-	Peers *PeerClients
+	Peers *peerclient.Clients
 	// Workers is the number of slices reconciled at once.
 	Workers int
 	// Now returns the current time; tests may set it.
@@ -328,7 +328,7 @@ func (r *FederationReconciler) deliverWithdrawal(ctx context.Context, full, peer
 	a := &planetv1.Authority{}
 	if err := r.Get(ctx, client.ObjectKey{Name: peer}, a); err != nil || a.Spec.Push == nil {
 		if err != nil && !apierrors.IsNotFound(err) {
-			e.Phase, e.Reason, e.Message = planetv1.FederationUnreachable, planetv1.ReasonPeerUnreachable, truncate(err.Error(), 1024)
+			e.Phase, e.Reason, e.Message = planetv1.FederationUnreachable, planetv1.ReasonPeerUnreachable, health.Truncate(err.Error(), 1024)
 			return e, pushPending, false
 		}
 		return e, 0, true
@@ -342,7 +342,7 @@ func (r *FederationReconciler) deliverWithdrawal(ctx context.Context, full, peer
 	case pushed.Phase == planetv1.FederationPushed:
 		pushed.Phase = planetv1.FederationWithdrawn
 	}
-	pushed.Message = truncate("withdrawing: "+pushed.Message, 1024)
+	pushed.Message = health.Truncate("withdrawing: "+pushed.Message, 1024)
 	pushed.DesiredSlivers, pushed.ReadySlivers, pushed.Slivers = 0, 0, ""
 	return pushed, max(after, pushPending), false
 }
@@ -352,19 +352,19 @@ func (r *FederationReconciler) deliverWithdrawal(ctx context.Context, full, peer
 func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, full string, e planetv1.SliceFederation, token string) (planetv1.SliceFederation, time.Duration, error) {
 	unreachable := func(reason string, err error) (planetv1.SliceFederation, time.Duration, error) {
 		e.Phase, e.Reason = planetv1.FederationUnreachable, reason
-		e.Message = truncate(err.Error()+"; the ticket stays in this install's feed", 1024)
+		e.Message = health.Truncate(err.Error()+"; the ticket stays in this install's feed", 1024)
 		return e, pushPending, nil
 	}
 	pc, ns, err := r.Peers.Client(ctx, a)
 	if err != nil {
-		var bad *kubeconfigError
+		var bad *peerclient.ConfigError
 		if errors.As(err, &bad) {
 			e, _, _ = unreachable(planetv1.ReasonInvalidKubeconfig, err)
 			return e, pushSteady, nil // until the Secret is fixed
 		}
 		return e, 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	ctx, cancel := context.WithTimeout(ctx, peerclient.Timeout)
 	defer cancel()
 	name := federation.TicketName("push", full, e.TicketID)
 	remote := &planetv1.Ticket{}
@@ -391,7 +391,7 @@ func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, 
 		e.Phase, e.Reason, e.Message = planetv1.FederationPushed, "", fmt.Sprintf("applied at %s as ticket %s/%s, not redeemed yet", a.Name, ns, name)
 		return e, pushPending, nil
 	case ready.Status != metav1.ConditionTrue:
-		e.Phase, e.Reason, e.Message = planetv1.FederationRefused, ready.Reason, truncate(a.Name+" refused the ticket: "+ready.Message, 1024)
+		e.Phase, e.Reason, e.Message = planetv1.FederationRefused, ready.Reason, health.Truncate(a.Name+" refused the ticket: "+ready.Message, 1024)
 		return e, pushSteady, nil
 	}
 	e.Phase, e.Reason, e.Message = planetv1.FederationRedeemed, "", fmt.Sprintf("redeemed at %s (ticket %s/%s)", a.Name, ns, name)
@@ -414,7 +414,7 @@ func (r *FederationReconciler) removePushed(ctx context.Context, full, peer stri
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	ctx, cancel := context.WithTimeout(ctx, peerclient.Timeout)
 	defer cancel()
 	return r.deleteRemote(ctx, pc, ns, full, "")
 }
@@ -450,7 +450,7 @@ func (r *FederationReconciler) finalize(ctx context.Context, slice *planetv1.Sli
 		// Someone else's Secret holds the name: nothing can be withdrawn
 		// through it, and the deletion does not wait on it.
 		ctrl.LoggerFrom(ctx).Error(err, "Cannot withdraw the deleted slice from its peers", "slice", full)
-		r.Recorder.Eventf(slice, nil, corev1.EventTypeWarning, planetv1.ReasonNamespaceConflict, "Withdraw", "cannot withdraw the slice from its peers: %s", truncate(err.Error(), 512))
+		r.Recorder.Eventf(slice, nil, corev1.EventTypeWarning, planetv1.ReasonNamespaceConflict, "Withdraw", "cannot withdraw the slice from its peers: %s", health.Truncate(err.Error(), 512))
 		return ctrl.Result{}, setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, false)
 	}
 	if err != nil {
@@ -463,7 +463,7 @@ func (r *FederationReconciler) finalize(ctx context.Context, slice *planetv1.Sli
 	for _, e := range pending {
 		ctrl.LoggerFrom(ctx).Info("Could not withdraw the slice from a peer yet; retried", "authority", e.Authority, "reason", e.Reason, "message", e.Message)
 		r.Recorder.Eventf(slice, nil, corev1.EventTypeWarning, planetv1.ReasonPeerUnreachable, "Withdraw",
-			"could not withdraw the slice from %s yet (retried; its tickets there are revoked once it is): %s", e.Authority, truncate(e.Message, 512))
+			"could not withdraw the slice from %s yet (retried; its tickets there are revoked once it is): %s", e.Authority, health.Truncate(e.Message, 512))
 	}
 	if err := setFinalizer(ctx, r.Client, slice, planetv1.FederationFinalizer, false); err != nil {
 		return ctrl.Result{}, err
@@ -509,7 +509,7 @@ func (r *FederationReconciler) withdrawAll(ctx context.Context, store *ticketSto
 
 // failed is an entry that carries no ticket, with the reason.
 func failed(e planetv1.SliceFederation, reason, msg string) planetv1.SliceFederation {
-	return planetv1.SliceFederation{Authority: e.Authority, Phase: planetv1.FederationFailed, Reason: reason, Message: truncate(msg, 1024)}
+	return planetv1.SliceFederation{Authority: e.Authority, Phase: planetv1.FederationFailed, Reason: reason, Message: health.Truncate(msg, 1024)}
 }
 
 // newJTI returns 128 random bits in hex.

@@ -96,7 +96,7 @@ func (r *SiteReconciler) ensure(ctx context.Context, site *planetv1.Site) (metav
 		r.Recorder.Eventf(site, nil, corev1.EventTypeWarning, planetv1.ReasonNamespaceConflict, "Reconcile", conflict.Error())
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: planetv1.ReasonNamespaceConflict, Message: conflict.Error()}, nil
 	case err != nil:
-		return metav1.Condition{Status: metav1.ConditionFalse, Reason: reason, Message: truncate(err.Error(), 1024)}, err
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: reason, Message: health.Truncate(err.Error(), 1024)}, err
 	case site.Spec.State == planetv1.SiteDisabled:
 		return metav1.Condition{Status: metav1.ConditionTrue, Reason: planetv1.ReasonSiteDisabled, Message: "the site is disabled, as its owner asked: its slices run no slivers"}, nil
 	}

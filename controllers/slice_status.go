@@ -24,7 +24,7 @@ func (r *SliceReconciler) setStatus(slice *planetv1.Slice, g gate, obs sliverpla
 	}
 	st.ObservedGeneration = slice.Generation
 	if fail != nil && (fail.reason == planetv1.ReasonSiteLookupFailed || g.expiresAt.IsZero()) {
-		setSliceReady(slice, metav1.ConditionFalse, fail.reason, truncate(fail.Error(), 1024))
+		setSliceReady(slice, metav1.ConditionFalse, fail.reason, health.Truncate(fail.Error(), 1024))
 		return
 	}
 	st.ExpiresAt = &metav1.Time{Time: g.expiresAt.UTC().Truncate(1e9)}
@@ -49,7 +49,7 @@ func (r *SliceReconciler) setStatus(slice *planetv1.Slice, g gate, obs sliverpla
 
 	status, reason, msg := readiness(g, obs)
 	if fail != nil {
-		status, reason, msg = metav1.ConditionFalse, fail.reason, truncate(fail.Error(), 1024)
+		status, reason, msg = metav1.ConditionFalse, fail.reason, health.Truncate(fail.Error(), 1024)
 	}
 	setSliceReady(slice, status, reason, msg)
 }

@@ -21,6 +21,7 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/cpushare"
+	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/placement"
 	"github.com/planetkube/planetkube/internal/sliverplan"
@@ -148,7 +149,7 @@ func (r *SliceReconciler) backOffFailed(slice *planetv1.Slice, slivers []sliverp
 		}
 		r.Backoff.Next(id, now)
 		r.Recorder.Eventf(slice, nil, corev1.EventTypeWarning, planetv1.ReasonSliverFailed, "ReplaceSliver",
-			"Sliver %s on node %s failed (%s: %s); replacing it, then backing off %s", s.Name, s.Node, s.Reason, truncate(s.Message, 256), r.Backoff.Get(id))
+			"Sliver %s on node %s failed (%s: %s); replacing it, then backing off %s", s.Name, s.Node, s.Reason, health.Truncate(s.Message, 256), r.Backoff.Get(id))
 	}
 	return backOff, requeue
 }
@@ -333,12 +334,4 @@ func (r *SliceReconciler) deleteSlivers(ctx context.Context, slice *planetv1.Sli
 	ctrl.LoggerFrom(ctx).Info("Deleted slivers", "count", len(pods), "failed", err != nil)
 	r.Recorder.Eventf(slice, nil, corev1.EventTypeNormal, planetv1.ReasonSliversDeleted, "DeleteSlivers", "Deleted %d slivers", len(pods))
 	return err
-}
-
-// truncate cuts s to at most n bytes.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

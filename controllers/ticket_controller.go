@@ -190,7 +190,7 @@ func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket
 	if err := r.checkJTI(ctx, v, out); err != nil || out.reason != "" {
 		return err
 	}
-	nsExists, err := checkAuthorityNamespace(ctx, r.Client, want.Labels[planetv1.LabelAuthority], want.Namespace)
+	nsExists, err := authority.CheckNamespace(ctx, r.Client, want.Labels[planetv1.LabelAuthority], want.Namespace)
 	if err != nil {
 		return out.refuse(err)
 	}
@@ -227,7 +227,7 @@ func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket
 		return err
 	}
 	if !nsExists {
-		if err := ensureAuthorityNamespace(ctx, r.Client, want.Labels[planetv1.LabelAuthority], want.Namespace); err != nil {
+		if err := authority.EnsureNamespace(ctx, r.Client, want.Labels[planetv1.LabelAuthority], want.Namespace); err != nil {
 			return out.refuse(err)
 		}
 	}
@@ -279,43 +279,6 @@ func (r *TicketReconciler) redeemWithdrawal(ctx context.Context, v *ticket.Verif
 	return nil
 }
 
-// checkAuthorityNamespace says whether the namespace that holds an
-// authority's slices exists. One of that name that is another's (two
-// authorities whose names map to one namespace, or one made by hand) is a
-// refusal, NamespaceConflict: it does not clear by retrying.
-func checkAuthorityNamespace(ctx context.Context, c client.Reader, authorityName, name string) (bool, error) {
-	ns := &corev1.Namespace{}
-	err := c.Get(ctx, client.ObjectKey{Name: name}, ns)
-	switch {
-	case apierrors.IsNotFound(err):
-		return false, nil
-	case err != nil:
-		return false, err
-	case ns.Labels[planetv1.LabelManagedBy] != planetv1.ManagedByValue || ns.Labels[planetv1.LabelAuthority] != authorityName:
-		return true, &ticket.Refusal{Reason: ticket.Reason(planetv1.ReasonNamespaceConflict), Message: fmt.Sprintf(
-			"namespace %s, where authority %s's slices live here, exists and is not %s's (it is labelled %s=%q)",
-			name, authorityName, authorityName, planetv1.LabelAuthority, ns.Labels[planetv1.LabelAuthority])}
-	}
-	return true, nil
-}
-
-// ensureAuthorityNamespace makes the namespace that holds an authority's
-// slices, when it is not there (a NamespaceConflict refusal when one of
-// its name is another's).
-func ensureAuthorityNamespace(ctx context.Context, c client.Client, authorityName, name string) error {
-	if exists, err := checkAuthorityNamespace(ctx, c, authorityName, name); err != nil || exists {
-		return err
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-		planetv1.LabelManagedBy: planetv1.ManagedByValue, planetv1.LabelAuthority: authorityName,
-		"pod-security.kubernetes.io/enforce": "restricted",
-	}}}
-	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s for authority %s: %w", name, authorityName, err)
-	}
-	return nil
-}
-
 // refuse records a refusal; other errors are returned to be retried.
 func (out *redemption) refuse(err error) error {
 	var ref *ticket.Refusal
@@ -331,7 +294,7 @@ func (r *TicketReconciler) setStatus(tk *planetv1.Ticket, out *redemption) {
 	st := &tk.Status
 	st.ObservedGeneration = tk.Generation
 	if c := out.claims; c != nil {
-		st.Issuer, st.Audience = truncate(c.Issuer, 63), truncate(c.Audience, 63)
+		st.Issuer, st.Audience = health.Truncate(c.Issuer, 63), health.Truncate(c.Audience, 63)
 		if c.Expiry > 0 && c.Expiry <= ticket.MaxUnixTime { // unverified: a time a status can hold
 			st.ExpiresAt = &metav1.Time{Time: c.Expires()}
 		}
@@ -342,7 +305,7 @@ func (r *TicketReconciler) setStatus(tk *planetv1.Ticket, out *redemption) {
 		case c.Withdraw != nil:
 			st.Grant = planetv1.TicketGrantWithdraw
 		}
-		st.Slice = truncate(c.SliceName(), 160)
+		st.Slice = health.Truncate(c.SliceName(), 160)
 	}
 	if v := out.verified; v != nil {
 		st.KeyID = v.KeyID
@@ -357,7 +320,7 @@ func (r *TicketReconciler) setStatus(tk *planetv1.Ticket, out *redemption) {
 	}
 	switch {
 	case out.reason != "":
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, out.reason, truncate(out.message, 1024)
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, out.reason, health.Truncate(out.message, 1024)
 	case expired:
 		// What it granted ended with it: apply a newer ticket to go on.
 		ready.Status, ready.Reason = metav1.ConditionFalse, planetv1.ReasonExpired

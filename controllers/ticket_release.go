@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
@@ -111,7 +112,7 @@ func (r *TicketReconciler) releaseHeld(ctx context.Context, tk *planetv1.Ticket,
 		return err
 	}
 	r.Recorder.Eventf(tk, nil, corev1.EventTypeWarning, out.reason, "Release",
-		"released %s: the ticket no longer holds (%s)", strings.Join(released, ", "), truncate(out.message, 512))
+		"released %s: the ticket no longer holds (%s)", strings.Join(released, ", "), health.Truncate(out.message, 512))
 	return nil
 }
 

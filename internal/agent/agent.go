@@ -44,6 +44,7 @@ import (
 	"github.com/planetkube/planetkube/internal/flow/segments"
 	"github.com/planetkube/planetkube/internal/flow/slicedir"
 	"github.com/planetkube/planetkube/internal/flow/store"
+	"github.com/planetkube/planetkube/internal/httpserver"
 )
 
 // Options are the agent's settings, one flag each.
@@ -277,17 +278,17 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		MaxResults: o.MaxResults, RatePerSecond: o.RatePerSecond, Burst: o.Burst, NodeName: o.NodeName, Unlimited: unlimited,
 		Operator: o.Operator, Retention: o.Retention, Oldest: func() time.Time { return flows.Stats().Oldest },
 	})
-	if err := mgr.Add(&lookup.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
+	if err := mgr.Add(&httpserver.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
 		return err
 	}
 	if o.PublicAddr != "" {
-		if err := mgr.Add(&lookup.Server{Addr: o.PublicAddr, Handler: handler, What: "the public lookup page"}); err != nil {
+		if err := mgr.Add(&httpserver.Server{Addr: o.PublicAddr, Handler: handler, What: "the public lookup page"}); err != nil {
 			return err
 		}
 	}
 	if o.ArchiveAddr != "0" && o.ArchiveAddr != "" {
 		seg := &segments.Handler{Source: flows, Auth: segments.TokenReviewer{Client: mgr.GetClient()}, Readers: cli.SplitList(o.ArchiveReaders), Node: o.NodeName}
-		srv := &lookup.Server{Addr: o.ArchiveAddr, Handler: seg, What: "segment downloads"}
+		srv := &httpserver.Server{Addr: o.ArchiveAddr, Handler: seg, What: "segment downloads"}
 		if o.ArchiveTLSDir != "" {
 			srv.TLS = archivetls.ServerConfig(o.ArchiveTLSDir)
 		}

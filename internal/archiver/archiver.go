@@ -26,6 +26,7 @@ import (
 	"github.com/planetkube/planetkube/internal/flow/archive/archivetls"
 	"github.com/planetkube/planetkube/internal/flow/fanout"
 	"github.com/planetkube/planetkube/internal/flow/lookup"
+	"github.com/planetkube/planetkube/internal/httpserver"
 	"github.com/planetkube/planetkube/internal/scheme"
 )
 
@@ -163,7 +164,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 			return err
 		}
 		h := lookup.NewHandler(reader, nil, lookup.Options{Unlimited: unlimited})
-		if err := mgr.Add(&lookup.Server{Addr: o.ListenAddr, Handler: h, What: "archive lookups"}); err != nil {
+		if err := mgr.Add(&httpserver.Server{Addr: o.ListenAddr, Handler: h, What: "archive lookups"}); err != nil {
 			return err
 		}
 	}

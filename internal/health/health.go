@@ -67,3 +67,11 @@ func Set(conds *[]metav1.Condition, ready metav1.Condition, rules Rules) {
 		})
 	}
 }
+
+// Truncate cuts a condition's or an event's message to at most n bytes.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

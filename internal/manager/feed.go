@@ -15,7 +15,7 @@ import (
 	"github.com/planetkube/planetkube/controllers"
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/federation/feed"
-	"github.com/planetkube/planetkube/internal/flow/lookup"
+	"github.com/planetkube/planetkube/internal/httpserver"
 )
 
 // FeedHandler is this install's feed (pull federation): to a peer that
@@ -55,7 +55,7 @@ func (s *feedServer) Start(ctx context.Context) error {
 	}
 	go func() { _ = watcher.Start(ctx) }()
 	ctrl.LoggerFrom(ctx).Info("Serving the federation feed", "address", s.addr, "path", feed.Path)
-	return (&lookup.Server{
+	return (&httpserver.Server{
 		Addr: s.addr, Handler: s.handler, What: "the federation feed",
 		TLS: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate},
 	}).Start(ctx)

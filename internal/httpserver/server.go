@@ -1,4 +1,8 @@
-package lookup
+// Package httpserver runs an HTTP handler as a controller-runtime Runnable
+// on every replica: the agents' flow lookup, public page and segment
+// downloads, the manager's cluster-wide lookup and federation feed, the
+// archiver's lookups.
+package httpserver
 
 import (
 	"context"
@@ -14,7 +18,7 @@ import (
 type Server struct {
 	// Addr is the listen address, such as ":9470".
 	Addr string
-	// Handler is what it serves, NewHandler's.
+	// Handler is what it serves.
 	Handler http.Handler
 	// Ready, if set, is closed once the server listens.
 	Ready chan struct{}

@@ -1,4 +1,10 @@
-package controllers
+// Package pull is federation by pull (PlanetLab's direct method): an
+// install reads the feeds of the peers it knows, every poll interval plus
+// jitter, and makes the Tickets of each feed follow it (Plan says how),
+// ticket by ticket; and it checks that the push kubeconfigs of its peers
+// still reach them. The Authority controller calls the Poller when a poll
+// is due.
+package pull
 
 import (
 	"context"
@@ -22,6 +28,8 @@ import (
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/federation"
 	"github.com/planetkube/planetkube/internal/federation/feed"
+	"github.com/planetkube/planetkube/internal/federation/peerclient"
+	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/ticket"
 	"github.com/planetkube/planetkube/internal/trust"
@@ -43,7 +51,7 @@ type Poller struct {
 	// Signer signs the requests.
 	Signer *authority.SignerSource
 	// Peers gives the push clients.
-	Peers *PeerClients
+	Peers *peerclient.Clients
 	// Skew is the clock skew allowed.
 	Skew time.Duration
 	// DefaultTrust is whom a site that sets no trustedAuthorities trusts
@@ -60,8 +68,8 @@ type Poller struct {
 	rnd *rand.Rand
 }
 
-// due says whether an Authority's feed or push should be checked now.
-func (p *Poller) due(a *planetv1.Authority, now time.Time) bool {
+// Due says whether an Authority's feed or push should be checked now.
+func (p *Poller) Due(a *planetv1.Authority, now time.Time) bool {
 	if a.Name == p.Authority || (a.Spec.FeedURL == "" && a.Spec.Push == nil) {
 		return false
 	}
@@ -110,7 +118,7 @@ func (p *Poller) Poll(ctx context.Context, c client.Client, a *planetv1.Authorit
 			}
 			ctrl.LoggerFrom(ctx).Info("Feed poll failed", "authority", a.Name, "reason", res.reason, "message", cond.Message)
 		}
-		cond.Message = truncate(cond.Message, 1024)
+		cond.Message = health.Truncate(cond.Message, 1024)
 		meta.SetStatusCondition(&st.Conditions, cond)
 	}
 	if a.Spec.Push == nil {
@@ -119,7 +127,7 @@ func (p *Poller) Poll(ctx context.Context, c client.Client, a *planetv1.Authorit
 	}
 	cond := metav1.Condition{Type: planetv1.ConditionPushReady, Status: metav1.ConditionTrue, Reason: planetv1.ReasonPeerReachable, ObservedGeneration: a.Generation}
 	if ns, reason, err := p.checkPush(ctx, a); err != nil {
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, truncate(err.Error(), 1024)
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, health.Truncate(err.Error(), 1024)
 	} else {
 		cond.Message = "tickets are applied in namespace " + ns + " of " + a.Name
 	}
@@ -131,13 +139,13 @@ func (p *Poller) Poll(ctx context.Context, c client.Client, a *planetv1.Authorit
 func (p *Poller) checkPush(ctx context.Context, a *planetv1.Authority) (string, string, error) {
 	pc, ns, err := p.Peers.Client(ctx, a)
 	if err != nil {
-		var bad *kubeconfigError
+		var bad *peerclient.ConfigError
 		if errors.As(err, &bad) {
 			return "", planetv1.ReasonInvalidKubeconfig, err
 		}
 		return "", planetv1.ReasonPeerUnreachable, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	ctx, cancel := context.WithTimeout(ctx, peerclient.Timeout)
 	defer cancel()
 	if err := pc.List(ctx, &planetv1.TicketList{}, client.InNamespace(ns), client.Limit(1)); err != nil {
 		return "", planetv1.ReasonPeerUnreachable, fmt.Errorf("listing tickets in namespace %s of %s: %w", ns, a.Name, err)
@@ -240,7 +248,7 @@ func failureText(failures []feedFailure) string {
 
 // pulledTicket is a ticket of a feed, checked, and its Ticket's name.
 type pulledTicket struct {
-	federation.Pulled
+	Pulled
 	token, fullName string
 }
 
@@ -273,7 +281,7 @@ func (p *Poller) checkFeed(ctx context.Context, c client.Client, a *planetv1.Aut
 		if err == nil {
 			seen[vt.SliceName()] = true
 			out = append(out, pulledTicket{
-				Pulled: federation.Pulled{Name: federation.TicketName("feed", vt.SliceName(), vt.ID), SliceID: federation.SliceID(vt.SliceName())},
+				Pulled: Pulled{Name: federation.TicketName("feed", vt.SliceName(), vt.ID), SliceID: federation.SliceID(vt.SliceName())},
 				token:  token, fullName: vt.SliceName(),
 			})
 			continue
@@ -289,7 +297,7 @@ func (p *Poller) checkFeed(ctx context.Context, c client.Client, a *planetv1.Aut
 		}
 		failures = append(failures, feedFailure{reason: string(ref.Reason), message: fmt.Sprintf("ticket %d of the feed (slice %q): %s", i+1, full, ref.Message)})
 		if full != "" {
-			out = append(out, pulledTicket{Pulled: federation.Pulled{SliceID: federation.SliceID(full), Refused: true}, fullName: full})
+			out = append(out, pulledTicket{Pulled: Pulled{SliceID: federation.SliceID(full), Refused: true}, fullName: full})
 		}
 	}
 	return out, failures, nil
@@ -342,12 +350,12 @@ func syncPulled(ctx context.Context, c client.Client, authorityName, ns string, 
 	if err := c.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{planetv1.LabelTicketSource: "feed"}); err != nil {
 		return 0, 0, nil, err
 	}
-	held := make([]federation.Held, 0, len(list.Items))
+	held := make([]Held, 0, len(list.Items))
 	for i := range list.Items {
 		t := &list.Items[i]
-		held = append(held, federation.Held{Name: t.Name, SliceID: t.Labels[planetv1.LabelSliceID], Redeemed: meta.IsStatusConditionTrue(t.Status.Conditions, planetv1.ConditionReady)})
+		held = append(held, Held{Name: t.Name, SliceID: t.Labels[planetv1.LabelSliceID], Redeemed: meta.IsStatusConditionTrue(t.Status.Conditions, planetv1.ConditionReady)})
 	}
-	feedList := make([]federation.Pulled, len(pulled))
+	feedList := make([]Pulled, len(pulled))
 	byName := make(map[string]pulledTicket, len(pulled))
 	for i, pt := range pulled {
 		feedList[i] = pt.Pulled
@@ -355,9 +363,9 @@ func syncPulled(ctx context.Context, c client.Client, authorityName, ns string, 
 			byName[pt.Name] = pt
 		}
 	}
-	plan := federation.PlanPull(feedList, held)
+	plan := Compare(feedList, held)
 	if len(plan.Create) > 0 {
-		if err := ensureAuthorityNamespace(ctx, c, authorityName, ns); err != nil {
+		if err := authority.EnsureNamespace(ctx, c, authorityName, ns); err != nil {
 			return 0, 0, nil, err
 		}
 	}

@@ -1,4 +1,7 @@
-package controllers
+// Package peerclient makes and keeps the clients of the peers' clusters
+// that PlanetKube pushes tickets to, from the kubeconfigs in the push
+// Secrets of their Authorities (checked by internal/federation/kubeconfig).
+package peerclient
 
 import (
 	"context"
@@ -14,17 +17,17 @@ import (
 	"github.com/planetkube/planetkube/internal/federation/kubeconfig"
 )
 
-// PushKubeconfigKey is the key of a push Secret's data that holds the
+// KubeconfigKey is the key of a push Secret's data that holds the
 // peer's kubeconfig.
-const PushKubeconfigKey = "kubeconfig"
+const KubeconfigKey = "kubeconfig"
 
-// peerClientTTL is how long a peer's client is used before its Secret is
+// clientTTL is how long a peer's client is used before its Secret is
 // read again (a rotated token is picked up within it).
-const peerClientTTL = time.Minute
+const clientTTL = time.Minute
 
-// PeerClients makes and keeps the clients of the peers' clusters, from the
+// Clients makes and keeps the clients of the peers' clusters, from the
 // push Secrets of their Authorities (in the manager's namespace).
-type PeerClients struct {
+type Clients struct {
 	// Reader reads the Secrets (uncached).
 	Reader client.Reader
 	// Namespace holds the push Secrets.
@@ -49,25 +52,25 @@ type peerClient struct {
 	madeAt    time.Time
 }
 
-// kubeconfigError is a push Secret that is missing or refused: nothing to
+// ConfigError is a push Secret that is missing or refused: nothing to
 // retry until someone fixes it.
-type kubeconfigError struct{ err error }
+type ConfigError struct{ err error }
 
-func (e *kubeconfigError) Error() string { return e.err.Error() }
-func (e *kubeconfigError) Unwrap() error { return e.err }
+func (e *ConfigError) Error() string { return e.err.Error() }
+func (e *ConfigError) Unwrap() error { return e.err }
 
 // Client returns the client of an Authority's cluster and the namespace its
-// tickets are applied in. An error that is a *kubeconfigError says the
+// tickets are applied in. An error that is a *ConfigError says the
 // Secret must be fixed.
-func (p *PeerClients) Client(ctx context.Context, a *planetv1.Authority) (client.Client, string, error) {
+func (p *Clients) Client(ctx context.Context, a *planetv1.Authority) (client.Client, string, error) {
 	if a.Spec.Push == nil {
-		return nil, "", &kubeconfigError{fmt.Errorf("authority %s has no spec.push", a.Name)}
+		return nil, "", &ConfigError{fmt.Errorf("authority %s has no spec.push", a.Name)}
 	}
 	key := a.Name + "/" + a.Spec.Push.SecretName
 	p.mu.Lock()
 	cached := p.peers[key]
 	p.mu.Unlock()
-	if cached != nil && p.Now().Sub(cached.madeAt) < peerClientTTL {
+	if cached != nil && p.Now().Sub(cached.madeAt) < clientTTL {
 		return cached.client, cached.namespace, cached.err
 	}
 	// The Secret is read without the lock: one slow read holds no other peer.
@@ -76,15 +79,15 @@ func (p *PeerClients) Client(ctx context.Context, a *planetv1.Authority) (client
 		if client.IgnoreNotFound(err) != nil {
 			return nil, "", fmt.Errorf("reading secret %s/%s: %w", p.Namespace, a.Spec.Push.SecretName, err)
 		}
-		return p.keep(key, &peerClient{err: &kubeconfigError{fmt.Errorf("secret %s/%s (spec.push.secretName) is not found", p.Namespace, a.Spec.Push.SecretName)}})
+		return p.keep(key, &peerClient{err: &ConfigError{fmt.Errorf("secret %s/%s (spec.push.secretName) is not found", p.Namespace, a.Spec.Push.SecretName)}})
 	}
 	if cached != nil && cached.secretRV == secret.ResourceVersion {
 		return p.keep(key, cached)
 	}
 	entry := &peerClient{secretRV: secret.ResourceVersion}
-	peer, err := kubeconfig.Parse(secret.Data[PushKubeconfigKey])
+	peer, err := kubeconfig.Parse(secret.Data[KubeconfigKey])
 	if err != nil {
-		entry.err = &kubeconfigError{fmt.Errorf("secret %s/%s, key %s: %w", p.Namespace, a.Spec.Push.SecretName, PushKubeconfigKey, err)}
+		entry.err = &ConfigError{fmt.Errorf("secret %s/%s, key %s: %w", p.Namespace, a.Spec.Push.SecretName, KubeconfigKey, err)}
 		return p.keep(key, entry)
 	}
 	c, err := client.New(peer.Config, client.Options{Scheme: p.Scheme})
@@ -96,7 +99,7 @@ func (p *PeerClients) Client(ctx context.Context, a *planetv1.Authority) (client
 }
 
 // keep stores an entry, stamped now, and returns what it holds.
-func (p *PeerClients) keep(key string, e *peerClient) (client.Client, string, error) {
+func (p *Clients) keep(key string, e *peerClient) (client.Client, string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.peers == nil {
@@ -107,3 +110,6 @@ func (p *PeerClients) keep(key string, e *peerClient) (client.Client, string, er
 	p.peers[key] = &stamped
 	return stamped.client, stamped.namespace, stamped.err
 }
+
+// Timeout bounds the calls to one peer in one look at it.
+const Timeout = 15 * time.Second

@@ -1,4 +1,4 @@
-package federation
+package pull
 
 // Pulled is one ticket listed in a feed.
 type Pulled struct {
@@ -19,8 +19,8 @@ type Held struct {
 	Redeemed bool
 }
 
-// PullPlan says how the pulled Tickets follow a feed.
-type PullPlan struct {
+// Plan says how the pulled Tickets follow a feed.
+type Plan struct {
 	// Create lists the feed's tickets that have no Ticket yet.
 	Create []Pulled
 	// Delete lists Tickets to delete: those of slices the feed no longer
@@ -29,14 +29,14 @@ type PullPlan struct {
 	Delete []string
 }
 
-// PlanPull compares a feed with the Tickets pulled before. An older Ticket
+// Compare compares a feed with the Tickets pulled before. An older Ticket
 // of a listed slice stays until the feed's newer one is redeemed, so that
 // a renewal never leaves the slice without a ticket, and a refused renewal
 // leaves the running slice alone. Each ticket counts on its own: one
 // refused here is not applied and keeps its slice as it is, and the slices
 // the feed no longer lists are withdrawn whatever else it holds.
-func PlanPull(feed []Pulled, held []Held) PullPlan {
-	var plan PullPlan
+func Compare(feed []Pulled, held []Held) Plan {
+	var plan Plan
 	current := make(map[string]string, len(feed)) // slice id -> name
 	kept := make(map[string]bool)                 // slice ids of refused tickets
 	for _, p := range feed {
