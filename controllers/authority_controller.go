@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -112,12 +111,7 @@ func (r *AuthorityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			msg = "no key decodes as an Ed25519 public key whose id is its own (the first 16 hex characters of its SHA-256): no ticket of this authority verifies"
 		}
 		health.Set(&st.Conditions, metav1.Condition{Status: status, Reason: reason, Message: msg, ObservedGeneration: a.Generation}, health.AuthorityRules)
-		if equality.Semantic.DeepEqual(old.Status, a.Status) {
-			return
-		}
-		if perr := r.Status().Patch(ctx, a, client.MergeFrom(old)); perr != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("patching authority status: %w", perr))
-		}
+		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, old, a, &old.Status, &a.Status))
 	}()
 	return res, err
 }

@@ -122,12 +122,8 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	old := slice.DeepCopy()
 	defer func() {
-		if equality.Semantic.DeepEqual(old.Status.Federation, slice.Status.Federation) {
-			return
-		}
-		if err := r.Status().Patch(ctx, slice, client.MergeFrom(old)); client.IgnoreNotFound(err) != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("patching slice federation status: %w", err))
-		}
+		// The federation controller owns status.federation alone.
+		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, old, slice, old.Status.Federation, slice.Status.Federation))
 	}()
 
 	// An expired slice is withdrawn from every peer like a deleted one: a

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -62,13 +61,8 @@ func (r *ResourcePoolReconciler) Reconcile(ctx context.Context, _ ctrl.Request) 
 		}
 		old := pool.DeepCopy()
 		setPoolStatus(pool, res)
-		if equality.Semantic.DeepEqual(old.Status, pool.Status) {
-			continue
-		}
 		r.emitPoolEvents(old, pool)
-		if err := r.Status().Patch(ctx, pool, client.MergeFrom(old)); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("patching the status of pool %s: %w", pools.KeyOf(pool), err))
-		}
+		errs = append(errs, patchStatus(ctx, r.Client, old, pool, &old.Status, &pool.Status))
 	}
 	return ctrl.Result{}, errors.Join(errs...)
 }

@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -73,10 +72,8 @@ func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		if uerr := r.Status().Update(ctx, site); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("writing site status: %w", uerr))
 		}
-	case !equality.Semantic.DeepEqual(old.Status, site.Status):
-		if perr := r.Status().Patch(ctx, site, client.MergeFrom(old)); perr != nil {
-			err = errors.Join(err, fmt.Errorf("patching site status: %w", perr))
-		}
+	default:
+		err = errors.Join(err, patchStatus(ctx, r.Client, old, site, &old.Status, &site.Status))
 	}
 	return ctrl.Result{}, err
 }

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -81,6 +80,8 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		}
 	}
 	old := slice.DeepCopy()
+	// Whose the slice is, worked out once for the whole reconcile.
+	id := r.identity(slice)
 	var (
 		g    gate
 		plan sliverplan.Plan
@@ -90,24 +91,18 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		if retErr != nil && !errorsAs(retErr, &fail) {
 			fail = &stepError{reason: planetv1.ReasonSliversFailed, err: retErr}
 		}
-		r.setStatus(slice, g, plan, fail)
+		r.setStatus(slice, id, g, plan, fail)
 		r.emitTransitionEvent(old, slice)
-		if equality.Semantic.DeepEqual(old.Status, slice.Status) {
-			return
-		}
-		// A slice deleted meanwhile has no status to write.
-		if err := r.Status().Patch(ctx, slice, client.MergeFrom(old)); client.IgnoreNotFound(err) != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("patching slice status: %w", err))
-		}
+		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, old, slice, &old.Status, &slice.Status))
 	}()
 
-	g, err := r.gate(ctx, slice)
+	g, err := r.gate(ctx, slice, id)
 	if err != nil {
 		return ctrl.Result{}, &stepError{reason: planetv1.ReasonSiteLookupFailed, err: err}
 	}
 	var ns *corev1.Namespace
 	if g.ownNamespace {
-		if ns, err = r.ensureSliceNamespace(ctx, slice); err != nil {
+		if ns, err = r.ensureSliceNamespace(ctx, slice, id); err != nil {
 			var conflict *conflictError
 			if errorsAs(err, &fail) && fail.reason == planetv1.ReasonNamespaceTerminating {
 				// Not an error to retry: the namespace's deletion queues
@@ -126,7 +121,7 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if !g.runSlivers {
 		ns = nil
 	}
-	plan, backOff, err := r.syncSlivers(ctx, slice, ns)
+	plan, backOff, err := r.syncSlivers(ctx, slice, id, ns)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -36,7 +36,7 @@ func (g *gate) block(reason, msg string) {
 
 // gate decides, from the slice's site and its own expiry and state, whether
 // the slice is admitted and whether it runs slivers now.
-func (r *SliceReconciler) gate(ctx context.Context, slice *planetv1.Slice) (gate, error) {
+func (r *SliceReconciler) gate(ctx context.Context, slice *planetv1.Slice, id sliceIdentity) (gate, error) {
 	now := r.Now()
 	var inForce *time.Time
 	if slice.Status.ExpiresAt != nil {
@@ -56,7 +56,7 @@ func (r *SliceReconciler) gate(ctx context.Context, slice *planetv1.Slice) (gate
 		g.requeueAfter = d.RequeueAfter + time.Second
 	}
 
-	if id := r.identity(slice); id.foreign {
+	if id.foreign {
 		// A foreign slice has no site here: no maxSlices and no site
 		// state; the sites that trust its authority run it.
 		if id.invalid != "" {

@@ -60,7 +60,7 @@ func authorizedKeys(slice *planetv1.Slice) (string, string) {
 }
 
 // namespaceMeta is the slice namespace's desired labels and annotations.
-func (r *SliceReconciler) namespaceMeta(slice *planetv1.Slice, keysHash string) (labels, annotations map[string]string) {
+func (r *SliceReconciler) namespaceMeta(slice *planetv1.Slice, id sliceIdentity, keysHash string) (labels, annotations map[string]string) {
 	level := "baseline"
 	if slice.Spec.PodSecurity == planetv1.PodSecurityRestricted {
 		level = "restricted"
@@ -71,7 +71,7 @@ func (r *SliceReconciler) namespaceMeta(slice *planetv1.Slice, keysHash string) 
 	labels["pod-security.kubernetes.io/warn"] = "restricted"
 	labels["pod-security.kubernetes.io/warn-version"] = "latest"
 	annotations = map[string]string{
-		planetv1.AnnotationSliceFullName: r.identity(slice).fullName(),
+		planetv1.AnnotationSliceFullName: id.fullName(),
 		annotationKeysHash:               keysHash,
 	}
 	return labels, annotations
@@ -80,10 +80,10 @@ func (r *SliceReconciler) namespaceMeta(slice *planetv1.Slice, keysHash string) 
 // ensureSliceNamespace creates or updates the slice namespace, the Secret
 // with the users' authorized_keys and the users' RoleBinding, and returns the
 // namespace.
-func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *planetv1.Slice) (*corev1.Namespace, error) {
-	name := r.identity(slice).namespace()
+func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *planetv1.Slice, id sliceIdentity) (*corev1.Namespace, error) {
+	name := id.namespace()
 	keys, keysHash := authorizedKeys(slice)
-	labels, annotations := r.namespaceMeta(slice, keysHash)
+	labels, annotations := r.namespaceMeta(slice, id, keysHash)
 
 	ns := &corev1.Namespace{}
 	err := r.Get(ctx, types.NamespacedName{Name: name}, ns)
@@ -104,7 +104,7 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 	}
 
 	if ns.Annotations[annotationKeysHash] != keysHash {
-		if err := r.applyKeys(ctx, slice, keys); err != nil {
+		if err := r.applyKeys(ctx, slice, id, keys); err != nil {
 			return nil, &stepError{reason: planetv1.ReasonAccessFailed, err: err}
 		}
 	}
@@ -131,8 +131,8 @@ func (r *SliceReconciler) ensureSliceNamespace(ctx context.Context, slice *plane
 
 // applyKeys writes the Secret with the users' authorized_keys (server-side
 // apply: it creates the Secret or brings it back to what it must hold).
-func (r *SliceReconciler) applyKeys(ctx context.Context, slice *planetv1.Slice, keys string) error {
-	secret := corev1ac.Secret(naming.AuthorizedKeysSecret, r.identity(slice).namespace()).
+func (r *SliceReconciler) applyKeys(ctx context.Context, slice *planetv1.Slice, id sliceIdentity, keys string) error {
+	secret := corev1ac.Secret(naming.AuthorizedKeysSecret, id.namespace()).
 		WithLabels(sliceLabels(slice)).
 		WithType(corev1.SecretTypeOpaque).
 		WithStringData(map[string]string{authorizedKeysFile: keys})

@@ -14,9 +14,8 @@ import (
 // status: counts, expiry and the Ready, Expired and Suspended conditions. A
 // step that failed (fail) shows in Ready; the counts and issues of a
 // reconcile that did not get to its slivers stay as they were.
-func (r *SliceReconciler) setStatus(slice *planetv1.Slice, g gate, obs sliverplan.Plan, fail *stepError) {
+func (r *SliceReconciler) setStatus(slice *planetv1.Slice, id sliceIdentity, g gate, obs sliverplan.Plan, fail *stepError) {
 	st := &slice.Status
-	id := r.identity(slice)
 	st.FullName = id.fullName()
 	st.Namespace = ""
 	if g.ownNamespace {

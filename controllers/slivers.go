@@ -47,8 +47,7 @@ const (
 // and deletes the ones it must not have; with ns nil (the slice must run no
 // slivers) it deletes them all. It returns the plan it carried out and when
 // to look again (a back-off that ends; 0 for never).
-func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, ns *corev1.Namespace) (sliverplan.Plan, time.Duration, error) {
-	id := r.identity(slice)
+func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, id sliceIdentity, ns *corev1.Namespace) (sliverplan.Plan, time.Duration, error) {
 	nsName := id.namespace()
 	if nsName == "" {
 		return sliverplan.Plan{}, 0, nil // not a slice of anyone's: it has no namespace
@@ -101,14 +100,14 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 
 	var missing []*corev1.Pod
 	for _, n := range plan.Create {
-		missing = append(missing, r.sliverPod(slice, ns, n, hash, rsv, room[n]))
+		missing = append(missing, r.sliverPod(slice, id, ns, n, hash, rsv, room[n]))
 	}
 	if len(missing) > 0 {
 		// New slivers mount the keys: write them again first, so that a
 		// Secret deleted by hand (the manager does not watch Secrets) comes
 		// back before a sliver needs it.
 		keys, _ := authorizedKeys(slice)
-		if err := r.applyKeys(ctx, slice, keys); err != nil {
+		if err := r.applyKeys(ctx, slice, id, keys); err != nil {
 			return plan, requeue, err
 		}
 	}
@@ -232,7 +231,7 @@ func templateHash(slice *planetv1.Slice) string {
 // fit what the node has free (free, from the view). Its owner is the slice namespace: a
 // namespaced Slice cannot own objects in another namespace, and the Slice's
 // finalizer deletes the namespace.
-func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace, node, hash string, rsv clusterview.Reservations, free clusterview.Free) *corev1.Pod {
+func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, id sliceIdentity, ns *corev1.Namespace, node, hash string, rsv clusterview.Reservations, free clusterview.Free) *corev1.Pod {
 	t := slice.Spec.Template
 	env := make([]corev1.EnvVar, 0, len(t.Env))
 	for _, e := range t.Env {
@@ -261,7 +260,7 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, ns *corev1.Namespace,
 			Annotations: map[string]string{
 				annotationTemplateHash:           hash,
 				annotationReservedHash:           reservedHash(bound),
-				planetv1.AnnotationSliceFullName: r.identity(slice).fullName(),
+				planetv1.AnnotationSliceFullName: id.fullName(),
 			},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID,

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -99,13 +98,7 @@ func (r *TicketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 		}
 		r.setStatus(tk, out)
 		r.emitTransitionEvent(old, tk)
-		if equality.Semantic.DeepEqual(old.Status, tk.Status) {
-			return
-		}
-		// A ticket deleted meanwhile has no status to write.
-		if err := r.Status().Patch(ctx, tk, client.MergeFrom(old)); client.IgnoreNotFound(err) != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("patching ticket status: %w", err))
-		}
+		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, old, tk, &old.Status, &tk.Status))
 	}()
 
 	if err := r.redeem(ctx, tk, out); err != nil {
