@@ -30,6 +30,11 @@ func ValidSite(name string) bool { return siteRE.MatchString(name) }
 // ValidSlice says whether name is a slice's short name.
 func ValidSlice(name string) bool { return sliceRE.MatchString(name) }
 
+// ValidNode says whether name can be a Node's name (a DNS subdomain, as
+// the API server checks it): names that come from elsewhere (an agent's
+// answer, an archive's folders) are checked with it before they are used.
+func ValidNode(name string) bool { return len(validation.IsDNS1123Subdomain(name)) == 0 }
+
 // ParseFullName splits a slice's full name "<authority>.<site>.<slice>".
 // Site and slice names have no dots, so the last two dot-separated parts are
 // the site and the slice and the rest is the authority (which may itself

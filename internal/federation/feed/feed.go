@@ -85,8 +85,10 @@ type Feed struct {
 }
 
 // Reason classifies a failed poll, or a refused request; Unreachable
-// failures are the network's, the others the answer's.
-type Reason string
+// failures are the network's, the others the answer's. A feed's refusals
+// and a ticket's are one kind of error, ticket.Refusal, each with its own
+// reasons.
+type Reason = ticket.Reason
 
 // Reasons of failure.
 const (
@@ -119,25 +121,14 @@ const (
 )
 
 // Error is why a poll failed or a request was refused.
-type Error struct {
-	Reason  Reason
-	Message string
-}
-
-func (e *Error) Error() string { return string(e.Reason) + ": " + e.Message }
+type Error = ticket.Refusal
 
 func fail(reason Reason, format string, a ...any) *Error {
 	return &Error{Reason: reason, Message: fmt.Sprintf(format, a...)}
 }
 
 // ReasonOf returns the reason of an *Error, or "" for any other error.
-func ReasonOf(err error) Reason {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Reason
-	}
-	return ""
-}
+func ReasonOf(err error) Reason { return ticket.ReasonOf(err) }
 
 // NewRequest signs a request for home's feed, valid for a minute from now.
 func NewRequest(s ticket.Signer, home string, now time.Time) (token string, req Request, err error) {

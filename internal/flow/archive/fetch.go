@@ -27,12 +27,12 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/planetkube/planetkube/internal/durable"
 	"github.com/planetkube/planetkube/internal/flow/segments"
 	"github.com/planetkube/planetkube/internal/flow/store"
+	"github.com/planetkube/planetkube/internal/naming"
 )
 
 // TokenSource gives the bearer token the archiver shows the agents.
@@ -106,17 +106,13 @@ type Result struct {
 	Missed int
 }
 
-// validNode says whether node is a node's name (a DNS subdomain), which is
-// safe as a directory name.
-func validNode(node string) bool { return len(validation.IsDNS1123Subdomain(node)) == 0 }
-
 // partSuffix marks a download in progress (kept to resume).
 const partSuffix = ".part"
 
 // Sync archives the sealed segments of node, whose agent serves them at
 // base (http(s)://host:port), that Dir lacks.
 func (f *Fetcher) Sync(ctx context.Context, node, base string) (res Result, err error) {
-	if !validNode(node) {
+	if !naming.ValidNode(node) {
 		return res, fmt.Errorf("archive: node name %q is not a DNS subdomain", node)
 	}
 	if f.TLS != nil && !strings.HasPrefix(base, "https://") {

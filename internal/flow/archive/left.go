@@ -18,6 +18,7 @@ import (
 	"github.com/planetkube/planetkube/internal/durable"
 	"github.com/planetkube/planetkube/internal/flow/segments"
 	"github.com/planetkube/planetkube/internal/flow/store"
+	"github.com/planetkube/planetkube/internal/naming"
 )
 
 // The files the archive keeps in a node's folder besides its segments.
@@ -196,7 +197,7 @@ func nodeFolders(root string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() && validNode(e.Name()) {
+		if e.IsDir() && naming.ValidNode(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}

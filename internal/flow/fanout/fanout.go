@@ -29,11 +29,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"k8s.io/apimachinery/pkg/util/validation"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/planetkube/planetkube/internal/flow"
 	"github.com/planetkube/planetkube/internal/flow/lookup"
+	"github.com/planetkube/planetkube/internal/naming"
 )
 
 // Target is a node agent to ask.
@@ -426,7 +426,7 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) (answer, error)
 	for i, row := range r.Flows {
 		node := t.Node
 		if t.Archive { // the archive names the node of each record
-			if node = row.Node; !validNode(node) {
+			if node = row.Node; !naming.ValidNode(node) {
 				return answer{}, nodeErr{fmt.Sprintf("bad response: flow %d: invalid node", i)}
 			}
 		}
@@ -454,7 +454,7 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) (answer, error)
 		}
 		h.Source = ""
 		if t.Archive {
-			if !validNode(h.Node) {
+			if !naming.ValidNode(h.Node) {
 				return answer{}, nodeErr{"bad response: invalid node in nodes"}
 			}
 			h.Source = flow.SourceArchive
@@ -465,9 +465,6 @@ func (s *Store) get(ctx context.Context, t Target, q flow.Query) (answer, error)
 	}
 	return a, nil
 }
-
-// validNode says whether s may be a node's name (a DNS subdomain).
-func validNode(s string) bool { return len(validation.IsDNS1123Subdomain(s)) == 0 }
 
 // Bounds on an agent's strings and retention (100 years).
 const (
