@@ -99,7 +99,7 @@ func (in *install) start(ctx context.Context, cfg config) error {
 		return err
 	}
 	for _, s := range in.samples {
-		if err := applyIfExists(ctx, in.cluster, s); err != nil {
+		if err := in.cluster.ApplySamples(ctx, s); err != nil {
 			return err
 		}
 	}

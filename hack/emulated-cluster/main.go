@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/testing/emulator"
 )
@@ -121,54 +119,11 @@ func waitManagers(ctx context.Context, managers ...*emulator.Process) error {
 }
 
 // setUp installs PlanetKube (CRDs, RBAC, webhooks), starts the manager (if
-// any) and applies the samples.
+// any) and applies the samples, as the tour test does too (emulator.SetUp).
 func setUp(ctx context.Context, c *emulator.Cluster, cfg config) (*emulator.Process, error) {
-	if err := c.InstallPlanetKube(ctx); err != nil {
-		return nil, err
-	}
-	fmt.Println("Installed the CRDs, RBAC and webhooks of config/")
-	if cfg.manager == "" {
-		fmt.Println("No manager (--manager \"\"): Slices cannot be written until one serves the webhooks")
-		return nil, nil
-	}
-	args := append(c.WebhookArgs(), strings.Fields(cfg.managerArgs)...)
-	manager, err := c.StartManagerAs(ctx, cfg.managerAs, cfg.manager, args...)
-	if err != nil {
-		return nil, fmt.Errorf("starting manager: %w", err)
-	}
-	if err := c.WaitWebhook(ctx, 30*time.Second); err != nil {
-		return manager, err
-	}
-	return manager, applyIfExists(ctx, c, cfg.samples)
-}
-
-// applyIfExists applies the manifests under path, or says it skips a missing path.
-func applyIfExists(ctx context.Context, c *emulator.Cluster, path string) error {
-	if path == "" {
-		return nil
-	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		fmt.Printf("Skipping %s (not found)\n", path)
-		return nil
-	}
-	// Slices live in the namespaces that the manager makes for their Sites:
-	// apply again (server-side apply is idempotent) until those exist.
-	var err error
-	for deadline := time.Now().Add(time.Minute); ; {
-		if err = c.Apply(ctx, path); !apierrors.IsNotFound(err) || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("applying %s: %w", path, err)
-	}
-	fmt.Printf("Applied %s\n", path)
-	return nil
+	return c.SetUp(ctx, emulator.SetUpOptions{
+		Manager: cfg.manager, ManagerArgs: strings.Fields(cfg.managerArgs), ManagerAs: cfg.managerAs, Samples: cfg.samples,
+	})
 }
 
 func printUsage(c *emulator.Cluster, manager *emulator.Process) {
@@ -183,7 +138,7 @@ Emulated cluster ready. Kubeconfig: %[1]s
   kubectl get planetkube -A
   kubectl describe slice -n princeton codeen
   kubectl get authorities                        # this install's authority, published at first start
-  planetkube ticket issue --help                 # sign a ticket for a peer (README: Trust)
+  planetkube ticket issue --help                 # sign a ticket for a peer (docs/trust-and-federation.md)
 
 Component logs: %[3]s/
 `, c.Kubeconfig, emulator.SiteLabel, c.LogDir, c.BinDir)

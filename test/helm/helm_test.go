@@ -90,7 +90,7 @@ func (s *site) helm(t *testing.T, args ...string) string {
 }
 
 // startSite starts a cluster, installs the chart as a site operator would
-// (README: the release namespace labelled Pod Security restricted first)
+// (docs/operations.md: the release namespace labelled Pod Security restricted first)
 // with the given authority, and runs the manager binary with the flags of
 // the chart's Deployment as the chart's ServiceAccount. The chart's pods
 // here are kwok's, which run nothing, so the binary runs as a local

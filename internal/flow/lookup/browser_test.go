@@ -270,7 +270,7 @@ func TestPageInChromiumKeyboard(t *testing.T) {
 	wantText(t, visible(ctx, t, p), "Between 2025-03-01 12:53:00 and 13:08:00 Europe/Paris, 2 flows to 198.51.100.7 came from slice plc.princeton.codeen")
 }
 
-// TestPageInChromiumTimeForms: the time forms the README documents are
+// TestPageInChromiumTimeForms: the time forms docs/node-agent.md documents are
 // accepted (the window shown says how each was read) and others are refused
 // with the field named, the form filled back.
 func TestPageInChromiumTimeForms(t *testing.T) {

@@ -1,0 +1,168 @@
+// Package tour holds the README to what `make run` shows: it sets up the
+// emulated cluster as `make run` does (the Makefile's 50 nodes over its five
+// sites, the manager as its ServiceAccount, config/samples) and compares the
+// README's sample output of `kubectl get sites` and `kubectl get slices -A
+// -o wide` with what kubectl prints, the AGE and EXPIRES columns aside.
+package tour
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/planetkube/planetkube/internal/testing/emulator"
+	"github.com/planetkube/planetkube/internal/testing/poll"
+)
+
+// The Makefile's `make run` defaults (NODES, SITES).
+const makeRunNodes = 50
+
+var makeRunSites = []string{"princeton", "mit", "berkeley", "ethz", "tokyo"}
+
+// sample is one command of the README's console block and what it prints.
+type sample struct {
+	command string   // after "$ "
+	output  []string // its lines
+}
+
+// readmeSamples reads the console block of README.md that shows the
+// samples.
+func readmeSamples(t *testing.T, root string) []sample {
+	t.Helper()
+	f, err := os.Open(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var (
+		out     []sample
+		inBlock bool
+	)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "```console":
+			inBlock = true
+		case inBlock && line == "```":
+			if len(out) > 0 && out[0].command == "kubectl get sites" {
+				return out
+			}
+			inBlock, out = false, nil
+		case inBlock && strings.HasPrefix(line, "$ "):
+			out = append(out, sample{command: strings.TrimPrefix(line, "$ ")})
+		case inBlock && len(out) > 0:
+			out[len(out)-1].output = append(out[len(out)-1].output, line)
+		}
+	}
+	t.Fatal("README.md has no console block that starts with `$ kubectl get sites`")
+	return nil
+}
+
+// normalize drops the columns that change from run to run (AGE, EXPIRES)
+// and the padding: what is left is one line of single-space fields a row.
+func normalize(lines []string) []string {
+	if len(lines) == 0 {
+		return nil
+	}
+	header := splitColumns(lines[0])
+	drop := map[int]bool{}
+	for i, h := range header {
+		if h == "AGE" || h == "EXPIRES" {
+			drop[i] = true
+		}
+	}
+	var out []string
+	for _, l := range lines {
+		// Columns are split on two or more spaces: a DISPLAY name holds single ones.
+		var fields []string
+		for i, f := range splitColumns(l) {
+			if !drop[i] {
+				fields = append(fields, f)
+			}
+		}
+		out = append(out, strings.Join(fields, " | "))
+	}
+	return out
+}
+
+// splitColumns splits a kubectl table row at runs of two or more spaces.
+func splitColumns(l string) []string {
+	var out []string
+	for _, part := range strings.Split(l, "  ") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func TestReadmeTourIsWhatMakeRunShows(t *testing.T) {
+	bin, err := emulator.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emulator.CheckBinaries(bin); err != nil {
+		t.Fatalf("%v: run `make tools build` first", err)
+	}
+	root := filepath.Dir(bin)
+	want := readmeSamples(t, root)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := emulator.Start(ctx, emulator.Options{BinDir: bin, Nodes: makeRunNodes, Sites: makeRunSites, Log: testLog{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	manager, err := c.SetUp(ctx, emulator.SetUpOptions{
+		Manager: filepath.Join(bin, "planetkube"), ManagerArgs: emulator.DefaultManagerArgs, ManagerAs: emulator.ManagerUser,
+		Samples: filepath.Join(root, "config", "samples"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() && manager != nil {
+			t.Logf("Manager log tail:\n%s", manager.LogTail(40))
+		}
+	}()
+
+	// Every sample at once, until all print what the README shows: the
+	// failure names each that does not.
+	poll.Until(t, "kubectl printing what the README shows", 90*time.Second, time.Second, func() error {
+		var errs []error
+		for _, s := range want {
+			args := append([]string{"--kubeconfig", c.Kubeconfig}, strings.Fields(strings.TrimPrefix(s.command, "kubectl "))...)
+			out, err := exec.CommandContext(ctx, filepath.Join(bin, "kubectl"), args...).CombinedOutput()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("`%s`: %v: %s", s.command, err, out))
+				continue
+			}
+			got := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+			if g, w := strings.Join(normalize(got), "\n"), strings.Join(normalize(s.output), "\n"); g != w {
+				errs = append(errs, fmt.Errorf("`%s` prints (AGE and EXPIRES aside):\n%s\nthe README shows:\n%s\nkubectl's output as is:\n%s", s.command, g, w, out))
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// testLog writes the emulator's progress to the test log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
