@@ -115,7 +115,7 @@ func (n *node) hour(t *testing.T, i int) {
 // without duplicating, refuse a corrupt segment and fetch it again, and
 // say how many segments the node pruned before they were archived.
 func TestFetchFromAnAgent(t *testing.T) {
-	env := testenv.Start(t, filepath.Join("..", ".."))
+	env := testenv.Start(t, filepath.Join("..", "..", ".."))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, name := range []string{"planetkube-manager", "stranger"} {
@@ -395,7 +395,7 @@ func (a staticAuth) Authenticate(_ context.Context, token string) (string, error
 // refuses an agent's plain HTTP address, and one trusting another CA is
 // refused by the agent's certificate.
 func TestFetchOverTLS(t *testing.T) {
-	env := testenv.Start(t, filepath.Join("..", ".."))
+	env := testenv.Start(t, filepath.Join("..", "..", ".."))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	n := newNode(t, staticAuth{"archiver-token", "archiver"}, []string{"archiver"})

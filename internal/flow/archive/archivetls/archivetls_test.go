@@ -115,7 +115,7 @@ func TestRenew(t *testing.T) {
 // archiver's configuration and by no other, and refuses handshakes until
 // the certificate is there.
 func TestEnsureAndHandshake(t *testing.T) {
-	env := testenv.Start(t, filepath.Join("..", ".."))
+	env := testenv.Start(t, filepath.Join("..", "..", "..", ".."))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pool, err := Ensure(ctx, env.Client, "default", time.Now())
