@@ -210,22 +210,8 @@ func (sc *scanner) array(t reflect.Type, depth int) error {
 		return nil
 	}
 	for n := 0; ; n++ {
-		sc.path = append(sc.path, step{index: n})
-		if err := sc.value(elem, depth+1); err != nil {
+		if done, err := sc.member(step{index: n}, elem, depth, ']'); err != nil || done {
 			return err
-		}
-		sc.path = sc.path[:len(sc.path)-1]
-		if sc.space(); sc.i >= len(sc.data) {
-			return errEnd
-		}
-		switch sc.data[sc.i] {
-		case ',':
-			sc.i++
-		case ']':
-			sc.i++
-			return nil
-		default:
-			return fmt.Errorf("not JSON: %q after an array element, at byte %d", sc.data[sc.i], sc.i)
 		}
 	}
 }
@@ -276,24 +262,33 @@ func (sc *scanner) object(t reflect.Type, depth int) error {
 		if err := sc.expect(':'); err != nil {
 			return err
 		}
-		sc.path = append(sc.path, step{name: key})
-		if err := sc.value(child, depth+1); err != nil {
+		if done, err := sc.member(step{name: key}, child, depth, '}'); err != nil || done {
 			return err
 		}
-		sc.path = sc.path[:len(sc.path)-1]
-		if sc.space(); sc.i >= len(sc.data) {
-			return errEnd
-		}
-		switch sc.data[sc.i] {
-		case ',':
-			sc.i++
-		case '}':
-			sc.i++
-			return nil
-		default:
-			return fmt.Errorf("not JSON: %q after an object member, at byte %d", sc.data[sc.i], sc.i)
-		}
 	}
+}
+
+// member walks the value of an array's element or an object's member (at
+// st of the path, to be decoded into t), then the comma that follows it or
+// the bracket that closes its container: done says it was the bracket.
+func (sc *scanner) member(st step, t reflect.Type, depth int, closing byte) (done bool, err error) {
+	sc.path = append(sc.path, st)
+	if err := sc.value(t, depth+1); err != nil {
+		return false, err
+	}
+	sc.path = sc.path[:len(sc.path)-1]
+	if sc.space(); sc.i >= len(sc.data) {
+		return false, errEnd
+	}
+	switch sc.data[sc.i] {
+	case ',':
+		sc.i++
+		return false, nil
+	case closing:
+		sc.i++
+		return true, nil
+	}
+	return false, fmt.Errorf("not JSON: %q where ',' or %q was expected, at byte %d", sc.data[sc.i], closing, sc.i)
 }
 
 // str consumes a string and returns its value: the bytes between the
