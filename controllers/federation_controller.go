@@ -38,7 +38,8 @@ import (
 )
 
 // Requeue periods of the federation controller: while a pushed ticket is
-// not redeemed, and afterwards (to follow the peer's slivers).
+// not redeemed or the peer's slivers converge, and afterwards (to follow
+// them).
 const (
 	pushPending = 10 * time.Second
 	pushSteady  = 2 * time.Minute
@@ -395,6 +396,10 @@ func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, 
 		if err := r.deleteRemote(ctx, pc, ns, full, name); err != nil {
 			return unreachable(planetv1.ReasonPeerUnreachable, err)
 		}
+		return e, pushPending, nil // the peer's slivers are only starting
+	}
+	if e.ReadySlivers != e.DesiredSlivers {
+		return e, pushPending, nil // follow them while they converge
 	}
 	return e, pushSteady, nil
 }
