@@ -164,7 +164,7 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	var pending []planetv1.SliceFederation
 	for _, peer := range gone {
-		e, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store.tokens[peer])
+		e, after, confirmed := r.deliverWithdrawal(ctx, full, peer, store)
 		if expired && slices.Contains(peers, peer) {
 			// Shown for as long as the slice is expired.
 			if confirmed {
@@ -314,11 +314,11 @@ func (r *FederationReconciler) deliver(ctx context.Context, full string, e plane
 // peer that pulls reads it in the feed. It returns where it stands, when
 // to look again, and whether it is done (confirmed by the peer, or left
 // to the feed).
-func (r *FederationReconciler) deliverWithdrawal(ctx context.Context, full, peer, token string) (planetv1.SliceFederation, time.Duration, bool) {
+func (r *FederationReconciler) deliverWithdrawal(ctx context.Context, full, peer string, store *ticketStore) (planetv1.SliceFederation, time.Duration, bool) {
 	e := planetv1.SliceFederation{Authority: peer, Phase: planetv1.FederationWithdrawn, Reason: planetv1.ReasonWithdrawn,
 		Message: "the slice no longer names " + peer + ": a withdrawal revokes its tickets there"}
-	c, _, err := ticket.Inspect(token)
-	if err != nil || c.Withdraw == nil {
+	c := store.claims(peer)
+	if c == nil || c.Withdraw == nil {
 		return e, pushPending, false // not signed yet (the key was not readable): retried
 	}
 	e.TicketID, e.IssuedAt = c.ID, &metav1.Time{Time: time.Unix(c.IssuedAt, 0)}
@@ -330,7 +330,7 @@ func (r *FederationReconciler) deliverWithdrawal(ctx context.Context, full, peer
 		}
 		return e, 0, true
 	}
-	pushed, after, err := r.push(ctx, a, full, planetv1.SliceFederation{Authority: peer, TicketID: c.ID}, token)
+	pushed, after, err := r.push(ctx, a, full, planetv1.SliceFederation{Authority: peer, TicketID: c.ID}, store.tokens[peer])
 	switch {
 	case err != nil:
 		pushed.Phase, pushed.Reason, pushed.Message = planetv1.FederationUnreachable, planetv1.ReasonPeerUnreachable, err.Error()
@@ -500,7 +500,7 @@ func (r *FederationReconciler) withdrawAll(ctx context.Context, store *ticketSto
 	r.removeDropped(ctx, store.full, dropped)
 	var pending []planetv1.SliceFederation
 	for _, peer := range gone {
-		if e, after, confirmed := r.deliverWithdrawal(ctx, store.full, peer, store.tokens[peer]); !confirmed {
+		if e, after, confirmed := r.deliverWithdrawal(ctx, store.full, peer, store); !confirmed {
 			requeue = soonest(requeue, after)
 			pending = append(pending, e)
 		}

@@ -51,6 +51,9 @@ type ticketStore struct {
 	tokens  map[string]string
 	grants  map[string]string // peer -> grant hash of its sliver ticket
 	changed bool
+	// parsed holds the claims of the tokens read so far (a reconcile
+	// looks at each peer's several times).
+	parsed map[string]*ticket.Claims
 }
 
 // loadTickets reads a slice's tickets (without a cache: what was written
@@ -82,6 +85,7 @@ func (r *FederationReconciler) loadTickets(ctx context.Context, full string) (*t
 func (st *ticketStore) set(peer, token, grant string) {
 	if st.tokens[peer] != token || st.grants[peer] != grant {
 		st.tokens[peer], st.grants[peer], st.changed = token, grant, true
+		delete(st.parsed, peer)
 	}
 }
 
@@ -90,16 +94,24 @@ func (st *ticketStore) drop(peer string) {
 	if _, ok := st.tokens[peer]; ok {
 		delete(st.tokens, peer)
 		delete(st.grants, peer)
+		delete(st.parsed, peer)
 		st.changed = true
 	}
 }
 
 // claims reads the claims of a peer's token (issued here: trusted).
 func (st *ticketStore) claims(peer string) *ticket.Claims {
+	if c, ok := st.parsed[peer]; ok {
+		return c
+	}
 	c, _, err := ticket.Inspect(st.tokens[peer])
 	if err != nil {
-		return nil
+		c = nil
 	}
+	if st.parsed == nil {
+		st.parsed = map[string]*ticket.Claims{}
+	}
+	st.parsed[peer] = c
 	return c
 }
 

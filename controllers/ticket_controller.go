@@ -243,9 +243,6 @@ func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket
 // that carried it turn Revoked.
 func (r *TicketReconciler) redeemWithdrawal(ctx context.Context, v *ticket.Verified, out *redemption) error {
 	full := v.Withdraw.Slice
-	if err := r.checkJTI(ctx, v, out); err != nil || out.reason != "" {
-		return err
-	}
 	if err := r.record(ctx, v, out); err != nil || out.reason != "" {
 		return err
 	}

@@ -28,11 +28,12 @@ func (v *Verified) ForeignSlice() *planetv1.Slice {
 	if g == nil {
 		return nil
 	}
-	authority, site, slice, _ := naming.ParseFullName(g.Slice) // checked by Verify
+	authority, _, _, _ := naming.ParseFullName(g.Slice) // checked by Verify
+	namespace, name, _ := ForeignSliceKey(g.Slice)
 	s := &planetv1.Slice{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: naming.AuthorityNamespace(authority),
-			Name:      naming.ForeignSliceName(site, slice),
+			Namespace: namespace,
+			Name:      name,
 			Labels: map[string]string{
 				planetv1.LabelManagedBy: planetv1.ManagedByValue,
 				planetv1.LabelAuthority: authority,
