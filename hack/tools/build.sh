@@ -12,7 +12,8 @@ cd "$here"
 
 version() { go list -m -f '{{.Version}}' "$1"; }
 
-# name|package|module whose version pins it
+# name|package|module whose version pins it[|the module's folder, when not
+# this one: tools whose dependencies must not move the control plane's]
 tools=(
   "controller-gen|sigs.k8s.io/controller-tools/cmd/controller-gen|sigs.k8s.io/controller-tools"
   "etcd|go.etcd.io/etcd/server/v3|go.etcd.io/etcd/server/v3"
@@ -20,13 +21,21 @@ tools=(
   "kubectl|k8s.io/kubernetes/cmd/kubectl|k8s.io/kubernetes"
   "kube-controller-manager|k8s.io/kubernetes/cmd/kube-controller-manager|k8s.io/kubernetes"
   "kube-scheduler|k8s.io/kubernetes/cmd/kube-scheduler|k8s.io/kubernetes"
+  "kubelet|k8s.io/kubernetes/cmd/kubelet|k8s.io/kubernetes"
+  "kube-proxy|k8s.io/kubernetes/cmd/kube-proxy|k8s.io/kubernetes"
   "kwok|sigs.k8s.io/kwok/cmd/kwok|sigs.k8s.io/kwok"
   "helm|helm.sh/helm/v3/cmd/helm|helm.sh/helm/v3"
+  "containerd|github.com/containerd/containerd/v2/cmd/containerd|github.com/containerd/containerd/v2|containerd"
+  "containerd-shim-runc-v2|github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2|github.com/containerd/containerd/v2|containerd"
+  "ctr|github.com/containerd/containerd/v2/cmd/ctr|github.com/containerd/containerd/v2|containerd"
+  "kube-score|github.com/zegl/kube-score/cmd/kube-score|github.com/zegl/kube-score|kube-score"
 )
 for t in "${tools[@]}"; do
-  IFS='|' read -r name pkg mod <<<"$t"
+  IFS='|' read -r name pkg mod dir <<<"$t"
+  cd "$here/${dir:-.}"
   want="$mod@$(version "$mod")"
   ldflags='-s -w'
+  tags=
   case $mod in
   k8s.io/kubernetes)
     # As Kubernetes' own build does (hack/lib/version.sh): the binaries
@@ -48,6 +57,12 @@ for t in "${tools[@]}"; do
     done
     want+="+k8s"
     ;;
+  github.com/containerd/containerd/v2)
+    # As containerd's own Makefile does for a static build without the
+    # snapshotters this host lacks (the real nodes use overlayfs).
+    tags='no_btrfs no_devmapper no_zfs no_aufs'
+    ldflags+=" -X github.com/containerd/containerd/v2/version.Version=$(version "$mod")"
+    ;;
   esac
   stamp="$bin/.$name.version"
   if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
@@ -55,11 +70,12 @@ for t in "${tools[@]}"; do
   fi
   echo ">> building $name ($want)"
   start=$SECONDS
-  go build -ldflags="$ldflags" -o "$bin/$name" "$pkg"
+  go build -tags="$tags" -ldflags="$ldflags" -o "$bin/$name" "$pkg"
   echo "$want" >"$stamp"
   echo "   $name built in $((SECONDS - start)) s"
 done
 
+cd "$here"
 stages="$bin/kwok-stages"
 kwokdir=$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
 mkdir -p "$stages"

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -36,6 +37,13 @@ type Options struct {
 	Created time.Time
 	// Labels are OCI annotations such as org.opencontainers.image.version.
 	Labels map[string]string
+	// Path is where the binary lies in the image, its entrypoint; default
+	// BinaryPath. The real-node tests' workload and pause images set it.
+	Path string
+	// User runs the entrypoint; default User.
+	User string
+	// Cmd are the entrypoint's default arguments; default ["manager"].
+	Cmd []string
 }
 
 // Build returns the image holding binary.
@@ -43,7 +51,16 @@ func Build(binary []byte, o Options) (v1.Image, error) {
 	if len(binary) == 0 {
 		return nil, fmt.Errorf("the binary is empty")
 	}
-	layerTar, err := singleFileTar(BinaryPath[1:], binary, o.Created)
+	if o.Path == "" {
+		o.Path = BinaryPath
+	}
+	if o.User == "" {
+		o.User = User
+	}
+	if o.Cmd == nil {
+		o.Cmd = []string{"manager"}
+	}
+	layerTar, err := singleFileTar(strings.TrimPrefix(o.Path, "/"), binary, o.Created)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +71,7 @@ func Build(binary []byte, o Options) (v1.Image, error) {
 		return nil, fmt.Errorf("making the layer: %w", err)
 	}
 	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer, History: v1.History{
-		Created: v1.Time{Time: o.Created}, CreatedBy: "planetkube make image", Comment: "the static planetkube binary",
+		Created: v1.Time{Time: o.Created}, CreatedBy: "planetkube make image", Comment: "the static binary " + o.Path,
 	}})
 	if err != nil {
 		return nil, err
@@ -65,9 +82,9 @@ func Build(binary []byte, o Options) (v1.Image, error) {
 	}
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture, cfg.Created = o.OS, o.Arch, v1.Time{Time: o.Created}
-	cfg.Config.User = User
-	cfg.Config.Entrypoint = []string{BinaryPath}
-	cfg.Config.Cmd = []string{"manager"}
+	cfg.Config.User = o.User
+	cfg.Config.Entrypoint = []string{o.Path}
+	cfg.Config.Cmd = o.Cmd
 	cfg.Config.WorkingDir = "/"
 	cfg.Config.Labels = o.Labels
 	return mutate.ConfigFile(img, cfg)

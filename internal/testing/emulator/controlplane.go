@@ -182,7 +182,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := c.startComponent("kube-apiserver", []string{
+	p, err := c.startComponent("kube-apiserver", append([]string{
 		"--etcd-servers=" + c.etcdURL,
 		"--cert-dir=" + filepath.Join(c.WorkDir, "apiserver"),
 		"--tls-cert-file=" + c.pki.ServingCert, "--tls-private-key-file=" + c.pki.ServingKey,
@@ -195,14 +195,10 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + c.pki.SAPub,
 		"--service-account-signing-key-file=" + c.pki.SAKey,
-		// No service-account tokens are minted; and new nodes are not tainted
-		// not-ready (kube-controller-manager, at its default 20 QPS, would take
-		// minutes to untaint a thousand fake nodes that kwok makes Ready at once).
-		"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
 		"--allow-privileged=true",
 		"--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
 		"--enable-priority-and-fairness=false",
-	})
+	}, c.realNodeAPIServerArgs()...))
 	if err != nil {
 		return err
 	}

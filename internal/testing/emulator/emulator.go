@@ -44,6 +44,12 @@ type Options struct {
 	Sites []string
 	// ControllerManagerArgs are extra kube-controller-manager flags.
 	ControllerManagerArgs []string
+	// RealNodes readies the control plane for real kubelets
+	// (internal/testing/realnode): the API server's certificate names
+	// NodeAPIAddress, it reaches kubelets with a client certificate of its
+	// own and webhooks at their Service's pod addresses, and pods get
+	// service-account tokens.
+	RealNodes bool
 }
 
 // Cluster is a running emulated cluster.
@@ -76,6 +82,8 @@ type Cluster struct {
 	managerN  atomic.Int32
 	nodeIPSeq atomic.Uint32
 	stopped   bool
+
+	realNodes bool // Options.RealNodes
 
 	webhookPort    int    // the manager's webhook server port, once installed
 	webhookCertDir string // its serving certificate
@@ -135,7 +143,7 @@ func newCluster(opts Options) (*Cluster, error) {
 	if err := CheckBinaries(binDir); err != nil {
 		return nil, err
 	}
-	c := &Cluster{BinDir: binDir, Sites: opts.Sites, log: opts.Log, WorkDir: opts.WorkDir, LogDir: opts.LogDir}
+	c := &Cluster{BinDir: binDir, Sites: opts.Sites, log: opts.Log, WorkDir: opts.WorkDir, LogDir: opts.LogDir, realNodes: opts.RealNodes}
 	if len(c.Sites) == 0 {
 		c.Sites = DefaultSites
 	}
@@ -164,7 +172,7 @@ func newCluster(opts Options) (*Cluster, error) {
 	if err := os.MkdirAll(c.LogDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating log dir: %w", err)
 	}
-	p, err := writePKI(filepath.Join(c.WorkDir, "pki"))
+	p, err := writePKI(filepath.Join(c.WorkDir, "pki"), opts.RealNodes)
 	if err != nil {
 		_ = c.Stop()
 		return nil, err

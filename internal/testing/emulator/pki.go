@@ -21,6 +21,9 @@ type pki struct {
 	ServingCert, ServingKey string // kube-apiserver serving certificate
 	AdminCert, AdminKey     string // client certificate of the admin (O=system:masters)
 	SAKey, SAPub            string // service-account token signing key pair
+	// KubeletClientCert and KubeletClientKey: how kube-apiserver
+	// authenticates to real kubelets (with Options.RealNodes only).
+	KubeletClientCert, KubeletClientKey string
 
 	ca *keyPair // signs further serving certificates (the manager's webhook server)
 }
@@ -32,8 +35,10 @@ type keyPair struct {
 }
 
 // writePKI generates a CA, the API server's serving certificate, the admin's
-// client certificate and the service-account key pair as PEM files in dir.
-func writePKI(dir string) (*pki, error) {
+// client certificate and the service-account key pair as PEM files in dir;
+// for real nodes also the API server's kubelet client certificate, and its
+// serving certificate names NodeAPIAddress.
+func writePKI(dir string, realNodes bool) (*pki, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating pki dir: %w", err)
 	}
@@ -53,11 +58,23 @@ func writePKI(dir string) (*pki, error) {
 		return nil, fmt.Errorf("creating CA: %w", err)
 	}
 	p.ca = ca
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 96, 0, 1)}
+	if realNodes {
+		ips = append(ips, net.ParseIP(NodeAPIAddress))
+		p.KubeletClientCert, p.KubeletClientKey = filepath.Join(dir, "kubelet-client.crt"), filepath.Join(dir, "kubelet-client.key")
+		if _, err := issue(ca, &x509.Certificate{
+			Subject:     pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}, p.KubeletClientCert, p.KubeletClientKey); err != nil {
+			return nil, fmt.Errorf("creating the kubelet client certificate: %w", err)
+		}
+	}
 	if _, err := issue(ca, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 96, 0, 1)},
+		IPAddresses: ips,
 		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default",
 			"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 	}, p.ServingCert, p.ServingKey); err != nil {

@@ -207,3 +207,15 @@ func (p *Process) CPUTime() (time.Duration, error) {
 	}
 	return time.Duration(ticks) * time.Second / ticksPerSecond, nil
 }
+
+// StartProcess runs binary with args, env appended to this process's
+// environment, its output appended to logPath, as the emulator runs its
+// own components (for the real nodes of internal/testing/realnode).
+func StartProcess(name, logPath, binary string, args, env []string) (*Process, error) {
+	return startProcess(name, logPath, binary, args, env)
+}
+
+// Again starts the same command as p once more, with the same log.
+func (p *Process) Again() (*Process, error) {
+	return startProcess(p.Name, p.LogPath, p.binary, p.args, p.env)
+}

@@ -1,0 +1,267 @@
+// Package realnode joins real nodes to an emulated cluster (emulator with
+// Options.RealNodes): each a kubelet, kube-proxy and containerd with runc
+// and Debian's CNI plugins, in a network namespace of its own, so that pods
+// on it really run while kwok's fake nodes stand beside it. The recipe and
+// what this host allows are in shared/notes/real-node.md; in short:
+//
+//   - the node's namespace has one link to the host, a /30 of 10.201.I.0
+//     (host .1, node .2), and its pods 10.244.I.0/24, routed to the node on
+//     the host before anything is sent to a pod;
+//   - the node reaches the API server at emulator.NodeAPIAddress on the host
+//     (an address on lo and a TCP relay to the API server's loopback port),
+//     and so do its pods, through kube-proxy and the kubernetes Service's
+//     endpoint there;
+//   - the kubelet's cgroups live under a cgroup root of the node's own
+//     (/pk-NAME in every hierarchy), the node's files under its WorkDir.
+//
+// Every process is started with nsenter --net (not ip netns exec, which
+// remounts /sys and hides the cgroup mounts from the kubelet).
+package realnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/planetkube/planetkube/internal/testing/emulator"
+)
+
+const (
+	// CNIBinDir holds Debian's CNI plugins (containernetworking-plugins).
+	CNIBinDir = "/usr/lib/cni"
+	// ClusterCIDR holds every real node's pod range (10.244.I.0/24).
+	ClusterCIDR = "10.244.0.0/16"
+	// APIPort is the relay's port at emulator.NodeAPIAddress.
+	APIPort = 6443
+	// MaxNodes bounds the node index (the third octet of its ranges).
+	MaxNodes = 64
+)
+
+// binaries a real node needs in the bin folder (make tools builds them).
+var binaries = []string{"kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr"}
+
+// commands a real node needs on the host, with the Debian package of each.
+var commands = map[string]string{"runc": "runc", "nsenter": "util-linux", "ip": "iproute2", "iptables": "iptables"}
+
+// cniPlugins the node's network uses.
+var cniPlugins = []string{"bridge", "host-local", "portmap", "loopback"}
+
+// Check says why no real node can run on this machine with the binaries of
+// binDir, or nil when one can.
+func Check(binDir string) error {
+	var why []string
+	if os.Geteuid() != 0 {
+		why = append(why, "not root (a node needs network namespaces, cgroups and mounts)")
+	}
+	var missing []string
+	for _, b := range binaries {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		why = append(why, fmt.Sprintf("%s not built in %s (make tools)", strings.Join(missing, ", "), binDir))
+	}
+	var pkgs []string
+	for cmd, pkg := range commands {
+		if _, err := lookPath(cmd); err != nil {
+			pkgs = append(pkgs, pkg)
+		}
+	}
+	for _, p := range cniPlugins {
+		if _, err := os.Stat(filepath.Join(CNIBinDir, p)); err != nil {
+			pkgs = append(pkgs, "containernetworking-plugins")
+			break
+		}
+	}
+	if len(pkgs) > 0 {
+		why = append(why, "Debian packages missing: "+strings.Join(pkgs, " ")+" (make test-deps)")
+	}
+	if len(why) > 0 {
+		return errors.New(strings.Join(why, "; "))
+	}
+	return nil
+}
+
+// hostPath is $PATH with the sbin folders, where runc and ip live.
+func hostPath() string {
+	return os.Getenv("PATH") + ":/usr/local/sbin:/usr/sbin:/sbin"
+}
+
+func lookPath(cmd string) (string, error) {
+	if strings.Contains(cmd, "/") {
+		return cmd, nil
+	}
+	for _, dir := range filepath.SplitList(hostPath()) {
+		p := filepath.Join(dir, cmd)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", cmd)
+}
+
+// Nodes are the real nodes of one cluster and what they share: the API
+// server's address on the host, its relay and the kubernetes Service's
+// endpoint.
+type Nodes struct {
+	c      *emulator.Cluster
+	log    io.Writer
+	images []string
+
+	relay   net.Listener
+	addedLo bool
+
+	mu    sync.Mutex
+	nodes []*Node
+}
+
+// New readies cluster c (started with Options.RealNodes) for real nodes;
+// images are OCI or Docker archives every node imports (BuildImages).
+func New(ctx context.Context, c *emulator.Cluster, images []string, log io.Writer) (_ *Nodes, err error) {
+	if !c.RealNodes() {
+		return nil, errors.New("the cluster was not started with Options.RealNodes")
+	}
+	if err := Check(c.BinDir); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	ns := &Nodes{c: c, log: log, images: images}
+	defer func() {
+		if err != nil {
+			_ = ns.Stop()
+		}
+	}()
+	out, err := run("ip", "addr", "add", emulator.NodeAPIAddress+"/32", "dev", "lo")
+	switch {
+	case err == nil:
+		ns.addedLo = true
+	case !strings.Contains(out, "File exists"):
+		return nil, fmt.Errorf("adding %s to lo: %s", emulator.NodeAPIAddress, out)
+	}
+	u, err := url.Parse(c.Config.Host)
+	if err != nil {
+		return nil, err
+	}
+	if ns.relay, err = net.Listen("tcp", net.JoinHostPort(emulator.NodeAPIAddress, fmt.Sprint(APIPort))); err != nil {
+		return nil, fmt.Errorf("listening for the nodes' API requests: %w", err)
+	}
+	go relay(ns.relay, u.Host)
+	if err := ensureAPIEndpoint(ctx, c); err != nil {
+		return nil, err
+	}
+	return ns, nil
+}
+
+// relay copies each connection accepted by l to target and back, until l is closed.
+func relay(l net.Listener, target string) {
+	for {
+		in, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer in.Close()
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				return
+			}
+			defer out.Close()
+			done := make(chan struct{})
+			go func() {
+				_, _ = io.Copy(out, in)
+				if tc, ok := out.(*net.TCPConn); ok {
+					_ = tc.CloseWrite()
+				}
+				close(done)
+			}()
+			_, _ = io.Copy(in, out)
+			<-done
+		}()
+	}
+}
+
+// ensureAPIEndpoint gives the kubernetes Service (which has no selector) its
+// endpoint at the relay: the emulator's API server keeps none of its own
+// (--endpoint-reconciler-type=none, loopback addresses are refused).
+func ensureAPIEndpoint(ctx context.Context, c *emulator.Cluster) error {
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault, Labels: map[string]string{
+			discoveryv1.LabelServiceName: "kubernetes",
+			discoveryv1.LabelManagedBy:   "realnode.planetkube.io",
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{
+			Addresses:  []string{emulator.NodeAPIAddress},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+		}},
+		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(APIPort)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	_, err := c.Client.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).Create(ctx, slice, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the kubernetes Service's endpoint: %w", err)
+	}
+	return nil
+}
+
+// Nodes returns the nodes added so far.
+func (ns *Nodes) Nodes() []*Node {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return append([]*Node(nil), ns.nodes...)
+}
+
+// Stop stops every node (in reverse order) and the relay, and takes the
+// address off lo. It is safe to call more than once.
+func (ns *Nodes) Stop() error {
+	ns.mu.Lock()
+	nodes := ns.nodes
+	ns.nodes = nil
+	ns.mu.Unlock()
+	var errs []error
+	for i := len(nodes) - 1; i >= 0; i-- {
+		errs = append(errs, nodes[i].Stop())
+	}
+	if ns.relay != nil {
+		_ = ns.relay.Close()
+		ns.relay = nil
+	}
+	if ns.addedLo {
+		_, _ = run("ip", "addr", "del", emulator.NodeAPIAddress+"/32", "dev", "lo")
+		ns.addedLo = false
+	}
+	return errors.Join(errs...)
+}
+
+// run runs a host command and returns its combined output.
+func run(name string, args ...string) (string, error) {
+	path, err := lookPath(name)
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command(path, args...).CombinedOutput()
+	if err != nil {
+		return strings.TrimSpace(string(out)), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func (ns *Nodes) logf(format string, args ...any) {
+	fmt.Fprintf(ns.log, format+"\n", args...)
+}

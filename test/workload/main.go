@@ -1,0 +1,186 @@
+// Command workload is what the real-node tests run in slivers, one static
+// binary in two images (internal/testing/realnode builds them): as the
+// sandbox's pause process, and as a sliver's workload that burns CPU, grows
+// its memory or sends and receives TCP and UDP.
+//
+//	workload pause                          sleep until SIGTERM, reaping children (the sandbox image)
+//	workload cpu [-threads N]               spin N threads until killed
+//	workload mem -mib N [-step-mib S]       grow to N MiB, S MiB a second, touching every page; then hold
+//	workload tcp-serve -listen ADDR         accept connections and discard what they send
+//	workload udp-serve -listen ADDR         receive datagrams and discard them
+//	workload tcp-send -to ADDR -bytes N     send N bytes on one connection (N 0: until killed)
+//	workload udp-send -to ADDR -bytes N     send N bytes in 1,000-byte datagrams (N 0: until killed)
+//
+// Every mode prints one line a second saying what it did so far, so that
+// `kubectl logs` shows progress.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: workload pause|cpu|mem|tcp-serve|udp-serve|tcp-send|udp-send [flags]")
+		os.Exit(2)
+	}
+	mode, args := os.Args[1], os.Args[2:]
+	fs := flag.NewFlagSet(mode, flag.ExitOnError)
+	threads := fs.Int("threads", 1, "cpu: busy threads")
+	mib := fs.Int("mib", 64, "mem: MiB to grow to")
+	stepMiB := fs.Int("step-mib", 16, "mem: MiB added a second")
+	listen := fs.String("listen", ":9000", "tcp-serve, udp-serve: the address to listen on")
+	to := fs.String("to", "", "tcp-send, udp-send: the address to send to")
+	bytes := fs.Int64("bytes", 0, "tcp-send, udp-send: bytes to send (0: until killed)")
+	_ = fs.Parse(args)
+
+	var err error
+	switch mode {
+	case "pause":
+		pause()
+	case "cpu":
+		for range *threads {
+			go spin()
+		}
+		pause()
+	case "mem":
+		grow(*mib, *stepMiB)
+	case "tcp-serve":
+		err = tcpServe(*listen)
+	case "udp-serve":
+		err = udpServe(*listen)
+	case "tcp-send", "udp-send":
+		err = send(mode[:3], *to, *bytes)
+	default:
+		err = fmt.Errorf("unknown mode %q", mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "workload:", err)
+		os.Exit(1)
+	}
+}
+
+// pause waits for SIGTERM or SIGINT; as a sandbox's PID 1 it also reaps the
+// children that the runtime leaves to it.
+func pause() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
+	for s := range sigs {
+		if s != syscall.SIGCHLD {
+			return
+		}
+		for {
+			pid, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+
+func spin() {
+	for x := uint64(0); ; x++ {
+		_ = x * x
+	}
+}
+
+// grow allocates memory step by step, writing every page so that it counts
+// in the cgroup, then holds it.
+func grow(mib, stepMiB int) {
+	var held [][]byte
+	for have := 0; have < mib; {
+		n := min(stepMiB, mib-have)
+		b := make([]byte, n<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		held = append(held, b)
+		have += n
+		fmt.Printf("mem: %d MiB\n", have)
+		time.Sleep(time.Second)
+	}
+	fmt.Printf("mem: holding %d MiB\n", mib)
+	pause()
+	_ = held
+}
+
+func tcpServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("tcp-serve: listening on %s\n", l.Addr())
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			n, _ := io.Copy(io.Discard, c)
+			_ = c.Close()
+			fmt.Printf("tcp-serve: %d bytes from %s\n", n, c.RemoteAddr())
+		}()
+	}
+}
+
+func udpServe(addr string) error {
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("udp-serve: listening on %s\n", c.LocalAddr())
+	buf := make([]byte, 65536)
+	var total int64
+	last := time.Now()
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		total += int64(n)
+		if time.Since(last) > time.Second {
+			fmt.Printf("udp-serve: %d bytes, last from %s\n", total, from)
+			last = time.Now()
+		}
+	}
+}
+
+// send writes bytes (0: without end) to addr over TCP or UDP.
+func send(network, addr string, bytes int64) error {
+	c, err := net.DialTimeout(network, addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	chunk := make([]byte, 1000)
+	var sent int64
+	last := time.Now()
+	for bytes == 0 || sent < bytes {
+		n := int64(len(chunk))
+		if bytes > 0 {
+			n = min(n, bytes-sent)
+		}
+		w, err := c.Write(chunk[:n])
+		sent += int64(w)
+		if err != nil {
+			if network == "udp" {
+				continue // a refused datagram (no listener yet) is not the end
+			}
+			return err
+		}
+		if time.Since(last) > time.Second {
+			fmt.Printf("%s-send: %d bytes to %s\n", network, sent, addr)
+			last = time.Now()
+		}
+	}
+	fmt.Printf("%s-send: %d bytes to %s, done\n", network, sent, addr)
+	pause()
+	return nil
+}
