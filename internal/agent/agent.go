@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -75,15 +76,18 @@ type Options struct {
 	CPUWeights       bool
 	CgroupMountinfo  string
 	CgroupRoot       string
-	CPUWeightEvery   time.Duration
-	MemoryWatchdog   bool
-	MemoryWarnAt     float64
-	MemoryResetAt    float64
-	MemoryResetEvery time.Duration
-	MemoryCheckEvery time.Duration
-	Bandwidth        BandwidthOptions
-	Export           ExportOptions
-	Operator         lookup.Operator
+	// KubeletCgroupRoot is the kubelet's cgroupRoot: where, in every
+	// hierarchy, it lays out kubepods ("/" unless the kubelet sets one).
+	KubeletCgroupRoot string
+	CPUWeightEvery    time.Duration
+	MemoryWatchdog    bool
+	MemoryWarnAt      float64
+	MemoryResetAt     float64
+	MemoryResetEvery  time.Duration
+	MemoryCheckEvery  time.Duration
+	Bandwidth         BandwidthOptions
+	Export            ExportOptions
+	Operator          lookup.Operator
 }
 
 // BandwidthOptions are the flags of bandwidth shaping (PlanetLab's bwmon).
@@ -132,6 +136,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Burst, "lookup-burst", 10, "Lookups a client IP may make in a burst above its rate.")
 	fs.BoolVar(&o.CPUWeights, "cpu-weights", false, "Keep each sliver pod's cgroup CPU weight (cpu.shares, or cpu.weight on cgroup v2) at its CPU request's, re-applied every --cpu-weight-interval; needs the host's cgroup tree.")
 	fs.StringVar(&o.CgroupMountinfo, "cgroup-mountinfo", "/proc/self/mountinfo", "With --cpu-weights and no --cgroup-root: the mountinfo file the cpu cgroup hierarchy is found in.")
+	fs.StringVar(&o.KubeletCgroupRoot, "kubelet-cgroup-root", "/", "The kubelet's cgroupRoot (KubeletConfiguration): the folder of every cgroup hierarchy under which it lays out the pods' cgroups (kubepods). A DaemonSet's args may name the node as $(NODE_NAME), which Kubernetes expands.")
 	fs.StringVar(&o.CgroupRoot, "cgroup-root", "", "With --cpu-weights: the host's cgroup folder as mounted into the agent (such as /host/sys/fs/cgroup); the cpu hierarchy is found in it (v2, or v1 at cpu/). Empty: from --cgroup-mountinfo.")
 	fs.DurationVar(&o.CPUWeightEvery, "cpu-weight-interval", cpu.DefaultInterval, "With --cpu-weights: how often the weights are re-applied (the kubelet and systemd rewrite cgroups).")
 	fs.BoolVar(&o.MemoryWatchdog, "memory-watchdog", false, "Watch the node's memory (PlanetLab's pl_mom): warn at --memory-warn-at, and at --memory-reset-at reset the sliver using the most memory (delete its pod, with an event on its Slice); reads the slivers' memory cgroups under --cgroup-root (default /sys/fs/cgroup).")
@@ -383,6 +388,7 @@ func addCPUWeights(mgr ctrl.Manager, o Options) error {
 	if err != nil {
 		return fmt.Errorf("--cpu-weights: %w", err)
 	}
+	h.Root = filepath.Join(h.Root, o.KubeletCgroupRoot)
 	m := cpu.NewMetrics()
 	metrics.Registry.MustRegister(m.Fixed, m.Errors)
 	ctrl.Log.WithName("node-agent").Info("Keeping sliver CPU weights", "hierarchy", h.Root, "file", h.File(), "every", o.CPUWeightEvery)
@@ -399,6 +405,7 @@ func addMemoryWatchdog(mgr ctrl.Manager, o Options) error {
 	if err != nil {
 		return fmt.Errorf("--memory-watchdog: %w", err)
 	}
+	h.Root = filepath.Join(h.Root, o.KubeletCgroupRoot)
 	cfg := policy.DefaultConfig()
 	cfg.WarnAt, cfg.ResetAt, cfg.MinResetInterval, cfg.Interval = o.MemoryWarnAt, o.MemoryResetAt, o.MemoryResetEvery, o.MemoryCheckEvery
 	wd, err := policy.New(cfg)

@@ -42,6 +42,8 @@ type Options struct {
 	Path string
 	// User runs the entrypoint; default User.
 	User string
+	// Entrypoint runs the binary; default [Path].
+	Entrypoint []string
 	// Cmd are the entrypoint's default arguments; default ["manager"].
 	Cmd []string
 }
@@ -83,7 +85,10 @@ func Build(binary []byte, o Options) (v1.Image, error) {
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture, cfg.Created = o.OS, o.Arch, v1.Time{Time: o.Created}
 	cfg.Config.User = o.User
-	cfg.Config.Entrypoint = []string{o.Path}
+	cfg.Config.Entrypoint = o.Entrypoint
+	if len(o.Entrypoint) == 0 {
+		cfg.Config.Entrypoint = []string{o.Path}
+	}
 	cfg.Config.Cmd = o.Cmd
 	cfg.Config.WorkingDir = "/"
 	cfg.Config.Labels = o.Labels

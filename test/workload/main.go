@@ -3,9 +3,10 @@
 // sandbox's pause process, and as a sliver's workload that burns CPU, grows
 // its memory or sends and receives TCP and UDP.
 //
-//	workload pause                          sleep until SIGTERM, reaping children (the sandbox image)
-//	workload cpu [-threads N]               spin N threads until killed
+//	workload pause [anything]               sleep until SIGTERM, reaping children (the sandbox image)
+//	workload cpu [-threads N] [-pin CPU]    spin N threads until killed, on one CPU if pinned
 //	workload mem -mib N [-step-mib S]       grow to N MiB, S MiB a second, touching every page; then hold
+//	workload cat FILE...                    print files (the images have no shell)
 //	workload tcp-serve -listen ADDR         accept connections and discard what they send
 //	workload udp-serve -listen ADDR         receive datagrams and discard them
 //	workload tcp-send -to ADDR -bytes N     send N bytes on one connection (N 0: until killed)
@@ -22,8 +23,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -32,8 +36,26 @@ func main() {
 		os.Exit(2)
 	}
 	mode, args := os.Args[1], os.Args[2:]
+	if mode == "cat" {
+		for _, f := range args {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "workload:", err)
+				os.Exit(1)
+			}
+			_, _ = os.Stdout.Write(b)
+		}
+		return
+	}
+	if mode == "pause" {
+		// The pause image stands in for registry.k8s.io/pause on the real
+		// nodes: whatever arguments a sliver's template gives, it sleeps.
+		pause()
+		return
+	}
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
 	threads := fs.Int("threads", 1, "cpu: busy threads")
+	pin := fs.Int("pin", -1, "cpu: the CPU the threads spin on (-1: any); slivers pinned to one CPU compete for it by their weights alone")
 	mib := fs.Int("mib", 64, "mem: MiB to grow to")
 	stepMiB := fs.Int("step-mib", 16, "mem: MiB added a second")
 	listen := fs.String("listen", ":9000", "tcp-serve, udp-serve: the address to listen on")
@@ -43,11 +65,9 @@ func main() {
 
 	var err error
 	switch mode {
-	case "pause":
-		pause()
 	case "cpu":
 		for range *threads {
-			go spin()
+			go spin(*pin)
 		}
 		pause()
 	case "mem":
@@ -85,7 +105,16 @@ func pause() {
 	}
 }
 
-func spin() {
+func spin(cpu int) {
+	if cpu >= 0 {
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			fmt.Fprintln(os.Stderr, "workload: pinning to CPU", cpu, err)
+			os.Exit(1)
+		}
+	}
 	for x := uint64(0); ; x++ {
 		_ = x * x
 	}

@@ -54,3 +54,32 @@ replaced by the release's (planetkube-agent by nodeAgent.namespace). So the char
 - {{ printf "--abuse-contact=%s" . | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+planetkube.kubeScoreIgnore: the kube-score checks (make lint) a workload fails
+on purpose, for its kube-score/ignore annotation, each one justified in
+docs/operations.md: .checks, plus container-image-pull-policy unless
+image.pullPolicy is Always (a pinned tag, and images loaded onto the nodes
+without a registry). Empty when there are none.
+*/}}
+{{- define "planetkube.kubeScoreIgnore" -}}
+{{- $checks := .checks -}}
+{{- if ne .ctx.Values.image.pullPolicy "Always" }}
+{{- $checks = append $checks "container-image-pull-policy" }}
+{{- end }}
+{{- join "," $checks -}}
+{{- end -}}
+
+{{/*
+planetkube.runAs: the non-root ids of the manager's and the archiver's pods
+(the image's user, image.runAsUser and image.runAsGroup), for a pod
+securityContext.
+*/}}
+{{- define "planetkube.runAs" -}}
+{{- with .Values.image.runAsUser }}
+runAsUser: {{ int64 . }}
+{{- end }}
+{{- with .Values.image.runAsGroup }}
+runAsGroup: {{ int64 . }}
+{{- end }}
+{{- end -}}

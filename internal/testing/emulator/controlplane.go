@@ -282,7 +282,8 @@ func (c *Cluster) startComponents(kcmArgs []string) error {
 		"--cluster-signing-cert-file=" + c.pki.CACert, "--cluster-signing-key-file=" + c.pki.CAKey,
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports[0]),
 		"--cert-dir=" + filepath.Join(c.WorkDir, "kube-controller-manager"),
-	}, kcmArgs...)
+	}, c.realNodeControllerManagerArgs()...)
+	kcm = append(kcm, kcmArgs...)
 	if _, err := c.startComponent("kube-controller-manager", kcm); err != nil {
 		return err
 	}

@@ -35,6 +35,16 @@ func (c *Cluster) realNodeAPIServerArgs() []string {
 	}
 }
 
+// realNodeControllerManagerArgs: a real node whose kubelet stops is to go
+// NotReady within a minute, as on a real cluster, not the 5 minutes the
+// fake nodes get; kwok heartbeats at most 45 s apart.
+func (c *Cluster) realNodeControllerManagerArgs() []string {
+	if !c.realNodes {
+		return nil
+	}
+	return []string{"--node-monitor-grace-period=60s"}
+}
+
 // RealNodes says whether the cluster was started for real nodes.
 func (c *Cluster) RealNodes() bool { return c.realNodes }
 

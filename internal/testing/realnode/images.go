@@ -8,6 +8,7 @@ import (
 	"runtime"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/planetkube/planetkube/internal/ociimage"
@@ -15,10 +16,13 @@ import (
 
 // The images the real nodes run besides the project's own, both of the one
 // static binary of test/workload: PauseImage is every pod's sandbox
-// (containerd's pinned sandbox image), WorkloadImage a sliver's workload.
+// (containerd's pinned sandbox image), also named UpstreamPauseImage (there
+// is no registry here: the samples' slivers run it on a real node and sleep
+// whatever their arguments), WorkloadImage a sliver's workload.
 const (
-	PauseImage    = "docker.io/library/planetkube-pause:dev"
-	WorkloadImage = "docker.io/library/planetkube-workload:dev"
+	PauseImage         = "docker.io/library/planetkube-pause:dev"
+	UpstreamPauseImage = "registry.k8s.io/pause:3.10"
+	WorkloadImage      = "docker.io/library/planetkube-workload:dev"
 	// WorkloadBinary is the workload's path in WorkloadImage.
 	WorkloadBinary = "/workload"
 )
@@ -29,6 +33,9 @@ type Images struct {
 	PlanetKube string
 	// Pause and Workload hold PauseImage and WorkloadImage.
 	Pause, Workload string
+	// WorkloadProgram is test/workload's binary, to run on the host too
+	// (Internet.Start).
+	WorkloadProgram string
 }
 
 // Paths lists the archives.
@@ -53,37 +60,46 @@ func BuildImages(repoRoot, binDir, dir, tag string) (Images, error) {
 		PlanetKube: filepath.Join(dir, "planetkube.tar"),
 		Pause:      filepath.Join(dir, "pause.tar"),
 		Workload:   filepath.Join(dir, "workload.tar"),
+
+		WorkloadProgram: workload,
 	}
+	pause := ociimage.Options{Path: WorkloadBinary, User: "65535:65535", Entrypoint: []string{WorkloadBinary, "pause"}, Cmd: []string{}}
 	for _, b := range []struct {
-		binary, ref, out string
-		o                ociimage.Options
+		binary, out string
+		refs        []string
+		o           ociimage.Options
 	}{
-		{filepath.Join(binDir, "planetkube"), tag, imgs.PlanetKube, ociimage.Options{}},
-		{workload, PauseImage, imgs.Pause, ociimage.Options{Path: WorkloadBinary, User: "65535:65535", Cmd: []string{"pause"}}},
-		{workload, WorkloadImage, imgs.Workload, ociimage.Options{Path: WorkloadBinary, User: "65532:65532", Cmd: []string{"pause"}}},
+		{filepath.Join(binDir, "planetkube"), imgs.PlanetKube, []string{tag}, ociimage.Options{}},
+		{workload, imgs.Pause, []string{PauseImage, UpstreamPauseImage}, pause},
+		{workload, imgs.Workload, []string{WorkloadImage}, ociimage.Options{Path: WorkloadBinary, User: "65532:65532", Cmd: []string{"pause"}}},
 	} {
-		if err := writeImage(b.binary, b.ref, b.out, b.o); err != nil {
+		if err := writeImage(b.binary, b.out, b.refs, b.o); err != nil {
 			return Images{}, err
 		}
 	}
 	return imgs, nil
 }
 
-func writeImage(binary, ref, out string, o ociimage.Options) error {
+// writeImage writes the image of binary as an archive with each of refs.
+func writeImage(binary, out string, refs []string, o ociimage.Options) error {
 	data, err := os.ReadFile(binary)
-	if err != nil {
-		return err
-	}
-	tag, err := name.NewTag(ref)
 	if err != nil {
 		return err
 	}
 	o.OS, o.Arch = "linux", runtime.GOARCH
 	img, err := ociimage.Build(data, o)
 	if err != nil {
-		return fmt.Errorf("building %s: %w", ref, err)
+		return fmt.Errorf("building %s: %w", refs[0], err)
 	}
-	if err := tarball.WriteToFile(out, tag, img); err != nil {
+	tags := map[name.Tag]v1.Image{}
+	for _, r := range refs {
+		tag, err := name.NewTag(r)
+		if err != nil {
+			return err
+		}
+		tags[tag] = img
+	}
+	if err := tarball.MultiWriteToFile(out, tags); err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
 	return nil

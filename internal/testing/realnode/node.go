@@ -41,6 +41,7 @@ type Node struct {
 	hostLink                   string
 	socket                     string
 	containerd, kubelet, proxy *emulator.Process
+	internet                   *Internet
 }
 
 // Add starts a real node named name at site with index i (0 ≤ i <
@@ -361,6 +362,9 @@ func (n *Node) KubeletLog() string { return filepath.Join(n.WorkDir, "logs", "ku
 // and kube-proxy, every process in its cgroups, containerd and its shims,
 // the mounts under its WorkDir, its cgroups and its network namespace.
 func (n *Node) Stop() error {
+	if n.internet != nil {
+		n.internet.stop()
+	}
 	for _, p := range []*emulator.Process{n.kubelet, n.proxy} {
 		if p != nil {
 			_ = p.Stop()
@@ -384,6 +388,7 @@ func (n *Node) cleanUp() {
 	unmountUnder(n.WorkDir)
 	n.removeCgroups()
 	_, _ = run("ip", "link", "del", n.hostLink)
+	_, _ = run("ip", "netns", "del", n.internetNS())
 	_, _ = run("ip", "netns", "del", n.NetNS)
 }
 
