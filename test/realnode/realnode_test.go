@@ -30,8 +30,10 @@ import (
 // leaseName is the manager's leader election Lease in the release namespace.
 const leaseName = "planetkube-manager.planetkube.io"
 
-// TestRealNode runs the cases in order on one set-up; each needs the ones
-// before it only for what they leave running (the release, the site).
+// TestRealNode runs the cases in order on one set-up (the release and the
+// site princeton with users alice and bob); each also runs alone (go test
+// -run TestRealNode/NAME), and leaves what it made only where a later
+// case says it uses it.
 func TestRealNode(t *testing.T) {
 	e := setUp(t)
 	ctx := context.Background()
@@ -71,7 +73,6 @@ func testChart(ctx context.Context, t *testing.T, e *env) {
 	// Only the validating webhook knows the 8-week rule (CRD validation
 	// cannot read the clock): its refusal proves the API server reached
 	// the manager's pod through the Service.
-	e.applySite(ctx, t)
 	far := metav1.NewTime(time.Now().Add(10 * 7 * 24 * time.Hour))
 	bad := e.slice("too-long", "princeton", 1, []string{"pause"})
 	bad.Spec.ExpiresAt = &far
@@ -266,7 +267,10 @@ func testFailover(ctx context.Context, t *testing.T, e *env) {
 // slice lists its sliver as not ready; started again, the node is Ready,
 // the same sliver pod runs on (not a second one) and the slice is Ready.
 func testKubeletRestart(ctx context.Context, t *testing.T, e *env) {
-	before := e.runningSliver(ctx, t, "shell")
+	if err := e.k8s.Create(ctx, e.slice("steady", "princeton", 1, []string{"pause"})); err != nil {
+		t.Fatal(err)
+	}
+	before := e.runningSliver(ctx, t, "steady")
 	if err := e.node.StopKubelet(); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +279,7 @@ func testKubeletRestart(ctx context.Context, t *testing.T, e *env) {
 	}
 	poll.Until(t, "the slice listing its sliver on the stopped node as not ready", 2*time.Minute, time.Second, func() error {
 		s := &planetv1.Slice{}
-		if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: "princeton", Name: "shell"}, s); err != nil {
+		if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: "princeton", Name: "steady"}, s); err != nil {
 			return err
 		}
 		for _, n := range s.Status.NotReady {
@@ -291,7 +295,7 @@ func testKubeletRestart(ctx context.Context, t *testing.T, e *env) {
 	if err := e.node.WaitReady(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	after := e.runningSliver(ctx, t, "shell")
+	after := e.runningSliver(ctx, t, "steady")
 	if after.UID != before.UID {
 		t.Errorf("The sliver was replaced (%s → %s), want the same pod running on", before.UID, after.UID)
 	}
@@ -304,7 +308,7 @@ func testKubeletRestart(ctx context.Context, t *testing.T, e *env) {
 			return fmt.Errorf("%d sliver pods", len(list.Items))
 		}
 		s := &planetv1.Slice{}
-		if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: "princeton", Name: "shell"}, s); err != nil {
+		if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: "princeton", Name: "steady"}, s); err != nil {
 			return err
 		}
 		if len(s.Status.NotReady) != 0 {
@@ -322,7 +326,7 @@ func cpuShares(q resource.Quantity) int64 {
 	return max(2, q.MilliValue()*1024/1000)
 }
 
-// applySite creates the site princeton with alice and bob as users, once.
+// applySite creates the site princeton with alice and bob as users.
 func (e *env) applySite(ctx context.Context, t *testing.T) {
 	t.Helper()
 	site := &planetv1.Site{ObjectMeta: metav1.ObjectMeta{Name: "princeton"}, Spec: planetv1.SiteSpec{

@@ -85,7 +85,9 @@ func setUp(t *testing.T) *env {
 	if err != nil {
 		skiplog.UnlessRoot(t, "Skipping the real-node suite: "+err.Error())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Long enough to wait for another package's real node (one at a time
+	// on a machine: realnode.LockFile).
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	c, err := emulator.Start(ctx, emulator.Options{BinDir: bin, Nodes: 4, Sites: []string{"princeton", "mit"}, RealNodes: true, Log: testWriter{t}})
 	if err != nil {
@@ -120,6 +122,7 @@ func setUp(t *testing.T) *env {
 	began := time.Now()
 	e.helm(t, append([]string{"install", release, e.chart, "-n", ns, "--wait", "--timeout", "4m"}, chartValues()...)...)
 	t.Logf("helm install --wait took %s", time.Since(began).Round(time.Millisecond))
+	e.applySite(ctx, t)
 	return e
 }
 

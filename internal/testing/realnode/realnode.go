@@ -30,6 +30,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -123,6 +125,7 @@ type Nodes struct {
 	log    io.Writer
 	images []string
 
+	lock    *os.File
 	relay   net.Listener
 	addedLo bool
 
@@ -148,6 +151,9 @@ func New(ctx context.Context, c *emulator.Cluster, images []string, log io.Write
 			_ = ns.Stop()
 		}
 	}()
+	if ns.lock, err = acquire(ctx, log); err != nil {
+		return nil, err
+	}
 	out, err := run("ip", "addr", "add", emulator.NodeAPIAddress+"/32", "dev", "lo")
 	switch {
 	case err == nil:
@@ -246,7 +252,45 @@ func (ns *Nodes) Stop() error {
 		_, _ = run("ip", "addr", "del", emulator.NodeAPIAddress+"/32", "dev", "lo")
 		ns.addedLo = false
 	}
+	if ns.lock != nil {
+		_ = ns.lock.Close() // releases the flock
+		ns.lock = nil
+	}
 	return errors.Join(errs...)
+}
+
+// LockFile serialises the real nodes of this machine: they share the API
+// address, the relay's port, containerd's /run/containerd folders and the
+// node names' namespaces, so one set of real nodes runs at a time (the
+// packages of `go test ./...` run at once; make run may be up too).
+const LockFile = "/run/planetkube-realnode.lock"
+
+// acquire takes LockFile's exclusive lock, waiting while another process
+// holds it, until ctx ends.
+func acquire(ctx context.Context, log io.Writer) (*os.File, error) {
+	f, err := os.OpenFile(LockFile, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	said := false
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return f, nil
+		} else if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("locking %s: %w", LockFile, err)
+		}
+		if !said {
+			fmt.Fprintf(log, "Waiting for %s: another process runs real nodes (a test, or make run)\n", LockFile)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("waiting for %s (another process runs real nodes: a test, or make run): %w", LockFile, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // run runs a host command and returns its combined output.
