@@ -112,7 +112,7 @@ lint: tools manifests ## Lint the chart, render it with its defaults and every v
 	echo "kube-score: no CRITICAL or WARNING ($$(printf "%s\n" "$$score" | grep -c '^\[OK\]') OK, $$(printf "%s\n" "$$score" | grep -c '^\[SKIPPED\]') skipped: optional, or justified by a kube-score/ignore annotation)"
 
 .PHONY: run
-run: tools manifests build ## Start an emulated cluster (NODES fake nodes, default 50, over the sites in SITES) with the manager and the samples; FEDERATED=1 adds a second install (ple) federated with it.
+run: test-deps tools manifests build ## Start an emulated cluster (NODES fake nodes, default 50, over the sites in SITES, and as root one real node with the chart installed by helm) with the manager and the samples; FEDERATED=1 adds a second install (ple) federated with it.
 	$(GO) run ./hack/emulated-cluster --nodes $(NODES) --sites $(SITES) --manager $(BIN)/planetkube $(if $(FEDERATED),--federated)
 
 .PHONY: bench

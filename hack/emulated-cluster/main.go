@@ -1,8 +1,16 @@
 // Command emulated-cluster is `make run`: it starts an emulated cluster (etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler and kwok fake nodes
-// spread over sites), applies the CRDs and RBAC, runs the PlanetKube manager
-// against it, applies the samples, and keeps everything up until SIGINT or
-// SIGTERM.
+// spread over sites) and installs PlanetKube on it, applies the samples, and
+// keeps everything up until SIGINT or SIGTERM.
+//
+// Where the machine can run a real node (root, the binaries of make tools,
+// runc and the CNI plugins: internal/testing/realnode), it joins one
+// (real-princeton-0) and installs the chart with helm as a site does: the
+// manager's replicas and the node agent run as pods on the real node, the
+// samples' slices get a real sliver there, and an "internet" namespace
+// beyond the node answers TCP and UDP on port 9000. Elsewhere, and with
+// --federated, it says why and runs the manager as a local process against
+// config/ (the CRDs, RBAC and webhooks).
 package main
 
 import (
@@ -12,12 +20,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/testing/emulator"
+	"github.com/planetkube/planetkube/internal/testing/realnode"
 )
 
 func main() {
@@ -37,6 +47,7 @@ type config struct {
 	federated            bool
 	peerNodes            int
 	pollSeconds          int
+	realNode             bool
 }
 
 func parseFlags() config {
@@ -51,6 +62,7 @@ func parseFlags() config {
 	flag.BoolVar(&c.federated, "federated", false, "also start a second install, ple (its own cluster in <workdir>/ple, sites inria and upmc), federated with this one (plc) by push and pull; applies config/federation")
 	flag.IntVar(&c.peerNodes, "peer-nodes", 12, "with --federated: ple's fake nodes")
 	flag.IntVar(&c.pollSeconds, "poll-seconds", 60, "with --federated: how often each install polls the other's feed (plus jitter)")
+	flag.BoolVar(&c.realNode, "real-node", true, "join a real node and install the chart with helm where the machine can (root, runc, CNI plugins); false: fake nodes and a local manager only")
 	flag.Parse()
 	return c
 }
@@ -76,8 +88,17 @@ func run() error {
 	if nodes == 0 {
 		nodes = -1 // Options treats 0 as the default
 	}
+	real := cfg.realNode && !cfg.federated && cfg.manager != ""
+	if real {
+		if bin, err := emulator.FindBinDir(); err != nil {
+			return err
+		} else if err := realnode.Check(bin); err != nil {
+			fmt.Printf("No real node on this machine (%v): fake nodes only, the manager as a local process.\n", err)
+			real = false
+		}
+	}
 	c, err := emulator.Start(startCtx, emulator.Options{
-		WorkDir: cfg.workDir, Nodes: nodes, Sites: cli.SplitList(cfg.sites), Log: os.Stdout,
+		WorkDir: cfg.workDir, Nodes: nodes, Sites: cli.SplitList(cfg.sites), Log: os.Stdout, RealNodes: real,
 	})
 	if err != nil {
 		return fmt.Errorf("starting cluster: %w", err)
@@ -92,6 +113,20 @@ func run() error {
 
 	if cfg.federated {
 		return runFederated(ctx, startCtx, c, cfg)
+	}
+	if real {
+		site, err := setUpRealNode(startCtx, c, cfg)
+		if site != nil {
+			defer func() { _ = site.Nodes.Stop() }()
+		}
+		if err != nil {
+			return err
+		}
+		printUsage(c, nil)
+		printRealNodeUsage(site)
+		<-ctx.Done()
+		fmt.Println("\nSignal received")
+		return nil
 	}
 	manager, err := setUp(startCtx, c, cfg)
 	if err != nil {
@@ -124,6 +159,45 @@ func setUp(ctx context.Context, c *emulator.Cluster, cfg config) (*emulator.Proc
 	return c.SetUp(ctx, emulator.SetUpOptions{
 		Manager: cfg.manager, ManagerArgs: strings.Fields(cfg.managerArgs), ManagerAs: cfg.managerAs, Samples: cfg.samples,
 	})
+}
+
+// setUpRealNode installs the chart on the cluster with its real node, as
+// the tour test does too (realnode.InstallSite), applies the samples and
+// starts the node's internet's servers.
+func setUpRealNode(ctx context.Context, c *emulator.Cluster, cfg config) (*realnode.Site, error) {
+	site, err := realnode.InstallSite(ctx, c, realnode.SiteOptions{Log: os.Stdout})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ApplySamples(ctx, cfg.samples); err != nil {
+		return site, err
+	}
+	inet, err := site.Node.Internet()
+	if err != nil {
+		return site, err
+	}
+	for _, mode := range []string{"tcp-serve", "udp-serve"} {
+		if _, err := inet.Start(mode, site.Images.WorkloadProgram, mode, "-listen", inet.IP+":9000"); err != nil {
+			return site, err
+		}
+	}
+	return site, nil
+}
+
+// printRealNodeUsage says how to look at the real node.
+func printRealNodeUsage(site *realnode.Site) {
+	inet, _ := site.Node.Internet()
+	fmt.Printf(`
+The real node %[1]s (a kubelet, containerd and runc in the network namespace %[2]s, at %[3]s)
+runs the chart's manager replicas, its node agent and the samples' slivers of princeton:
+
+  kubectl get pods -n %[4]s -o wide
+  kubectl exec -n princeton-codeen codeen-%[1]s -- /workload cat /etc/planetkube/ssh/authorized_keys
+  kubectl exec -n princeton-codeen codeen-%[1]s -- /workload tcp-send -to %[5]s:9000 -bytes 100000 -exit
+  curl -s 'http://%[3]s:9470/api/v1/flows?ip=%[5]s'    # the node's lookup: the flow is codeen's
+
+Real node logs: %[6]s/
+`, site.Node.Name, site.Node.NetNS, site.Node.IP, realnode.ReleaseNamespace, inet.IP, filepath.Join(site.Node.WorkDir, "logs"))
 }
 
 func printUsage(c *emulator.Cluster, manager *emulator.Process) {

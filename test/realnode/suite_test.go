@@ -23,8 +23,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/planetkube/planetkube/internal/scheme"
@@ -35,11 +33,9 @@ import (
 
 const (
 	// release is the chart's release and its namespace.
-	release, ns = "planetkube", "planetkube-system"
+	release, ns = realnode.Release, realnode.ReleaseNamespace
 	// agentNS is the chart's default namespace of the node agents.
 	agentNS = "planetkube-agent"
-	// image is the project's image as the test tags it.
-	imageRepo, imageTag = "planetkube", "dev"
 )
 
 type testWriter struct{ t *testing.T }
@@ -59,19 +55,9 @@ type env struct {
 	imgs  realnode.Images
 }
 
-// chartValues are the release's values besides the shipped defaults: the
-// image the node imported (no registry: never pulled), the manager on the
-// real node (kwok's pods run nothing), the agent told the kubelet's cgroup
-// root (the real node's kubelet has one of its own) and serving its public
-// page on the node's address.
-func chartValues() []string {
-	return []string{
-		"--set", "image.repository=" + imageRepo, "--set", "image.tag=" + imageTag, "--set", "image.pullPolicy=Never",
-		"--set", "manager.nodeSelector.type=real",
-		"--set", "nodeAgent.kubeletCgroupRoot=/pk-$(NODE_NAME)",
-		"--set", "nodeAgent.publicPage.enabled=true",
-	}
-}
+// extraValues are the release's values besides realnode.ChartValues: the
+// agent's public page on the node's address.
+var extraValues = []string{"--set", "nodeAgent.publicPage.enabled=true"}
 
 func setUp(t *testing.T) *env {
 	t.Helper()
@@ -94,34 +80,22 @@ func setUp(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Stop() })
-	imgs, err := realnode.BuildImages(c.RepoRoot(), bin, t.TempDir(), imageRepo+":"+imageTag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes, err := realnode.New(ctx, c, imgs.Paths(), testWriter{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nodes.Stop() })
-	node, err := nodes.Add(ctx, "real-princeton-0", "princeton", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	k8s, err := client.New(c.Config, client.Options{Scheme: scheme.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{c: c, node: node, k8s: k8s, bin: bin, chart: filepath.Join(c.RepoRoot(), "charts", "planetkube"), imgs: imgs}
-	// As docs/operations.md says a site does: the release namespace first,
-	// with Pod Security restricted.
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
-		"pod-security.kubernetes.io/enforce": "restricted",
-	}}}); err != nil {
+	// As make run does (and docs/operations.md says a site does: the
+	// release namespace first, with Pod Security restricted).
+	began := time.Now()
+	site, err := realnode.InstallSite(ctx, c, realnode.SiteOptions{Values: extraValues, Log: testWriter{t}})
+	if site != nil {
+		t.Cleanup(func() { _ = site.Nodes.Stop() })
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	began := time.Now()
-	e.helm(t, append([]string{"install", release, e.chart, "-n", ns, "--wait", "--timeout", "4m"}, chartValues()...)...)
-	t.Logf("helm install --wait took %s", time.Since(began).Round(time.Millisecond))
+	e := &env{c: c, node: site.Node, k8s: k8s, bin: bin, chart: filepath.Join(c.RepoRoot(), "charts", "planetkube"), imgs: site.Images}
+	t.Logf("Images, real node and helm install --wait in %s", time.Since(began).Round(time.Millisecond))
 	e.applySite(ctx, t)
 	return e
 }

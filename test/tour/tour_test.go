@@ -1,8 +1,11 @@
 // Package tour holds the README to what `make run` shows: it sets up the
 // emulated cluster as `make run` does (the Makefile's 50 nodes over its five
-// sites, the manager as its ServiceAccount, config/samples) and compares the
-// README's sample output of `kubectl get sites` and `kubectl get slices -A
-// -o wide` with what kubectl prints, the AGE and EXPIRES columns aside.
+// sites, the real node real-princeton-0 with the chart installed by helm,
+// config/samples) and compares the README's sample output of `kubectl get
+// sites` and `kubectl get slices -A -o wide` with what kubectl prints, the
+// AGE and EXPIRES columns aside. It needs what a real node needs (root, make
+// tools, make test-deps), as the README's tour does; without, it skips and
+// says so (and fails under PLANETKUBE_REQUIRE_ROOT=1).
 package tour
 
 import (
@@ -19,6 +22,8 @@ import (
 
 	"github.com/planetkube/planetkube/internal/testing/emulator"
 	"github.com/planetkube/planetkube/internal/testing/poll"
+	"github.com/planetkube/planetkube/internal/testing/realnode"
+	"github.com/planetkube/planetkube/internal/testing/skiplog"
 )
 
 // The Makefile's `make run` defaults (NODES, SITES).
@@ -117,7 +122,10 @@ func TestReadmeTourIsWhatMakeRunShows(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := emulator.Start(ctx, emulator.Options{BinDir: bin, Nodes: makeRunNodes, Sites: makeRunSites, Log: testLog{t}})
+	if err := realnode.Check(bin); err != nil {
+		skiplog.UnlessRoot(t, "Skipping: the README's tour is make run's with a real node, and there is none here: "+err.Error())
+	}
+	c, err := emulator.Start(ctx, emulator.Options{BinDir: bin, Nodes: makeRunNodes, Sites: makeRunSites, RealNodes: true, Log: testLog{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,18 +134,16 @@ func TestReadmeTourIsWhatMakeRunShows(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	manager, err := c.SetUp(ctx, emulator.SetUpOptions{
-		Manager: filepath.Join(bin, "planetkube"), ManagerArgs: emulator.DefaultManagerArgs, ManagerAs: emulator.ManagerUser,
-		Samples: filepath.Join(root, "config", "samples"),
-	})
+	site, err := realnode.InstallSite(ctx, c, realnode.SiteOptions{Log: testLog{t}})
+	if site != nil {
+		defer func() { _ = site.Nodes.Stop() }()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		if t.Failed() && manager != nil {
-			t.Logf("Manager log tail:\n%s", manager.LogTail(40))
-		}
-	}()
+	if err := c.ApplySamples(ctx, filepath.Join(root, "config", "samples")); err != nil {
+		t.Fatal(err)
+	}
 
 	// Every sample at once, until all print what the README shows: the
 	// failure names each that does not.

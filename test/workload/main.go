@@ -9,8 +9,11 @@
 //	workload cat FILE...                    print files (the images have no shell)
 //	workload tcp-serve -listen ADDR         accept connections and discard what they send
 //	workload udp-serve -listen ADDR         receive datagrams and discard them
-//	workload tcp-send -to ADDR -bytes N     send N bytes on one connection (N 0: until killed)
-//	workload udp-send -to ADDR -bytes N     send N bytes in 1,000-byte datagrams (N 0: until killed)
+//	workload tcp-send -to ADDR -bytes N     send N bytes on one connection (N 0: until killed), then sleep
+//	workload udp-send -to ADDR -bytes N     send N bytes in 1,000-byte datagrams (N 0: until killed), then sleep
+//
+// The senders sleep once done, so that a sliver's pod stays Running; with
+// -exit they exit (`kubectl exec`).
 //
 // Every mode prints one line a second saying what it did so far, so that
 // `kubectl logs` shows progress.
@@ -61,6 +64,7 @@ func main() {
 	listen := fs.String("listen", ":9000", "tcp-serve, udp-serve: the address to listen on")
 	to := fs.String("to", "", "tcp-send, udp-send: the address to send to")
 	bytes := fs.Int64("bytes", 0, "tcp-send, udp-send: bytes to send (0: until killed)")
+	exit := fs.Bool("exit", false, "tcp-send, udp-send: exit once done instead of sleeping")
 	_ = fs.Parse(args)
 
 	var err error
@@ -77,7 +81,7 @@ func main() {
 	case "udp-serve":
 		err = udpServe(*listen)
 	case "tcp-send", "udp-send":
-		err = send(mode[:3], *to, *bytes)
+		err = send(mode[:3], *to, *bytes, *exit)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -182,7 +186,7 @@ func udpServe(addr string) error {
 }
 
 // send writes bytes (0: without end) to addr over TCP or UDP.
-func send(network, addr string, bytes int64) error {
+func send(network, addr string, bytes int64, exit bool) error {
 	c, err := net.DialTimeout(network, addr, 10*time.Second)
 	if err != nil {
 		return err
@@ -210,6 +214,8 @@ func send(network, addr string, bytes int64) error {
 		}
 	}
 	fmt.Printf("%s-send: %d bytes to %s, done\n", network, sent, addr)
-	pause()
+	if !exit {
+		pause()
+	}
 	return nil
 }
