@@ -88,6 +88,18 @@ verify: manifests generate fmt ## Regenerate and fail if anything changed, then 
 image: build ## Build the container image as a tarball (dist/planetkube-image.tar, tag $(IMG)) without Docker; `docker load -i` or `kind load image-archive` it.
 	$(GO) run ./hack/image --binary $(BIN)/planetkube --tag $(IMG) --out dist/planetkube-image.tar --version $$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 
+# image-push needs IMAGE_REF: said at once, before image builds anything.
+ifneq ($(filter image-push,$(MAKECMDGOALS)),)
+ifeq ($(strip $(IMAGE_REF)),)
+$(error image-push: set IMAGE_REF to the registry, repository and tag to push to, e.g. make image-push IMAGE_REF=registry.example.org/planetkube:0.1.0 (INSECURE=1 for a plain-HTTP registry))
+endif
+endif
+
+.PHONY: image-push
+image-push: image ## Push the image archive to a registry: make image-push IMAGE_REF=registry.example.org/planetkube:0.1.0 (docker login's credentials; INSECURE=1 for plain HTTP).
+	@test -n "$(strip $(IMAGE_REF))" || { echo "image-push: set IMAGE_REF, e.g. make image-push IMAGE_REF=registry.example.org/planetkube:0.1.0"; exit 1; }
+	$(GO) run ./hack/image push --from dist/planetkube-image.tar --to "$(strip $(IMAGE_REF))" $(if $(INSECURE),--insecure)
+
 # kube-score fails on any CRITICAL or WARNING left in the chart's default
 # render. What the chart fails on purpose is justified where it is
 # (docs/operations.md lists each): the kube-score/ignore annotations of its
