@@ -11,6 +11,7 @@
 //	workload udp-serve -listen ADDR         receive datagrams and discard them
 //	workload tcp-send -to ADDR -bytes N     send N bytes on one connection (N 0: until killed), then sleep
 //	workload udp-send -to ADDR -bytes N     send N bytes in 1,000-byte datagrams (N 0: until killed), then sleep
+//	workload tcp-send ... -every D          send N bytes on a new connection every D, until killed
 //
 // The senders sleep once done, so that a sliver's pod stays Running; with
 // -exit they exit (`kubectl exec`).
@@ -65,6 +66,7 @@ func main() {
 	to := fs.String("to", "", "tcp-send, udp-send: the address to send to")
 	bytes := fs.Int64("bytes", 0, "tcp-send, udp-send: bytes to send (0: until killed)")
 	exit := fs.Bool("exit", false, "tcp-send, udp-send: exit once done instead of sleeping")
+	every := fs.Duration("every", 0, "tcp-send, udp-send: send -bytes again on a new connection (a new flow) every this long, until killed (0: once)")
 	_ = fs.Parse(args)
 
 	var err error
@@ -81,7 +83,11 @@ func main() {
 	case "udp-serve":
 		err = udpServe(*listen)
 	case "tcp-send", "udp-send":
-		err = send(mode[:3], *to, *bytes, *exit)
+		if *every > 0 {
+			err = sendEvery(mode[:3], *to, *bytes, *every)
+		} else {
+			err = send(mode[:3], *to, *bytes, *exit)
+		}
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -182,6 +188,22 @@ func udpServe(addr string) error {
 			fmt.Printf("udp-serve: %d bytes, last from %s\n", total, from)
 			last = time.Now()
 		}
+	}
+}
+
+// sendEvery sends bytes to addr on a new connection every interval, until
+// killed; a failed send is reported and tried again at the next tick.
+func sendEvery(network, addr string, bytes int64, every time.Duration) error {
+	if bytes <= 0 {
+		return fmt.Errorf("-every needs -bytes > 0")
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		if err := send(network, addr, bytes, true); err != nil {
+			fmt.Fprintf(os.Stderr, "%s-send %d: %v\n", network, n, err)
+		}
+		<-t.C
 	}
 }
 

@@ -60,7 +60,7 @@ func (in *Internet) Start(name, binary string, args ...string) (*emulator.Proces
 	if err != nil {
 		return nil, err
 	}
-	p, err := emulator.StartProcess(name, filepath.Join(in.node.WorkDir, "logs", name+".log"), nsenter,
+	p, err := emulator.StartProcess(name, in.LogPath(name), nsenter,
 		append([]string{"--net=/var/run/netns/" + in.NetNS, "--", binary}, args...), nil)
 	if err != nil {
 		return nil, err
@@ -76,4 +76,9 @@ func (in *Internet) stop() {
 		_ = p.Kill()
 	}
 	_, _ = run("ip", "netns", "del", in.NetNS)
+}
+
+// LogPath is where the output of the process Start named name goes.
+func (in *Internet) LogPath(name string) string {
+	return filepath.Join(in.node.WorkDir, "logs", name+".log")
 }

@@ -1,0 +1,401 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/scheme"
+	"github.com/planetkube/planetkube/internal/testing/emulator"
+	"github.com/planetkube/planetkube/internal/testing/poll"
+	"github.com/planetkube/planetkube/internal/testing/realnode"
+	"github.com/planetkube/planetkube/internal/testing/skiplog"
+)
+
+const (
+	realNodeHeading = "## Real node: sliver start and the agent's cost (issue 27)"
+	// realNodePairs alternations of a slice's sliver and a bare pod.
+	realNodePairs = 7
+	// realNodeStartTarget: a sliver may take this many times a bare pod.
+	realNodeStartTarget = 1.2
+	// agentSlivers send traffic while the agent is measured over agentWindow.
+	agentSlivers = 20
+	agentWindow  = 60 * time.Second
+	// agentCPUTarget (fraction of one core) and agentRSSTarget (bytes).
+	agentCPUTarget = 0.02
+	agentRSSTarget = 100 << 20
+)
+
+type realNodeResult struct {
+	sliver, bare []time.Duration // created → Running, per pair
+	bareKeys     []time.Duration // the same, for a bare pod with a sliver's Secret volume
+	sliverPod    []time.Duration // the Slice created → its pod first seen
+	agentCPU     float64         // cores, over agentWindow
+	agentRSS     int64           // bytes, at the end of the window
+	flows        int             // flows the slivers opened in the window
+	machine      machine
+}
+
+// TestRealNodeBench measures, on a real node with the chart installed as
+// make run does: the time from a Slice's creation (one sliver, on the real
+// node) to its sliver Running, against a bare pod of the same image placed
+// on the same node by the scheduler (nodeSelector), alternated over
+// realNodePairs, each pair's objects deleted before the next; then the node
+// agent's CPU (its pod's cpuacct over agentWindow) and RSS with
+// agentSlivers slivers each opening a TCP flow a second to the node's
+// internet namespace.
+func TestRealNodeBench(t *testing.T) {
+	if *benchOut == "" {
+		t.Skip("Skipping the benchmarks: no -bench-out file given (run `make bench`)")
+	}
+	binDir := findBinDir(t)
+	if err := realnode.Check(binDir); err != nil {
+		skiplog.UnlessRoot(t, "The real-node benchmark needs a real node: "+err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	c, err := emulator.Start(ctx, emulator.Options{BinDir: binDir, Nodes: -1, RealNodes: true, Log: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	site, err := realnode.InstallSite(ctx, c, realnode.SiteOptions{Log: testWriter{t}})
+	if site != nil {
+		t.Cleanup(func() { _ = site.Nodes.Stop() })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	k8s, err := client.New(c.Config, client.Options{Scheme: scheme.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Room for the talkers (a site's default limit is PlanetLab's 10 slices).
+	if err := k8s.Create(ctx, &planetv1.Site{ObjectMeta: metav1.ObjectMeta{Name: "princeton"}, Spec: planetv1.SiteSpec{MaxSlices: ptr.To[int32](agentSlivers + 2)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := createNamespace(ctx, c.Client, "bare"); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the site's namespace", time.Minute, 100*time.Millisecond, func() error {
+		return k8s.Get(ctx, client.ObjectKey{Name: "princeton"}, &corev1.Namespace{})
+	})
+	res := &realNodeResult{machine: describeMachine()}
+	node := site.Node
+	for i := range realNodePairs {
+		// Alternate which side goes first.
+		keys := barePodStart(ctx, t, k8s, node, fmt.Sprintf("keys-%d", i), true)
+		res.bareKeys = append(res.bareKeys, keys)
+		sides := []func() time.Duration{
+			func() time.Duration {
+				d, seen := sliverStart(ctx, t, k8s, node, fmt.Sprintf("start-%d", i))
+				res.sliverPod = append(res.sliverPod, seen)
+				return d
+			},
+			func() time.Duration { return barePodStart(ctx, t, k8s, node, fmt.Sprintf("bare-%d", i), false) },
+		}
+		if i%2 == 1 {
+			slices.Reverse(sides)
+		}
+		a, b := sides[0](), sides[1]()
+		if i%2 == 1 {
+			a, b = b, a
+		}
+		res.sliver, res.bare = append(res.sliver, a), append(res.bare, b)
+		t.Logf("Pair %d: sliver %s (its pod made after %s), bare pod %s, with a Secret volume %s", i, a.Round(time.Millisecond), res.sliverPod[i].Round(time.Millisecond), b.Round(time.Millisecond), keys.Round(time.Millisecond))
+	}
+
+	measureAgent(ctx, t, k8s, site, res)
+	if err := writeSection(*benchOut, realNodeHeading, res.markdown()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sliverStart creates a slice with one sliver on the real node and returns
+// the time to it Running and to its pod first seen; then deletes the slice
+// and waits for its pod to go.
+func sliverStart(ctx context.Context, t *testing.T, k8s client.Client, node *realnode.Node, name string) (time.Duration, time.Duration) {
+	t.Helper()
+	s := &planetv1.Slice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "princeton", Name: name},
+		Spec: planetv1.SliceSpec{
+			Nodes:    planetv1.SliceNodes{NodeSelection: planetv1.NodeSelection{Names: []string{node.Name}}},
+			Template: planetv1.SliverTemplate{Image: realnode.WorkloadImage, Args: []string{"pause"}},
+		},
+	}
+	began := time.Now()
+	if err := k8s.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	seen := waitPod(ctx, t, k8s, began, client.MatchingLabels{planetv1.LabelSlice: name})
+	took := waitRunning(ctx, t, k8s, began, client.MatchingLabels{planetv1.LabelSlice: name})
+	if err := k8s.Delete(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(ctx, t, k8s, client.MatchingLabels{planetv1.LabelSlice: name})
+	return took, seen
+}
+
+// waitPod polls every 10 ms until a pod matches sel.
+func waitPod(ctx context.Context, t *testing.T, k8s client.Client, began time.Time, sel client.MatchingLabels) time.Duration {
+	t.Helper()
+	var took time.Duration
+	poll.Until(t, fmt.Sprintf("a pod %v", sel), 2*time.Minute, 10*time.Millisecond, func() error {
+		list := &corev1.PodList{}
+		if err := k8s.List(ctx, list, sel); err != nil {
+			return err
+		}
+		if len(list.Items) == 0 {
+			return fmt.Errorf("no pod yet")
+		}
+		took = time.Since(began)
+		return nil
+	})
+	return took
+}
+
+// barePodStart creates a pod of the same image that the scheduler puts on
+// the real node and returns the time to it Running; then deletes it. With
+// keys it mounts a Secret as a sliver mounts its users' keys.
+func barePodStart(ctx context.Context, t *testing.T, k8s client.Client, node *realnode.Node, name string, keys bool) time.Duration {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "bare", Name: name, Labels: map[string]string{"bench": name}},
+		Spec: corev1.PodSpec{
+			NodeSelector:                 map[string]string{corev1.LabelHostname: node.Name},
+			AutomountServiceAccountToken: ptr.To(false),
+			Containers: []corev1.Container{{
+				Name: "sliver", Image: realnode.WorkloadImage, Args: []string{"pause"},
+			}},
+		},
+	}
+	if keys {
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "bare", Name: "keys"}, StringData: map[string]string{"authorized_keys": "ssh-ed25519 AAAA bench"}}
+		if err := k8s.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		pod.Spec.Volumes = []corev1.Volume{{Name: "keys", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "keys"}}}}
+		pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "keys", MountPath: "/etc/planetkube/ssh", ReadOnly: true}}
+	}
+	began := time.Now()
+	if err := k8s.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	took := waitRunning(ctx, t, k8s, began, client.MatchingLabels{"bench": name})
+	if err := k8s.Delete(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(ctx, t, k8s, client.MatchingLabels{"bench": name})
+	return took
+}
+
+// waitRunning polls every 20 ms until a pod matching sel is Running.
+func waitRunning(ctx context.Context, t *testing.T, k8s client.Client, began time.Time, sel client.MatchingLabels) time.Duration {
+	t.Helper()
+	var took time.Duration
+	poll.Until(t, fmt.Sprintf("a pod %v Running", sel), 2*time.Minute, 20*time.Millisecond, func() error {
+		list := &corev1.PodList{}
+		if err := k8s.List(ctx, list, sel); err != nil {
+			return err
+		}
+		for _, p := range list.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				took = time.Since(began)
+				return nil
+			}
+		}
+		return fmt.Errorf("%d pods, none Running", len(list.Items))
+	})
+	return took
+}
+
+// waitGone waits until no pod matches sel.
+func waitGone(ctx context.Context, t *testing.T, k8s client.Client, sel client.MatchingLabels) {
+	t.Helper()
+	poll.Until(t, fmt.Sprintf("pods %v gone", sel), 2*time.Minute, 100*time.Millisecond, func() error {
+		list := &corev1.PodList{}
+		if err := k8s.List(ctx, list, sel); err != nil {
+			return err
+		}
+		if len(list.Items) > 0 {
+			return fmt.Errorf("%d pods left", len(list.Items))
+		}
+		return nil
+	})
+}
+
+// measureAgent starts agentSlivers slices on the real node, each opening a
+// TCP flow a second to the node's internet, and measures the agent pod's
+// CPU over agentWindow and its RSS at the end.
+func measureAgent(ctx context.Context, t *testing.T, k8s client.Client, site *realnode.Site, res *realNodeResult) {
+	t.Helper()
+	node := site.Node
+	inet, err := node.Internet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inet.Start("tcp-serve", site.Images.WorkloadProgram, "tcp-serve", "-listen", inet.IP+":9000"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range agentSlivers {
+		s := &planetv1.Slice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "princeton", Name: fmt.Sprintf("talker-%02d", i)},
+			Spec: planetv1.SliceSpec{
+				Nodes: planetv1.SliceNodes{NodeSelection: planetv1.NodeSelection{Names: []string{node.Name}}},
+				Template: planetv1.SliverTemplate{Image: realnode.WorkloadImage,
+					Args: []string{"tcp-send", "-to", inet.IP + ":9000", "-bytes", "10000", "-every", "1s"}},
+			},
+		}
+		if err := k8s.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	poll.Until(t, fmt.Sprintf("%d talkers Running", agentSlivers), 5*time.Minute, time.Second, func() error {
+		list := &corev1.PodList{}
+		if err := k8s.List(ctx, list, client.HasLabels{planetv1.LabelSlice}); err != nil {
+			return err
+		}
+		n := 0
+		for _, p := range list.Items {
+			if strings.HasPrefix(p.Labels[planetv1.LabelSlice], "talker-") && p.Status.Phase == corev1.PodRunning {
+				n++
+			}
+		}
+		if n < agentSlivers {
+			return fmt.Errorf("%d Running", n)
+		}
+		return nil
+	})
+	agent := &corev1.PodList{}
+	if err := k8s.List(ctx, agent, client.InNamespace("planetkube-agent")); err != nil || len(agent.Items) != 1 {
+		t.Fatalf("The agent pod: %v (%d pods)", err, len(agent.Items))
+	}
+	pod := agent.Items[0]
+	dir := func(h string) string {
+		return filepath.Join("/sys/fs/cgroup", h, node.CgroupRoot, "kubepods", strings.ToLower(string(pod.Status.QOSClass)), "pod"+string(pod.UID))
+	}
+	if pod.Status.QOSClass == corev1.PodQOSGuaranteed {
+		dir = func(h string) string {
+			return filepath.Join("/sys/fs/cgroup", h, node.CgroupRoot, "kubepods", "pod"+string(pod.UID))
+		}
+	}
+	usage := func() int64 {
+		b, err := os.ReadFile(filepath.Join(dir("cpuacct"), "cpuacct.usage"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return n
+	}
+	served0 := countLines(t, inet)
+	u0, began := usage(), time.Now()
+	poll.Until(t, "the measurement window", agentWindow+time.Minute, time.Second, func() error {
+		if time.Since(began) < agentWindow {
+			return fmt.Errorf("%s so far", time.Since(began).Round(time.Second))
+		}
+		return nil
+	})
+	res.agentCPU = float64(usage()-u0) / float64(time.Since(began).Nanoseconds())
+	res.flows = countLines(t, inet) - served0
+	// The agent's RSS: the sum over its pod's processes (in its
+	// containers' cgroups, below the pod's).
+	var pids []string
+	_ = filepath.WalkDir(dir("memory"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "cgroup.procs" {
+			b, _ := os.ReadFile(p)
+			pids = append(pids, strings.Fields(string(b))...)
+		}
+		return nil
+	})
+	if len(pids) == 0 {
+		t.Fatalf("No process in the agent pod's memory cgroup %s", dir("memory"))
+	}
+	for _, f := range pids {
+		status, err := os.ReadFile("/proc/" + f + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+				res.agentRSS += kb << 10
+			}
+		}
+	}
+	t.Logf("Agent: %.2f %% of a core, RSS %d MiB, %d flows in %s", res.agentCPU*100, res.agentRSS>>20, res.flows, agentWindow)
+}
+
+// countLines counts the connections the internet's TCP server closed (one
+// log line each).
+func countLines(t *testing.T, inet *realnode.Internet) int {
+	t.Helper()
+	b, err := os.ReadFile(inet.LogPath("tcp-serve"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "bytes from")
+}
+
+func (r *realNodeResult) markdown() string {
+	var b strings.Builder
+	m := r.machine
+	ratios := make([]float64, len(r.sliver))
+	for i := range r.sliver {
+		ratios[i] = r.sliver[i].Seconds() / r.bare[i].Seconds()
+	}
+	sorted := slices.Clone(ratios)
+	slices.Sort(sorted)
+	median := sorted[len(sorted)/2]
+	verdict := func(ok bool) string {
+		if ok {
+			return "PASS"
+		}
+		return "MISS"
+	}
+	fmt.Fprintf(&b, "Command: `make bench` (`TestRealNodeBench`). Date: %s. Machine: %d CPUs (%s), Linux %s, %s. "+
+		"One real node (kubelet, containerd 2, runc, CNI bridge; `internal/testing/realnode`) with the chart installed by helm as `make run` does; "+
+		"the manager's two replicas and the node agent run on it.\n\n",
+		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpuModel, m.kernel, m.goVersion)
+	keyRatios := make([]float64, len(r.sliver))
+	var seen []time.Duration
+	for i := range r.sliver {
+		keyRatios[i] = r.sliver[i].Seconds() / r.bareKeys[i].Seconds()
+	}
+	seen = append(seen, r.sliverPod...)
+	slices.Sort(seen)
+	keySorted := slices.Clone(keyRatios)
+	slices.Sort(keySorted)
+	fmt.Fprintf(&b, "**Sliver start.** A Slice created (one sliver, on the real node) → its sliver Running, against a bare pod of the same image "+
+		"(`%s`, `pause`) that the scheduler puts on the same node; %d pairs, the side that goes first alternating, each pair's objects deleted before the next. "+
+		"Beside each pair, a bare pod that also mounts a Secret as a sliver mounts its users' keys (`/etc/planetkube/ssh`):\n\n", realnode.WorkloadImage, len(r.sliver))
+	b.WriteString("| pair | sliver | its pod made after | bare pod | ratio | bare pod with a Secret volume | ratio |\n|---|---|---|---|---|---|---|\n")
+	for i := range r.sliver {
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.2f× | %s | %.2f× |\n", i+1, seconds(r.sliver[i]), seconds(r.sliverPod[i]), seconds(r.bare[i]), ratios[i], seconds(r.bareKeys[i]), keyRatios[i])
+	}
+	fmt.Fprintf(&b, "\nAgainst the bare pod: median ratio **%.2f×** (range %.2f–%.2f×); target ≤ %.1f×: **%s**. "+
+		"Against the bare pod with a Secret volume: median **%.2f×** (range %.2f–%.2f×): **%s**. "+
+		"The manager makes the sliver's pod a median %s after the Slice (its namespace, RoleBinding and keys Secret first); "+
+		"the rest of the gap is the kubelet's wait for the Secret volume, which any pod with a volume pays: "+
+		"it checks that a pod's volumes are mounted every 300 ms (`podAttachAndMountRetryInterval`, pkg/kubelet/volumemanager), a pod without volumes does not wait.\n\n",
+		median, sorted[0], sorted[len(sorted)-1], realNodeStartTarget, verdict(median <= realNodeStartTarget),
+		keySorted[len(keySorted)/2], keySorted[0], keySorted[len(keySorted)-1], verdict(keySorted[len(keySorted)/2] <= realNodeStartTarget),
+		seconds(seen[len(seen)/2]))
+	fmt.Fprintf(&b, "**The agent's cost.** %d slivers on the node, each opening a TCP flow a second to the node's internet namespace (%d flows in the %s window): "+
+		"the agent pod used **%.2f %%** of a core (its cgroup's cpuacct; target ≤ %.0f %%: **%s**) and **%d MiB** RSS (target ≤ %d MiB: **%s**).\n",
+		agentSlivers, r.flows, agentWindow, r.agentCPU*100, agentCPUTarget*100, verdict(r.agentCPU <= agentCPUTarget),
+		r.agentRSS>>20, agentRSSTarget>>20, verdict(r.agentRSS <= agentRSSTarget))
+	return b.String()
+}
