@@ -81,6 +81,7 @@ type Options struct {
 	KubeletCgroupRoot string
 	CPUWeightEvery    time.Duration
 	MemoryWatchdog    bool
+	MemorySource      string
 	MemoryWarnAt      float64
 	MemoryResetAt     float64
 	MemoryResetEvery  time.Duration
@@ -140,6 +141,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CgroupRoot, "cgroup-root", "", "With --cpu-weights: the host's cgroup folder as mounted into the agent (such as /host/sys/fs/cgroup); the cpu hierarchy is found in it (v2, or v1 at cpu/). Empty: from --cgroup-mountinfo.")
 	fs.DurationVar(&o.CPUWeightEvery, "cpu-weight-interval", cpu.DefaultInterval, "With --cpu-weights: how often the weights are re-applied (the kubelet and systemd rewrite cgroups).")
 	fs.BoolVar(&o.MemoryWatchdog, "memory-watchdog", false, "Watch the node's memory (PlanetLab's pl_mom): warn at --memory-warn-at, and at --memory-reset-at reset the sliver using the most memory (delete its pod, with an event on its Slice); reads the slivers' memory cgroups under --cgroup-root (default /sys/fs/cgroup).")
+	fs.StringVar(&o.MemorySource, "memory-source", string(memory.SourceNode), "With --memory-watchdog: the memory the marks are fractions of: node (/proc/meminfo: the whole machine's) or pods (the working set of the kubelet's kubepods cgroup, under --kubelet-cgroup-root, against its limit: the node's allocatable when the kubelet's enforceNodeAllocatable includes pods).")
 	fs.Float64Var(&o.MemoryWarnAt, "memory-warn-at", 0.85, "With --memory-watchdog: the fraction of node memory in use that warns (an event on the Node).")
 	fs.Float64Var(&o.MemoryResetAt, "memory-reset-at", 0.90, "With --memory-watchdog: the fraction of node memory in use that resets the biggest sliver.")
 	fs.DurationVar(&o.MemoryResetEvery, "memory-reset-interval", 5*time.Minute, "With --memory-watchdog: the least time between two resets.")
@@ -184,6 +186,9 @@ func (o *Options) Validate() error {
 	if o.PublicAddr != "" && o.PublicAddr == o.ListenAddr {
 		errs = append(errs, fmt.Errorf("--public-listen-address %s is --listen-address already; give another port, or none", o.PublicAddr))
 	}
+	if _, err := o.memorySource(); err != nil {
+		errs = append(errs, fmt.Errorf("--memory-source: %w", err))
+	}
 	if o.Bandwidth.Enabled {
 		errs = append(errs, o.Bandwidth.validate())
 	}
@@ -192,6 +197,15 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--max-results must be in 1..%d, got %d", store.MaxLimit-1, o.MaxResults))
 	}
 	return errors.Join(errs...)
+}
+
+// memorySource parses --memory-source; empty (Options not from flags) is
+// the default, node.
+func (o *Options) memorySource() (memory.Source, error) {
+	if o.MemorySource == "" {
+		return memory.SourceNode, nil
+	}
+	return memory.ParseSource(o.MemorySource)
 }
 
 // unlimited parses --lookup-unlimited.
@@ -412,13 +426,25 @@ func addMemoryWatchdog(mgr ctrl.Manager, o Options) error {
 	if err != nil {
 		return fmt.Errorf("--memory-watchdog: %w", err)
 	}
-	m := memory.NewMetrics()
-	metrics.Registry.MustRegister(m.InUse, m.Some10, m.Resets)
-	ctrl.Log.WithName("node-agent").Info("Watching the node's memory", "hierarchy", h.Root, "warnAt", cfg.WarnAt, "resetAt", cfg.ResetAt)
-	return mgr.Add(&memory.Guard{
-		Watchdog: wd, Hierarchy: h, Node: o.NodeName, Pods: sliverPods(mgr),
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("planetkube-node-agent"), Metrics: m,
-	})
+	source, _ := o.memorySource() // validated
+	g := &memory.Guard{
+		Watchdog: wd, Hierarchy: h, Node: o.NodeName, Pods: sliverPods(mgr), Source: source,
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("planetkube-node-agent"), Metrics: memory.NewMetrics(),
+	}
+	log := ctrl.Log.WithName("node-agent").WithValues("source", source, "hierarchy", h.Root, "warnAt", cfg.WarnAt, "resetAt", cfg.ResetAt)
+	if source == memory.SourcePods {
+		g.MemInfo = func() (policy.MemInfo, error) { return h.PodsMemInfo(memory.NodeMemInfo) }
+		// The kubepods cgroup is there before any pod (the agent's own):
+		// not finding it is a wrong --kubelet-cgroup-root.
+		mem, err := g.MemInfo()
+		if err != nil {
+			return fmt.Errorf("--memory-source=pods: %w", err)
+		}
+		log = log.WithValues("totalMiB", mem.Total>>20)
+	}
+	metrics.Registry.MustRegister(g.Metrics.InUse, g.Metrics.Some10, g.Metrics.Resets)
+	log.Info("Watching the node's memory")
+	return mgr.Add(g)
 }
 
 // sliverPods lists the node's sliver pods from the cache.

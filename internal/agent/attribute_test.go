@@ -132,7 +132,7 @@ func TestPodTracker(t *testing.T) {
 	}{
 		{t0.Add(30 * time.Second), "uid-a plc.princeton.codeen"},
 		{t0.Add(90 * time.Second), ""},
-		{t0.Add(150 * time.Second), ""}, // b had no IP yet
+		{t0.Add(150 * time.Second), "uid-b plc.princeton.codeen"}, // b had started: its first flows come before its status shows the IP
 		{t0.Add(4 * time.Minute), "uid-b plc.princeton.codeen"},
 	} {
 		if got := holderAt(tc.at); got != tc.want {
@@ -145,6 +145,35 @@ func TestPodTracker(t *testing.T) {
 	tr.Delete(sliverPod("b", "uid-b", "10.244.0.5", corev1.PodRunning, t0.Add(2*time.Minute)))
 	if got := holderAt(t0.Add(6 * time.Minute)); got != "" {
 		t.Errorf("After b was deleted the IP was held by %q", got)
+	}
+
+	// A pod seen gaining an IP whose previous holder's release was seen
+	// after the pod started holds it from that release only, and one
+	// whose previous holder still holds it from the moment it is seen.
+	now = t0.Add(10 * time.Minute)
+	tr.Update(sliverPod("c", "uid-c", "10.244.0.5", corev1.PodRunning, t0.Add(9*time.Minute)))
+	tr.Update(sliverPod("d", "uid-d", "", corev1.PodPending, time.Time{}))
+	now = t0.Add(12 * time.Minute)
+	tr.Delete(sliverPod("c", "uid-c", "10.244.0.5", corev1.PodRunning, t0.Add(9*time.Minute)))
+	now = t0.Add(13 * time.Minute)
+	tr.Update(sliverPod("d", "uid-d", "10.244.0.5", corev1.PodRunning, t0.Add(11*time.Minute)))
+	if got := holderAt(t0.Add(11*time.Minute + 30*time.Second)); got != "uid-c plc.princeton.codeen" {
+		t.Errorf("Before c's release the IP was held by %q, want c", got)
+	}
+	if got := holderAt(t0.Add(12*time.Minute + 30*time.Second)); got != "uid-d plc.princeton.codeen" {
+		t.Errorf("After c's release, before d's IP was seen, the IP was held by %q, want d", got)
+	}
+	ip2 := netip.MustParseAddr("10.244.0.9")
+	now = t0.Add(20 * time.Minute)
+	tr.Update(sliverPod("e", "uid-e", "10.244.0.9", corev1.PodRunning, t0.Add(19*time.Minute)))
+	tr.Update(sliverPod("f", "uid-f", "", corev1.PodPending, time.Time{}))
+	now = t0.Add(21 * time.Minute)
+	tr.Update(sliverPod("f", "uid-f", "10.244.0.9", corev1.PodRunning, t0.Add(20*time.Minute)))
+	if h, _ := tr.History.At(ip2, t0.Add(20*time.Minute+30*time.Second)); h.PodUID != "uid-e" {
+		t.Errorf("While e still held the IP, it was given to %q", h.PodUID)
+	}
+	if h, _ := tr.History.At(ip2, t0.Add(21*time.Minute+time.Second)); h.PodUID != "uid-f" {
+		t.Errorf("Once f was seen with the IP, it was held by %q, want f", h.PodUID)
 	}
 
 	// Host-network pods and pods of no slice.

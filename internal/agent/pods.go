@@ -19,7 +19,10 @@ import (
 // When an IP is assigned: a pod first seen already holding its IP (the agent
 // started after it, or missed its Pending state) holds it from its
 // status.startTime, so flows still open from before the agent started are
-// attributed; a pod seen gaining an IP holds it from the moment that is seen.
+// attributed; a pod seen gaining an IP holds it from its start too, back to
+// when the IP's previous holder released it (a sliver's first flow often
+// begins before its status shows its address), or from the moment it is
+// seen when another pod still holds the IP.
 // A pod that ends (Succeeded, Failed) or is deleted releases its IPs when that
 // is seen. Host-network pods hold no IP of their own: their traffic is node
 // traffic.
@@ -57,14 +60,16 @@ func (t *PodTracker) Update(pod *corev1.Pod) {
 			t.History.Release(ip, string(pod.UID), now)
 		}
 	}
-	from := now
-	if !known {
-		from = heldSince(pod, now)
-	}
 	holder := t.holder(pod)
 	for _, ip := range ips {
-		if !containsAddr(old, ip) {
-			t.History.Assign(ip, holder, from)
+		switch {
+		case containsAddr(old, ip):
+		case !known:
+			t.History.Assign(ip, holder, heldSince(pod, now))
+		default:
+			// Seen gaining it: its containers may have sent from it since
+			// the pod started, before its status said so.
+			t.History.AssignSince(ip, holder, heldSince(pod, now), now)
 		}
 	}
 	t.held[pod.UID] = ips

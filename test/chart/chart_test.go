@@ -217,6 +217,17 @@ func TestNamespacesAndWorkloads(t *testing.T) {
 	if a := agentArgs(objs); slices.ContainsFunc(a, func(v any) bool { return strings.HasPrefix(v.(string), "--operator") }) {
 		t.Errorf("operator flags without operator values: %v", a)
 	}
+	if a := agentArgs(objs); !slices.Contains(a, any("--memory-source=node")) {
+		t.Errorf("the memory watchdog does not measure the node by default: %v", a)
+	}
+	if a := agentArgs(render(t, "--set", "nodeAgent.memoryWatchdog.source=pods")); !slices.Contains(a, any("--memory-source=pods")) {
+		t.Errorf("memoryWatchdog.source=pods does not reach the agent: %v", a)
+	}
+	// Off, the agent is still told the uplink: it removes the shaping an
+	// earlier agent left there.
+	if a := agentArgs(render(t, "--set", "nodeAgent.bandwidth.uplink=eth1")); !slices.Contains(a, any("--bandwidth-uplink=eth1")) || slices.Contains(a, any("--bandwidth")) {
+		t.Errorf("bandwidth off with uplink eth1: agent args %v, want --bandwidth-uplink=eth1 and no --bandwidth", a)
+	}
 	shaped := agentArgs(render(t, "--set", "nodeAgent.bandwidth.enabled=true", "--set", "nodeAgent.bandwidth.exempt={192.0.2.0/24}", "--set", "nodeAgent.bandwidth.uplink=eth1"))
 	for _, want := range []string{"--bandwidth", "--bandwidth-uplink=eth1", "--bandwidth-node-cap=1000000000", "--bandwidth-budget=10800000000",
 		"--bandwidth-threshold=0.8", "--bandwidth-exempt=192.0.2.0/24", "--bandwidth-exempt-budget=32400000000", "--bandwidth-min-rate=1000"} {
@@ -241,6 +252,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"nodeAgent.lookupUnlimited[0]=everyone", "/nodeAgent/lookupUnlimited/0"},
 		{"nodeAgent.retention=a week", "/nodeAgent/retention"},
 		{"nodeAgent.bandwidth.threshold=1.5", "/nodeAgent/bandwidth/threshold"},
+		{"nodeAgent.memoryWatchdog.source=kubepods", "/nodeAgent/memoryWatchdog/source"},
 		{"operator.url=javascript:alert(1)", "/operator/url"},
 		{"operator.abuseContact=call us", "/operator/abuseContact"},
 		{"nodeAgent.bandwidth.nodeCap=0", "/nodeAgent/bandwidth/nodeCap"},

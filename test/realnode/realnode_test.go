@@ -43,6 +43,10 @@ func TestRealNode(t *testing.T) {
 	t.Run("flows", func(t *testing.T) { testFlows(ctx, t, e) })
 	t.Run("failover", func(t *testing.T) { testFailover(ctx, t, e) })
 	t.Run("kubelet", func(t *testing.T) { testKubeletRestart(ctx, t, e) })
+	t.Run("memory", func(t *testing.T) { testMemory(ctx, t, e) })
+	t.Run("bandwidth", func(t *testing.T) { testBandwidth(ctx, t, e) })
+	t.Run("agentrestart", func(t *testing.T) { testAgentRestart(ctx, t, e) })
+	t.Run("uninstall", func(t *testing.T) { testUninstall(ctx, t, e) })
 }
 
 // testChart: the shipped chart's pods run on the real node: two manager

@@ -56,8 +56,9 @@ type env struct {
 }
 
 // extraValues are the release's values besides realnode.ChartValues: the
-// agent's public page on the node's address.
-var extraValues = []string{"--set", "nodeAgent.publicPage.enabled=true"}
+// agent's public page on the node's address, and its memory watchdog
+// measuring the pods (memoryValues).
+var extraValues = append([]string{"--set", "nodeAgent.publicPage.enabled=true"}, memoryValues...)
 
 func setUp(t *testing.T) *env {
 	t.Helper()

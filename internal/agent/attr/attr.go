@@ -80,6 +80,40 @@ func (h *History) Assign(ip netip.Addr, holder Holder, t time.Time) {
 	ip = normalize(ip)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.assign(ip, holder, t)
+}
+
+// AssignSince records that holder holds ip from now on and also, back to
+// earliest, for as long before now as nobody held ip: a pod's address is
+// seen (its status) only after its containers may have sent from it, and
+// the time from its start to then is its own unless another pod held the
+// address meanwhile (a release seen late). When another holder holds ip at
+// now, or earliest is zero or not before now, it is Assign at now.
+func (h *History) AssignSince(ip netip.Addr, holder Holder, earliest, now time.Time) {
+	if !ip.IsValid() || now.IsZero() {
+		return
+	}
+	ip = normalize(ip)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	from := now
+	if !earliest.IsZero() && earliest.Before(now) {
+		from = earliest
+		ivs := h.byIP[ip]
+		if i := firstAfter(ivs, now); i > 0 {
+			switch last := ivs[i-1]; {
+			case last.contains(now):
+				from = now
+			case last.To.After(from):
+				from = last.To
+			}
+		}
+	}
+	h.assign(ip, holder, from)
+}
+
+// assign is Assign with the lock held and ip normalized.
+func (h *History) assign(ip netip.Addr, holder Holder, t time.Time) {
 	ivs := h.byIP[ip]
 	i := firstAfter(ivs, t)
 	if i > 0 && ivs[i-1].contains(t) {

@@ -5,6 +5,12 @@
 // the reset mark it deletes the pod of the sliver using the most memory
 // (the Slice controller makes it again) and says so in an event on its
 // Slice. It never reboots anything.
+//
+// What "the node's memory" is depends on the Source: the whole machine's
+// (/proc/meminfo, pl_mom's), or the pods' share of it (the working set of
+// the kubelet's kubepods cgroup against that cgroup's limit, which the
+// kubelet sets to the node's allocatable memory when it enforces
+// allocatable on pods).
 package memory
 
 import (
@@ -12,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,6 +43,31 @@ const (
 	ReasonMemoryPressure = "MemoryPressure"
 	ReasonSliverReset    = "SliverReset"
 )
+
+// Source is what the watchdog measures as the node's memory.
+type Source string
+
+const (
+	// SourceNode is the whole node: /proc/meminfo's MemTotal and
+	// MemAvailable (pl_mom's reading; the default).
+	SourceNode Source = "node"
+	// SourcePods is the pods' share: the working set of the kubelet's
+	// kubepods cgroup against its memory limit (the node's allocatable
+	// when the kubelet's enforceNodeAllocatable includes pods), so that
+	// what the system and other daemons use does not count against the
+	// slivers, and the mark is reached before the kubelet evicts or the
+	// kernel kills in that cgroup.
+	SourcePods Source = "pods"
+)
+
+// ParseSource parses a --memory-source value.
+func ParseSource(s string) (Source, error) {
+	switch Source(s) {
+	case SourceNode, SourcePods:
+		return Source(s), nil
+	}
+	return "", fmt.Errorf("memory source %q: want %s or %s", s, SourceNode, SourcePods)
+}
 
 // Hierarchy is where the memory controller is: a cgroup v1 hierarchy
 // (memory.usage_in_bytes) or the v2 tree (memory.current).
@@ -91,6 +123,81 @@ func (h Hierarchy) WorkingSet(dir string) (uint64, error) {
 	return usage, nil
 }
 
+// KubepodsDir returns the kubelet's kubepods cgroup under root (a
+// hierarchy's folder joined with the kubelet's cgroupRoot): kubepods.slice
+// (systemd driver) or kubepods (cgroupfs).
+func KubepodsDir(root string) (string, error) {
+	for _, name := range []string{"kubepods.slice", "kubepods"} {
+		dir := filepath.Join(root, name)
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			return dir, nil
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no kubepods cgroup (kubepods.slice or kubepods) under %s: is the kubelet's cgroupRoot --kubelet-cgroup-root, and cgroupsPerQOS on?", root)
+}
+
+// v1Unlimited is cgroup v1's memory.limit_in_bytes with no limit set
+// (PAGE_COUNTER_MAX pages of 4 KiB); larger page sizes give other values,
+// all above any machine's memory.
+const v1Unlimited = 1<<63 - 4096
+
+// Limit returns a cgroup's memory limit (memory.limit_in_bytes on v1,
+// memory.max on v2); ok is false when it has none.
+func (h Hierarchy) Limit(dir string) (limit uint64, ok bool, err error) {
+	file := "memory.limit_in_bytes"
+	if h.V2 {
+		file = "memory.max"
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return 0, false, err
+	}
+	v := strings.TrimSpace(string(raw))
+	if h.V2 && v == "max" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", filepath.Join(dir, file), err)
+	}
+	if !h.V2 && n >= v1Unlimited {
+		return 0, false, nil
+	}
+	return n, true, nil
+}
+
+// PodsMemInfo reads the pods' share of the node as a MemInfo: Total is the
+// limit of the kubepods cgroup under h.Root, Available that less the
+// cgroup's working set. A limit above the node's memory, or none (the
+// kubelet does not enforce allocatable on pods), is the node's MemTotal:
+// the pods may then use the whole node. node reads the node's memory.
+func (h Hierarchy) PodsMemInfo(node func() (policy.MemInfo, error)) (policy.MemInfo, error) {
+	dir, err := KubepodsDir(h.Root)
+	if err != nil {
+		return policy.MemInfo{}, err
+	}
+	limit, limited, err := h.Limit(dir)
+	if err != nil {
+		return policy.MemInfo{}, err
+	}
+	total := limit
+	if n, err := node(); err != nil {
+		return policy.MemInfo{}, err
+	} else if !limited || limit > n.Total {
+		total = n.Total
+	}
+	if total == 0 {
+		return policy.MemInfo{}, fmt.Errorf("%s has a memory limit of 0", dir)
+	}
+	used, err := h.WorkingSet(dir)
+	if err != nil {
+		return policy.MemInfo{}, err
+	}
+	return policy.MemInfo{Total: total, Available: total - min(used, total)}, nil
+}
+
 // Metrics report the node's memory and the guard's actions.
 type Metrics struct {
 	InUse  prometheus.Gauge
@@ -101,7 +208,7 @@ type Metrics struct {
 // NewMetrics makes the metrics (the caller registers them).
 func NewMetrics() Metrics {
 	return Metrics{
-		InUse:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "planetkube_agent_memory_in_use_ratio", Help: "Node memory in use (1 - MemAvailable/MemTotal), as the watchdog last read it."}),
+		InUse:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "planetkube_agent_memory_in_use_ratio", Help: "Memory in use as the watchdog last read it: the node's (1 - MemAvailable/MemTotal), or with --memory-source=pods the pods' (the kubepods cgroup's working set over its limit)."}),
 		Some10: prometheus.NewGauge(prometheus.GaugeOpts{Name: "planetkube_agent_memory_pressure_some_avg10", Help: "Memory pressure stall (PSI some, avg10, percent) of the node."}),
 		Resets: prometheus.NewCounter(prometheus.CounterOpts{Name: "planetkube_agent_sliver_resets_total", Help: "Slivers reset (their pod deleted) because the node's memory passed the reset mark."}),
 	}
@@ -115,8 +222,12 @@ type Guard struct {
 	Node string
 	// Pods returns the node's sliver pods.
 	Pods func() []*corev1.Pod
-	// MemInfo reads the node's memory (default /proc/meminfo); Pressure its
-	// PSI (default /proc/pressure/memory; missing is not an error).
+	// Source is what MemInfo reads, for the events' words (default
+	// SourceNode).
+	Source Source
+	// MemInfo reads the node's memory (default /proc/meminfo; with
+	// SourcePods, Hierarchy.PodsMemInfo); Pressure its PSI (default
+	// /proc/pressure/memory; missing is not an error).
 	MemInfo  func() (policy.MemInfo, error)
 	Pressure func() (policy.Pressure, error)
 	// Client deletes the pod of a sliver to reset; Recorder writes events.
@@ -196,7 +307,7 @@ func (g *Guard) Check(ctx context.Context) (policy.Decision, error) {
 		log.Info("Node memory is high", "inUse", d.InUse, "reason", d.Reason)
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: g.Node}}
 		g.Recorder.Eventf(node, nil, corev1.EventTypeWarning, ReasonMemoryPressure, "Watch",
-			"%.0f%% of the node's memory is in use: %s", 100*d.InUse, d.Reason)
+			"%.0f%% of %s is in use: %s", 100*d.InUse, g.what(), d.Reason)
 	}
 	return d, nil
 }
@@ -216,16 +327,34 @@ func (g *Guard) reset(ctx context.Context, pod *corev1.Pod, s policy.Sliver, inU
 	}
 	ctrl.LoggerFrom(ctx).WithName("memguard").Info("Reset the sliver using the most memory", "slice", s.Slice, "pod", s.Namespace+"/"+s.Pod, "bytes", s.Bytes, "inUse", inUse)
 	if slice := sliver.SliceRef(pod); slice != nil {
-		g.Recorder.Eventf(slice, pod, corev1.EventTypeWarning, ReasonSliverReset, "Reset",
-			"node %s reached %.0f%% memory in use; its sliver %s, using %d MiB (the most), was reset", g.Node, 100*inUse, pod.Name, s.Bytes>>20)
+		if g.Source == SourcePods {
+			g.Recorder.Eventf(slice, pod, corev1.EventTypeWarning, ReasonSliverReset, "Reset",
+				"node %s reached %.0f%% of %s in use; its sliver %s, using %d MiB (the most), was reset", g.Node, 100*inUse, g.what(), pod.Name, s.Bytes>>20)
+		} else {
+			g.Recorder.Eventf(slice, pod, corev1.EventTypeWarning, ReasonSliverReset, "Reset",
+				"node %s reached %.0f%% memory in use; its sliver %s, using %d MiB (the most), was reset", g.Node, 100*inUse, pod.Name, s.Bytes>>20)
+		}
 	}
 	return nil
+}
+
+// what names the memory the watchdog measures, in events.
+func (g *Guard) what() string {
+	if g.Source == SourcePods {
+		return "the memory for pods (the kubepods cgroup's limit)"
+	}
+	return "the node's memory"
 }
 
 func (g *Guard) memInfo() (policy.MemInfo, error) {
 	if g.MemInfo != nil {
 		return g.MemInfo()
 	}
+	return NodeMemInfo()
+}
+
+// NodeMemInfo reads the node's memory from /proc/meminfo.
+func NodeMemInfo() (policy.MemInfo, error) {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return policy.MemInfo{}, err

@@ -2,6 +2,7 @@ package realnode
 
 import (
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -67,11 +68,51 @@ func cniConfig(bridge, podCIDR, dataDir string) string {
 `, bridge, podCIDR, dataDir)
 }
 
+// PodsMemory is the memory a real node gives its pods: the limit of its
+// kubepods cgroup, and its allocatable memory less evictionHard's 100Mi.
+// The node's capacity is the whole machine's (24 GiB here), which everything
+// else on it shares, so the kubelet reserves the rest for the system
+// (systemReserved) and, enforcing allocatable on pods, limits kubepods to
+// this: what pods use can be measured against a mark of its own (the
+// agent's --memory-source=pods) and filled in a test. It fits the chart's
+// pods (the manager's two replicas request 128Mi each, the agent 64Mi) and
+// the sample pools (2Gi per node reserved at princeton).
+const PodsMemory = 3 << 30
+
+// systemReserved is the kubelet's systemReserved memory that leaves
+// PodsMemory to the pods of a machine with memTotal bytes (its
+// /proc/meminfo MemTotal, the kubelet's capacity); none on a machine with
+// less than a GiB beyond PodsMemory.
+func systemReserved(memTotal uint64) string {
+	if memTotal < PodsMemory+1<<30 {
+		return ""
+	}
+	return fmt.Sprintf("systemReserved: {memory: %dKi}\n", (memTotal-PodsMemory)>>10)
+}
+
+// memTotal is the machine's MemTotal in bytes, 0 when unknown.
+func memTotal() uint64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
 // kubeletConfig is the KubeletConfiguration of one node: cgroup v1 allowed
 // (failCgroupV1: false, the default since 1.35 refuses this host), the
 // cgroupfs driver under a cgroup root of the node's own, x509 and webhook
 // authentication and authorization (the API server's client certificate),
-// no read-only port, no DNS of the host handed to pods, and eviction and
+// no read-only port, no DNS of the host handed to pods, PodsMemory for the
+// pods (the rest of the machine reserved for the system), and eviction and
 // image garbage collection that the test run's disk use does not trigger.
 func kubeletConfig(o kubeletOptions) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
@@ -81,7 +122,7 @@ cgroupDriver: cgroupfs
 cgroupRoot: %q
 cgroupsPerQOS: true
 enforceNodeAllocatable: [pods]
-containerRuntimeEndpoint: unix://%s
+%scontainerRuntimeEndpoint: unix://%s
 address: %q
 port: 10250
 readOnlyPort: 0
@@ -110,7 +151,7 @@ fileCheckFrequency: 0s
 syncFrequency: 10s
 nodeStatusUpdateFrequency: 5s
 shutdownGracePeriod: 0s
-`, o.CgroupRoot, o.Socket, o.NodeIP, o.CACert, o.PodLogsDir)
+`, o.CgroupRoot, systemReserved(memTotal()), o.Socket, o.NodeIP, o.CACert, o.PodLogsDir)
 }
 
 type kubeletOptions struct {
