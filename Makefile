@@ -98,7 +98,9 @@ endif
 .PHONY: image-push
 image-push: image ## Push the image archive to a registry: make image-push IMAGE_REF=registry.example.org/planetkube:0.1.0 (docker login's credentials; INSECURE=1 for plain HTTP).
 	@test -n "$(strip $(IMAGE_REF))" || { echo "image-push: set IMAGE_REF, e.g. make image-push IMAGE_REF=registry.example.org/planetkube:0.1.0"; exit 1; }
-	$(GO) run ./hack/image push --from dist/planetkube-image.tar --to "$(strip $(IMAGE_REF))" $(if $(INSECURE),--insecure)
+	@# Not echoed as is: a reference with credentials in it (refused) is not printed.
+	@echo "go run ./hack/image push --from dist/planetkube-image.tar --to <IMAGE_REF> $(if $(INSECURE),--insecure)"
+	@$(GO) run ./hack/image push --from dist/planetkube-image.tar --to "$(strip $(IMAGE_REF))" $(if $(INSECURE),--insecure)
 
 # kube-score fails on any CRITICAL or WARNING left in the chart's default
 # render. What the chart fails on purpose is justified where it is

@@ -116,17 +116,21 @@ func run() error {
 	}
 	if real {
 		site, err := setUpRealNode(startCtx, c, cfg)
-		if site != nil {
+		if err == nil {
 			defer func() { _ = site.Nodes.Stop() }()
+			printUsage(c, nil)
+			printRealNodeUsage(site)
+			<-ctx.Done()
+			fmt.Println("\nSignal received")
+			return nil
 		}
-		if err != nil {
-			return err
+		if site != nil {
+			_ = site.Nodes.Stop()
 		}
-		printUsage(c, nil)
-		printRealNodeUsage(site)
-		<-ctx.Done()
-		fmt.Println("\nSignal received")
-		return nil
+		if _, installed := realnode.Helm(startCtx, c, "status", realnode.Release, "-n", realnode.ReleaseNamespace, "--kubeconfig", c.Kubeconfig); installed == nil {
+			return fmt.Errorf("the real node's set-up failed after the chart was installed: %w", err)
+		}
+		fmt.Printf("No real node after all (%v): fake nodes only, the manager as a local process.\n", err)
 	}
 	manager, err := setUp(startCtx, c, cfg)
 	if err != nil {

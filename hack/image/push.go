@@ -118,7 +118,7 @@ func parseDestination(to string, insecure bool) (name.Reference, error) {
 		return nil, fmt.Errorf("--to is empty: give the image's reference, such as %s", example)
 	}
 	if looksLikeCredentials(to) {
-		return nil, errors.New("--to holds credentials (user:password@): leave them out; push logs in with docker's credentials (docker login)")
+		return nil, errors.New("--to holds credentials (user:password@ or token@ before the registry): leave them out; push logs in with docker's credentials (docker login)")
 	}
 	if strings.Contains(to, "://") {
 		return nil, fmt.Errorf("--to %q is a URL: give a reference, without the scheme, such as %s (and --insecure for a plain-HTTP registry)", to, example)
@@ -149,12 +149,11 @@ func parseDestination(to string, insecure bool) (name.Reference, error) {
 }
 
 // looksLikeCredentials tells whether ref, a reference or URL, holds a
-// user:password@ before its path.
+// user[:password]@ or token@ before its path: a registry host has no @.
 func looksLikeCredentials(ref string) bool {
 	if _, rest, ok := strings.Cut(ref, "://"); ok {
 		ref = rest
 	}
 	host, _, _ := strings.Cut(ref, "/")
-	user, _, ok := strings.Cut(host, "@")
-	return ok && strings.Contains(user, ":")
+	return strings.Contains(host, "@")
 }

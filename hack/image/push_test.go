@@ -258,6 +258,7 @@ func TestPushErrors(t *testing.T) {
 		{path, "https://registry.planetkube.test/planetkube:0.1.0", "is a URL"},
 		{path, "https://admin:hunter2@registry.planetkube.test/planetkube:0.1.0", "holds credentials"},
 		{path, "admin:hunter2@registry.planetkube.test/planetkube:0.1.0", "holds credentials"},
+		{path, "ghp_s3cr3tt0ken@registry.planetkube.test/planetkube:0.1.0", "holds credentials"},
 	} {
 		_, err := push(context.Background(), c.from, c.to, false)
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "hunter2") {

@@ -100,6 +100,14 @@ func sliverPod(name, uid, ip string, phase corev1.PodPhase, start time.Time) *co
 	return p
 }
 
+// started gives the pod a container running since at.
+func started(p *corev1.Pod, at time.Time) *corev1.Pod {
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "sliver", State: corev1.ContainerState{
+		Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(at)},
+	}}}
+	return p
+}
+
 func TestPodTracker(t *testing.T) {
 	now := t0
 	tr := &PodTracker{History: attr.NewHistory(), FullName: (&slicedir.Directory{Authority: "plc"}).FullName, Now: func() time.Time { return now }}
@@ -124,7 +132,7 @@ func TestPodTracker(t *testing.T) {
 	now = t0.Add(2 * time.Minute)
 	tr.Update(sliverPod("b", "uid-b", "", corev1.PodPending, time.Time{}))
 	now = t0.Add(3 * time.Minute)
-	tr.Update(sliverPod("b", "uid-b", "10.244.0.5", corev1.PodRunning, t0.Add(2*time.Minute)))
+	tr.Update(started(sliverPod("b", "uid-b", "10.244.0.5", corev1.PodRunning, t0.Add(2*time.Minute)), t0.Add(140*time.Second)))
 
 	for _, tc := range []struct {
 		at   time.Time
@@ -132,7 +140,8 @@ func TestPodTracker(t *testing.T) {
 	}{
 		{t0.Add(30 * time.Second), "uid-a plc.princeton.codeen"},
 		{t0.Add(90 * time.Second), ""},
-		{t0.Add(150 * time.Second), "uid-b plc.princeton.codeen"}, // b had started: its first flows come before its status shows the IP
+		{t0.Add(130 * time.Second), ""},                           // b's container had not started
+		{t0.Add(150 * time.Second), "uid-b plc.princeton.codeen"}, // it had: its first flows come before its status shows the IP
 		{t0.Add(4 * time.Minute), "uid-b plc.princeton.codeen"},
 	} {
 		if got := holderAt(tc.at); got != tc.want {
@@ -156,7 +165,7 @@ func TestPodTracker(t *testing.T) {
 	now = t0.Add(12 * time.Minute)
 	tr.Delete(sliverPod("c", "uid-c", "10.244.0.5", corev1.PodRunning, t0.Add(9*time.Minute)))
 	now = t0.Add(13 * time.Minute)
-	tr.Update(sliverPod("d", "uid-d", "10.244.0.5", corev1.PodRunning, t0.Add(11*time.Minute)))
+	tr.Update(started(sliverPod("d", "uid-d", "10.244.0.5", corev1.PodRunning, t0.Add(11*time.Minute)), t0.Add(11*time.Minute+20*time.Second)))
 	if got := holderAt(t0.Add(11*time.Minute + 30*time.Second)); got != "uid-c plc.princeton.codeen" {
 		t.Errorf("Before c's release the IP was held by %q, want c", got)
 	}
@@ -168,12 +177,26 @@ func TestPodTracker(t *testing.T) {
 	tr.Update(sliverPod("e", "uid-e", "10.244.0.9", corev1.PodRunning, t0.Add(19*time.Minute)))
 	tr.Update(sliverPod("f", "uid-f", "", corev1.PodPending, time.Time{}))
 	now = t0.Add(21 * time.Minute)
-	tr.Update(sliverPod("f", "uid-f", "10.244.0.9", corev1.PodRunning, t0.Add(20*time.Minute)))
+	tr.Update(started(sliverPod("f", "uid-f", "10.244.0.9", corev1.PodRunning, t0.Add(20*time.Minute)), t0.Add(20*time.Minute+10*time.Second)))
 	if h, _ := tr.History.At(ip2, t0.Add(20*time.Minute+30*time.Second)); h.PodUID != "uid-e" {
 		t.Errorf("While e still held the IP, it was given to %q", h.PodUID)
 	}
 	if h, _ := tr.History.At(ip2, t0.Add(21*time.Minute+time.Second)); h.PodUID != "uid-f" {
 		t.Errorf("Once f was seen with the IP, it was held by %q, want f", h.PodUID)
+	}
+
+	// A pod's later address (a new sandbox) is held from the moment it is
+	// seen: its container's start says nothing of when that address came.
+	ip3 := netip.MustParseAddr("10.244.0.11")
+	now = t0.Add(30 * time.Minute)
+	tr.Update(started(sliverPod("g", "uid-g", "10.244.0.10", corev1.PodRunning, t0.Add(29*time.Minute)), t0.Add(29*time.Minute)))
+	now = t0.Add(32 * time.Minute)
+	tr.Update(started(sliverPod("g", "uid-g", "10.244.0.11", corev1.PodRunning, t0.Add(29*time.Minute)), t0.Add(31*time.Minute)))
+	if _, ok := tr.History.At(ip3, t0.Add(31*time.Minute+30*time.Second)); ok {
+		t.Error("A pod's second address was dated back before it was seen")
+	}
+	if h, _ := tr.History.At(ip3, t0.Add(32*time.Minute+time.Second)); h.PodUID != "uid-g" {
+		t.Errorf("The second address is held by %q, want g", h.PodUID)
 	}
 
 	// Host-network pods and pods of no slice.

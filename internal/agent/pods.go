@@ -19,10 +19,12 @@ import (
 // When an IP is assigned: a pod first seen already holding its IP (the agent
 // started after it, or missed its Pending state) holds it from its
 // status.startTime, so flows still open from before the agent started are
-// attributed; a pod seen gaining an IP holds it from its start too, back to
-// when the IP's previous holder released it (a sliver's first flow often
-// begins before its status shows its address), or from the moment it is
-// seen when another pod still holds the IP.
+// attributed. A pod seen gaining its first IP holds it from its first
+// container's start (a sliver's first flow often begins before its status
+// shows its address), but never from before this agent saw the pod without
+// one nor before the IP's previous holder released it, and from the moment
+// it is seen when another pod still holds the IP; a later IP (a new
+// sandbox) is held from the moment it is seen.
 // A pod that ends (Succeeded, Failed) or is deleted releases its IPs when that
 // is seen. Host-network pods hold no IP of their own: their traffic is node
 // traffic.
@@ -34,8 +36,10 @@ type PodTracker struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	mu   sync.Mutex
-	held map[types.UID][]netip.Addr // the IPs each known pod holds now
+	mu    sync.Mutex
+	held  map[types.UID][]netip.Addr // the IPs each known pod holds now
+	seen  map[types.UID]time.Time    // when each known pod was first seen
+	hadIP map[types.UID]bool         // the known pods that have held an IP
 }
 
 func (t *PodTracker) now() time.Time {
@@ -50,7 +54,7 @@ func (t *PodTracker) Update(pod *corev1.Pod) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.held == nil {
-		t.held = map[types.UID][]netip.Addr{}
+		t.held, t.seen, t.hadIP = map[types.UID][]netip.Addr{}, map[types.UID]time.Time{}, map[types.UID]bool{}
 	}
 	now := t.now()
 	old, known := t.held[pod.UID]
@@ -66,13 +70,56 @@ func (t *PodTracker) Update(pod *corev1.Pod) {
 		case containsAddr(old, ip):
 		case !known:
 			t.History.Assign(ip, holder, heldSince(pod, now))
+		case len(old) == 0 && !t.hadIP[pod.UID]:
+			// Its first address, seen after its containers may have sent
+			// from it: back to the first container's start, never before
+			// this agent saw the pod without one.
+			t.History.AssignSince(ip, holder, latest(t.seen[pod.UID], firstContainerStart(pod)), now)
 		default:
-			// Seen gaining it: its containers may have sent from it since
-			// the pod started, before its status said so.
-			t.History.AssignSince(ip, holder, heldSince(pod, now), now)
+			t.History.Assign(ip, holder, now)
 		}
 	}
+	if !known {
+		t.seen[pod.UID] = now
+	}
+	if len(ips) > 0 {
+		t.hadIP[pod.UID] = true
+	}
 	t.held[pod.UID] = ips
+}
+
+// firstContainerStart is when the pod's first container (init or not)
+// started running, from its status; zero when none has. A container sends
+// only once started, and starts only after its pod's sandbox has its address.
+func firstContainerStart(pod *corev1.Pod) time.Time {
+	var first time.Time
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for _, cs := range list {
+			var at time.Time
+			switch {
+			case cs.State.Running != nil:
+				at = cs.State.Running.StartedAt.Time
+			case cs.State.Terminated != nil:
+				at = cs.State.Terminated.StartedAt.Time
+			}
+			if !at.IsZero() && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+		}
+	}
+	return first
+}
+
+// latest returns the later of a and b; zero when either is zero (unknown
+// bounds the backdating to nothing).
+func latest(a, b time.Time) time.Time {
+	if a.IsZero() || b.IsZero() {
+		return time.Time{}
+	}
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Delete records a pod that is gone.
@@ -84,6 +131,8 @@ func (t *PodTracker) Delete(pod *corev1.Pod) {
 		t.History.Release(ip, string(pod.UID), now)
 	}
 	delete(t.held, pod.UID)
+	delete(t.seen, pod.UID)
+	delete(t.hadIP, pod.UID)
 }
 
 // holder names the pod: slivers (labelled by the Slice controller) carry

@@ -62,6 +62,11 @@ func Build(binary []byte, o Options) (v1.Image, error) {
 	if o.Cmd == nil {
 		o.Cmd = []string{"manager"}
 	}
+	// The project's image keeps its history's words (and so its digest).
+	comment := "the static planetkube binary"
+	if o.Path != BinaryPath {
+		comment = "the static binary " + o.Path
+	}
 	layerTar, err := singleFileTar(strings.TrimPrefix(o.Path, "/"), binary, o.Created)
 	if err != nil {
 		return nil, err
@@ -73,7 +78,7 @@ func Build(binary []byte, o Options) (v1.Image, error) {
 		return nil, fmt.Errorf("making the layer: %w", err)
 	}
 	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer, History: v1.History{
-		Created: v1.Time{Time: o.Created}, CreatedBy: "planetkube make image", Comment: "the static binary " + o.Path,
+		Created: v1.Time{Time: o.Created}, CreatedBy: "planetkube make image", Comment: comment,
 	}})
 	if err != nil {
 		return nil, err

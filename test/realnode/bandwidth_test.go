@@ -18,6 +18,7 @@ import (
 
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/planetkube/planetkube/internal/agent/bandwidth"
@@ -56,70 +57,52 @@ func testBandwidth(ctx context.Context, t *testing.T, e *env) {
 	}
 	t.Cleanup(func() { e.bandwidthOff(ctx, t, inet.Uplink) })
 	old := e.agentPod(ctx, t)
+	oldManagers := map[types.UID]bool{}
+	for _, p := range e.managerPods(ctx, t) {
+		oldManagers[p.UID] = true
+	}
 
-	// The upgrade, and meanwhile the manager's webhook.
-	type result struct {
-		out string
-		err error
-	}
-	done := make(chan result, 1)
+	// The upgrade rolls the agents (bandwidth on) and the manager (a
+	// changed value of its own); meanwhile, every 200 ms, a good Slice is
+	// admitted and a bad one refused by the webhook (server-side dry runs:
+	// the webhook is called, nothing is stored).
+	stop := make(chan struct{})
+	probes := make(chan []string, 1)
+	go func() { probes <- e.probeWebhook(ctx, stop) }()
 	began := time.Now()
-	go func() {
-		out, err := e.run("helm", []string{"upgrade", release, e.chart, "-n", ns, "--reuse-values", "--wait", "--timeout", "4m",
-			"--set", "nodeAgent.bandwidth.enabled=true", "--set", "nodeAgent.bandwidth.uplink=" + inet.Uplink,
-			"--set", fmt.Sprintf("nodeAgent.bandwidth.nodeCap=%d", bwNodeCap), "--set", fmt.Sprintf("nodeAgent.bandwidth.budget=%d", int64(bwBudget)),
-			"--set-json", fmt.Sprintf("nodeAgent.bandwidth.threshold=%v", bwThreshold), "--set", "nodeAgent.bandwidth.interval=" + bwInterval,
-			"--kubeconfig", e.c.Kubeconfig}, e.helmEnv(t)...)
-		done <- result{out, err}
-	}()
-	var helmDone *result
-	poll.Until(t, "the agent's rollout under way (its pod "+old.Name+" going)", 3*time.Minute, 100*time.Millisecond, func() error {
-		select {
-		case r := <-done:
-			helmDone = &r
-			if r.err != nil {
-				t.Fatalf("helm upgrade: %v\n%s\n%s", r.err, r.out, e.diagnose())
-			}
-		default:
-		}
-		p := old.DeepCopy()
-		if err := e.k8s.Get(ctx, client.ObjectKeyFromObject(old), p); err == nil && p.UID == old.UID && p.DeletionTimestamp == nil {
-			return fmt.Errorf("%s still running", p.Name)
-		}
-		return nil
-	})
-	called := time.Now()
-	if helmDone != nil {
-		t.Errorf("helm upgrade returned before the old agent pod went: no rollout seen")
+	out, err := e.run("helm", []string{"upgrade", release, e.chart, "-n", ns, "--reuse-values", "--wait", "--timeout", "4m",
+		"--set", "manager.kubeAPIQPS=999",
+		"--set", "nodeAgent.bandwidth.enabled=true", "--set", "nodeAgent.bandwidth.uplink=" + inet.Uplink,
+		"--set", fmt.Sprintf("nodeAgent.bandwidth.nodeCap=%d", bwNodeCap), "--set", fmt.Sprintf("nodeAgent.bandwidth.budget=%d", int64(bwBudget)),
+		"--set-json", fmt.Sprintf("nodeAgent.bandwidth.threshold=%v", bwThreshold), "--set", "nodeAgent.bandwidth.interval=" + bwInterval,
+		"--kubeconfig", e.c.Kubeconfig}, e.helmEnv(t)...)
+	close(stop)
+	failures := <-probes
+	if err != nil {
+		t.Fatalf("helm upgrade: %v\n%s\n%s", err, out, e.diagnose())
 	}
-	if err := e.k8s.Create(ctx, e.slice("bw-rollout", "princeton", 1, []string{"pause"})); err != nil {
-		t.Errorf("A Slice created during the upgrade: %v", err)
-	}
-	defer e.deleteSlices(ctx, "bw-rollout")
-	far := metav1.NewTime(time.Now().Add(10 * 7 * 24 * time.Hour))
-	bad := e.slice("bw-too-long", "princeton", 1, []string{"pause"})
-	bad.Spec.ExpiresAt = &far
-	if err := e.k8s.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "admission webhook") {
-		t.Errorf("A Slice expiring in 10 weeks during the upgrade: %v, want the webhook's refusal", err)
-	}
-	// Still during the rollout: no new agent Ready yet.
-	if p := e.readyAgent(ctx, t, old.UID); p != nil {
-		t.Errorf("The new agent %s was Ready before the webhook calls ended: they were not made during the rollout", p.Name)
-	}
-	if helmDone == nil {
-		select {
-		case r := <-done:
-			helmDone = &r
-		case <-time.After(5 * time.Minute):
-			t.Fatal("helm upgrade still running after 5 minutes")
+	n, bad := 0, []string{}
+	for _, f := range failures {
+		if f == "" {
+			n++
+		} else {
+			bad = append(bad, f)
 		}
 	}
-	if helmDone.err != nil {
-		t.Fatalf("helm upgrade: %v\n%s\n%s", helmDone.err, helmDone.out, e.diagnose())
+	t.Logf("helm upgrade --wait took %s; %d webhook probes (a good and a bad Slice each) answered right, %d wrong", time.Since(began).Round(time.Millisecond), n, len(bad))
+	if len(bad) > 0 {
+		t.Errorf("During the rollout the webhook answered wrong %d times of %d: %v", len(bad), len(failures), bad)
+	}
+	if n < 5 {
+		t.Errorf("Only %d webhook probes during the upgrade: the rollout was not watched", n)
+	}
+	for _, p := range e.managerPods(ctx, t) {
+		if oldManagers[p.UID] {
+			t.Errorf("Manager pod %s was not replaced by the upgrade: no rollout of the manager", p.Name)
+		}
 	}
 	agent := e.replacedAgent(ctx, t, old.UID)
-	t.Logf("helm upgrade --wait took %s; agent %s → %s; the webhook calls %s after the upgrade began",
-		time.Since(began).Round(time.Millisecond), old.Name, agent.Name, called.Sub(began).Round(time.Millisecond))
+	t.Logf("Agent %s → %s", old.Name, agent.Name)
 	args := agent.Spec.Containers[0].Args
 	for _, want := range []string{"--bandwidth", "--bandwidth-uplink=" + inet.Uplink, "--bandwidth-threshold=" + fmt.Sprint(bwThreshold)} {
 		if !slices.Contains(args, want) {
@@ -295,4 +278,31 @@ func (e *env) agentMetric(name string, labels ...string) (float64, error) {
 		return 0, err
 	}
 	return 0, fmt.Errorf("no %s%v among the agent's metrics (HTTP %d)", name, labels, resp.StatusCode)
+}
+
+// probeWebhook, until stop is closed, asks the API server every 200 ms to
+// admit a good Slice and a bad one (expiring in 10 weeks) as server-side
+// dry runs, and returns one entry a probe: "" when the good one was
+// admitted and the bad one refused by the webhook, else what went wrong.
+func (e *env) probeWebhook(ctx context.Context, stop <-chan struct{}) []string {
+	var out []string
+	far := metav1.NewTime(time.Now().Add(10 * 7 * 24 * time.Hour))
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return out
+		case <-time.After(200 * time.Millisecond):
+		}
+		good := e.slice(fmt.Sprintf("probe-%d", i), "princeton", 1, []string{"pause"})
+		bad := e.slice(fmt.Sprintf("probe-bad-%d", i), "princeton", 1, []string{"pause"})
+		bad.Spec.ExpiresAt = &far
+		var wrong []string
+		if err := e.k8s.Create(ctx, good, client.DryRunAll); err != nil {
+			wrong = append(wrong, "good refused: "+err.Error())
+		}
+		if err := e.k8s.Create(ctx, bad, client.DryRunAll); err == nil || !strings.Contains(err.Error(), "8 weeks") {
+			wrong = append(wrong, fmt.Sprintf("bad not refused by the webhook: %v", err))
+		}
+		out = append(out, strings.Join(wrong, "; "))
+	}
 }

@@ -131,7 +131,7 @@ func testSliver(ctx context.Context, t *testing.T, e *env) {
 // agent keeps each sliver's cpu.shares (a weight changed behind its back is
 // put back), and the CPU they get is 1:3 within 10 %.
 func testCPU(ctx context.Context, t *testing.T, e *env) {
-	burn := []string{"cpu", "-threads", "1", "-pin", "0"}
+	burn := []string{"cpu", "-threads", "1", "-pin", fmt.Sprint(e.firstCPU(t))}
 	for name, share := range map[string]int32{"light": 1, "heavy": 3} {
 		if err := e.k8s.Create(ctx, e.slice(name, "princeton", share, burn)); err != nil {
 			t.Fatal(err)
@@ -429,4 +429,18 @@ func (e *env) agentPod(ctx context.Context, t *testing.T) *corev1.Pod {
 		return fmt.Errorf("no agent pod Running on the real node")
 	})
 	return got
+}
+
+// firstCPU is the first CPU the node's pods may run on (its cpuset).
+func (e *env) firstCPU(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpuset", e.node.CgroupRoot, "cpuset.cpus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cpu int
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &cpu); err != nil {
+		t.Fatalf("The node's cpuset %q: %v", b, err)
+	}
+	return cpu
 }

@@ -120,7 +120,9 @@ func TestReadmeTourIsWhatMakeRunShows(t *testing.T) {
 	root := filepath.Dir(bin)
 	want := readmeSamples(t, root)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// Long enough to wait for another package's real node (one at a time
+	// on a machine: realnode.LockFile).
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	if err := realnode.Check(bin); err != nil {
 		skiplog.UnlessRoot(t, "Skipping: the README's tour is make run's with a real node, and there is none here: "+err.Error())

@@ -402,3 +402,49 @@ func BenchmarkAt(b *testing.B) {
 		i++
 	}
 }
+
+// AssignSince backdates into a gap only: back to earliest, never before the
+// previous holder's release, not at all while another holds the IP, and a
+// later interval is never overwritten.
+func TestAssignSince(t *testing.T) {
+	const ip = "10.244.0.5"
+	for _, tc := range []struct {
+		name          string
+		before        []op
+		earliest, now int
+		queries       []query
+	}{
+		{"empty history: from earliest", nil, 10, 20,
+			[]query{{ip, 9, Holder{}, false}, {ip, 10, podB, true}, {ip, 25, podB, true}}},
+		{"released before earliest: from earliest", []op{{ip, podA, false, 0}, {ip, podA, true, 5}}, 10, 20,
+			[]query{{ip, 7, Holder{}, false}, {ip, 12, podB, true}}},
+		{"released after earliest: from the release", []op{{ip, podA, false, 0}, {ip, podA, true, 15}}, 10, 20,
+			[]query{{ip, 12, podA, true}, {ip, 15, podB, true}}},
+		{"still held: from now", []op{{ip, podA, false, 0}}, 10, 20,
+			[]query{{ip, 15, podA, true}, {ip, 20, podB, true}}},
+		{"zero earliest: from now", nil, -1, 20,
+			[]query{{ip, 15, Holder{}, false}, {ip, 20, podB, true}}},
+		{"earliest after now: from now", nil, 30, 20,
+			[]query{{ip, 19, Holder{}, false}, {ip, 20, podB, true}}},
+		{"a later interval is kept", []op{{ip, podA, false, 25}}, 10, 20,
+			[]query{{ip, 12, podB, true}, {ip, 25, podA, true}}},
+		{"the same holder again: no change", []op{{ip, podB, false, 18}}, 10, 20,
+			[]query{{ip, 12, Holder{}, false}, {ip, 19, podB, true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHistory()
+			apply(h, tc.before)
+			earliest := time.Time{}
+			if tc.earliest >= 0 {
+				earliest = at(tc.earliest)
+			}
+			h.AssignSince(netip.MustParseAddr(ip), podB, earliest, at(tc.now))
+			for _, q := range tc.queries {
+				got, ok := h.At(netip.MustParseAddr(q.ip), at(q.t))
+				if ok != q.ok || got != q.want {
+					t.Errorf("At(%d) = %+v, %v; want %+v, %v", q.t, got, ok, q.want, q.ok)
+				}
+			}
+		})
+	}
+}

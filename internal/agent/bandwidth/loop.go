@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -240,12 +241,18 @@ func (l *Loop) notify(s *Sliver, d budget.Decision) {
 	end := u.PeriodStart.Add(l.Policy.Period).UTC().Format(time.RFC3339)
 	if d.Capped {
 		l.Recorder.Eventf(s.Ref, nil, corev1.EventTypeWarning, ReasonBandwidthCapped, "Cap",
-			"slice %s sent %d MiB from node %s in this period, past %.0f%% of its %d MiB budget; its rate there is held to %d kbit/s until the period ends at %s",
-			s.Slice, u.Bytes>>20, l.Node, 100*l.Policy.Threshold, l.Policy.Budget>>20, d.Ceil/1000, end)
+			"slice %s sent %d MiB from node %s in this period, past %s%% of its %d MiB budget; its rate there is held to %d kbit/s until the period ends at %s",
+			s.Slice, u.Bytes>>20, l.Node, percent(l.Policy.Threshold), l.Policy.Budget>>20, d.Ceil/1000, end)
 	}
 	if d.ExemptCapped {
 		l.Recorder.Eventf(s.Ref, nil, corev1.EventTypeWarning, ReasonBandwidthCapped, "Cap",
-			"slice %s sent %d MiB to exempt destinations from node %s in this period, past %.0f%% of their %d MiB budget; that rate is held to %d kbit/s until the period ends at %s",
-			s.Slice, u.ExemptBytes>>20, l.Node, 100*l.Policy.Threshold, l.Policy.ExemptBudget>>20, d.ExemptCeil/1000, end)
+			"slice %s sent %d MiB to exempt destinations from node %s in this period, past %s%% of their %d MiB budget; that rate is held to %d kbit/s until the period ends at %s",
+			s.Slice, u.ExemptBytes>>20, l.Node, percent(l.Policy.Threshold), l.Policy.ExemptBudget>>20, d.ExemptCeil/1000, end)
 	}
+}
+
+// percent writes a fraction as a percentage with up to three significant
+// digits: 0.8 is "80", 0.0005 is "0.05" (never a misleading "0").
+func percent(f float64) string {
+	return strconv.FormatFloat(100*f, 'g', 3, 64)
 }

@@ -63,7 +63,7 @@ func writePKI(dir string, realNodes bool) (*pki, error) {
 		ips = append(ips, net.ParseIP(NodeAPIAddress))
 		p.KubeletClientCert, p.KubeletClientKey = filepath.Join(dir, "kubelet-client.crt"), filepath.Join(dir, "kubelet-client.key")
 		if _, err := issue(ca, &x509.Certificate{
-			Subject:     pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+			Subject:     pkix.Name{CommonName: KubeletClientUser},
 			KeyUsage:    x509.KeyUsageDigitalSignature,
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		}, p.KubeletClientCert, p.KubeletClientKey); err != nil {

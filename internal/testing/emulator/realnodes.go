@@ -15,6 +15,12 @@ import (
 // kube-proxy as on any cluster.
 const NodeAPIAddress = "10.201.255.1"
 
+// KubeletClientUser is who kube-apiserver is to the real kubelets (its
+// client certificate's name, in no group): realnode binds it to the
+// ClusterRole system:kubelet-api-admin, as kubeadm does, not to
+// cluster-admin.
+const KubeletClientUser = "kube-apiserver-kubelet-client"
+
 // realNodeAPIServerArgs are kube-apiserver's flags: without real nodes no
 // service-account tokens are minted and new nodes are not tainted not-ready
 // (kube-controller-manager, at its default 20 QPS, would take minutes to

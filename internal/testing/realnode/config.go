@@ -159,8 +159,9 @@ type kubeletOptions struct {
 }
 
 // kubeProxyConfig runs kube-proxy in iptables mode in the node's network
-// namespace; it leaves the conntrack sysctls alone (the agent's tests own
-// them) and listens on the node's loopback only.
+// namespace, masquerading all Service traffic; it leaves the conntrack
+// sysctls alone (the agent's tests own them) and listens on the node's
+// loopback only.
 func kubeProxyConfig(kubeconfig, name, clusterCIDR string) string {
 	return fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -169,6 +170,11 @@ clientConnection:
 hostnameOverride: %q
 mode: iptables
 clusterCIDR: %q
+# Pods on one bridge reaching each other through a Service: without
+# br_netfilter the reply skips conntrack's un-DNAT unless the request was
+# masqueraded too.
+iptables:
+  masqueradeAll: true
 conntrack:
   maxPerCore: 0
   tcpEstablishedTimeout: 0s

@@ -61,7 +61,7 @@ func (ns *Nodes) Add(ctx context.Context, name, site string, i int) (_ *Node, er
 	}
 	n.socket = filepath.Join(n.WorkDir, "containerd.sock")
 	began := time.Now()
-	n.cleanUp() // what a killed run may have left under the same name
+	_ = n.cleanUp() // what a killed run may have left under the same name
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("starting real node %s: %w", name, err)
@@ -118,8 +118,40 @@ func (n *Node) setUpNetwork() error {
 			return err
 		}
 	}
+	if err := n.confine(); err != nil {
+		return err
+	}
 	// Forwarding inside the node only: its pods' traffic goes out by eth0.
 	return n.sysctl("net.ipv4.ip_forward", "1")
+}
+
+// confineRules drop, in the node's namespace, whatever the node or its
+// pods send beyond the harness's own ranges: the node links and the API's
+// relay (10.201/16), the internets (10.202/16), the pods (10.244/16), the
+// Services (10.96/16). The host forwards nothing to the world for a node,
+// even where its ip_forward is on: no image pull, no sliver traffic leaves
+// the machine.
+const confineRules = `table inet planetkube_realnode {
+	chain output {
+		type filter hook output priority 0; policy accept;
+		ip daddr != { 127.0.0.0/8, 10.96.0.0/16, 10.201.0.0/16, 10.202.0.0/16, 10.244.0.0/16 } counter drop
+		ip6 daddr != { ::1, fe80::/10, ff00::/8 } counter drop
+	}
+	chain forward {
+		type filter hook forward priority 0; policy accept;
+		ip daddr != { 127.0.0.0/8, 10.96.0.0/16, 10.201.0.0/16, 10.202.0.0/16, 10.244.0.0/16 } counter drop
+		ip6 daddr != { ::1, fe80::/10, ff00::/8 } counter drop
+	}
+}
+`
+
+func (n *Node) confine() error {
+	path := filepath.Join(n.WorkDir, "confine.nft")
+	if err := os.WriteFile(path, []byte(confineRules), 0o644); err != nil {
+		return err
+	}
+	_, err := run("nsenter", "--net=/var/run/netns/"+n.NetNS, "--", "nft", "-f", path)
+	return err
 }
 
 // sysctl sets a network sysctl of the node's namespace.
@@ -338,8 +370,12 @@ func (n *Node) StopKubelet() error {
 	return nil
 }
 
-// StartKubelet starts the kubelet again, with the same flags.
+// StartKubelet starts the kubelet again, with the same flags, once
+// StopKubelet stopped it.
 func (n *Node) StartKubelet() error {
+	if !n.kubelet.Exited() {
+		return errors.New("the kubelet runs: StopKubelet first")
+	}
 	p, err := n.kubelet.Again()
 	if err != nil {
 		return err
@@ -375,22 +411,34 @@ func (n *Node) Stop() error {
 	if n.containerd != nil {
 		_ = n.containerd.Stop()
 	}
-	n.cleanUp()
-	return nil
+	return n.cleanUp()
 }
 
 // cleanUp removes the node's host state, also what a killed run left:
 // processes in its cgroups, shims of its socket, mounts under its WorkDir,
 // its cgroups, its namespace and its link (and with it the route).
-func (n *Node) cleanUp() {
+func (n *Node) cleanUp() error {
 	n.killCgroupProcesses()
 	n.killShims()
-	unmountUnder(n.WorkDir)
-	n.removeCgroups()
+	unmountUnder(n.stateMarker())
+	var errs []error
+	if left := n.removeCgroups(); len(left) > 0 {
+		errs = append(errs, fmt.Errorf("cgroups left: %s", strings.Join(left, ", ")))
+	}
 	_, _ = run("ip", "link", "del", n.hostLink)
-	_, _ = run("ip", "netns", "del", n.internetNS())
-	_, _ = run("ip", "netns", "del", n.NetNS)
+	for _, ns := range []string{n.internetNS(), n.NetNS} {
+		if out, err := run("ip", "netns", "del", ns); err != nil && !strings.Contains(out, "No such file") {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
+
+// stateMarker is in the path of everything the node mounts and of its
+// containerd's socket, whichever run's WorkDir made them: what a killed
+// run left is found by it (the lock says no other run has a node of
+// this name now).
+func (n *Node) stateMarker() string { return "/realnode-" + n.Name + "/" }
 
 // cgroupDirs lists the node's cgroup folders, deepest first.
 func (n *Node) cgroupDirs() []string {
@@ -423,18 +471,18 @@ func (n *Node) killCgroupProcesses() {
 }
 
 // removeCgroups removes the node's cgroup folders bottom-up, for a few
-// seconds while killed processes exit.
-func (n *Node) removeCgroups() {
+// seconds while killed processes exit, and returns those left.
+func (n *Node) removeCgroups() []string {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		left := 0
+		var left []string
 		for _, d := range n.cgroupDirs() {
 			if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-				left++
+				left = append(left, d)
 			}
 		}
-		if left == 0 || time.Now().After(deadline) {
-			return
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
 		}
 		n.killCgroupProcesses()
 		time.Sleep(100 * time.Millisecond)
@@ -451,7 +499,7 @@ func (n *Node) killShims() {
 			continue
 		}
 		cmd := string(b)
-		if strings.Contains(cmd, "containerd-shim") && strings.Contains(cmd, n.socket) {
+		if strings.Contains(cmd, "containerd-shim") && strings.Contains(cmd, n.stateMarker()+"containerd.sock") {
 			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
@@ -459,13 +507,11 @@ func (n *Node) killShims() {
 	}
 }
 
-// unmountUnder detaches every mount below dir, deepest first (the kubelet
-// bind-mounts its root dir onto itself; containerd mounts rootfs and
-// sandbox namespaces under its state).
-func unmountUnder(dir string) {
-	if dir == "" {
-		return
-	}
+// unmountUnder detaches every mount whose path has marker in it (or ends
+// with it, less its last slash), deepest first: the kubelet bind-mounts its
+// root dir onto itself; containerd mounts rootfs and sandbox namespaces
+// under its state.
+func unmountUnder(marker string) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return
@@ -473,7 +519,7 @@ func unmountUnder(dir string) {
 	var points []string
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+		if len(f) > 4 && (strings.Contains(f[4], marker) || strings.HasSuffix(f[4], strings.TrimSuffix(marker, "/"))) {
 			points = append(points, f[4])
 		}
 	}

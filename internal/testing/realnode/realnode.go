@@ -24,10 +24,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +37,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -57,7 +60,7 @@ const (
 var binaries = []string{"kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr"}
 
 // commands a real node needs on the host, with the Debian package of each.
-var commands = map[string]string{"runc": "runc", "nsenter": "util-linux", "ip": "iproute2", "iptables": "iptables"}
+var commands = map[string]string{"runc": "runc", "nsenter": "util-linux", "ip": "iproute2", "iptables": "iptables", "nft": "nftables"}
 
 // cniPlugins the node's network uses.
 var cniPlugins = []string{"bridge", "host-local", "portmap", "loopback"}
@@ -84,6 +87,7 @@ func Check(binDir string) error {
 			pkgs = append(pkgs, pkg)
 		}
 	}
+	sort.Strings(pkgs)
 	for _, p := range cniPlugins {
 		if _, err := os.Stat(filepath.Join(CNIBinDir, p)); err != nil {
 			pkgs = append(pkgs, "containernetworking-plugins")
@@ -92,6 +96,9 @@ func Check(binDir string) error {
 	}
 	if len(pkgs) > 0 {
 		why = append(why, "Debian packages missing: "+strings.Join(pkgs, " ")+" (make test-deps)")
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.shares"); err != nil {
+		why = append(why, "no cgroup v1 cpu hierarchy at /sys/fs/cgroup/cpu (the real node and its tests are made for this machine's cgroup v1; see shared/notes/real-node.md)")
 	}
 	if len(why) > 0 {
 		return errors.New(strings.Join(why, "; "))
@@ -154,13 +161,12 @@ func New(ctx context.Context, c *emulator.Cluster, images []string, log io.Write
 	if ns.lock, err = acquire(ctx, log); err != nil {
 		return nil, err
 	}
+	// Holding the lock, an address already there is a killed run's: ours.
 	out, err := run("ip", "addr", "add", emulator.NodeAPIAddress+"/32", "dev", "lo")
-	switch {
-	case err == nil:
-		ns.addedLo = true
-	case !strings.Contains(out, "File exists"):
+	if err != nil && !strings.Contains(out, "File exists") {
 		return nil, fmt.Errorf("adding %s to lo: %s", emulator.NodeAPIAddress, out)
 	}
+	ns.addedLo = true
 	u, err := url.Parse(c.Config.Host)
 	if err != nil {
 		return nil, err
@@ -172,15 +178,45 @@ func New(ctx context.Context, c *emulator.Cluster, images []string, log io.Write
 	if err := ensureAPIEndpoint(ctx, c); err != nil {
 		return nil, err
 	}
+	if err := ensureKubeletAPIAccess(ctx, c); err != nil {
+		return nil, err
+	}
 	return ns, nil
 }
 
-// relay copies each connection accepted by l to target and back, until l is closed.
+// ensureKubeletAPIAccess lets the API server's kubelet client (logs, exec)
+// through the kubelets' webhook authorization.
+func ensureKubeletAPIAccess(ctx context.Context, c *emulator.Cluster) error {
+	b := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "planetkube-realnode-kubelet-api"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: emulator.KubeletClientUser}},
+	}
+	_, err := c.Client.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("binding the API server's kubelet client: %w", err)
+	}
+	return nil
+}
+
+// nodeLinks holds the nodes' links (10.201.I.0/30): the relay serves them
+// and loopback only. The address is on lo, which Linux answers on every
+// interface: a host elsewhere that routed it here must not reach the API.
+var nodeLinks = netip.MustParsePrefix("10.201.0.0/16")
+
+// relay copies each connection accepted by l from a node or loopback to
+// target and back, until l is closed; each direction's end is passed on
+// (a watch the API server ends must end at the node at once).
 func relay(l net.Listener, target string) {
 	for {
 		in, err := l.Accept()
 		if err != nil {
 			return
+		}
+		from, _ := netip.ParseAddrPort(in.RemoteAddr().String())
+		if a := from.Addr().Unmap(); !a.IsLoopback() && !nodeLinks.Contains(a) {
+			_ = in.Close()
+			continue
 		}
 		go func() {
 			defer in.Close()
@@ -192,14 +228,19 @@ func relay(l net.Listener, target string) {
 			done := make(chan struct{})
 			go func() {
 				_, _ = io.Copy(out, in)
-				if tc, ok := out.(*net.TCPConn); ok {
-					_ = tc.CloseWrite()
-				}
+				closeWrite(out)
 				close(done)
 			}()
 			_, _ = io.Copy(in, out)
+			closeWrite(in)
 			<-done
 		}()
+	}
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
 	}
 }
 
@@ -275,13 +316,21 @@ func acquire(ctx context.Context, log io.Writer) (*os.File, error) {
 	said := false
 	for {
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			// Say who holds it, for those who wait.
+			_ = f.Truncate(0)
+			_, _ = f.WriteAt([]byte(fmt.Sprintf("%d %s\n", os.Getpid(), strings.Join(os.Args, " "))), 0)
 			return f, nil
 		} else if !errors.Is(err, syscall.EWOULDBLOCK) {
 			_ = f.Close()
 			return nil, fmt.Errorf("locking %s: %w", LockFile, err)
 		}
+		holder, _ := os.ReadFile(LockFile)
+		if strings.Contains(string(holder), "emulated-cluster") {
+			_ = f.Close()
+			return nil, fmt.Errorf("make run has the machine's real node (%s holds %s): stop it (Ctrl-C) first", strings.Fields(string(holder))[0], LockFile)
+		}
 		if !said {
-			fmt.Fprintf(log, "Waiting for %s: another process runs real nodes (a test, or make run)\n", LockFile)
+			fmt.Fprintf(log, "Waiting for %s: another process runs real nodes (%s)\n", LockFile, strings.TrimSpace(string(holder)))
 			said = true
 		}
 		select {

@@ -41,7 +41,9 @@ func TestRealNode(t *testing.T) {
 	if err != nil {
 		skiplog.UnlessRoot(t, "Skipping: no real node here ("+err.Error()+")")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Long enough to wait for another package's real node (one at a time
+	// on a machine: LockFile).
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	c, err := emulator.Start(ctx, emulator.Options{BinDir: binDir, Nodes: 2, RealNodes: true, Log: testWriter{t}})
 	if err != nil {
@@ -105,6 +107,27 @@ func TestRealNode(t *testing.T) {
 	}
 	if out, err := n.Exec(ctx, "ping", "-c1", "-W2", got.Status.PodIP); err != nil {
 		t.Errorf("The node cannot reach its pod: %v: %s", err, out)
+	}
+
+	// Nothing leaves for the world: a packet to a documentation address
+	// (TEST-NET-1) is dropped in the node's namespace, counted there.
+	dropped := func() int {
+		out, err := n.Exec(ctx, "nft", "list", "chain", "inet", "planetkube_realnode", "output")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p int
+		if i := strings.Index(out, "counter packets "); i >= 0 {
+			_, _ = fmt.Sscan(out[i+len("counter packets "):], &p)
+		}
+		return p
+	}
+	before := dropped()
+	if _, err := n.Exec(ctx, "ping", "-c1", "-W1", "192.0.2.1"); err == nil {
+		t.Error("A ping to 192.0.2.1 from the node was answered")
+	}
+	if after := dropped(); after <= before {
+		t.Errorf("The node's confinement dropped %d packets before the ping and %d after, want more", before, after)
 	}
 
 	stopped = true
