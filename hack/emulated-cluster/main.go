@@ -176,16 +176,8 @@ func setUpRealNode(ctx context.Context, c *emulator.Cluster, cfg config) (*realn
 	if err := c.ApplySamples(ctx, cfg.samples); err != nil {
 		return site, err
 	}
-	inet, err := site.Node.Internet()
-	if err != nil {
-		return site, err
-	}
-	for _, mode := range []string{"tcp-serve", "udp-serve"} {
-		if _, err := inet.Start(mode, site.Images.WorkloadProgram, mode, "-listen", inet.IP+":9000"); err != nil {
-			return site, err
-		}
-	}
-	return site, nil
+	_, err = site.ServeInternet()
+	return site, err
 }
 
 // printRealNodeUsage says how to look at the real node.

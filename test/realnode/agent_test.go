@@ -22,7 +22,7 @@ import (
 // closedTCPTimeouts are the node's conntrack timeouts of TCP flows that are
 // closing or over: shortened for a case so that a closed flow's DESTROY (its
 // final record) comes in a second, not TIME_WAIT's two minutes.
-var closedTCPTimeouts = []string{"time_wait", "close", "close_wait", "fin_wait", "last_ack"}
+var closedTCPTimeouts = []string{"tcp_timeout_time_wait", "tcp_timeout_close", "tcp_timeout_close_wait", "tcp_timeout_fin_wait", "tcp_timeout_last_ack"}
 
 // testAgentRestart: a sliver's TCP flow to the internet namespace, ended
 // and committed (the lookup API gives its end), is still returned with the
@@ -38,17 +38,7 @@ func testAgentRestart(ctx context.Context, t *testing.T, e *env) {
 	if _, err := inet.Start("restart-serve", e.imgs.WorkloadProgram, "tcp-serve", "-listen", addr); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range closedTCPTimeouts {
-		key := "net/netfilter/nf_conntrack_tcp_timeout_" + name
-		old, err := e.node.Exec(ctx, "cat", "/proc/sys/"+key)
-		if err != nil {
-			t.Fatalf("%s: %v: %s", key, err, old)
-		}
-		if out, err := e.nodeSysctl(ctx, key, "1"); err != nil {
-			t.Fatalf("%s: %v: %s", key, err, out)
-		}
-		t.Cleanup(func() { _, _ = e.nodeSysctl(ctx, key, strings.TrimSpace(old)) })
-	}
+	e.shortConntrackTimeouts(ctx, t, closedTCPTimeouts...)
 
 	// The flow starts well after the sliver is Running (the agent knows
 	// its address by then): the workload's sender, exec'd into the
@@ -106,6 +96,24 @@ func testAgentRestart(ctx context.Context, t *testing.T, e *env) {
 }
 
 // nodeSysctl writes a file under /proc/sys in the node's network namespace.
+// shortConntrackTimeouts sets the node's conntrack timeouts
+// (nf_conntrack_<name>) to 1 s for the rest of the test, so that flows
+// that ended leave the table, and reach the agent's store, at once.
+func (e *env) shortConntrackTimeouts(ctx context.Context, t *testing.T, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		key := "net/netfilter/nf_conntrack_" + name
+		old, err := e.node.Exec(ctx, "cat", "/proc/sys/"+key)
+		if err != nil {
+			t.Fatalf("%s: %v: %s", key, err, old)
+		}
+		if out, err := e.nodeSysctl(ctx, key, "1"); err != nil {
+			t.Fatalf("%s: %v: %s", key, err, out)
+		}
+		t.Cleanup(func() { _, _ = e.nodeSysctl(ctx, key, strings.TrimSpace(old)) })
+	}
+}
+
 func (e *env) nodeSysctl(ctx context.Context, key, value string) (string, error) {
 	return e.node.Exec(ctx, "sh", "-c", fmt.Sprintf("echo %s > /proc/sys/%s", value, key))
 }

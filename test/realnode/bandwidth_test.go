@@ -96,10 +96,19 @@ func testBandwidth(ctx context.Context, t *testing.T, e *env) {
 	if n < 5 {
 		t.Errorf("Only %d webhook probes during the upgrade: the rollout was not watched", n)
 	}
+	// Those of the old ones still going (their preStop's 5 s) aside.
+	fresh := 0
 	for _, p := range e.managerPods(ctx, t) {
-		if oldManagers[p.UID] {
+		switch {
+		case p.DeletionTimestamp != nil:
+		case oldManagers[p.UID]:
 			t.Errorf("Manager pod %s was not replaced by the upgrade: no rollout of the manager", p.Name)
+		default:
+			fresh++
 		}
+	}
+	if fresh != 2 {
+		t.Errorf("%d new manager pods after the upgrade, want 2", fresh)
 	}
 	agent := e.replacedAgent(ctx, t, old.UID)
 	t.Logf("Agent %s → %s", old.Name, agent.Name)

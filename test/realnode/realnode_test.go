@@ -201,9 +201,12 @@ func testFlows(ctx context.Context, t *testing.T, e *env) {
 			t.Fatal(err)
 		}
 	}
+	// Each sender opens a new flow every 2 s, and ended flows leave the
+	// node's table (reaching the agent's store) in a second.
+	e.shortConntrackTimeouts(ctx, t, append([]string{"udp_timeout", "udp_timeout_stream"}, closedTCPTimeouts...)...)
 	since := time.Now()
 	for name, mode := range map[string]string{"talker": "tcp-send", "shouter": "udp-send"} {
-		if err := e.k8s.Create(ctx, e.slice(name, "princeton", 1, []string{mode, "-to", inet.IP + ":9000", "-bytes", "100000"})); err != nil {
+		if err := e.k8s.Create(ctx, e.slice(name, "princeton", 1, []string{mode, "-to", inet.IP + ":9000", "-bytes", "10000", "-every", "2s"})); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,11 +1,13 @@
 // Package realnode installs the chart with helm into an emulated cluster
 // that has one real node (internal/testing/realnode: a kubelet, kube-proxy
-// and containerd in a network namespace of its own) beside kwok's fake ones,
-// and checks what only a real node shows: the manager's replicas and the
-// node agent as running pods, the webhooks called through their Service,
-// slivers as real containers, exec and its RBAC, the agent's policing of
-// real slivers, and the kubelet going away and coming back. The cases share
-// one cluster, node and release (the set-up takes about half a minute).
+// and containerd in a network namespace of its own; no fake nodes here, the
+// tour test has them) and checks what only a real node shows: the
+// manager's replicas and the node agent as running pods, the webhooks
+// called through their Service, slivers as real containers, exec and its
+// RBAC, the agent's policing of real slivers (CPU, flows, memory,
+// bandwidth), the agent and the kubelet going away and coming back, helm
+// upgrade and uninstall. The cases share one cluster, node and release
+// (the set-up takes about half a minute).
 //
 // It needs root, the real node's binaries (make tools) and Debian packages
 // (make test-deps); it skips otherwise, and fails instead under
@@ -76,7 +78,7 @@ func setUp(t *testing.T) *env {
 	// on a machine: realnode.LockFile).
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	c, err := emulator.Start(ctx, emulator.Options{BinDir: bin, Nodes: 4, Sites: []string{"princeton", "mit"}, RealNodes: true, Log: testWriter{t}})
+	c, err := emulator.Start(ctx, emulator.Options{BinDir: bin, Nodes: -1, RealNodes: true, Log: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}

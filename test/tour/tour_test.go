@@ -3,9 +3,11 @@
 // sites, the real node real-princeton-0 with the chart installed by helm,
 // config/samples) and compares the README's sample output of `kubectl get
 // sites` and `kubectl get slices -A -o wide` with what kubectl prints, the
-// AGE and EXPIRES columns aside. It needs what a real node needs (root, make
-// tools, make test-deps), as the README's tour does; without, it skips and
-// says so (and fails under PLANETKUBE_REQUIRE_ROOT=1).
+// AGE and EXPIRES columns aside; then it runs the README's commands on the
+// real node (the keys, the traffic, the lookup naming codeen). It needs
+// what a real node needs (root, make tools, make test-deps), as the
+// README's tour does; without, it skips and says so (and fails under
+// PLANETKUBE_REQUIRE_ROOT=1).
 package tour
 
 import (
@@ -13,6 +15,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,6 +150,9 @@ func TestReadmeTourIsWhatMakeRunShows(t *testing.T) {
 	if err := c.ApplySamples(ctx, filepath.Join(root, "config", "samples")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := site.ServeInternet(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Every sample at once, until all print what the README shows: the
 	// failure names each that does not.
@@ -165,6 +172,16 @@ func TestReadmeTourIsWhatMakeRunShows(t *testing.T) {
 		}
 		return errors.Join(errs...)
 	})
+	// The flow of the README's tcp-send ends at once (the node forgets
+	// closed connections in a second, not conntrack's 2 minutes): the
+	// agent records it when it ends, or within its minute's dump.
+	for _, name := range []string{"time_wait", "close", "close_wait", "fin_wait", "last_ack"} {
+		key := "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_" + name
+		if _, err := site.Node.Exec(ctx, "sh", "-c", "echo 1 > "+key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkRealNodeCommands(ctx, t, root, bin, c.Kubeconfig)
 }
 
 // testLog writes the emulator's progress to the test log.
@@ -173,4 +190,56 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// readmeRealNodeCommands returns the README's commands about the real node:
+// the kubectl exec lines and the lookup URL that the curl line fetches.
+func readmeRealNodeCommands(t *testing.T, root string) (execs [][]string, lookup string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		cmd, _, _ := strings.Cut(line, "  #")
+		switch {
+		case strings.HasPrefix(cmd, "kubectl exec "):
+			execs = append(execs, strings.Fields(strings.TrimPrefix(cmd, "kubectl ")))
+		case strings.HasPrefix(cmd, "curl -s '"):
+			lookup, _, _ = strings.Cut(strings.TrimPrefix(cmd, "curl -s '"), "'")
+		}
+	}
+	if len(execs) != 2 || lookup == "" {
+		t.Fatalf("README.md's real-node commands: %d kubectl exec lines and lookup %q, want 2 and the curl line's URL", len(execs), lookup)
+	}
+	return execs, lookup
+}
+
+// checkRealNodeCommands runs the README's kubectl exec lines (the keys
+// printed, the traffic sent) and waits for the lookup it shows to name
+// codeen for that traffic.
+func checkRealNodeCommands(ctx context.Context, t *testing.T, root, bin, kubeconfig string) {
+	t.Helper()
+	execs, lookup := readmeRealNodeCommands(t, root)
+	for i, args := range execs {
+		out, err := exec.CommandContext(ctx, filepath.Join(bin, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("`kubectl %s`: %v: %s", strings.Join(args, " "), err, out)
+		}
+		if i == 0 && !strings.Contains(string(out), "alice@princeton") {
+			t.Errorf("`kubectl %s` printed %q, want alice's key", strings.Join(args, " "), out)
+		}
+	}
+	poll.Until(t, "the README's lookup naming codeen", 3*time.Minute, 2*time.Second, func() error {
+		resp, err := http.Get(lookup)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(body), `"slice":"plc.princeton.codeen"`) {
+			return fmt.Errorf("HTTP %d: %.300s", resp.StatusCode, body)
+		}
+		return nil
+	})
 }

@@ -84,6 +84,7 @@ type Cluster struct {
 	stopped   bool
 
 	realNodes bool // Options.RealNodes
+	fakeNodes int  // Options.Nodes
 
 	webhookPort    int    // the manager's webhook server port, once installed
 	webhookCertDir string // its serving certificate
@@ -143,7 +144,7 @@ func newCluster(opts Options) (*Cluster, error) {
 	if err := CheckBinaries(binDir); err != nil {
 		return nil, err
 	}
-	c := &Cluster{BinDir: binDir, Sites: opts.Sites, log: opts.Log, WorkDir: opts.WorkDir, LogDir: opts.LogDir, realNodes: opts.RealNodes}
+	c := &Cluster{BinDir: binDir, Sites: opts.Sites, log: opts.Log, WorkDir: opts.WorkDir, LogDir: opts.LogDir, realNodes: opts.RealNodes, fakeNodes: opts.Nodes}
 	if len(c.Sites) == 0 {
 		c.Sites = DefaultSites
 	}

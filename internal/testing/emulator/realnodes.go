@@ -43,10 +43,14 @@ func (c *Cluster) realNodeAPIServerArgs() []string {
 
 // realNodeControllerManagerArgs: a real node whose kubelet stops is to go
 // NotReady within a minute, as on a real cluster, not the 5 minutes the
-// fake nodes get; kwok heartbeats at most 45 s apart.
+// fake nodes get: 60 s beside fake nodes (kwok heartbeats up to 45 s
+// apart), 20 s with real nodes alone (a kubelet reports every 5 s here).
 func (c *Cluster) realNodeControllerManagerArgs() []string {
-	if !c.realNodes {
+	switch {
+	case !c.realNodes:
 		return nil
+	case c.fakeNodes < 0:
+		return []string{"--node-monitor-grace-period=20s"}
 	}
 	return []string{"--node-monitor-grace-period=60s"}
 }

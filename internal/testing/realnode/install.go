@@ -108,3 +108,18 @@ func Helm(ctx context.Context, c *emulator.Cluster, args ...string) (string, err
 	err := cmd.Run()
 	return out.String(), err
 }
+
+// ServeInternet makes the site node's internet namespace and starts its TCP
+// and UDP servers on port 9000, as make run does for the README's tour.
+func (s *Site) ServeInternet() (*Internet, error) {
+	inet, err := s.Node.Internet()
+	if err != nil {
+		return nil, err
+	}
+	for _, mode := range []string{"tcp-serve", "udp-serve"} {
+		if _, err := inet.Start(mode, s.Images.WorkloadProgram, mode, "-listen", inet.IP+":9000"); err != nil {
+			return nil, err
+		}
+	}
+	return inet, nil
+}
