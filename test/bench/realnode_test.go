@@ -140,31 +140,16 @@ func sliverStart(ctx context.Context, t *testing.T, k8s client.Client, node *rea
 	if err := k8s.Create(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	seen := waitPod(ctx, t, k8s, began, client.MatchingLabels{planetv1.LabelSlice: name})
-	took := waitRunning(ctx, t, k8s, began, client.MatchingLabels{planetv1.LabelSlice: name})
+	sel := client.MatchingLabels{planetv1.LabelSlice: name}
+	waitPods(ctx, t, k8s, sel, "made", 10*time.Millisecond, func(pods []corev1.Pod) bool { return len(pods) > 0 })
+	seen := time.Since(began)
+	waitPods(ctx, t, k8s, sel, "Running", 20*time.Millisecond, anyRunning)
+	took := time.Since(began)
 	if err := k8s.Delete(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(ctx, t, k8s, client.MatchingLabels{planetv1.LabelSlice: name})
+	waitPods(ctx, t, k8s, sel, "gone", 100*time.Millisecond, func(pods []corev1.Pod) bool { return len(pods) == 0 })
 	return took, seen
-}
-
-// waitPod polls every 10 ms until a pod matches sel.
-func waitPod(ctx context.Context, t *testing.T, k8s client.Client, began time.Time, sel client.MatchingLabels) time.Duration {
-	t.Helper()
-	var took time.Duration
-	poll.Until(t, fmt.Sprintf("a pod %v", sel), 2*time.Minute, 10*time.Millisecond, func() error {
-		list := &corev1.PodList{}
-		if err := k8s.List(ctx, list, sel); err != nil {
-			return err
-		}
-		if len(list.Items) == 0 {
-			return fmt.Errorf("no pod yet")
-		}
-		took = time.Since(began)
-		return nil
-	})
-	return took
 }
 
 // barePodStart creates a pod of the same image that the scheduler puts on
@@ -194,47 +179,35 @@ func barePodStart(ctx context.Context, t *testing.T, k8s client.Client, node *re
 	if err := k8s.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	took := waitRunning(ctx, t, k8s, began, client.MatchingLabels{"bench": name})
+	sel := client.MatchingLabels{"bench": name}
+	waitPods(ctx, t, k8s, sel, "Running", 20*time.Millisecond, anyRunning)
+	took := time.Since(began)
 	if err := k8s.Delete(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(ctx, t, k8s, client.MatchingLabels{"bench": name})
+	waitPods(ctx, t, k8s, sel, "gone", 100*time.Millisecond, func(pods []corev1.Pod) bool { return len(pods) == 0 })
 	return took
 }
 
-// waitRunning polls every 20 ms until a pod matching sel is Running.
-func waitRunning(ctx context.Context, t *testing.T, k8s client.Client, began time.Time, sel client.MatchingLabels) time.Duration {
+// waitPods polls the pods matching sel every interval until done says
+// they are as what says.
+func waitPods(ctx context.Context, t *testing.T, k8s client.Client, sel client.MatchingLabels, what string, interval time.Duration, done func([]corev1.Pod) bool) {
 	t.Helper()
-	var took time.Duration
-	poll.Until(t, fmt.Sprintf("a pod %v Running", sel), 2*time.Minute, 20*time.Millisecond, func() error {
+	poll.Until(t, fmt.Sprintf("pods %v %s", sel, what), 2*time.Minute, interval, func() error {
 		list := &corev1.PodList{}
 		if err := k8s.List(ctx, list, sel); err != nil {
 			return err
 		}
-		for _, p := range list.Items {
-			if p.Status.Phase == corev1.PodRunning {
-				took = time.Since(began)
-				return nil
-			}
-		}
-		return fmt.Errorf("%d pods, none Running", len(list.Items))
-	})
-	return took
-}
-
-// waitGone waits until no pod matches sel.
-func waitGone(ctx context.Context, t *testing.T, k8s client.Client, sel client.MatchingLabels) {
-	t.Helper()
-	poll.Until(t, fmt.Sprintf("pods %v gone", sel), 2*time.Minute, 100*time.Millisecond, func() error {
-		list := &corev1.PodList{}
-		if err := k8s.List(ctx, list, sel); err != nil {
-			return err
-		}
-		if len(list.Items) > 0 {
-			return fmt.Errorf("%d pods left", len(list.Items))
+		if !done(list.Items) {
+			return fmt.Errorf("%d pods, not %s", len(list.Items), what)
 		}
 		return nil
 	})
+}
+
+// anyRunning says whether one of pods is Running.
+func anyRunning(pods []corev1.Pod) bool {
+	return slices.ContainsFunc(pods, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 }
 
 // measureAgent starts agentSlivers slices on the real node, each opening a
@@ -243,11 +216,8 @@ func waitGone(ctx context.Context, t *testing.T, k8s client.Client, sel client.M
 func measureAgent(ctx context.Context, t *testing.T, k8s client.Client, site *realnode.Site, res *realNodeResult) {
 	t.Helper()
 	node := site.Node
-	inet, err := node.Internet()
+	inet, err := site.ServeInternet()
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := inet.Start("tcp-serve", site.Images.WorkloadProgram, "tcp-serve", "-listen", inet.IP+":9000"); err != nil {
 		t.Fatal(err)
 	}
 	for i := range agentSlivers {

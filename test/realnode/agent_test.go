@@ -19,11 +19,6 @@ import (
 	"github.com/planetkube/planetkube/internal/testing/realnode"
 )
 
-// closedTCPTimeouts are the node's conntrack timeouts of TCP flows that are
-// closing or over: shortened for a case so that a closed flow's DESTROY (its
-// final record) comes in a second, not TIME_WAIT's two minutes.
-var closedTCPTimeouts = []string{"tcp_timeout_time_wait", "tcp_timeout_close", "tcp_timeout_close_wait", "tcp_timeout_fin_wait", "tcp_timeout_last_ack"}
-
 // testAgentRestart: a sliver's TCP flow to the internet namespace, ended
 // and committed (the lookup API gives its end), is still returned with the
 // same start, end, bytes and slice after the agent's pod is deleted and its
@@ -38,7 +33,7 @@ func testAgentRestart(ctx context.Context, t *testing.T, e *env) {
 	if _, err := inet.Start("restart-serve", e.imgs.WorkloadProgram, "tcp-serve", "-listen", addr); err != nil {
 		t.Fatal(err)
 	}
-	e.shortConntrackTimeouts(ctx, t, closedTCPTimeouts...)
+	e.shortConntrackTimeouts(t, realnode.ClosedTCPConntrack...)
 
 	// The flow starts well after the sliver is Running (the agent knows
 	// its address by then): the workload's sender, exec'd into the
@@ -95,27 +90,15 @@ func testAgentRestart(ctx context.Context, t *testing.T, e *env) {
 	}
 }
 
-// nodeSysctl writes a file under /proc/sys in the node's network namespace.
-// shortConntrackTimeouts sets the node's conntrack timeouts
-// (nf_conntrack_<name>) to 1 s for the rest of the test, so that flows
-// that ended leave the table, and reach the agent's store, at once.
-func (e *env) shortConntrackTimeouts(ctx context.Context, t *testing.T, names ...string) {
+// shortConntrackTimeouts shortens the node's conntrack timeouts names to
+// 1 s for the rest of the test (realnode.Node.ShortenConntrack).
+func (e *env) shortConntrackTimeouts(t *testing.T, names ...string) {
 	t.Helper()
-	for _, name := range names {
-		key := "net/netfilter/nf_conntrack_" + name
-		old, err := e.node.Exec(ctx, "cat", "/proc/sys/"+key)
-		if err != nil {
-			t.Fatalf("%s: %v: %s", key, err, old)
-		}
-		if out, err := e.nodeSysctl(ctx, key, "1"); err != nil {
-			t.Fatalf("%s: %v: %s", key, err, out)
-		}
-		t.Cleanup(func() { _, _ = e.nodeSysctl(ctx, key, strings.TrimSpace(old)) })
+	restore, err := e.node.ShortenConntrack(names...)
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func (e *env) nodeSysctl(ctx context.Context, key, value string) (string, error) {
-	return e.node.Exec(ctx, "sh", "-c", fmt.Sprintf("echo %s > /proc/sys/%s", value, key))
+	t.Cleanup(restore)
 }
 
 // lookup asks the agent's lookup API on the node.

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -164,20 +163,7 @@ func testBandwidth(ctx context.Context, t *testing.T, e *env) {
 		t.Errorf("Ceil %.0f bit/s, want (budget − used) × 8 / seconds left in the day ≈ %.0f", c1, formula)
 	}
 
-	var note string
-	poll.Until(t, "a BandwidthCapped event on Slice princeton/bw-hog", time.Minute, time.Second, func() error {
-		list := &eventsv1.EventList{}
-		if err := e.k8s.List(ctx, list, client.InNamespace("princeton")); err != nil {
-			return err
-		}
-		for _, ev := range list.Items {
-			if ev.Regarding.Kind == "Slice" && ev.Regarding.Name == "bw-hog" && ev.Reason == bandwidth.ReasonBandwidthCapped {
-				note = ev.Note
-				return nil
-			}
-		}
-		return fmt.Errorf("none among %d events", len(list.Items))
-	})
+	note := e.sliceEvent(ctx, t, "bw-hog", bandwidth.ReasonBandwidthCapped)
 	t.Logf("Event: %s", note)
 	if !strings.Contains(note, "node "+e.node.Name) {
 		t.Errorf("BandwidthCapped note %q, want it to name node %s", note, e.node.Name)

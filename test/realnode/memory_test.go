@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -62,7 +61,11 @@ func testMemory(ctx context.Context, t *testing.T, e *env) {
 	// The hog grows to more than half of that: the machine must have it
 	// free beside what else runs (make test's other packages), or the
 	// host's OOM killer, not the watchdog, would pick a victim.
-	if avail := memAvailable(t); avail < limit/2+1<<30 {
+	m, err := memory.NodeMemInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if avail := m.Available; avail < limit/2+1<<30 {
 		t.Fatalf("The machine has %d MiB available, want %d MiB for the hog and a margin", avail>>20, (limit/2+1<<30)>>20)
 	}
 	failcnt := func() uint64 {
@@ -121,20 +124,7 @@ func testMemory(ctx context.Context, t *testing.T, e *env) {
 	t.Logf("Hog (%d MiB, from %d MiB of pods) reset %s after it ran; pods' peak %d MiB of %d (%.0f%%)",
 		hogMiB, base/mib, time.Since(began).Round(time.Second), peak/mib, limit/mib, 100*float64(peak)/float64(limit))
 
-	var note string
-	poll.Until(t, "a SliverReset event on Slice princeton/hog", time.Minute, time.Second, func() error {
-		list := &eventsv1.EventList{}
-		if err := e.k8s.List(ctx, list, client.InNamespace("princeton")); err != nil {
-			return err
-		}
-		for _, ev := range list.Items {
-			if ev.Regarding.Kind == "Slice" && ev.Regarding.Name == "hog" && ev.Reason == memory.ReasonSliverReset {
-				note = ev.Note
-				return nil
-			}
-		}
-		return fmt.Errorf("none among %d events", len(list.Items))
-	})
+	note := e.sliceEvent(ctx, t, "hog", memory.ReasonSliverReset)
 	t.Logf("Event: %s", note)
 	if !strings.Contains(note, "node "+e.node.Name) || !strings.Contains(note, "memory for pods") || !strings.Contains(note, hog.Name) {
 		t.Errorf("SliverReset note %q, want it to name the node, the pods' memory and the sliver %s", note, hog.Name)
@@ -192,23 +182,4 @@ func (e *env) deleteSlices(ctx context.Context, names ...string) {
 	for _, name := range names {
 		_ = e.k8s.Delete(ctx, &planetv1.Slice{ObjectMeta: metav1.ObjectMeta{Namespace: "princeton", Name: name}})
 	}
-}
-
-// memAvailable is the machine's MemAvailable in bytes.
-func memAvailable(t *testing.T) uint64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			var kb uint64
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
-				return kb << 10
-			}
-		}
-	}
-	t.Fatal("No MemAvailable in /proc/meminfo")
-	return 0
 }

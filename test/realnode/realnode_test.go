@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -192,18 +193,13 @@ func testCPU(ctx context.Context, t *testing.T, e *env) {
 // attributed to its slice by the agent pod, and the node's public page on
 // the node's address names the slice.
 func testFlows(ctx context.Context, t *testing.T, e *env) {
-	inet, err := e.node.Internet()
+	inet, err := e.site.ServeInternet()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []string{"tcp-serve", "udp-serve"} {
-		if _, err := inet.Start(mode, e.imgs.WorkloadProgram, mode, "-listen", inet.IP+":9000"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// Each sender opens a new flow every 2 s, and ended flows leave the
 	// node's table (reaching the agent's store) in a second.
-	e.shortConntrackTimeouts(ctx, t, append([]string{"udp_timeout", "udp_timeout_stream"}, closedTCPTimeouts...)...)
+	e.shortConntrackTimeouts(t, append([]string{"nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"}, realnode.ClosedTCPConntrack...)...)
 	since := time.Now()
 	for name, mode := range map[string]string{"talker": "tcp-send", "shouter": "udp-send"} {
 		if err := e.k8s.Create(ctx, e.slice(name, "princeton", 1, []string{mode, "-to", inet.IP + ":9000", "-bytes", "10000", "-every", "2s"})); err != nil {
@@ -446,4 +442,25 @@ func (e *env) firstCPU(t *testing.T) int {
 		t.Fatalf("The node's cpuset %q: %v", b, err)
 	}
 	return cpu
+}
+
+// sliceEvent waits for an event of reason on Slice princeton/slice and
+// returns its note.
+func (e *env) sliceEvent(ctx context.Context, t *testing.T, slice, reason string) string {
+	t.Helper()
+	var note string
+	poll.Until(t, "a "+reason+" event on Slice princeton/"+slice, time.Minute, time.Second, func() error {
+		list := &eventsv1.EventList{}
+		if err := e.k8s.List(ctx, list, client.InNamespace("princeton")); err != nil {
+			return err
+		}
+		for _, ev := range list.Items {
+			if ev.Regarding.Kind == "Slice" && ev.Regarding.Name == slice && ev.Reason == reason {
+				note = ev.Note
+				return nil
+			}
+		}
+		return fmt.Errorf("none among %d events", len(list.Items))
+	})
+	return note
 }

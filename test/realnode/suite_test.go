@@ -55,6 +55,7 @@ type env struct {
 	bin   string
 	chart string
 	imgs  realnode.Images
+	site  *realnode.Site
 }
 
 // extraValues are the release's values besides realnode.ChartValues: the
@@ -97,7 +98,7 @@ func setUp(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{c: c, node: site.Node, k8s: k8s, bin: bin, chart: filepath.Join(c.RepoRoot(), "charts", "planetkube"), imgs: site.Images}
+	e := &env{c: c, node: site.Node, k8s: k8s, bin: bin, chart: filepath.Join(c.RepoRoot(), "charts", "planetkube"), imgs: site.Images, site: site}
 	t.Logf("Images, real node and helm install --wait in %s", time.Since(began).Round(time.Millisecond))
 	e.applySite(ctx, t)
 	return e

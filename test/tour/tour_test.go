@@ -175,11 +175,8 @@ func TestReadmeTourIsWhatMakeRunShows(t *testing.T) {
 	// The flow of the README's tcp-send ends at once (the node forgets
 	// closed connections in a second, not conntrack's 2 minutes): the
 	// agent records it when it ends, or within its minute's dump.
-	for _, name := range []string{"time_wait", "close", "close_wait", "fin_wait", "last_ack"} {
-		key := "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_" + name
-		if _, err := site.Node.Exec(ctx, "sh", "-c", "echo 1 > "+key); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := site.Node.ShortenConntrack(realnode.ClosedTCPConntrack...); err != nil {
+		t.Fatal(err)
 	}
 	checkRealNodeCommands(ctx, t, root, bin, c.Kubeconfig)
 }

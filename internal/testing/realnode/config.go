@@ -2,8 +2,9 @@ package realnode
 
 import (
 	"fmt"
-	"os"
 	"strings"
+
+	"github.com/planetkube/planetkube/internal/agent/memory"
 )
 
 // containerdConfig is containerd 2's configuration for one node: its own
@@ -92,19 +93,11 @@ func systemReserved(memTotal uint64) string {
 
 // memTotal is the machine's MemTotal in bytes, 0 when unknown.
 func memTotal() uint64 {
-	b, err := os.ReadFile("/proc/meminfo")
+	m, err := memory.NodeMemInfo()
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			var kb uint64
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
+	return m.Total
 }
 
 // kubeletConfig is the KubeletConfiguration of one node: cgroup v1 allowed

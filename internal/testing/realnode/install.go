@@ -46,6 +46,8 @@ type Site struct {
 	Nodes  *Nodes
 	Node   *Node
 	Images Images
+
+	internet *Internet // once ServeInternet made it
 }
 
 // SiteOptions: Values are extra helm flags; Log receives progress.
@@ -110,8 +112,12 @@ func Helm(ctx context.Context, c *emulator.Cluster, args ...string) (string, err
 }
 
 // ServeInternet makes the site node's internet namespace and starts its TCP
-// and UDP servers on port 9000, as make run does for the README's tour.
+// and UDP servers on port 9000 (logs tcp-serve and udp-serve), as make run
+// does for the README's tour; once, later calls return the same.
 func (s *Site) ServeInternet() (*Internet, error) {
+	if s.internet != nil {
+		return s.internet, nil
+	}
 	inet, err := s.Node.Internet()
 	if err != nil {
 		return nil, err
@@ -121,5 +127,6 @@ func (s *Site) ServeInternet() (*Internet, error) {
 			return nil, err
 		}
 	}
+	s.internet = inet
 	return inet, nil
 }

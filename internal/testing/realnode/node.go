@@ -161,6 +161,45 @@ func (n *Node) sysctl(key, value string) error {
 	return err
 }
 
+// readSysctl reads a network sysctl of the node's namespace.
+func (n *Node) readSysctl(key string) (string, error) {
+	return run("nsenter", "--net=/var/run/netns/"+n.NetNS, "--", "cat", "/proc/sys/"+strings.ReplaceAll(key, ".", "/"))
+}
+
+// ClosedTCPConntrack are conntrack's timeouts of TCP flows that are closing
+// or over (net.netfilter.<name>): shortened, a closed flow's DESTROY (its
+// final record for the agent) comes in a second, not TIME_WAIT's two minutes.
+var ClosedTCPConntrack = []string{
+	"nf_conntrack_tcp_timeout_time_wait", "nf_conntrack_tcp_timeout_close", "nf_conntrack_tcp_timeout_close_wait",
+	"nf_conntrack_tcp_timeout_fin_wait", "nf_conntrack_tcp_timeout_last_ack",
+}
+
+// ShortenConntrack sets the node's conntrack timeouts names
+// (net.netfilter.<name>) to 1 s, so that flows that ended leave its table,
+// and reach the agent's store, at once; restore puts the old values back.
+func (n *Node) ShortenConntrack(names ...string) (restore func(), err error) {
+	old := map[string]string{}
+	restore = func() {
+		for key, v := range old {
+			_ = n.sysctl(key, v)
+		}
+	}
+	for _, name := range names {
+		key := "net.netfilter." + name
+		v, err := n.readSysctl(key)
+		if err != nil {
+			restore()
+			return nil, err
+		}
+		if err := n.sysctl(key, "1"); err != nil {
+			restore()
+			return nil, err
+		}
+		old[key] = v
+	}
+	return restore, nil
+}
+
 // cgroupHierarchies are the mount points of the host's cgroup hierarchies
 // (v1 controllers, the named systemd one and the unified one).
 func cgroupHierarchies() ([]string, error) {
