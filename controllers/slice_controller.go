@@ -92,6 +92,7 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 			fail = &stepError{reason: planetv1.ReasonSliversFailed, err: retErr}
 		}
 		r.setStatus(slice, id, g, plan, fail)
+		r.noteExpiry(old, slice, g)
 		r.emitTransitionEvent(old, slice)
 		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, old, slice, &old.Status, &slice.Status))
 	}()
