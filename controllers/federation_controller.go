@@ -34,6 +34,7 @@ import (
 	"github.com/planetkube/planetkube/internal/federation/peerclient"
 	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/shortfall"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
@@ -186,11 +187,25 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	// The named peers first; withdrawals still pending fill what room is left.
 	entries = append(entries, pending[:min(len(pending), max(0, planetv1.MaxFederationEntries-len(entries)))]...)
 	slices.SortFunc(entries, byName)
+	stampSince(entries, have, r.Now())
 	slice.Status.Federation = entries
 	if !expired {
 		requeue = soonest(requeue, exp.Sub(r.Now())+time.Second) // withdraw at expiry
 	}
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
+}
+
+// stampSince sets each entry's since: kept from the entry before while its
+// phase stays, now when the phase changed.
+func stampSince(entries []planetv1.SliceFederation, before map[string]planetv1.SliceFederation, now time.Time) {
+	for i := range entries {
+		e := &entries[i]
+		if b, ok := before[e.Authority]; ok && b.Phase == e.Phase && b.Since != nil {
+			e.Since = b.Since
+			continue
+		}
+		e.Since = &metav1.Time{Time: now.UTC().Truncate(time.Second)}
+	}
 }
 
 // issue brings one named peer's ticket up to date in the store: a new one
@@ -303,7 +318,7 @@ func (r *FederationReconciler) deliver(ctx context.Context, full string, e plane
 	}
 	if a.Spec.Push == nil {
 		e.Phase, e.Reason, e.Message = planetv1.FederationIssued, "", "listed in this install's feed for "+peer+" to pull (a peer that pulls does not report its slivers)"
-		e.DesiredSlivers, e.ReadySlivers, e.Slivers = 0, 0, ""
+		e.DesiredSlivers, e.ReadySlivers, e.Slivers, e.Placement = 0, 0, "", nil
 		return e, 0, nil
 	}
 	return r.push(ctx, a, full, e, store.tokens[peer])
@@ -340,7 +355,7 @@ func (r *FederationReconciler) deliverWithdrawal(ctx context.Context, full, peer
 		pushed.Phase = planetv1.FederationWithdrawn
 	}
 	pushed.Message = health.Truncate("withdrawing: "+pushed.Message, 1024)
-	pushed.DesiredSlivers, pushed.ReadySlivers, pushed.Slivers = 0, 0, ""
+	pushed.DesiredSlivers, pushed.ReadySlivers, pushed.Slivers, pushed.Placement = 0, 0, "", nil
 	return pushed, max(after, pushPending), false
 }
 
@@ -383,6 +398,8 @@ func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, 
 	ready := meta.FindStatusCondition(remote.Status.Conditions, planetv1.ConditionReady)
 	e.DesiredSlivers, e.ReadySlivers = remote.Status.DesiredSlivers, remote.Status.ReadySlivers
 	e.Slivers = fmt.Sprintf("%d/%d", e.ReadySlivers, e.DesiredSlivers)
+	// The peer's account of its nodes, bounded whatever it sends.
+	e.Placement = shortfall.Compact(remote.Status.Placement, planetv1.MaxPeerPlacementGroups)
 	switch {
 	case ready == nil || ready.ObservedGeneration != remote.Generation:
 		e.Phase, e.Reason, e.Message = planetv1.FederationPushed, "", fmt.Sprintf("applied at %s as ticket %s/%s, not redeemed yet", a.Name, ns, name)

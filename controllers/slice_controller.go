@@ -83,15 +83,16 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	// Whose the slice is, worked out once for the whole reconcile.
 	id := r.identity(slice)
 	var (
-		g    gate
-		plan sliverplan.Plan
-		fail *stepError
+		g       gate
+		plan    sliverplan.Plan
+		summary *planetv1.PlacementSummary
+		fail    *stepError
 	)
 	defer func() {
 		if retErr != nil && !errorsAs(retErr, &fail) {
 			fail = &stepError{reason: planetv1.ReasonSliversFailed, err: retErr}
 		}
-		r.setStatus(slice, id, g, plan, fail)
+		r.setStatus(slice, id, g, plan, summary, fail)
 		r.noteExpiry(old, slice, g)
 		r.emitTransitionEvent(old, slice)
 		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, old, slice, &old.Status, &slice.Status))
@@ -122,7 +123,7 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if !g.runSlivers {
 		ns = nil
 	}
-	plan, backOff, err := r.syncSlivers(ctx, slice, id, ns)
+	plan, summary, backOff, err := r.syncSlivers(ctx, slice, id, ns, g)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

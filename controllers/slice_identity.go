@@ -11,6 +11,7 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/placement"
+	"github.com/planetkube/planetkube/internal/shortfall"
 	"github.com/planetkube/planetkube/internal/trust"
 )
 
@@ -62,20 +63,42 @@ func (id sliceIdentity) namespace() string {
 }
 
 // trustedNodes keeps the candidate nodes whose site trusts the slice's
-// authority (trust.Trusts: a disabled site trusts no one).
-func (r *SliceReconciler) trustedNodes(ctx context.Context, id sliceIdentity, nodes []placement.Node) ([]placement.Node, error) {
+// authority (trust.Trusts: a disabled site trusts no one). It returns the
+// others that match the slice's selection (req) as refused, with why.
+func (r *SliceReconciler) trustedNodes(ctx context.Context, id sliceIdentity, nodes []placement.Node, req placement.Request) ([]placement.Node, []shortfall.Refusal, error) {
 	sites := &planetv1.SiteList{}
 	if err := r.List(ctx, sites, client.UnsafeDisableDeepCopy); err != nil { // read-only
-		return nil, err
+		return nil, nil, err
 	}
 	f := (trust.Policy{Local: r.Authority, Default: r.DefaultTrust}).NewFilter(sites.Items, id.authority)
+	var refused []shortfall.Refusal
 	out := nodes[:0]
 	for _, n := range nodes {
 		if f.Allows(n.Site) {
 			out = append(out, n)
+			continue
+		}
+		if placement.Matches(&n, req) {
+			reason, msg := refusal(sites.Items, n.Site, id.authority)
+			refused = append(refused, shortfall.Refusal{Node: n.Name, Site: n.Site, Reason: reason, Message: msg})
 		}
 	}
-	return out, nil
+	return out, refused, nil
+}
+
+// refusal says why a site's nodes do not run a slice of authority.
+func refusal(sites []planetv1.Site, site, authority string) (reason, message string) {
+	for i := range sites {
+		if sites[i].Name != site {
+			continue
+		}
+		if sites[i].Spec.State == planetv1.SiteDisabled {
+			return planetv1.ReasonSiteDisabled, "the site is disabled (Site spec.state): its nodes run no slivers"
+		}
+		return planetv1.ReasonNotTrusted, "the site does not trust authority " + authority +
+			" (Site spec.trustedAuthorities; unset, the install's default trust)"
+	}
+	return planetv1.ReasonNotTrusted, "the nodes' site has no Site object here: they run only this install's own slices, not " + authority + "'s"
 }
 
 // trustChanged passes the Site events that change which slices its nodes

@@ -11,10 +11,11 @@ import (
 )
 
 // setStatus writes what the reconcile decided and observed into the slice's
-// status: counts, expiry and the Ready, Expired and Suspended conditions. A
+// status: counts, how the selected nodes stand, expiry and the Ready,
+// Expired and Suspended conditions. A
 // step that failed (fail) shows in Ready; the counts and issues of a
 // reconcile that did not get to its slivers stay as they were.
-func (r *SliceReconciler) setStatus(slice *planetv1.Slice, id sliceIdentity, g gate, obs sliverplan.Plan, fail *stepError) {
+func (r *SliceReconciler) setStatus(slice *planetv1.Slice, id sliceIdentity, g gate, obs sliverplan.Plan, summary *planetv1.PlacementSummary, fail *stepError) {
 	st := &slice.Status
 	st.FullName = id.fullName()
 	st.Namespace = ""
@@ -33,6 +34,7 @@ func (r *SliceReconciler) setStatus(slice *planetv1.Slice, id sliceIdentity, g g
 		st.PendingSlivers = int32(obs.Desired - obs.Ready)
 		st.Slivers = fmt.Sprintf("%d/%d", obs.Ready, obs.Desired)
 		st.NotReady = obs.Issues
+		st.Placement = summary
 	}
 
 	if g.expired {
@@ -88,7 +90,7 @@ func readiness(g gate, obs sliverplan.Plan) (metav1.ConditionStatus, string, str
 	case obs.Pending > 0:
 		msg := fmt.Sprintf("%d of %d slivers ready", obs.Ready, obs.Desired)
 		if obs.NoRoom > 0 {
-			msg += fmt.Sprintf("; %d nodes take no more pods", obs.NoRoom)
+			msg += fmt.Sprintf("; %d nodes have no room for one (status.placement says why)", obs.NoRoom)
 		}
 		return metav1.ConditionFalse, planetv1.ReasonSliversPending, msg
 	}

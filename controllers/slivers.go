@@ -24,6 +24,7 @@ import (
 	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/placement"
+	"github.com/planetkube/planetkube/internal/shortfall"
 	"github.com/planetkube/planetkube/internal/sliverplan"
 )
 
@@ -45,18 +46,19 @@ const (
 
 // syncSlivers creates the missing slivers of the slice in its namespace ns
 // and deletes the ones it must not have; with ns nil (the slice must run no
-// slivers) it deletes them all. It returns the plan it carried out and when
-// to look again (a back-off that ends; 0 for never).
-func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, id sliceIdentity, ns *corev1.Namespace) (sliverplan.Plan, time.Duration, error) {
+// slivers, g says why) it deletes them all. It returns the plan it carried
+// out, how the selected nodes stand, and when to look again (a back-off
+// that ends; 0 for never).
+func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice, id sliceIdentity, ns *corev1.Namespace, g gate) (sliverplan.Plan, *planetv1.PlacementSummary, time.Duration, error) {
 	nsName := id.namespace()
 	if nsName == "" {
-		return sliverplan.Plan{}, 0, nil // not a slice of anyone's: it has no namespace
+		return sliverplan.Plan{}, nil, 0, nil // not a slice of anyone's: it has no namespace
 	}
 	pods := &corev1.PodList{}
 	// The list is read-only: skip the cache's deep copies (a large slice
 	// reconciles often while its slivers start).
 	if err := r.List(ctx, pods, client.InNamespace(nsName), client.MatchingLabels(sliceLabels(slice)), client.UnsafeDisableDeepCopy); err != nil {
-		return sliverplan.Plan{}, 0, err
+		return sliverplan.Plan{}, nil, 0, err
 	}
 	if ns == nil {
 		var live []*corev1.Pod
@@ -65,7 +67,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 				live = append(live, &pods.Items[i])
 			}
 		}
-		return sliverplan.Plan{}, 0, r.deleteSlivers(ctx, slice, live, nil)
+		return sliverplan.Plan{}, r.blockedSummary(slice, g), 0, r.deleteSlivers(ctx, slice, live, nil)
 	}
 
 	key := sliceKey(slice)
@@ -80,11 +82,11 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	}
 	req, err := placementRequest(slice, sliverplan.Existing(slice.Name, slivers))
 	if err != nil {
-		return sliverplan.Plan{}, 0, err
+		return sliverplan.Plan{}, nil, 0, err
 	}
-	nodes, err := r.trustedNodes(ctx, id, r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names))
+	nodes, refused, err := r.trustedNodes(ctx, id, r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names), req)
 	if err != nil {
-		return sliverplan.Plan{}, 0, err
+		return sliverplan.Plan{}, nil, 0, err
 	}
 	res := placement.Place(nodes, req)
 
@@ -95,8 +97,11 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		Slice: slice.Name, TemplateHash: hash, Reserved: reserved, Slivers: slivers, Placement: res,
 		NodeGone: func(n string) bool { _, ok := r.View.Allocatable(n); return !ok },
 		BackOff:  backOff,
-		NoRoom:   func(n string) string { return r.noRoom(slice, n, room, &requeue) },
+		NoRoom: func(n string) (string, string) {
+			return r.noRoom(slice, n, len(rsv.Bound[n]) > 0, room, &requeue)
+		},
 	})
+	summary := shortfall.Summarize(shortfall.Input{Refused: refused, Nodes: nodes, Placement: res, Issues: plan.NodeIssues})
 
 	var missing []*corev1.Pod
 	for _, n := range plan.Create {
@@ -108,7 +113,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		// back before a sliver needs it.
 		keys, _ := authorizedKeys(slice)
 		if err := r.applyKeys(ctx, slice, id, keys); err != nil {
-			return plan, requeue, err
+			return plan, summary, requeue, err
 		}
 	}
 	stale := make([]*corev1.Pod, 0, len(plan.Delete))
@@ -122,7 +127,24 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		r.createSlivers(ctx, slice, missing),
 		r.deleteSlivers(ctx, slice, stale, func(p *corev1.Pod) bool { return now[p] }),
 	)
-	return plan, requeue, err
+	return plan, summary, requeue, err
+}
+
+// blockedSummary is how the selected nodes of a slice that runs no slivers
+// stand: all of them for the reason the gate gives (nil when the slice's
+// selection is invalid).
+func (r *SliceReconciler) blockedSummary(slice *planetv1.Slice, g gate) *planetv1.PlacementSummary {
+	req, err := placementRequest(slice, nil)
+	if err != nil || g.blockReason == "" {
+		return nil
+	}
+	var t shortfall.Tally
+	for _, n := range r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names) {
+		if placement.Matches(&n, req) {
+			t.Add(g.blockReason, n.Name, n.Site, g.blockMessage)
+		}
+	}
+	return t.Summary()
 }
 
 // backOffFailed applies the per-node back-off of failed slivers, as the
@@ -153,14 +175,13 @@ func (r *SliceReconciler) backOffFailed(slice *planetv1.Slice, slivers []sliverp
 	return backOff, requeue
 }
 
-// noRoom says why a node takes no new sliver of the slice now (it takes no
-// more pods), and backs off the next look at it. It records the node's free
+// noRoom says why a node takes no new sliver of the slice now (roomFor),
+// and backs off the next look at such a node. It records the node's free
 // room in room, for the sliver's requests.
-func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, room map[string]clusterview.Free, requeue *time.Duration) string {
-	free, ok := r.View.Free(node, sliceKey(slice))
-	room[node] = free
-	if !ok || free.Pods > 0 {
-		return ""
+func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, bound bool, room map[string]clusterview.Free, requeue *time.Duration) (reason, msg string) {
+	reason, msg, room[node] = r.roomFor(slice, node, bound)
+	if reason == "" {
+		return "", ""
 	}
 	id := backoffKey(slice, node)
 	now := r.Backoff.Clock.Now()
@@ -168,7 +189,24 @@ func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, room map[st
 		r.Backoff.Next(id, now)
 	}
 	*requeue = soonest(*requeue, r.Backoff.Get(id))
-	return fmt.Sprintf("node %s takes no more pods: its other pods use all it allocates", node)
+	return reason, msg
+}
+
+// roomFor says why a node takes no new sliver of the slice now: it takes
+// no more pods (NodeFull), or its free slots are held by resource pools for
+// the slices bound to them and the slice has nothing bound there
+// (NodeReserved); "" when it takes one. It returns the node's free room.
+func (r *SliceReconciler) roomFor(slice *planetv1.Slice, node string, bound bool) (reason, msg string, free clusterview.Free) {
+	free, ok := r.View.Free(node, sliceKey(slice))
+	switch {
+	case !ok:
+	case free.Pods <= 0:
+		reason, msg = planetv1.ReasonNodeFull, fmt.Sprintf("node %s takes no more pods: its other pods use all it allocates", node)
+	case !bound && free.Pods <= free.Held:
+		reason, msg = planetv1.ReasonNodeReserved, fmt.Sprintf(
+			"node %s's %d free pod slots are held by resource pools (planetkube.io/slivers) for the slices bound to them", node, free.Pods)
+	}
+	return reason, msg, free
 }
 
 // backoffKey identifies a slice's sliver on a node in the back-off.

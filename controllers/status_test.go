@@ -75,7 +75,7 @@ func TestSliceStatus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &planetv1.Slice{ObjectMeta: metav1.ObjectMeta{Namespace: "princeton", Name: "codeen", Generation: 4}}
 			id := sliceIdentity{authority: "plc", site: "princeton", name: "codeen"}
-			(&SliceReconciler{}).setStatus(s, id, tc.g, tc.obs, tc.fail)
+			(&SliceReconciler{}).setStatus(s, id, tc.g, tc.obs, nil, tc.fail)
 			got := conditionsOf(s.Status.Conditions)
 			for typ, want := range tc.want {
 				if got[typ] != want {
@@ -111,14 +111,14 @@ func TestSliceStatusKeepsCountsOfAFailedStep(t *testing.T) {
 		{planetv1.ReasonSliversFailed, 2},
 	} {
 		s := &planetv1.Slice{Status: planetv1.SliceStatus{DesiredSlivers: 7, ReadySlivers: 7}}
-		(&SliceReconciler{}).setStatus(s, id, g, sliverplan.Plan{Desired: 2, Ready: 1}, &stepError{reason: tc.reason, err: errors.New("x")})
+		(&SliceReconciler{}).setStatus(s, id, g, sliverplan.Plan{Desired: 2, Ready: 1}, nil, &stepError{reason: tc.reason, err: errors.New("x")})
 		if s.Status.DesiredSlivers != tc.wantDesired {
 			t.Errorf("%s: desiredSlivers %d, want %d", tc.reason, s.Status.DesiredSlivers, tc.wantDesired)
 		}
 	}
 	// The site could not be read: nothing but Ready is known.
 	s := &planetv1.Slice{Status: planetv1.SliceStatus{DesiredSlivers: 7}}
-	(&SliceReconciler{}).setStatus(s, id, gate{}, sliverplan.Plan{}, &stepError{reason: planetv1.ReasonSiteLookupFailed, err: errors.New("x")})
+	(&SliceReconciler{}).setStatus(s, id, gate{}, sliverplan.Plan{}, nil, &stepError{reason: planetv1.ReasonSiteLookupFailed, err: errors.New("x")})
 	if s.Status.ExpiresAt != nil || s.Status.DesiredSlivers != 7 || conditionsOf(s.Status.Conditions)["Ready"] != "False/SiteLookupFailed" {
 		t.Errorf("site lookup failed: %+v", s.Status)
 	}

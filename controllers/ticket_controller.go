@@ -23,6 +23,7 @@ import (
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/shortfall"
 	"github.com/planetkube/planetkube/internal/ticket"
 	"github.com/planetkube/planetkube/internal/trust"
 )
@@ -72,6 +73,8 @@ type redemption struct {
 	redeemed string
 	// desired and ready are the redeemed slice's slivers.
 	desired, ready int32
+	// placement is the redeemed slice's account of its nodes, compacted.
+	placement *planetv1.PlacementSummary
 	// withdrawn is set when the ticket is a withdrawal, redeemed.
 	withdrawn bool
 }
@@ -173,6 +176,7 @@ func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket
 		return err
 	case runs(have, tk.Spec.Token):
 		out.desired, out.ready = have.Status.DesiredSlivers, have.Status.ReadySlivers
+		out.placement = shortfall.Compact(have.Status.Placement, planetv1.MaxPeerPlacementGroups)
 		// This ticket is the one in force: nothing to write.
 		return r.checkJTI(ctx, v, out)
 	case ticket.OrderOf(have).After(v.Order()):
@@ -319,9 +323,9 @@ func (r *TicketReconciler) setStatus(tk *planetv1.Ticket, out *redemption) {
 	if out.reason == "" {
 		st.Redeemed = out.redeemed
 	}
-	st.DesiredSlivers, st.ReadySlivers = 0, 0
+	st.DesiredSlivers, st.ReadySlivers, st.Placement = 0, 0, nil
 	if out.reason == "" && !expired {
-		st.DesiredSlivers, st.ReadySlivers = out.desired, out.ready
+		st.DesiredSlivers, st.ReadySlivers, st.Placement = out.desired, out.ready, out.placement
 	}
 	health.Set(&tk.Status.Conditions, ready, health.TicketRules)
 	if expired {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
@@ -302,6 +303,7 @@ var grantedSliceChanged = predicate.Funcs{
 		o, okO := e.ObjectOld.(*planetv1.Slice)
 		n, okN := e.ObjectNew.(*planetv1.Slice)
 		return okO && okN && n.Annotations[planetv1.AnnotationGrantedBy] != "" &&
-			(o.Status.DesiredSlivers != n.Status.DesiredSlivers || o.Status.ReadySlivers != n.Status.ReadySlivers)
+			(o.Status.DesiredSlivers != n.Status.DesiredSlivers || o.Status.ReadySlivers != n.Status.ReadySlivers ||
+				!equality.Semantic.DeepEqual(o.Status.Placement, n.Status.Placement))
 	},
 }

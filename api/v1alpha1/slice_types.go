@@ -295,6 +295,16 @@ type SliceFederation struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +optional
 	Slivers string `json:"slivers,omitempty"`
+
+	// since is when the phase last changed: how long a peer has been
+	// unreachable, or has refused.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+
+	// placement is the peer's account of its nodes for the slice, as it
+	// reports it (pushed tickets only; at most 6 reasons).
+	// +optional
+	Placement *PlacementSummary `json:"placement,omitempty"`
 }
 
 // MaxFederationEntries bounds SliceStatus.Federation.
@@ -338,6 +348,13 @@ type SliceStatus struct {
 	// +listType=atomic
 	// +optional
 	NotReady []SliverIssue `json:"notReady,omitempty"`
+
+	// placement says how the nodes the slice's selection names at this
+	// install stand: how many run a ready sliver, and why the others do
+	// not, by reason (the site does not trust the slice's authority, is
+	// disabled, the node is not ready, has no room ...).
+	// +optional
+	Placement *PlacementSummary `json:"placement,omitempty"`
 
 	// federation says, for each peer authority of spec.nodes.authorities,
 	// the ticket issued to it and, where it is pushed, what the peer runs.

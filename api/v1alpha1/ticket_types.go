@@ -67,6 +67,11 @@ type TicketStatus struct {
 	// +optional
 	ReadySlivers int32 `json:"readySlivers,omitempty"`
 
+	// placement is the redeemed slice's account of its nodes (at most 6
+	// reasons), for whoever applied the ticket.
+	// +optional
+	Placement *PlacementSummary `json:"placement,omitempty"`
+
 	// observedGeneration is the generation this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`

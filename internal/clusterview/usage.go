@@ -43,6 +43,10 @@ type Free struct {
 	// Pods is how many more pods the node takes (allocatable pods - pods on
 	// it but the slice's own slivers); NoPodLimit when the node does not say.
 	Pods int64
+	// Held is how many of those pods root pools hold (planetkube.io/slivers)
+	// beyond the slivers of other slices that live on their reservations:
+	// slots a fair-share sliver may not take.
+	Held int64
 }
 
 // useOf returns what a pod takes of its node: the larger of the sum of its
@@ -165,12 +169,14 @@ func (v *View) Free(nodeName, slice string) (Free, bool) {
 	if q, ok := alloc[corev1.ResourcePods]; ok {
 		pods = q.Value()
 	}
+	held := reserved.Name(planetv1.ResourceSlivers, resource.DecimalSI).Value()
 	for _, u := range v.onNode[nodeName] {
 		if u.slice == slice || (u.assumed && now.Sub(u.assumedAt) > assumeTTL) {
 			continue
 		}
 		pods--
 		if u.reserved {
+			held--
 			continue
 		}
 		cpu, mem, eph = cpu-u.cpuMilli, mem-u.mem, eph-u.ephem
@@ -182,6 +188,7 @@ func (v *View) Free(nodeName, slice string) (Free, bool) {
 			corev1.ResourceEphemeralStorage: *resource.NewQuantity(max(0, eph), resource.BinarySI),
 		},
 		Pods: max(pods, 0),
+		Held: max(held, 0),
 	}, true
 }
 

@@ -73,5 +73,10 @@ func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	// Cut on a rune boundary: a split rune would be sent as U+FFFD, three
+	// bytes, and could carry the string past the field's MaxLength.
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
 	return s[:n]
 }

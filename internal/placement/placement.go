@@ -81,6 +81,9 @@ type Result struct {
 	// Matching is the number of nodes that match the selection, whatever
 	// their readiness.
 	Matching int
+	// Capped holds the sorted names of the ready, schedulable matching
+	// nodes left out by MaxNodes.
+	Capped []string
 }
 
 // Place returns the nodes that must run a sliver of the slice described by
@@ -127,10 +130,24 @@ func Place(nodes []Node, req Request) Result {
 	kept := existing[:min(len(existing), slots)]
 	slots -= len(kept)
 	res.Run = append(append([]string{}, res.Retained...), kept...)
+	var chosen []string
 	if slots > 0 && len(fresh) > 0 {
-		res.Run = append(res.Run, spread(fresh, siteCounts(nodes, res.Run), slots)...)
+		chosen = spread(fresh, siteCounts(nodes, res.Run), slots)
+		res.Run = append(res.Run, chosen...)
 	}
 	slices.Sort(res.Run)
+	// What the cap left out: existing slivers past it, fresh nodes not
+	// chosen.
+	res.Capped = append(res.Capped, existing[len(kept):]...)
+	if len(chosen) < len(fresh) {
+		picked := toSet(chosen)
+		for _, n := range fresh {
+			if !picked[n.Name] {
+				res.Capped = append(res.Capped, n.Name)
+			}
+		}
+	}
+	slices.Sort(res.Capped)
 	return res
 }
 

@@ -149,7 +149,7 @@ func TestPlace(t *testing.T) {
 		name:  "cap: round-robin across three sites",
 		nodes: threeSites,
 		req:   func(*testing.T) Request { return Request{MaxNodes: 4} },
-		want:  Result{Run: []string{"a1", "a2", "b1", "c1"}, Matching: 6},
+		want:  Result{Run: []string{"a1", "a2", "b1", "c1"}, Matching: 6, Capped: []string{"a3", "b2"}},
 	}, {
 		name:  "cap above the number of nodes",
 		nodes: threeSites,
@@ -159,25 +159,25 @@ func TestPlace(t *testing.T) {
 		name:  "cap: existing slivers kept, new ones go to the emptiest sites",
 		nodes: threeSites,
 		req:   func(*testing.T) Request { return Request{MaxNodes: 4, Existing: set("a3", "b2")} },
-		want:  Result{Run: []string{"a1", "a3", "b2", "c1"}, Matching: 6},
+		want:  Result{Run: []string{"a1", "a3", "b2", "c1"}, Matching: 6, Capped: []string{"a2", "b1"}},
 	}, {
 		name:  "cap lowered below the existing slivers keeps the first by name",
 		nodes: threeSites,
 		req:   func(*testing.T) Request { return Request{MaxNodes: 2, Existing: set("a3", "b2", "c1")} },
-		want:  Result{Run: []string{"a3", "b2"}, Matching: 6},
+		want:  Result{Run: []string{"a3", "b2"}, Matching: 6, Capped: []string{"a1", "a2", "b1", "c1"}},
 	}, {
 		name:  "cap: retained slivers come first",
 		nodes: []Node{node("a1", "a"), notReady(node("b1", "b")), node("c1", "c")},
 		req:   func(*testing.T) Request { return Request{MaxNodes: 2, Existing: set("a1", "b1")} },
 		want: Result{Run: []string{"a1", "b1"}, Retained: []string{"b1"},
-			Issues: []Issue{notReadyIssue("b1")}, Matching: 3},
+			Issues: []Issue{notReadyIssue("b1")}, Matching: 3, Capped: []string{"c1"}},
 	}, {
 		name:  "cap: an existing node stops matching and is replaced at its site",
 		nodes: []Node{node("a1", "a", "x", "no"), node("a2", "a"), node("b1", "b"), node("b2", "b"), node("c1", "c")},
 		req: func(t *testing.T) Request {
 			return Request{Selector: sel(t, "x!=no"), MaxNodes: 3, Existing: set("a1", "b1", "c1")}
 		},
-		want: Result{Run: []string{"a2", "b1", "c1"}, Matching: 4},
+		want: Result{Run: []string{"a2", "b1", "c1"}, Matching: 4, Capped: []string{"b2"}},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -191,7 +191,7 @@ func TestPlace(t *testing.T) {
 
 // normalize makes empty and nil slices compare equal.
 func normalize(r Result) Result {
-	for _, s := range []*[]string{&r.Run, &r.Retained} {
+	for _, s := range []*[]string{&r.Run, &r.Retained, &r.Capped} {
 		if len(*s) == 0 {
 			*s = nil
 		}

@@ -116,8 +116,10 @@ type Input struct {
 	// BackOff maps a node whose failed sliver must stay for now to the time
 	// until the next try.
 	BackOff map[string]time.Duration
-	// NoRoom says why a node takes no new sliver now ("" when it does).
-	NoRoom func(node string) string
+	// NoRoom says why a node takes no new sliver now: a reason
+	// (planetv1.ReasonNodeFull, ReasonNodeReserved) and a message; "" when
+	// it takes one.
+	NoRoom func(node string) (reason, message string)
 }
 
 // Delete is a sliver to delete.
@@ -144,6 +146,10 @@ type Plan struct {
 	// Issues says, for at most planetv1.MaxSliverIssues nodes (by name), why
 	// their sliver is not ready.
 	Issues []planetv1.SliverIssue
+	// NodeIssues is Issues for every node, by name: each matching node that
+	// is not ready or cordoned, and each node of the placement without a
+	// ready current sliver.
+	NodeIssues []planetv1.SliverIssue
 }
 
 // Make computes the plan.
@@ -173,7 +179,7 @@ func Make(in Input) Plan {
 	// What to create: nodes to run with no current sliver, unless a pod
 	// with the wanted name still terminates, or the node has no room.
 	replacing := map[string]bool{} // nodes whose sliver's successor is being made
-	noRoom := map[string]string{}
+	noRoom := map[string]planetv1.SliverIssue{}
 	for _, n := range in.Placement.Run {
 		if have := byNode[n]; retained[n] || (have != nil && isCurrent(have)) {
 			continue
@@ -181,8 +187,8 @@ func Make(in Input) Plan {
 		if present[naming.ReservedSliverName(in.Slice, n, in.Reserved[n])] {
 			continue
 		}
-		if why := in.NoRoom(n); why != "" {
-			noRoom[n] = why
+		if reason, why := in.NoRoom(n); reason != "" {
+			noRoom[n] = planetv1.SliverIssue{Node: n, Reason: reason, Message: truncate(why)}
 			continue
 		}
 		p.Create = append(p.Create, n)
@@ -223,16 +229,17 @@ func Make(in Input) Plan {
 		}
 		p.Pending++
 		switch {
-		case noRoom[n] != "":
+		case noRoom[n].Reason != "":
 			p.NoRoom++
-			p.Issues = append(p.Issues, planetv1.SliverIssue{Node: n, Reason: planetv1.SliverIssueNodeFull, Message: truncate(noRoom[n])})
+			p.Issues = append(p.Issues, noRoom[n])
 		default:
 			p.Issues = append(p.Issues, issue(n, s, current, in.BackOff))
 		}
 	}
 	sort.Slice(p.Issues, func(i, j int) bool { return p.Issues[i].Node < p.Issues[j].Node })
+	p.NodeIssues = p.Issues
 	if len(p.Issues) > planetv1.MaxSliverIssues {
-		p.Issues = p.Issues[:planetv1.MaxSliverIssues]
+		p.Issues = p.Issues[:planetv1.MaxSliverIssues:planetv1.MaxSliverIssues]
 	}
 	return p
 }

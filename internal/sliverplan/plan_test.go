@@ -134,7 +134,12 @@ func TestMake(t *testing.T) {
 				Placement: placement.Result{Run: tt.run, Retained: tt.retained, Issues: issues, Matching: len(tt.run)},
 				NodeGone:  func(n string) bool { return slices.Contains(tt.gone, n) },
 				BackOff:   tt.backOff,
-				NoRoom:    func(n string) string { return tt.noRoom[n] },
+				NoRoom: func(n string) (string, string) {
+					if tt.noRoom[n] == "" {
+						return "", ""
+					}
+					return planetv1.SliverIssueNodeFull, tt.noRoom[n]
+				},
 			})
 			if !slices.Equal(p.Create, tt.create) {
 				t.Errorf("Create = %v, want %v", p.Create, tt.create)
@@ -176,7 +181,7 @@ func TestBackOffMessageSaysWhen(t *testing.T) {
 	p := Make(Input{
 		Slice: "s", TemplateHash: tmpl, Slivers: []Sliver{sliver("n1", failed("OutOfcpu"))},
 		Placement: placement.Result{Run: []string{"n1"}}, NodeGone: func(string) bool { return false },
-		BackOff: map[string]time.Duration{"n1": 8 * time.Second}, NoRoom: func(string) string { return "" },
+		BackOff: map[string]time.Duration{"n1": 8 * time.Second}, NoRoom: func(string) (string, string) { return "", "" },
 	})
 	if len(p.Issues) != 1 || p.Issues[0].Message != "Node didn't have enough resource: cpu (the sliver failed; a new one is tried in 8s)" {
 		t.Errorf("issues = %+v", p.Issues)
@@ -189,8 +194,12 @@ func TestIssuesBounded(t *testing.T) {
 		run = append(run, "n"+string(rune('a'+i/26))+string(rune('a'+i%26)))
 	}
 	p := Make(Input{Slice: "s", TemplateHash: tmpl, Placement: placement.Result{Run: run},
-		NodeGone: func(string) bool { return false }, NoRoom: func(string) string { return "" }})
+		NodeGone: func(string) bool { return false }, NoRoom: func(string) (string, string) { return "", "" }})
 	if len(p.Issues) != planetv1.MaxSliverIssues || p.Issues[0].Node != "naa" || len(p.Create) != 50 {
 		t.Errorf("issues %d (first %v), creates %d", len(p.Issues), p.Issues[0], len(p.Create))
+	}
+	// Every node's issue is still there for the placement summary.
+	if len(p.NodeIssues) != 50 || cap(p.Issues) != planetv1.MaxSliverIssues {
+		t.Errorf("node issues %d, issues' capacity %d", len(p.NodeIssues), cap(p.Issues))
 	}
 }

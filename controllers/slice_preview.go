@@ -1,0 +1,103 @@
+package controllers
+
+import (
+	"context"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/federation"
+	"github.com/planetkube/planetkube/internal/placement"
+	"github.com/planetkube/planetkube/internal/shortfall"
+	"github.com/planetkube/planetkube/internal/sliverplan"
+)
+
+// Preview computes what the slice would get if it were applied now: the
+// same decisions as a reconcile (its site's admission, expiry and state,
+// trust, placement, room on each node), with the same reasons, writing
+// nothing (the slice need not exist: a dry run of its creation).
+func (r *SliceReconciler) Preview(ctx context.Context, in *planetv1.Slice) (*shortfall.Preview, error) {
+	slice := in.DeepCopy()
+	if slice.CreationTimestamp.IsZero() {
+		slice.CreationTimestamp = metav1.NewTime(r.Now()) // its default expiry counts from now
+	}
+	id := r.identity(slice)
+	out := &shortfall.Preview{FullName: id.fullName(), Peers: federation.Peers(slice, r.Authority)}
+	g, err := r.gate(ctx, slice, id)
+	if err != nil {
+		return nil, err
+	}
+	total, bySite := shortfall.Tally{}, map[string]*shortfall.Tally{}
+	site := func(name string) *shortfall.Tally {
+		if bySite[name] == nil {
+			bySite[name] = &shortfall.Tally{}
+		}
+		return bySite[name]
+	}
+	running := func(_, s string) { total.Running(); site(s).Running() }
+	notRunning := func(reason, node, s, detail string) {
+		total.Add(reason, node, s, detail)
+		site(s).Add(reason, node, s, detail)
+	}
+	if g.invalidExpiry != "" && g.blockReason == "" {
+		g.block(planetv1.ReasonInvalidExpiry, g.invalidExpiry)
+	}
+	if g.blockReason != "" {
+		out.Blocked, out.BlockMessage = g.blockReason, g.blockMessage
+		req, err := placementRequest(slice, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names) {
+			if placement.Matches(&n, req) {
+				notRunning(g.blockReason, n.Name, n.Site, g.blockMessage)
+			}
+		}
+	} else if err := r.previewPlacement(ctx, slice, id, running, notRunning); err != nil {
+		return nil, err
+	}
+	out.Summary = total.Summary()
+	for name, t := range bySite {
+		out.Sites = append(out.Sites, shortfall.SitePreview{Site: name, Summary: t.Summary()})
+	}
+	sort.Slice(out.Sites, func(i, j int) bool { return out.Sites[i].Site < out.Sites[j].Site })
+	return out, nil
+}
+
+// previewPlacement walks the selected nodes of a slice that would run:
+// placed (keeping the slivers it has), with room for a sliver, or why not.
+func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.Slice, id sliceIdentity,
+	running func(node, site string), notRunning func(reason, node, site, detail string)) error {
+	pods := &corev1.PodList{}
+	if err := r.List(ctx, pods, client.InNamespace(id.namespace()), client.MatchingLabels(sliceLabels(slice)), client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	slivers := make([]sliverplan.Sliver, len(pods.Items))
+	for i := range pods.Items {
+		slivers[i] = sliverplan.SliverOf(&pods.Items[i], annotationTemplateHash, annotationReservedHash)
+	}
+	req, err := placementRequest(slice, sliverplan.Existing(slice.Name, slivers))
+	if err != nil {
+		return err
+	}
+	nodes, refused, err := r.trustedNodes(ctx, id, r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names), req)
+	if err != nil {
+		return err
+	}
+	res := placement.Place(nodes, req)
+	bound := r.View.Reservations(sliceKey(slice)).Bound
+	issues := make([]planetv1.SliverIssue, 0, len(res.Issues))
+	for _, is := range res.Issues {
+		issues = append(issues, planetv1.SliverIssue{Node: is.Node, Reason: is.Reason, Message: is.Message})
+	}
+	for _, n := range res.Run {
+		if reason, msg, _ := r.roomFor(slice, n, len(bound[n]) > 0); reason != "" {
+			issues = append(issues, planetv1.SliverIssue{Node: n, Reason: reason, Message: msg})
+		}
+	}
+	shortfall.Walk(shortfall.Input{Refused: refused, Nodes: nodes, Placement: res, Issues: issues}, running, notRunning)
+	return nil
+}
