@@ -37,7 +37,8 @@ func (r *SliceReconciler) Preview(ctx context.Context, in *planetv1.Slice) (*sho
 		}
 		return bySite[name]
 	}
-	running := func(_, s string) { total.Running(); site(s).Running() }
+	siteOf := map[string]string{}
+	running := func(n, _ string) { total.Running(); site(siteOf[n]).Running() }
 	notRunning := func(reason, node, s, detail string) {
 		total.Add(reason, node, s, detail)
 		site(s).Add(reason, node, s, detail)
@@ -56,7 +57,7 @@ func (r *SliceReconciler) Preview(ctx context.Context, in *planetv1.Slice) (*sho
 				notRunning(g.blockReason, n.Name, n.Site, g.blockMessage)
 			}
 		}
-	} else if err := r.previewPlacement(ctx, slice, id, running, notRunning); err != nil {
+	} else if err := r.previewPlacement(ctx, slice, id, siteOf, running, notRunning); err != nil {
 		return nil, err
 	}
 	out.Summary = total.Summary()
@@ -69,7 +70,8 @@ func (r *SliceReconciler) Preview(ctx context.Context, in *planetv1.Slice) (*sho
 
 // previewPlacement walks the selected nodes of a slice that would run:
 // placed (keeping the slivers it has), with room for a sliver, or why not.
-func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.Slice, id sliceIdentity,
+// It records the site of each node placement chose from in siteOf.
+func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.Slice, id sliceIdentity, siteOf map[string]string,
 	running func(node, site string), notRunning func(reason, node, site, detail string)) error {
 	pods := &corev1.PodList{}
 	if err := r.List(ctx, pods, client.InNamespace(id.namespace()), client.MatchingLabels(sliceLabels(slice)), client.UnsafeDisableDeepCopy); err != nil {
@@ -87,17 +89,26 @@ func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.
 	if err != nil {
 		return err
 	}
+	for _, n := range nodes {
+		siteOf[n.Name] = n.Site
+	}
 	res := placement.Place(nodes, req)
 	bound := r.View.Reservations(sliceKey(slice)).Bound
 	issues := make([]planetv1.SliverIssue, 0, len(res.Issues))
+	retained := map[string]bool{}
 	for _, is := range res.Issues {
 		issues = append(issues, planetv1.SliverIssue{Node: is.Node, Reason: is.Reason, Message: is.Message})
+		retained[is.Node] = true // not ready or cordoned: it keeps what it has
 	}
 	for _, n := range res.Run {
+		if retained[n] {
+			continue
+		}
 		if reason, msg, _ := r.roomFor(slice, n, len(bound[n]) > 0); reason != "" {
 			issues = append(issues, planetv1.SliverIssue{Node: n, Reason: reason, Message: msg})
 		}
 	}
+	sort.Slice(issues, func(i, j int) bool { return issues[i].Node < issues[j].Node })
 	shortfall.Walk(shortfall.Input{Refused: refused, Nodes: nodes, Placement: res, Issues: issues}, running, notRunning)
 	return nil
 }

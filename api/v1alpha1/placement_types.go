@@ -35,8 +35,9 @@ const (
 	MaxPlacementExamples = 3
 	MaxPlacementSites    = 4
 	// MaxPeerPlacementGroups bounds the groups copied from a peer into
-	// SliceFederation and a Ticket's status.
-	MaxPeerPlacementGroups = 6
+	// SliceFederation and a Ticket's status; each keeps one site and one
+	// node as examples, and 256 bytes of message.
+	MaxPeerPlacementGroups = 4
 )
 
 // PlacementSummary says how the nodes a slice's selection names stand:

@@ -302,7 +302,7 @@ type SliceFederation struct {
 	Since *metav1.Time `json:"since,omitempty"`
 
 	// placement is the peer's account of its nodes for the slice, as it
-	// reports it (pushed tickets only; at most 6 reasons).
+	// reports it (pushed tickets only; at most 4 reasons, one example each).
 	// +optional
 	Placement *PlacementSummary `json:"placement,omitempty"`
 }

@@ -67,8 +67,8 @@ type TicketStatus struct {
 	// +optional
 	ReadySlivers int32 `json:"readySlivers,omitempty"`
 
-	// placement is the redeemed slice's account of its nodes (at most 6
-	// reasons), for whoever applied the ticket.
+	// placement is the redeemed slice's account of its nodes (at most 4
+	// reasons, one example each), for whoever applied the ticket.
 	// +optional
 	Placement *PlacementSummary `json:"placement,omitempty"`
 

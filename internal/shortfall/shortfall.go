@@ -13,8 +13,12 @@ import (
 	"github.com/planetkube/planetkube/internal/health"
 )
 
-// maxMessage bounds a group's message (NodeGroup.message).
-const maxMessage = 512
+// maxMessage bounds a group's message (NodeGroup.message); peerMessage a
+// peer's, as Compact keeps it.
+const (
+	maxMessage  = 512
+	peerMessage = 256
+)
 
 // Tally counts a slice's selected nodes: running, or not and why. Add the
 // nodes in name order so that the examples are the first by name. The
@@ -114,8 +118,9 @@ func Fold(gs []planetv1.NodeGroup, max int) []planetv1.NodeGroup {
 }
 
 // Compact returns a copy of s fit for another install's status: at most
-// maxGroups groups (the others folded into OtherReasons), every string and
-// list within the CRD's bounds, no negative count; nil for nil. A peer's
+// maxGroups groups (the others folded into OtherReasons), one site and one
+// node as examples, 256 bytes of message, every string within the CRD's
+// bounds, no negative count; nil for nil. A peer's
 // summary is read through it, so that what a peer sends cannot make the
 // home's status write fail.
 func Compact(s *planetv1.PlacementSummary, maxGroups int) *planetv1.PlacementSummary {
@@ -125,8 +130,8 @@ func Compact(s *planetv1.PlacementSummary, maxGroups int) *planetv1.PlacementSum
 	out := &planetv1.PlacementSummary{Selected: max(0, s.Selected), Running: max(0, s.Running), NotRunning: max(0, s.NotRunning)}
 	for _, g := range s.Groups {
 		out.Groups = append(out.Groups, planetv1.NodeGroup{
-			Reason: health.Truncate(g.Reason, 128), Count: max(0, g.Count), Message: health.Truncate(g.Message, maxMessage),
-			Sites: bounded(g.Sites, planetv1.MaxPlacementSites, 63), Nodes: bounded(g.Nodes, planetv1.MaxPlacementExamples, 253),
+			Reason: health.Truncate(g.Reason, 128), Count: max(0, g.Count), Message: health.Truncate(g.Message, peerMessage),
+			Sites: bounded(g.Sites, 1, 63), Nodes: bounded(g.Nodes, 1, 253),
 		})
 	}
 	sortGroups(out.Groups)

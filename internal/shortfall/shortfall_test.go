@@ -87,7 +87,8 @@ func TestCompact(t *testing.T) {
 		s.Groups = append(s.Groups, planetv1.NodeGroup{Reason: fmt.Sprintf("R%d", i), Count: 2})
 	}
 	got := Compact(s, planetv1.MaxPeerPlacementGroups)
-	if len(got.Groups) != planetv1.MaxPeerPlacementGroups || got.Groups[5].Reason != planetv1.ReasonOtherReasons || got.Groups[5].Count != 10 {
+	last := planetv1.MaxPeerPlacementGroups - 1
+	if len(got.Groups) != planetv1.MaxPeerPlacementGroups || got.Groups[last].Reason != planetv1.ReasonOtherReasons || got.Groups[last].Count != 2*int32(10-last) {
 		t.Fatalf("compact: %+v", got.Groups)
 	}
 	if len(s.Groups) != 10 {
@@ -99,8 +100,8 @@ func TestCompact(t *testing.T) {
 		Nodes: []string{strings.Repeat("n", 999), "b", "c", "d", "e"}, Sites: []string{"a", "b", "c", "d", "e", strings.Repeat("s", 99)},
 	}}}
 	g := Compact(huge, 6)
-	if g.Selected != 0 || len(g.Groups[0].Reason) != 128 || g.Groups[0].Count != 0 || len(g.Groups[0].Message) != maxMessage ||
-		len(g.Groups[0].Nodes) != 3 || len(g.Groups[0].Nodes[0]) != 253 || len(g.Groups[0].Sites) != 4 {
+	if g.Selected != 0 || len(g.Groups[0].Reason) != 128 || g.Groups[0].Count != 0 || len(g.Groups[0].Message) != peerMessage ||
+		len(g.Groups[0].Nodes) != 1 || len(g.Groups[0].Nodes[0]) != 253 || len(g.Groups[0].Sites) != 1 {
 		t.Errorf("compact of a huge summary: %+v", g)
 	}
 	if Compact(nil, 6) != nil {

@@ -41,28 +41,45 @@ func Summarize(in Input) *planetv1.PlacementSummary {
 }
 
 // Walk calls running for each node of the summary that runs a ready
-// sliver, and notRunning for each of the others with its reason and why, as
-// Summarize counts them.
+// sliver (without its site), and notRunning for each of the others with its
+// site, reason and why, as Summarize counts them. Issues and
+// Placement.Run must be sorted by node name, as sliverplan and placement
+// give them.
 func Walk(in Input, running func(node, site string), notRunning func(reason, node, site, detail string)) {
-	site := make(map[string]string, len(in.Nodes))
-	for i := range in.Nodes {
-		site[in.Nodes[i].Name] = in.Nodes[i].Site
-	}
-	withIssue := make(map[string]bool, len(in.Issues))
+	site := make(map[string]string, len(in.Issues)+len(in.Placement.Capped))
 	for _, is := range in.Issues {
-		withIssue[is.Node] = true
+		site[is.Node] = ""
+	}
+	for _, n := range in.Placement.Capped {
+		site[n] = ""
+	}
+	for i := range in.Nodes {
+		if _, ok := site[in.Nodes[i].Name]; ok {
+			site[in.Nodes[i].Name] = in.Nodes[i].Site
+		}
+	}
+	for _, is := range in.Issues {
 		reason, detail := is.Reason, is.Message
 		if strings.HasPrefix(reason, "OutOf") {
 			reason, detail = planetv1.ReasonNodeFull, "the kubelet refused the sliver ("+is.Reason+"): "+is.Message
+		}
+		if detail == "" {
+			detail = is.Reason
 		}
 		if !strings.HasPrefix(detail, "node ") {
 			detail = "node " + is.Node + ": " + detail
 		}
 		notRunning(reason, is.Node, site[is.Node], detail)
 	}
+	// Both lists are sorted by name: the nodes of the placement without an
+	// issue run.
+	issues := in.Issues
 	for _, n := range in.Placement.Run {
-		if !withIssue[n] {
-			running(n, site[n])
+		for len(issues) > 0 && issues[0].Node < n {
+			issues = issues[1:]
+		}
+		if len(issues) == 0 || issues[0].Node != n {
+			running(n, "")
 		}
 	}
 	for _, n := range in.Placement.Capped {
