@@ -5,6 +5,7 @@
 //	planetkube archiver [flags]     the flow archive: every node's sealed segments, kept past the nodes' retention
 //	planetkube ticket issue|inspect sign a ticket; print one's claims and whether it verifies
 //	planetkube authority keygen|delegate  make an authority key; delegate to a child authority
+//	planetkube slice renew|plan     renew a slice (at most 8 weeks ahead); what a slice would get
 //
 // Every subcommand prints its usage with --help and exits 0.
 package main
@@ -17,6 +18,7 @@ import (
 	"github.com/planetkube/planetkube/internal/archiver"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/manager"
+	"github.com/planetkube/planetkube/internal/slicecmd"
 	"github.com/planetkube/planetkube/internal/ticketcmd"
 )
 
@@ -28,6 +30,7 @@ Commands:
   archiver     the flow archive: downloads every node's sealed flow segments (a StatefulSet)
   ticket       issue | inspect: sign a ticket; print one's claims and whether it verifies
   authority    keygen | delegate: make an authority key; delegate to a child authority
+  slice        renew | plan: renew a slice, at most 8 weeks ahead; say what a slice would get (a dry run)
 
 Run "planetkube <command> --help" for a command's flags.
 `
@@ -53,6 +56,8 @@ func main() {
 		err = ticketcmd.Ticket(args, ticketcmd.StdIO())
 	case "authority":
 		err = ticketcmd.Authority(args, ticketcmd.StdIO())
+	case "slice":
+		err = slicecmd.Slice(args, slicecmd.StdIO())
 	case "help":
 		fmt.Print(usage)
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,6 +56,17 @@ type SliceReconciler struct {
 	Workers int
 	// Now returns the current time; tests may set it.
 	Now func() time.Time
+
+	// notices remembers, per slice UID, the expiry notice last sent as an
+	// event (a sentNotice). A reconcile compares the condition with the
+	// slice it read from the cache, which may not have the previous
+	// reconcile's status write yet: without this, a slice reconciled twice
+	// in a row as it enters its last week (created, then its namespace
+	// made) would be told twice. An entry goes when its slice leaves its
+	// last week and day, or, once its expiry has passed, when another
+	// notice is sent (a slice deleted in its last week is not reconciled
+	// again).
+	notices sync.Map
 }
 
 // +kubebuilder:rbac:groups=planetkube.io,resources=slices,verbs=get;list;watch;update;patch

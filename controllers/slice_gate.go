@@ -27,6 +27,9 @@ type gate struct {
 	expired       bool
 	suspended     bool
 	requeueAfter  time.Duration
+
+	// notice is how near the expiry in force is (expiry.Notice).
+	notice expiry.Stage
 }
 
 // block stops the slice's slivers for a reason.
@@ -54,6 +57,14 @@ func (r *SliceReconciler) gate(ctx context.Context, slice *planetv1.Slice, id sl
 	if d.RequeueAfter > 0 {
 		// Wake just after the expiry, not just before it.
 		g.requeueAfter = d.RequeueAfter + time.Second
+	}
+	// Wake just after the slice enters its last week and its last day,
+	// to tell its PI (noteExpiry); a suspended slice gets no notice, and
+	// its resumption (a spec change) wakes it.
+	var next time.Duration
+	g.notice, next = expiry.Notice(d.ExpiresAt, now)
+	if next > 0 && !g.suspended {
+		g.requeueAfter = soonest(g.requeueAfter, next+time.Second)
 	}
 
 	if id.foreign {

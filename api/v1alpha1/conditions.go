@@ -28,6 +28,12 @@ const (
 	// ConditionStalled is True when an object cannot progress until
 	// someone changes something (kstatus: Failed); it is absent otherwise.
 	ConditionStalled = "Stalled"
+	// ConditionExpiresSoon is True when a Slice is in its last week
+	// (reason LastWeek) or last day (LastDay) before its expiry; False
+	// otherwise (NotExpiringSoon, or Expired, Suspended: nothing runs that
+	// the expiry would stop). It is a notice only: kstatus, Flux and the
+	// chart's Argo CD health script do not read it, and Ready is unchanged.
+	ConditionExpiresSoon = "ExpiresSoon"
 )
 
 // Reasons shared by several kinds.
@@ -52,6 +58,13 @@ const (
 	ReasonNotExpired     = "NotExpired"
 	ReasonSuspended      = "Suspended"
 	ReasonActive         = "Active"
+	// ReasonLastWeek and ReasonLastDay: the slice expires within a week, a
+	// day (ExpiresSoon=True); also the Warning events that say so once,
+	// when the slice enters that stage. ReasonNotExpiringSoon: more than a
+	// week is left.
+	ReasonLastWeek        = "LastWeek"
+	ReasonLastDay         = "LastDay"
+	ReasonNotExpiringSoon = "NotExpiringSoon"
 	// ReasonSiteLookupFailed, ReasonNamespaceFailed, ReasonAccessFailed
 	// and ReasonSliversFailed say which step of a reconcile failed; the
 	// message carries the error, and the reconcile is retried.

@@ -95,6 +95,11 @@ type SiteStatus struct {
 	// +optional
 	Slices int32 `json:"slices"`
 
+	// contribution is what the site's nodes give: slivers hosted, CPU
+	// time given, to other sites' slices too, as their agents report it.
+	// +optional
+	Contribution *SiteContribution `json:"contribution,omitempty"`
+
 	// observedGeneration is the generation this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`

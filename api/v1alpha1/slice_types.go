@@ -356,6 +356,11 @@ type SliceStatus struct {
 	// +optional
 	Placement *PlacementSummary `json:"placement,omitempty"`
 
+	// usage is what the slice's slivers used, summed over this install's
+	// nodes as their agents report it, refreshed every few minutes.
+	// +optional
+	Usage *SliceUsage `json:"usage,omitempty"`
+
 	// federation says, for each peer authority of spec.nodes.authorities,
 	// the ticket issued to it and, where it is pushed, what the peer runs.
 	// The federation controller writes it.

@@ -85,3 +85,85 @@ func Check(requested, now time.Time) string {
 func trunc(t time.Time) time.Time { return t.Truncate(time.Second) }
 
 func format(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// Stage is how near a slice is to its expiry, as its PI is told.
+type Stage int
+
+const (
+	// Later: more than LastWeek ahead.
+	Later Stage = iota
+	// LastWeek: at most a week (LastWeekLeft) left.
+	LastWeek
+	// LastDay: at most a day (LastDayLeft) left.
+	LastDay
+	// Expired: the expiry is reached.
+	Expired
+)
+
+// The notice thresholds: a slice enters its last week with LastWeekLeft
+// left, its last day with LastDayLeft left (PlanetLab mailed the PIs at
+// both).
+const (
+	LastWeekLeft = 7 * 24 * time.Hour
+	LastDayLeft  = 24 * time.Hour
+)
+
+// String names the stage.
+func (s Stage) String() string {
+	switch s {
+	case Later:
+		return "Later"
+	case LastWeek:
+		return "LastWeek"
+	case LastDay:
+		return "LastDay"
+	case Expired:
+		return "Expired"
+	}
+	return fmt.Sprintf("Stage(%d)", int(s))
+}
+
+// Notice says how near expiresAt is at time now, and next, the time until
+// the stage changes (the next threshold, the expiry itself in the last
+// day; 0 once expired). Both times are compared truncated to the second,
+// as Evaluate does, so Notice's Expired is Evaluate's Expired, and a wake-up
+// next after now sees the next stage. A threshold belongs to the stage it
+// starts: exactly 7 days left is LastWeek, exactly 24 hours LastDay,
+// exactly 0 Expired.
+func Notice(expiresAt, now time.Time) (stage Stage, next time.Duration) {
+	left := trunc(expiresAt).Sub(trunc(now))
+	switch {
+	case left <= 0:
+		return Expired, 0
+	case left <= LastDayLeft:
+		return LastDay, left
+	case left <= LastWeekLeft:
+		return LastWeek, left - LastDayLeft
+	}
+	return Later, left - LastWeekLeft
+}
+
+// Humanize says a duration as a person reads it: whole days from 2 days,
+// else whole hours from 2 hours, else minutes, else seconds, each rounded
+// to the nearest ("14 days", "36 hours", "1 minute"). A negative duration
+// is said as its absolute value.
+func Humanize(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	plural := func(n time.Duration, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	switch {
+	case d >= 2*24*time.Hour:
+		return plural((d+12*time.Hour)/(24*time.Hour), "day")
+	case d >= 2*time.Hour:
+		return plural((d+30*time.Minute)/time.Hour, "hour")
+	case d >= 2*time.Minute:
+		return plural((d+30*time.Second)/time.Minute, "minute")
+	}
+	return plural(d.Round(time.Second)/time.Second, "second")
+}

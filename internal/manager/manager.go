@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -25,6 +26,7 @@ import (
 	"github.com/planetkube/planetkube/internal/federation/peerclient"
 	"github.com/planetkube/planetkube/internal/federation/pull"
 	"github.com/planetkube/planetkube/internal/scheme"
+	"github.com/planetkube/planetkube/internal/slicemetrics"
 	"github.com/planetkube/planetkube/internal/trust"
 )
 
@@ -63,7 +65,8 @@ func Main(args []string) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	if err := Setup(mgr, o); err != nil {
+	slices, err := setup(mgr, o)
+	if err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -72,7 +75,7 @@ func Main(args []string) error {
 	ctx := ctrl.SetupSignalHandler()
 	ready := healthz.Ping
 	if o.Webhooks {
-		if ready, err = serveWebhooks(ctx, mgr, o); err != nil {
+		if ready, err = serveWebhooks(ctx, mgr, o, slices); err != nil {
 			return err
 		}
 	}
@@ -108,20 +111,27 @@ func ownSigner(mgr ctrl.Manager, o Options) *authority.SignerSource {
 // Setup registers every PlanetKube controller with the manager, and the
 // shared view of the cluster they read.
 func Setup(mgr ctrl.Manager, o Options) error {
+	_, err := setup(mgr, o)
+	return err
+}
+
+// setup is Setup, returning the Slice controller (the Slice webhook's
+// dry runs ask it what a slice would get).
+func setup(mgr ctrl.Manager, o Options) (*controllers.SliceReconciler, error) {
 	defaultTrust := cli.SplitList(o.DefaultTrust)
 	view := clusterview.New(nil)
 	pods, err := cache.New(mgr.GetConfig(), PodCacheOptions(mgr))
 	if err != nil {
-		return fmt.Errorf("creating the pod cache: %w", err)
+		return nil, fmt.Errorf("creating the pod cache: %w", err)
 	}
 	if err := mgr.Add(pods); err != nil {
-		return err
+		return nil, err
 	}
 	if err := view.Feed(context.Background(), mgr.GetCache(), pods); err != nil {
-		return fmt.Errorf("feeding the cluster view: %w", err)
+		return nil, fmt.Errorf("feeding the cluster view: %w", err)
 	}
 	if err := mgr.Add(view); err != nil {
-		return err
+		return nil, err
 	}
 	if o.SliverBackoff <= 0 {
 		o.SliverBackoff = time.Second
@@ -133,9 +143,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("site-controller"),
 	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the Site controller: %w", err)
+		return nil, fmt.Errorf("setting up the Site controller: %w", err)
 	}
-	if err := (&controllers.SliceReconciler{
+	slices := &controllers.SliceReconciler{
 		Client:        mgr.GetClient(),
 		Recorder:      mgr.GetEventRecorder("slice-controller"),
 		View:          view,
@@ -145,29 +155,34 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		SliverWriters: o.SliverWriters,
 		SharesPerNode: int32(o.SharesPerNode),
 		Workers:       o.SliceWorkers,
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the Slice controller: %w", err)
+	}
+	if err := slices.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the Slice controller: %w", err)
+	}
+	// planetkube_slice_expiry_seconds, read from the cache at each scrape.
+	if err := slicemetrics.Register(metrics.Registry, &slicemetrics.Collector{Reader: mgr.GetCache()}); err != nil {
+		return nil, fmt.Errorf("registering the slice metrics: %w", err)
 	}
 	if err := (&controllers.ResourcePoolReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("resourcepool-controller"),
 		View:     view,
 	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the ResourcePool controller: %w", err)
+		return nil, fmt.Errorf("setting up the ResourcePool controller: %w", err)
 	}
 	if err := mgr.Add(&authority.Bootstrap{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Authority: o.Authority,
 		Namespace: o.Namespace, SecretName: o.AuthorityKeySecret, DisplayName: o.AuthorityDisplayName,
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if o.PeersFile != "" {
 		peers, err := readPeersFile(o.PeersFile, o.Authority)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := mgr.Add(&authority.PeerSync{Client: mgr.GetClient(), Peers: peers}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	signer := ownSigner(mgr, o)
@@ -179,7 +194,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Signer:   signer,
 		Poller:   &pull.Poller{Authority: o.Authority, Signer: signer, Peers: peers, Skew: o.TicketSkew, Timeout: o.FeedTimeout, DefaultTrust: defaultTrust},
 	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the Authority controller: %w", err)
+		return nil, fmt.Errorf("setting up the Authority controller: %w", err)
 	}
 	if err := (&controllers.TicketReconciler{
 		Client:       mgr.GetClient(),
@@ -192,18 +207,18 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Skew:         o.TicketSkew,
 		Workers:      o.TicketWorkers,
 	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the Ticket controller: %w", err)
+		return nil, fmt.Errorf("setting up the Ticket controller: %w", err)
 	}
 	fedSecrets, err := cache.New(mgr.GetConfig(), FederationSecretCacheOptions(mgr, o.Namespace))
 	if err != nil {
-		return fmt.Errorf("creating the federation tickets' cache: %w", err)
+		return nil, fmt.Errorf("creating the federation tickets' cache: %w", err)
 	}
 	// Started on every replica, with the manager's own cache: each serves the feed.
 	if err := mgr.Add(everyReplica{fedSecrets}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := mgr.Add(&controllers.RecordPruner{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Namespace, Skew: o.TicketSkew}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := (&controllers.FederationReconciler{
 		Client:    mgr.GetClient(),
@@ -216,22 +231,22 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Peers:     peers,
 		Workers:   o.SliceWorkers,
 	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the federation controller: %w", err)
+		return nil, fmt.Errorf("setting up the federation controller: %w", err)
 	}
 	if o.FeedAddr != "0" && o.FeedAddr != "" {
 		if o.FeedCertDir == "" {
-			return errors.New("--feed-bind-address needs --feed-cert-dir (the feed is served over HTTPS only)")
+			return nil, errors.New("--feed-bind-address needs --feed-cert-dir (the feed is served over HTTPS only)")
 		}
 		if err := mgr.Add(&feedServer{addr: o.FeedAddr, certDir: o.FeedCertDir, handler: FeedHandler(mgr.GetClient(), fedSecrets, signer, o)}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if o.FlowLookupAddr != "0" && o.FlowLookupAddr != "" {
 		if err := setupFlowLookup(mgr, o); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return slices, nil
 }
 
 // readPeersFile reads and checks --peers-file (at most 256 KiB).

@@ -37,12 +37,13 @@ func defaultCertDir() string {
 // someone else puts there (mode files: cert-manager, which may come after
 // the pod starts). Until then the manager is not ready and the webhooks,
 // failing open, are skipped; the returned check says so.
-func serveWebhooks(ctx context.Context, mgr ctrl.Manager, o Options) (healthz.Checker, error) {
+// previewer answers the Slice webhook's dry runs (nil: no preview).
+func serveWebhooks(ctx context.Context, mgr ctrl.Manager, o Options, previewer admission.Previewer) (healthz.Checker, error) {
 	dir := o.WebhookCertDir
 	if dir == "" {
 		dir = defaultCertDir()
 	}
-	w := &webhookStarter{mgr: mgr, o: o, dir: dir}
+	w := &webhookStarter{mgr: mgr, o: o, dir: dir, previewer: previewer}
 	switch o.WebhookCertMode {
 	case WebhookCertsFiles:
 	case WebhookCertsSelf:
@@ -68,11 +69,12 @@ func serveWebhooks(ctx context.Context, mgr ctrl.Manager, o Options) (healthz.Ch
 // server). An error in doing so stops the manager, so that the pod
 // restarts rather than stay unready.
 type webhookStarter struct {
-	mgr     ctrl.Manager
-	o       Options
-	dir     string
-	certs   <-chan struct{} // mode self: closed when ready; nil: wait for the files
-	started atomic.Pointer[healthz.Checker]
+	mgr       ctrl.Manager
+	o         Options
+	dir       string
+	previewer admission.Previewer
+	certs     <-chan struct{} // mode self: closed when ready; nil: wait for the files
+	started   atomic.Pointer[healthz.Checker]
 }
 
 // NeedLeaderElection: every replica serves the webhooks.
@@ -96,7 +98,7 @@ func (w *webhookStarter) Start(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil // stopping: the manager takes no new runnable
 	}
-	if err := setupWebhooks(w.mgr, w.o); err != nil {
+	if err := setupWebhooks(w.mgr, w.o, w.previewer); err != nil {
 		return err
 	}
 	check := w.mgr.GetWebhookServer().StartedChecker()
@@ -114,8 +116,8 @@ func (w *webhookStarter) check(req *http.Request) error {
 }
 
 // setupWebhooks registers the validating webhooks with the webhook server.
-func setupWebhooks(mgr ctrl.Manager, o Options) error {
-	if err := (&admission.SliceValidator{}).SetupWithManager(mgr); err != nil {
+func setupWebhooks(mgr ctrl.Manager, o Options, previewer admission.Previewer) error {
+	if err := (&admission.SliceValidator{Previewer: previewer}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Slice webhook: %w", err)
 	}
 	if err := (&admission.TicketValidator{Reader: mgr.GetClient(), Authority: o.Authority, Own: ownSigner(mgr, o), DefaultTrust: cli.SplitList(o.DefaultTrust), Skew: o.TicketSkew}).SetupWithManager(mgr); err != nil {

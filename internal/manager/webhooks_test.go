@@ -91,7 +91,7 @@ func TestSelfMadeWebhookCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready, err := serveWebhooks(ctx, mgr, o)
+	ready, err := serveWebhooks(ctx, mgr, o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
