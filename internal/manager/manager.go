@@ -246,6 +246,9 @@ func setup(mgr ctrl.Manager, o Options) (*controllers.SliceReconciler, error) {
 			return nil, err
 		}
 	}
+	if err := setupUsage(mgr, o); err != nil {
+		return nil, err
+	}
 	return slices, nil
 }
 
