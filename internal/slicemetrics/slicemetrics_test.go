@@ -114,7 +114,11 @@ type staticReader struct {
 }
 
 func (r staticReader) List(_ context.Context, l client.ObjectList, _ ...client.ListOption) error {
-	l.(*planetv1.SliceList).Items = []planetv1.Slice{{
+	sl, ok := l.(*planetv1.SliceList)
+	if !ok {
+		return nil // no tickets, no authorities
+	}
+	sl.Items = []planetv1.Slice{{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "princeton", Name: "codeen"},
 		Status:     planetv1.SliceStatus{ExpiresAt: &metav1.Time{Time: r.expiresAt}},
 	}}
@@ -138,5 +142,91 @@ planetkube_slice_expiry_seconds{namespace="princeton",slice="codeen"} 7200
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), ExpiryName); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStatusMetrics reads a real Slice's status: its slivers, its Ready
+// condition with the reason, and its placement summary's reasons.
+func TestStatusMetrics(t *testing.T) {
+	env := testenv.Start(t, filepath.Join("..", ".."))
+	ctx := t.Context()
+	c := env.Client
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "princeton"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := &planetv1.Slice{ObjectMeta: metav1.ObjectMeta{Namespace: "princeton", Name: "codeen"},
+		Spec: planetv1.SliceSpec{Template: planetv1.SliverTemplate{Image: "pause"}}}
+	if err := c.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	s.Status = planetv1.SliceStatus{DesiredSlivers: 9, ReadySlivers: 7,
+		Conditions: []metav1.Condition{{Type: planetv1.ConditionReady, Status: metav1.ConditionFalse, Reason: planetv1.ReasonSliversPending, Message: "7 of 9", LastTransitionTime: metav1.Now()}},
+		Placement: &planetv1.PlacementSummary{Selected: 12, Running: 7, NotRunning: 5, Groups: []planetv1.NodeGroup{
+			{Reason: planetv1.ReasonNotTrusted, Count: 3}, {Reason: "ContainerCreating", Count: 2}}},
+	}
+	if err := c.Status().Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	col := &Collector{Reader: c, Now: func() time.Time { return now }}
+	want := `# HELP planetkube_slice_nodes_not_running The nodes a slice's selection names that run no ready sliver of it, by reason (status.placement: NotTrusted, NodeFull, MaxNodes ...).
+# TYPE planetkube_slice_nodes_not_running gauge
+planetkube_slice_nodes_not_running{namespace="princeton",reason="ContainerCreating",slice="codeen"} 2
+planetkube_slice_nodes_not_running{namespace="princeton",reason="NotTrusted",slice="codeen"} 3
+# HELP planetkube_slice_ready 1 when a slice's Ready condition is True, else 0; reason is the condition's (SliversReady, Suspended, Expired, SiteSliceLimit ...).
+# TYPE planetkube_slice_ready gauge
+planetkube_slice_ready{namespace="princeton",reason="SliversPending",slice="codeen"} 0
+# HELP planetkube_slice_slivers A slice's slivers at this install, by state: desired (the nodes it runs on) and ready.
+# TYPE planetkube_slice_slivers gauge
+planetkube_slice_slivers{namespace="princeton",slice="codeen",state="desired"} 9
+planetkube_slice_slivers{namespace="princeton",slice="codeen",state="ready"} 7
+`
+	if err := testutil.CollectAndCompare(col, strings.NewReader(want), "planetkube_slice_slivers", "planetkube_slice_ready", "planetkube_slice_nodes_not_running"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Federation: tickets by reason, a peer's feed and push health.
+	for i, reason := range []string{planetv1.ReasonRedeemed, planetv1.ReasonRedeemed, "NotTrusted", ""} {
+		tk := &planetv1.Ticket{ObjectMeta: metav1.ObjectMeta{Namespace: "princeton", Name: "t" + string(rune('a'+i))},
+			Spec: planetv1.TicketSpec{Token: "aaaaaaaa.bbbbbbbb.cccccccc"}}
+		if err := c.Create(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		if reason == "" {
+			continue // not looked at yet
+		}
+		tk.Status.Conditions = []metav1.Condition{{Type: planetv1.ConditionReady, Status: metav1.ConditionTrue, Reason: reason, Message: "x", LastTransitionTime: metav1.Now()}}
+		if err := c.Status().Update(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &planetv1.Authority{ObjectMeta: metav1.ObjectMeta{Name: "ple"},
+		Spec: planetv1.AuthoritySpec{Keys: []planetv1.AuthorityKey{{ID: "k1", PublicKey: "Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE="}}}}
+	if err := c.Create(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	a.Status.Conditions = []metav1.Condition{
+		{Type: planetv1.ConditionFeedSynced, Status: metav1.ConditionFalse, Reason: planetv1.ReasonFeedUnreachable, Message: "x", LastTransitionTime: metav1.Now()},
+		{Type: planetv1.ConditionPushReady, Status: metav1.ConditionTrue, Reason: planetv1.ReasonPeerReachable, Message: "x", LastTransitionTime: metav1.Now()},
+	}
+	if err := c.Status().Update(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	want = `# HELP planetkube_authority_feed_synced 1 when a peer authority's feed was read and applied at the last poll, else 0 (reason: FeedUnreachable, NotTrusted ...). Peers that are not polled have no series.
+# TYPE planetkube_authority_feed_synced gauge
+planetkube_authority_feed_synced{authority="ple",reason="FeedUnreachable"} 0
+# HELP planetkube_authority_push_ready 1 when a peer authority's cluster is reachable with its push kubeconfig, else 0. Peers not pushed to have no series.
+# TYPE planetkube_authority_push_ready gauge
+planetkube_authority_push_ready{authority="ple",reason="PeerReachable"} 1
+# HELP planetkube_tickets The Tickets applied here, by their Ready condition's reason (Redeemed, Superseded, Withdrawn, or why refused: NotTrusted, Expired, Replayed ...; Pending before the controller looked).
+# TYPE planetkube_tickets gauge
+planetkube_tickets{reason="NotTrusted"} 1
+planetkube_tickets{reason="Pending"} 1
+planetkube_tickets{reason="Redeemed"} 2
+`
+	if err := testutil.CollectAndCompare(col, strings.NewReader(want), "planetkube_tickets", "planetkube_authority_feed_synced", "planetkube_authority_push_ready"); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := testutil.CollectAndLint(col); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", err, problems)
 	}
 }
