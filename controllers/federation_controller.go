@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -193,6 +194,30 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		requeue = soonest(requeue, exp.Sub(r.Now())+time.Second) // withdraw at expiry
 	}
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
+}
+
+// refusalReason finds the reason a peer's webhook gives for a ticket it
+// refuses: its field error reads `Invalid value: "(token)": NotTrusted: ...`.
+var refusalReason = regexp.MustCompile(`Invalid value: "[^"]*": ([A-Z][A-Za-z]+): `)
+
+// pushRefusal says whether an error applying a ticket at a peer is the
+// peer's refusal (its webhook found the ticket invalid, or the push
+// identity may not apply it), not a failure to reach it, and with which
+// reason: the webhook's (NotTrusted, Expired ...), else Invalid or
+// Forbidden.
+func pushRefusal(err error) (string, bool) {
+	switch {
+	case err == nil:
+		return "", false
+	case apierrors.IsInvalid(err):
+		if m := refusalReason.FindStringSubmatch(err.Error()); m != nil {
+			return m[1], true
+		}
+		return string(metav1.StatusReasonInvalid), true
+	case apierrors.IsForbidden(err):
+		return string(metav1.StatusReasonForbidden), true
+	}
+	return "", false
 }
 
 // stampSince sets each entry's since: kept from the entry before while its
@@ -390,6 +415,14 @@ func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, 
 			Spec: planetv1.TicketSpec{Token: token},
 		}
 		err = pc.Create(ctx, remote)
+	}
+	if reason, refused := pushRefusal(err); refused {
+		// The peer answered: its webhook (or its RBAC) turned the ticket
+		// down. Looked at again in a while, or when the slice changes.
+		e.Phase, e.Reason = planetv1.FederationRefused, reason
+		e.Message = health.Truncate(a.Name+" refused the ticket: "+err.Error(), 1024)
+		e.DesiredSlivers, e.ReadySlivers, e.Slivers, e.Placement = 0, 0, "", nil
+		return e, pushSteady, nil
 	}
 	if err != nil {
 		return unreachable(planetv1.ReasonPeerUnreachable, fmt.Errorf("applying ticket %s/%s at %s: %w", ns, name, a.Name, err))
