@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -39,6 +40,7 @@ import (
 	"github.com/planetkube/planetkube/internal/agent/cpu"
 	"github.com/planetkube/planetkube/internal/agent/memory"
 	"github.com/planetkube/planetkube/internal/agent/memory/policy"
+	agentusage "github.com/planetkube/planetkube/internal/agent/usage"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/flow/archive/archivetls"
 	"github.com/planetkube/planetkube/internal/flow/lookup"
@@ -46,6 +48,7 @@ import (
 	"github.com/planetkube/planetkube/internal/flow/slicedir"
 	"github.com/planetkube/planetkube/internal/flow/store"
 	"github.com/planetkube/planetkube/internal/httpserver"
+	"github.com/planetkube/planetkube/internal/usage"
 )
 
 // Options are the agent's settings, one flag each.
@@ -86,6 +89,7 @@ type Options struct {
 	MemoryResetAt     float64
 	MemoryResetEvery  time.Duration
 	MemoryCheckEvery  time.Duration
+	UsageInterval     time.Duration
 	Bandwidth         BandwidthOptions
 	Export            ExportOptions
 	Operator          lookup.Operator
@@ -120,7 +124,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Retention, "retention", store.DefaultRetention, "How long flows are kept after they end.")
 	fs.Int64Var(&o.MaxBytes, "max-bytes", 0, "Cap on the flow store's size on disk in bytes; 0 means no cap (retention by age only).")
 	fs.DurationVar(&o.SegmentAge, "segment-age", store.DefaultSegmentAge, "How long the store appends to a segment before sealing it (then indexed, and offered to the archiver).")
-	fs.StringVar(&o.ListenAddr, "listen-address", DefaultListenAddr, "Address of the lookup page (/) and JSON API (/api/v1/flows).")
+	fs.StringVar(&o.ListenAddr, "listen-address", DefaultListenAddr, "Address of the lookup page (/) and JSON API (/api/v1/flows), and of the usage report ("+usage.Path+").")
 	fs.StringVar(&o.ArchiveAddr, "archive-listen-address", "0", "Address serving the store's sealed segments to the install's archiver (GET "+segments.ListPath+"), to --archive-readers only; 0 disables it.")
 	fs.StringVar(&o.ArchiveReaders, "archive-readers", segments.DefaultReader, "With --archive-listen-address: the users (ServiceAccounts, comma-separated) whose tokens for audience "+segments.Audience+" may download segments.")
 	fs.StringVar(&o.ArchiveTLSDir, "archive-tls-dir", "", "With --archive-listen-address: serve HTTPS with the certificate and key in this folder ("+archivetls.KeyCert+", "+archivetls.KeyCertPK+": the archiver's Secret "+archivetls.SecretName+", mounted; read again as it is renewed); empty: plain HTTP.")
@@ -138,7 +142,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.CPUWeights, "cpu-weights", false, "Keep each sliver pod's cgroup CPU weight (cpu.shares, or cpu.weight on cgroup v2) at its CPU request's, re-applied every --cpu-weight-interval; needs the host's cgroup tree.")
 	fs.StringVar(&o.CgroupMountinfo, "cgroup-mountinfo", "/proc/self/mountinfo", "With --cpu-weights and no --cgroup-root: the mountinfo file the cpu cgroup hierarchy is found in.")
 	fs.StringVar(&o.KubeletCgroupRoot, "kubelet-cgroup-root", "/", "The kubelet's cgroupRoot (KubeletConfiguration): the folder of every cgroup hierarchy under which it lays out the pods' cgroups (kubepods). A DaemonSet's args may name the node as $(NODE_NAME), which Kubernetes expands.")
-	fs.StringVar(&o.CgroupRoot, "cgroup-root", "", "With --cpu-weights: the host's cgroup folder as mounted into the agent (such as /host/sys/fs/cgroup); the cpu hierarchy is found in it (v2, or v1 at cpu/). Empty: from --cgroup-mountinfo.")
+	fs.StringVar(&o.CgroupRoot, "cgroup-root", "", "The host's cgroup folder as mounted into the agent (such as /host/sys/fs/cgroup): with --cpu-weights the cpu hierarchy is found in it (v2, or v1 at cpu/; empty: from --cgroup-mountinfo); the memory watchdog and the usage report read it too (empty: /sys/fs/cgroup).")
 	fs.DurationVar(&o.CPUWeightEvery, "cpu-weight-interval", cpu.DefaultInterval, "With --cpu-weights: how often the weights are re-applied (the kubelet and systemd rewrite cgroups).")
 	fs.BoolVar(&o.MemoryWatchdog, "memory-watchdog", false, "Watch the node's memory (PlanetLab's pl_mom): warn at --memory-warn-at, and at --memory-reset-at reset the sliver using the most memory (delete its pod, with an event on its Slice); reads the slivers' memory cgroups under --cgroup-root (default /sys/fs/cgroup).")
 	fs.StringVar(&o.MemorySource, "memory-source", string(memory.SourceNode), "With --memory-watchdog: the memory the marks are fractions of: node (/proc/meminfo: the whole machine's) or pods (the working set of the kubelet's kubepods cgroup, under --kubelet-cgroup-root, against its limit: the node's allocatable when the kubelet's enforceNodeAllocatable includes pods).")
@@ -146,6 +150,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.MemoryResetAt, "memory-reset-at", 0.90, "With --memory-watchdog: the fraction of node memory in use that resets the biggest sliver.")
 	fs.DurationVar(&o.MemoryResetEvery, "memory-reset-interval", 5*time.Minute, "With --memory-watchdog: the least time between two resets.")
 	fs.DurationVar(&o.MemoryCheckEvery, "memory-check-interval", 30*time.Second, "With --memory-watchdog: how often the node's memory is read (pl_mom: 30 s).")
+	fs.DurationVar(&o.UsageInterval, "usage-interval", agentusage.DefaultInterval, "How often the slivers' CPU time is read (from their cgroups under --cgroup-root) for the usage report ("+usage.Path+" on --listen-address), which answers from the last reading.")
 	o.Bandwidth.bindFlags(fs)
 	o.Export.bindFlags(fs)
 	o.Operator.BindFlags(fs)
@@ -173,6 +178,9 @@ func (o *Options) Validate() error {
 	}
 	if o.DumpInterval <= 0 || o.PruneInterval <= 0 || o.SegmentAge <= 0 {
 		errs = append(errs, errors.New("--dump-interval, --prune-interval and --segment-age must be positive"))
+	}
+	if o.UsageInterval < 0 {
+		errs = append(errs, fmt.Errorf("--usage-interval must not be negative, got %v", o.UsageInterval))
 	}
 	if _, err := o.unlimited(); err != nil {
 		errs = append(errs, err)
@@ -240,6 +248,7 @@ func Main(args []string) error {
 // it returns (or before the process is killed) are kept.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	log := ctrl.Log.WithName("node-agent")
+	since := time.Now()
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -273,12 +282,16 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	use, err := usageCollector(ctx, mgr, o, since, tracker.sliceOf)
+	if err != nil {
+		return err
+	}
 	m, capMetrics := processMetrics(flows)
 	exporter, err := o.Export.exporter()
 	if err != nil {
 		return err
 	}
-	pipe := &pipeline{store: flows, history: tracker.History, metrics: m, log: log}
+	pipe := &pipeline{store: flows, history: tracker.History, metrics: m, log: log, recorded: use.CountFlows}
 	if exporter != nil {
 		pipe.export = exporter.Export
 		if err := mgr.Add(exporter); err != nil {
@@ -297,7 +310,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		MaxResults: o.MaxResults, RatePerSecond: o.RatePerSecond, Burst: o.Burst, NodeName: o.NodeName, Unlimited: unlimited,
 		Operator: o.Operator, Retention: o.Retention, Oldest: func() time.Time { return flows.Stats().Oldest },
 	})
-	if err := mgr.Add(&httpserver.Server{Addr: o.ListenAddr, Handler: handler}); err != nil {
+	// The usage report on the API port only: the public page is for
+	// strangers asking about traffic.
+	if err := mgr.Add(&httpserver.Server{Addr: o.ListenAddr, Handler: withUsage(use, handler)}); err != nil {
 		return err
 	}
 	if o.PublicAddr != "" {
@@ -326,13 +341,18 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 	}
 	if o.Bandwidth.Enabled {
-		if err := addBandwidth(mgr, o, tracker.sliceOf); err != nil {
+		loop, err := addBandwidth(mgr, o, tracker.sliceOf)
+		if err != nil {
 			return err
 		}
+		use.Bandwidth = loop.Today
 	} else if removed, err := bandwidth.RemoveLeftovers(o.NetNS, o.Bandwidth.Uplink); err != nil {
 		log.Error(err, "Removing the bandwidth shaping an earlier agent left")
 	} else if removed {
 		log.Info("Removed the bandwidth shaping an earlier agent left: --bandwidth is off")
+	}
+	if err := mgr.Add(use); err != nil {
+		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
@@ -358,6 +378,13 @@ func cacheOptions(node string) cache.Options {
 // watchPods feeds the tracker from the Pod informer; the returned function
 // says when the informer's first list has been delivered.
 func watchPods(ctx context.Context, c cache.Cache, t *PodTracker) (func() bool, error) {
+	return onPods(ctx, c, t.Update, t.Delete)
+}
+
+// onPods hands the Pod informer's pods to update (added or changed) and
+// remove (deleted); the returned function says when the informer's first
+// list has been delivered.
+func onPods(ctx context.Context, c cache.Cache, update, remove func(*corev1.Pod)) (func() bool, error) {
 	inf, err := c.GetInformer(ctx, &corev1.Pod{})
 	if err != nil {
 		return nil, fmt.Errorf("getting the Pod informer: %w", err)
@@ -365,12 +392,12 @@ func watchPods(ctx context.Context, c cache.Cache, t *PodTracker) (func() bool, 
 	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if p, ok := obj.(*corev1.Pod); ok {
-				t.Update(p)
+				update(p)
 			}
 		},
 		UpdateFunc: func(_, obj any) {
 			if p, ok := obj.(*corev1.Pod); ok {
-				t.Update(p)
+				update(p)
 			}
 		},
 		DeleteFunc: func(obj any) {
@@ -378,7 +405,7 @@ func watchPods(ctx context.Context, c cache.Cache, t *PodTracker) (func() bool, 
 				obj = d.Obj
 			}
 			if p, ok := obj.(*corev1.Pod); ok {
-				t.Delete(p)
+				remove(p)
 			}
 		},
 	})
@@ -409,13 +436,52 @@ func addCPUWeights(mgr ctrl.Manager, o Options) error {
 	return mgr.Add(&cpu.Loop{Enforcer: &cpu.Enforcer{Hierarchy: h}, Pods: sliverPods(mgr), Interval: o.CPUWeightEvery, Metrics: m})
 }
 
+// hostCgroupRoot is the host's cgroup folder: --cgroup-root, or
+// /sys/fs/cgroup.
+func (o *Options) hostCgroupRoot() string {
+	if o.CgroupRoot == "" {
+		return "/sys/fs/cgroup"
+	}
+	return o.CgroupRoot
+}
+
+// usageCollector makes the collector of the usage report, fed by the Pod
+// informer (sliceOf names a pod's slice as flows are attributed); Run adds
+// it to the manager. Without a cgroup hierarchy to read CPU time in, the
+// report has none.
+func usageCollector(ctx context.Context, mgr ctrl.Manager, o Options, since time.Time, sliceOf func(*corev1.Pod) string) (*agentusage.Collector, error) {
+	log := ctrl.Log.WithName("node-agent")
+	h, err := agentusage.DetectAt(o.hostCgroupRoot())
+	if err != nil {
+		log.Error(err, "Reporting usage without CPU time")
+	} else {
+		h.Root = filepath.Join(h.Root, o.KubeletCgroupRoot)
+		log.Info("Reporting usage", "hierarchy", h.Root, "v2", h.V2, "every", o.UsageInterval)
+	}
+	c := agentusage.NewCollector(o.NodeName, h, since)
+	c.Interval = o.UsageInterval
+	_, err = onPods(ctx, mgr.GetCache(), func(pod *corev1.Pod) {
+		if s, ok := agentusage.SliverOf(pod, sliceOf(pod)); ok {
+			c.Update(s)
+		}
+	}, func(pod *corev1.Pod) { c.Delete(string(pod.UID)) })
+	return c, err
+}
+
+// withUsage serves the usage report at usage.Path and the rest with next.
+func withUsage(report, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == usage.Path {
+			report.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // addMemoryWatchdog adds the memory watchdog (pl_mom).
 func addMemoryWatchdog(mgr ctrl.Manager, o Options) error {
-	root := o.CgroupRoot
-	if root == "" {
-		root = "/sys/fs/cgroup"
-	}
-	h, err := memory.DetectAt(root)
+	h, err := memory.DetectAt(o.hostCgroupRoot())
 	if err != nil {
 		return fmt.Errorf("--memory-watchdog: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -79,23 +80,23 @@ func (b *BandwidthOptions) policy() budget.Config {
 	}
 }
 
-// addBandwidth sets up the uplink's shaping and adds its loop; sliceOf
-// names a pod's slice as flows are attributed.
-func addBandwidth(mgr ctrl.Manager, o Options, sliceOf func(*corev1.Pod) string) error {
+// addBandwidth sets up the uplink's shaping and adds its loop, which it
+// returns; sliceOf names a pod's slice as flows are attributed.
+func addBandwidth(mgr ctrl.Manager, o Options, sliceOf func(*corev1.Pod) string) (*bandwidth.Loop, error) {
 	b := o.Bandwidth
 	exempt, _ := b.exempt() // validated
 	uplink := b.Uplink
 	if uplink == "" {
 		var err error
 		if uplink, err = bandwidth.DefaultUplink(o.NetNS); err != nil {
-			return fmt.Errorf("--bandwidth: %w", err)
+			return nil, fmt.Errorf("--bandwidth: %w", err)
 		}
 	}
 	shaper, err := bandwidth.New(bandwidth.Config{
 		Link: uplink, NetNS: o.NetNS, NodeCap: b.NodeCap, MinRate: b.MinRate, Exempt: exempt, ExemptCap: b.ExemptCap,
 	})
 	if err != nil {
-		return fmt.Errorf("--bandwidth: %w", err)
+		return nil, fmt.Errorf("--bandwidth: %w", err)
 	}
 	path := b.Ledger
 	if path == "" {
@@ -104,16 +105,28 @@ func addBandwidth(mgr ctrl.Manager, o Options, sliceOf func(*corev1.Pod) string)
 	ledger, err := budget.Load(path)
 	if err != nil {
 		shaper.Close()
-		return fmt.Errorf("--bandwidth: %w", err)
+		return nil, fmt.Errorf("--bandwidth: %w", err)
 	}
-	m := bandwidth.NewMetrics()
-	metrics.Registry.MustRegister(m.Collectors()...)
+	m := bandwidthMetrics()
 	ctrl.Log.WithName("node-agent").Info("Shaping slice bandwidth", "uplink", uplink, "nodeCap", b.NodeCap, "exempt", len(exempt), "ledger", path)
-	return mgr.Add(&bandwidth.Loop{
+	loop := &bandwidth.Loop{
 		Shaper: shaper, Ledger: ledger, LedgerPath: path, Policy: b.policy(), Node: o.NodeName,
 		Slivers: bandwidthSlivers(mgr, sliceOf), Recorder: mgr.GetEventRecorder("planetkube-node-agent"), Metrics: m, Interval: b.Interval,
-	})
+	}
+	if err := mgr.Add(loop); err != nil {
+		return nil, err
+	}
+	return loop, nil
 }
+
+// bandwidthMetrics returns the bandwidth loop's metrics, registered once
+// per process in controller-runtime's registry (so that Run may run again in
+// one process, as the tests do).
+var bandwidthMetrics = sync.OnceValue(func() bandwidth.Metrics {
+	m := bandwidth.NewMetrics()
+	metrics.Registry.MustRegister(m.Collectors()...)
+	return m
+})
 
 // bandwidthSlivers lists the node's running slivers with their slice's
 // share and addresses.

@@ -31,6 +31,9 @@ type pipeline struct {
 	// export, if set, is handed every committed batch (the IPFIX
 	// exporter's queue: it never blocks).
 	export func([]flow.Record)
+	// recorded, if set, is handed every committed batch too, to count
+	// (the usage report's flows per slice; it never blocks).
+	recorded func([]flow.Record)
 }
 
 // emit is the capture's sink: it attributes a batch and commits it.
@@ -49,6 +52,9 @@ func (p *pipeline) emit(recs []flow.Record) {
 	}
 	p.metrics.stored.WithLabelValues("slice").Add(float64(attributed))
 	p.metrics.stored.WithLabelValues("node").Add(float64(len(recs) - attributed))
+	if p.recorded != nil {
+		p.recorded(recs)
+	}
 	if p.export != nil {
 		p.export(recs)
 	}

@@ -135,6 +135,19 @@ func (l *Loop) Decision(slice string) (budget.Decision, bool) {
 	return d, ok
 }
 
+// Today returns what a slice sent from the node in its current budget
+// period (its budgeted class; exempt destinations apart) and the period's
+// budget, read from the ledger without changing it. A slice the ledger does
+// not have, or whose period ended at now (the next pass starts a new one),
+// has sent 0.
+func (l *Loop) Today(slice string, now time.Time) (sent, budget uint64) {
+	u, ok := l.Ledger.Usage(slice)
+	if !ok || u.PeriodStart.IsZero() || !now.Before(u.PeriodStart.Add(l.Policy.Period)) {
+		return 0, l.Policy.Budget
+	}
+	return u.Bytes, l.Policy.Budget
+}
+
 // Once is one pass.
 func (l *Loop) Once(ctx context.Context) error {
 	now := time.Now()
