@@ -41,6 +41,7 @@ func TestRealNode(t *testing.T) {
 	t.Run("chart", func(t *testing.T) { testChart(ctx, t, e) })
 	t.Run("sliver", func(t *testing.T) { testSliver(ctx, t, e) })
 	t.Run("cpu", func(t *testing.T) { testCPU(ctx, t, e) })
+	t.Run("usage", func(t *testing.T) { testUsage(ctx, t, e) })
 	t.Run("flows", func(t *testing.T) { testFlows(ctx, t, e) })
 	t.Run("failover", func(t *testing.T) { testFailover(ctx, t, e) })
 	t.Run("kubelet", func(t *testing.T) { testKubeletRestart(ctx, t, e) })

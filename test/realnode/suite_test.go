@@ -59,9 +59,10 @@ type env struct {
 }
 
 // extraValues are the release's values besides realnode.ChartValues: the
-// agent's public page on the node's address, and its memory watchdog
-// measuring the pods (memoryValues).
-var extraValues = append([]string{"--set", "nodeAgent.publicPage.enabled=true"}, memoryValues...)
+// agent's public page on the node's address, its memory watchdog measuring
+// the pods (memoryValues), and the manager gathering usage often
+// (usageValues).
+var extraValues = append(append([]string{"--set", "nodeAgent.publicPage.enabled=true"}, memoryValues...), usageValues...)
 
 func setUp(t *testing.T) *env {
 	t.Helper()
