@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -109,4 +110,28 @@ func EnvOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// Dispatch runs the sub-command of "planetkube name" that args start with,
+// from cmds, with the rest of args and std; with no sub-command it returns
+// the usage as an error, with help it prints the usage to out.
+func Dispatch[T any](name string, args []string, out io.Writer, std T, cmds map[string]func([]string, T) error) error {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	usage := fmt.Sprintf("Usage: planetkube %s <%s> [flags]\nRun `planetkube %s <command> --help` for a command's flags.\n", name, strings.Join(names, "|"), name)
+	if len(args) == 0 {
+		return errors.New(strings.TrimSpace(usage))
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(out, usage)
+		return nil
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	}
+	return cmd(args[1:], std)
 }

@@ -284,22 +284,24 @@ func seconds(v float64) int64 {
 
 // sameUsage compares two usages but for when they were written.
 func sameUsage(a, b *planetv1.SliceUsage) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	x, y := *a, *b
-	x.UpdatedAt, y.UpdatedAt = nil, nil
-	return equality.Semantic.DeepEqual(x, y)
+	return sameBut(a, b, func(u *planetv1.SliceUsage) { u.UpdatedAt = nil })
 }
 
 // sameContribution compares two contributions but for when they were
 // written.
 func sameContribution(a, b *planetv1.SiteContribution) bool {
+	return sameBut(a, b, func(c *planetv1.SiteContribution) { c.UpdatedAt = nil })
+}
+
+// sameBut compares copies of a and b once clear has blanked what does not
+// count in them.
+func sameBut[T any](a, b *T, clear func(*T)) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
 	x, y := *a, *b
-	x.UpdatedAt, y.UpdatedAt = nil, nil
+	clear(&x)
+	clear(&y)
 	return equality.Semantic.DeepEqual(x, y)
 }
 

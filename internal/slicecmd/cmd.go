@@ -8,13 +8,10 @@
 package slicecmd
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -44,24 +41,7 @@ func StdIO() IO { return IO{Out: os.Stdout, Err: os.Stderr, Now: time.Now} }
 
 // Slice runs "planetkube slice <command> ...".
 func Slice(args []string, std IO) error {
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	usage := fmt.Sprintf("Usage: planetkube slice <%s> [flags]\nRun `planetkube slice <command> --help` for a command's flags.\n", strings.Join(names, "|"))
-	if len(args) == 0 {
-		return errors.New(strings.TrimSpace(usage))
-	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(std.Out, usage)
-		return nil
-	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
-	}
-	return cmd(args[1:], std)
+	return cli.Dispatch("slice", args, std.Out, std, commands)
 }
 
 // clusterFlags say which cluster and namespace a command works in.

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -54,24 +53,7 @@ func Authority(args []string, std IO) error {
 }
 
 func dispatch(name string, args []string, std IO, cmds map[string]func([]string, IO) error) error {
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	usage := fmt.Sprintf("Usage: planetkube %s <%s> [flags]\nRun `planetkube %s <command> --help` for a command's flags.\n", name, strings.Join(names, "|"), name)
-	if len(args) == 0 {
-		return errors.New(strings.TrimSpace(usage))
-	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(std.Out, usage)
-		return nil
-	}
-	cmd, ok := cmds[args[0]]
-	if !ok {
-		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
-	}
-	return cmd(args[1:], std)
+	return cli.Dispatch(name, args, std.Out, std, cmds)
 }
 
 // keyFlags locate a signing key: a PEM file, or the authority's Secret read
