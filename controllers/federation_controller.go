@@ -198,7 +198,7 @@ func (r *FederationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 // refusalReason finds the reason a peer's webhook gives for a ticket it
 // refuses: its field error reads `Invalid value: "(token)": NotTrusted: ...`.
-var refusalReason = regexp.MustCompile(`Invalid value: "[^"]*": ([A-Z][A-Za-z]+): `)
+var refusalReason = regexp.MustCompile(`Invalid value: "[^"]*": ([A-Z][A-Za-z0-9]{0,127}): `)
 
 // pushRefusal says whether an error applying a ticket at a peer is the
 // peer's refusal (its webhook found the ticket invalid, or the push
@@ -438,7 +438,7 @@ func (r *FederationReconciler) push(ctx context.Context, a *planetv1.Authority, 
 		e.Phase, e.Reason, e.Message = planetv1.FederationPushed, "", fmt.Sprintf("applied at %s as ticket %s/%s, not redeemed yet", a.Name, ns, name)
 		return e, pushPending, nil
 	case ready.Status != metav1.ConditionTrue:
-		e.Phase, e.Reason, e.Message = planetv1.FederationRefused, ready.Reason, health.Truncate(a.Name+" refused the ticket: "+ready.Message, 1024)
+		e.Phase, e.Reason, e.Message = planetv1.FederationRefused, health.Truncate(ready.Reason, 128), health.Truncate(a.Name+" refused the ticket: "+ready.Message, 1024)
 		return e, pushSteady, nil
 	}
 	e.Phase, e.Reason, e.Message = planetv1.FederationRedeemed, "", fmt.Sprintf("redeemed at %s (ticket %s/%s)", a.Name, ns, name)

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +22,9 @@ func TestPushRefusal(t *testing.T) {
 		refused bool
 	}{
 		{"none", nil, "", false},
+		{"a reason too long for the status", apierrors.NewInvalid(schema.GroupKind{Kind: "Ticket"}, "x", field.ErrorList{
+			field.Invalid(field.NewPath("spec", "token"), "(token)", strings.Repeat("A", 200)+": hostile"),
+		}), "Invalid", true},
 		{"the peer's webhook", webhook, "NotTrusted", true},
 		{"an invalid object", apierrors.NewInvalid(schema.GroupKind{Kind: "Ticket"}, "x", field.ErrorList{field.Required(field.NewPath("spec"), "")}), "Invalid", true},
 		{"no right to apply tickets", apierrors.NewForbidden(tickets, "x", errors.New("no")), "Forbidden", true},

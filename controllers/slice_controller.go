@@ -284,9 +284,11 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(sliceOfObject)).
 		Watches(&rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(sliceOfObject)).
 		WatchesRawSource(r.View.Source(r.viewChanged)).
+		// Its spec (maxSlices, state), not its status (the usage
+		// gatherer writes the site's contribution every round).
 		Watches(&planetv1.Site{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return siteSlices(ctx, o.GetName())
-		})).
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// A site that changes whom it trusts (or is disabled) changes
 		// which slices its nodes run: every slice may gain or lose slivers.
 		Watches(&planetv1.Site{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {

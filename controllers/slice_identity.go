@@ -72,13 +72,14 @@ func (r *SliceReconciler) trustedNodes(ctx context.Context, id sliceIdentity, no
 	}
 	f := (trust.Policy{Local: r.Authority, Default: r.DefaultTrust}).NewFilter(sites.Items, id.authority)
 	var refused []shortfall.Refusal
+	matches := req.Matcher()
 	out := nodes[:0]
 	for _, n := range nodes {
 		if f.Allows(n.Site) {
 			out = append(out, n)
 			continue
 		}
-		if placement.Matches(&n, req) {
+		if matches(&n) {
 			reason, msg := refusal(sites.Items, n.Site, id.authority)
 			refused = append(refused, shortfall.Refusal{Node: n.Name, Site: n.Site, Reason: reason, Message: msg})
 		}

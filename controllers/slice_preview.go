@@ -52,8 +52,9 @@ func (r *SliceReconciler) Preview(ctx context.Context, in *planetv1.Slice) (*sho
 		if err != nil {
 			return nil, err
 		}
+		matches := req.Matcher()
 		for _, n := range r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names) {
-			if placement.Matches(&n, req) {
+			if matches(&n) {
 				notRunning(g.blockReason, n.Name, n.Site, g.blockMessage)
 			}
 		}
@@ -109,6 +110,7 @@ func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.
 		}
 	}
 	sort.Slice(issues, func(i, j int) bool { return issues[i].Node < issues[j].Node })
-	shortfall.Walk(shortfall.Input{Refused: refused, Nodes: nodes, Placement: res, Issues: issues}, running, notRunning)
+	// A node not ready or cordoned keeps the sliver it has.
+	shortfall.Walk(shortfall.Input{Refused: refused, Nodes: nodes, Placement: res, Issues: issues, ReadyRetained: res.Retained}, running, notRunning)
 	return nil
 }

@@ -101,7 +101,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 			return r.noRoom(slice, n, len(rsv.Bound[n]) > 0, room, &requeue)
 		},
 	})
-	summary := shortfall.Summarize(shortfall.Input{Refused: refused, Nodes: nodes, Placement: res, Issues: plan.NodeIssues})
+	summary := shortfall.Summarize(shortfall.Input{Refused: refused, Nodes: nodes, Placement: res, Issues: plan.NodeIssues, ReadyRetained: plan.ReadyRetained})
 
 	var missing []*corev1.Pod
 	for _, n := range plan.Create {
@@ -139,8 +139,9 @@ func (r *SliceReconciler) blockedSummary(slice *planetv1.Slice, g gate) *planetv
 		return nil
 	}
 	var t shortfall.Tally
+	matches := req.Matcher()
 	for _, n := range r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names) {
-		if placement.Matches(&n, req) {
+		if matches(&n) {
 			t.Add(g.blockReason, n.Name, n.Site, g.blockMessage)
 		}
 	}

@@ -140,11 +140,8 @@ func (g *UsageGatherer) Round(ctx context.Context) (int, error) {
 	if err := g.Client.List(ctx, sites); err != nil {
 		return 0, err
 	}
-	nodeSite := map[string]string{}
-	for _, t := range targets {
-		nodeSite[t.Node] = ""
-	}
-	if err := g.nodeSites(ctx, nodeSite); err != nil {
+	nodeSite, err := g.nodeSites(ctx)
+	if err != nil {
 		return 0, err
 	}
 	byName := map[string]*planetv1.Slice{}
@@ -159,6 +156,11 @@ func (g *UsageGatherer) Round(ctx context.Context) (int, error) {
 	sliceTotals, siteTotals := g.acc.Fold(usage.Round{
 		Reports: reports,
 		SiteOf:  func(n string) string { return nodeSite[n] },
+		SliceExists: func(k usage.Key) bool {
+			_, ok := byName[k.Namespace+"/"+k.Name]
+			return ok
+		},
+		NodeExists: func(n string) bool { _, ok := nodeSite[n]; return ok },
 		KnownSlice: func(name string) (usage.Totals, time.Time, bool) {
 			s := byName[name]
 			if s == nil || s.Status.Usage == nil || s.Status.Usage.UpdatedAt == nil {
@@ -182,7 +184,6 @@ func (g *UsageGatherer) Round(ctx context.Context) (int, error) {
 	for key := range sliceTotals {
 		s := byName[key.Namespace+"/"+key.Name]
 		if s == nil {
-			g.acc.Forget(key) // the Slice is gone
 			continue
 		}
 		t := sliceTotals[key]
@@ -260,18 +261,17 @@ func (g *UsageGatherer) fetch(ctx context.Context, targets []fanout.Target) []*u
 	return reports
 }
 
-// nodeSites fills in the site of each node named in sites.
-func (g *UsageGatherer) nodeSites(ctx context.Context, sites map[string]string) error {
+// nodeSites returns the site of every node ("" for a node of none).
+func (g *UsageGatherer) nodeSites(ctx context.Context) (map[string]string, error) {
 	nodes := &corev1.NodeList{}
 	if err := g.Client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil { // read-only
-		return err
+		return nil, err
 	}
+	sites := make(map[string]string, len(nodes.Items))
 	for _, n := range nodes.Items {
-		if _, ok := sites[n.Name]; ok {
-			sites[n.Name] = n.Labels[planetv1.LabelSite]
-		}
+		sites[n.Name] = n.Labels[planetv1.LabelSite]
 	}
-	return nil
+	return sites, nil
 }
 
 // seconds rounds CPU seconds down to a whole number a status can hold.

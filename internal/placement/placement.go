@@ -167,9 +167,15 @@ func sortedMatching(nodes []Node, req Request) []*Node {
 }
 
 // Matches says whether a node matches the request's selection (whatever its
-// readiness).
+// readiness). To test many nodes, use Matcher.
 func Matches(n *Node, req Request) bool {
 	return matches(n, req, toSet(req.Sites), toSet(req.Names))
+}
+
+// Matcher returns Matches for req, its lists made into sets once.
+func (req Request) Matcher() func(*Node) bool {
+	sites, names := toSet(req.Sites), toSet(req.Names)
+	return func(n *Node) bool { return matches(n, req, sites, names) }
 }
 
 func matches(n *Node, req Request, sites, names map[string]bool) bool {

@@ -33,10 +33,13 @@ type SitePreview struct {
 }
 
 // Bounds of Warnings: the API server keeps 4,096 characters of warnings
-// in all, past which it cuts each to 256.
+// in all; past that it drops or cuts them. Warnings stays within
+// maxWarnings, cuts a reason's line to maxWarning, and never cuts a site's
+// line (planetkube slice plan reads them back).
 const (
 	maxWarningSites = 12
-	maxWarning      = 250
+	maxWarning      = 200
+	maxWarnings     = 3900
 )
 
 // Warning prefixes: Warnings writes them and ParseSiteWarning reads them
@@ -48,15 +51,26 @@ const (
 	warnWhyPrefix  = "planetkube: why "
 )
 
-// Warnings says the preview in admission warnings, at most about 30 of at
-// most 250 characters: the whole, one per site (the first 12 by name, the
-// rest summed), one per reason with its message, one per peer.
+// Warnings says the preview in admission warnings, within 3,900
+// characters: the whole, why it would run none, one line per site (the
+// first 12 by name, the rest summed), one per reason with its message, one
+// per peer. Lines past the budget are left out, and a last line says how
+// many.
 func (p *Preview) Warnings() []string {
 	s := p.Summary
-	out := []string{fmt.Sprintf("%sslice %s would run %d slivers on the %d nodes its selection names here (%d sites); %d would not run one",
-		warnPrefix, p.FullName, s.Running, s.Selected, len(p.Sites), s.NotRunning)}
+	var out []string
+	size, left := 0, 0
+	add := func(w string) {
+		if n := len([]rune(w)); size+n <= maxWarnings-100 {
+			out, size = append(out, w), size+n
+		} else {
+			left++
+		}
+	}
+	add(fmt.Sprintf("%sslice %s would run %d slivers on the %d nodes its selection names here (%d sites); %d would not run one",
+		warnPrefix, p.FullName, s.Running, s.Selected, len(p.Sites), s.NotRunning))
 	if p.Blocked != "" {
-		out = append(out, cut(fmt.Sprintf("%s%s: %s", warnPrefix, p.Blocked, p.BlockMessage)))
+		add(cut(fmt.Sprintf("%s%s: %s", warnPrefix, p.Blocked, p.BlockMessage)))
 	}
 	var rest SiteCount
 	for i, sp := range p.Sites {
@@ -65,18 +79,21 @@ func (p *Preview) Warnings() []string {
 			rest.Selected, rest.Running = rest.Selected+c.Selected, rest.Running+c.Running
 			continue
 		}
-		out = append(out, cut(warnSitePrefix+c.String()))
+		add(warnSitePrefix + c.String())
 	}
 	if n := len(p.Sites) - maxWarningSites; n > 0 {
-		out = append(out, fmt.Sprintf("%s%d more sites: %d of %d nodes would run a sliver", warnPrefix, n, rest.Running, rest.Selected))
+		add(fmt.Sprintf("%s%d more sites: %d of %d nodes would run a sliver", warnPrefix, n, rest.Running, rest.Selected))
 	}
 	if p.Blocked == "" {
 		for _, g := range s.Groups {
-			out = append(out, cut(fmt.Sprintf("%s%s (%d nodes, e.g. %s): %s", warnWhyPrefix, g.Reason, g.Count, strings.Join(g.Nodes, ", "), g.Message)))
+			add(cut(fmt.Sprintf("%s%s (%d nodes, e.g. %s): %s", warnWhyPrefix, g.Reason, g.Count, strings.Join(g.Nodes, ", "), g.Message)))
 		}
 	}
 	for _, peer := range p.Peers {
-		out = append(out, cut(fmt.Sprintf("%s%s: its nodes are chosen there when it redeems the slice's ticket (status.federation shows them)", warnPeerPrefix, peer)))
+		add(cut(fmt.Sprintf("%s%s: its nodes are chosen there when it redeems the slice's ticket (status.federation shows them)", warnPeerPrefix, peer)))
+	}
+	if left > 0 {
+		out = append(out, fmt.Sprintf("%s%d more lines left out: the API server keeps 4,096 characters of warnings", warnPrefix, left))
 	}
 	return out
 }

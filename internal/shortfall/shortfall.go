@@ -20,9 +20,9 @@ const (
 	peerMessage = 256
 )
 
-// Tally counts a slice's selected nodes: running, or not and why. Add the
-// nodes in name order so that the examples are the first by name. The
-// zero value is ready to use.
+// Tally counts a slice's selected nodes: running, or not and why; the
+// examples of a reason are its first nodes and sites by name, whatever the
+// order they are added in. The zero value is ready to use.
 type Tally struct {
 	selected, running int
 	groups            map[string]*group
@@ -43,7 +43,8 @@ func (t *Tally) Running() {
 }
 
 // Add counts a selected node that runs no ready sliver, for reason; detail
-// says why in words (the first one of a reason becomes its message).
+// says why in words (the first node's by name becomes the reason's
+// message).
 func (t *Tally) Add(reason, node, site, detail string) {
 	t.selected++
 	if t.groups == nil {
@@ -51,16 +52,28 @@ func (t *Tally) Add(reason, node, site, detail string) {
 	}
 	g := t.groups[reason]
 	if g == nil {
-		g = &group{detail: detail}
+		g = &group{}
 		t.groups[reason] = g
 	}
 	g.count++
-	if len(g.nodes) < planetv1.MaxPlacementExamples {
-		g.nodes = append(g.nodes, node)
+	if len(g.nodes) == 0 || node < g.nodes[0] {
+		g.detail = detail // the message is the first node's by name
 	}
-	if site != "" && len(g.sites) < planetv1.MaxPlacementSites && !slices.Contains(g.sites, site) {
-		g.sites = append(g.sites, site)
+	g.nodes = keepLeast(g.nodes, node, planetv1.MaxPlacementExamples)
+	if site != "" {
+		g.sites = keepLeast(g.sites, site, planetv1.MaxPlacementSites)
 	}
+}
+
+// keepLeast adds s to list, sorted, unless it is there, keeping the n
+// least: the examples are the first by name, in whatever order they come.
+func keepLeast(list []string, s string, n int) []string {
+	i, found := slices.BinarySearch(list, s)
+	if found || i >= n {
+		return list
+	}
+	list = slices.Insert(list, i, s)
+	return list[:min(len(list), n)]
 }
 
 // AddAll counts nodes that all run no sliver for one reason (a slice that

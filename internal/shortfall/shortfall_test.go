@@ -35,6 +35,35 @@ func TestSummary(t *testing.T) {
 	}
 }
 
+// TestSummaryExamplesInAnyOrder: the examples are the first by name
+// whatever the order the nodes come in (a map's).
+func TestSummaryExamplesInAnyOrder(t *testing.T) {
+	var a, b Tally
+	names := []string{"n5", "n1", "n4", "n2", "n3", "n0"}
+	for i, n := range names {
+		a.Add(planetv1.ReasonNotTrusted, n, fmt.Sprintf("s%d", i), "x")
+		b.Add(planetv1.ReasonNotTrusted, names[len(names)-1-i], fmt.Sprintf("s%d", len(names)-1-i), "x")
+	}
+	ga, gb := a.Summary().Groups[0], b.Summary().Groups[0]
+	if mustJSON(t, ga.Nodes) != `["n0","n1","n2"]` || mustJSON(t, ga.Sites) != `["s0","s1","s2","s3"]` || mustJSON(t, ga) != mustJSON(t, gb) {
+		t.Fatalf("examples: %+v and %+v", ga, gb)
+	}
+}
+
+// TestSummarizeReadyRetained: a cordoned node whose kept sliver is ready
+// runs one.
+func TestSummarizeReadyRetained(t *testing.T) {
+	got := Summarize(Input{
+		Nodes:         []placement.Node{{Name: "a1", Site: "a"}, {Name: "a2", Site: "a"}},
+		Placement:     placement.Result{Run: []string{"a1", "a2"}, Retained: []string{"a2"}},
+		Issues:        []planetv1.SliverIssue{{Node: "a2", Reason: planetv1.ReasonNodeUnschedulable, Message: "node a2 is cordoned"}},
+		ReadyRetained: []string{"a2"},
+	})
+	if got.Running != 2 || got.NotRunning != 0 || len(got.Groups) != 0 {
+		t.Fatalf("summary %+v, want both running", got)
+	}
+}
+
 func TestSummaryEmpty(t *testing.T) {
 	var tl Tally
 	got := tl.Summary()
@@ -142,5 +171,37 @@ func TestSummarize(t *testing.T) {
 	}}
 	if g, w := mustJSON(t, got), mustJSON(t, want); g != w {
 		t.Errorf("summary:\n got %s\nwant %s", g, w)
+	}
+}
+
+// TestWarningsBounded: a preview of many sites and reasons stays within
+// what the API server keeps, never cuts a site's line, and says what it
+// left out.
+func TestWarningsBounded(t *testing.T) {
+	p := &Preview{FullName: "plc.princeton.big", Summary: &planetv1.PlacementSummary{Selected: 3000, NotRunning: 3000}}
+	for i := range 12 {
+		p.Summary.Groups = append(p.Summary.Groups, planetv1.NodeGroup{Reason: fmt.Sprintf("Reason%02d", i), Count: 250,
+			Nodes: []string{strings.Repeat("n", 60)}, Message: strings.Repeat("m", 500)})
+	}
+	for i := range 30 {
+		sp := SitePreview{Site: fmt.Sprintf("site%02d%s", i, strings.Repeat("s", 50)), Summary: &planetv1.PlacementSummary{Selected: 100}}
+		for j := range 12 {
+			sp.Summary.Groups = append(sp.Summary.Groups, planetv1.NodeGroup{Reason: fmt.Sprintf("Reason%02d", j), Count: 8})
+		}
+		p.Sites = append(p.Sites, sp)
+	}
+	ws := p.Warnings()
+	var total, sites int
+	for _, w := range ws {
+		total += len([]rune(w))
+		if c, ok := ParseSiteWarning(w); ok {
+			sites++
+			if c.Selected != 100 || len(c.Reasons) != 12 {
+				t.Errorf("a site's line read back as %+v", c)
+			}
+		}
+	}
+	if total > 4096-100 || sites == 0 || !strings.Contains(ws[len(ws)-1], "more lines left out") {
+		t.Fatalf("%d warnings of %d characters, %d sites read back; last: %q", len(ws), total, sites, ws[len(ws)-1])
 	}
 }

@@ -27,6 +27,9 @@ type Input struct {
 	// NodeIssues): each matching node not ready or cordoned, and each node
 	// of the placement without a ready current sliver.
 	Issues []planetv1.SliverIssue
+	// ReadyRetained are the nodes with an issue (not ready, cordoned)
+	// whose kept sliver is ready (sliverplan's): they run one.
+	ReadyRetained []string
 }
 
 // Summarize tallies a slice's selected nodes: the nodes of the placement
@@ -58,7 +61,14 @@ func Walk(in Input, running func(node, site string), notRunning func(reason, nod
 			site[in.Nodes[i].Name] = in.Nodes[i].Site
 		}
 	}
+	runs := make(map[string]bool, len(in.ReadyRetained))
+	for _, n := range in.ReadyRetained {
+		runs[n] = true
+	}
 	for _, is := range in.Issues {
+		if runs[is.Node] {
+			continue
+		}
 		reason, detail := is.Reason, is.Message
 		if strings.HasPrefix(reason, "OutOf") {
 			reason, detail = planetv1.ReasonNodeFull, "the kubelet refused the sliver ("+is.Reason+"): "+is.Message
@@ -78,7 +88,7 @@ func Walk(in Input, running func(node, site string), notRunning func(reason, nod
 		for len(issues) > 0 && issues[0].Node < n {
 			issues = issues[1:]
 		}
-		if len(issues) == 0 || issues[0].Node != n {
+		if len(issues) == 0 || issues[0].Node != n || runs[n] {
 			running(n, "")
 		}
 	}

@@ -150,6 +150,9 @@ type Plan struct {
 	// is not ready or cordoned, and each node of the placement without a
 	// ready current sliver.
 	NodeIssues []planetv1.SliverIssue
+	// ReadyRetained lists, by name, the nodes not ready or cordoned whose
+	// sliver (kept) is still ready: they have an issue, and run a sliver.
+	ReadyRetained []string
 }
 
 // Make computes the plan.
@@ -222,6 +225,9 @@ func Make(in Input) Plan {
 		current := s != nil && (isCurrent(s) || retained[n])
 		if current && s.Ready {
 			p.Ready++
+			if retained[n] {
+				p.ReadyRetained = append(p.ReadyRetained, n)
+			}
 			continue
 		}
 		if retained[n] {

@@ -7,8 +7,8 @@ import (
 	"github.com/planetkube/planetkube/internal/naming"
 )
 
-// forgetAfter is how many rounds a node's counters are kept without a
-// report from it (an agent that missed a few rounds goes on from them).
+// forgetAfter is how many rounds the readings of a deleted slice are kept
+// after its agents stopped reporting it.
 const forgetAfter = 12
 
 // Key is a Slice object's namespace and name.
@@ -78,6 +78,16 @@ type Round struct {
 	// "<namespace>/<name>".
 	KnownSlice Known[Totals]
 	KnownSite  Known[SiteTotals]
+	// SliceExists says whether a slice's object exists (nil: all do). A
+	// slice that does not (deleted, while agents still report its
+	// counters) is not counted, and its totals are dropped; its nodes'
+	// readings are kept, so that a slice made again under its name counts
+	// only what is new.
+	SliceExists func(Key) bool
+	// NodeExists says whether a node exists (nil: all do). A node's
+	// readings are kept as long as it exists, however long its agent does
+	// not answer, so that nothing it counted is counted twice.
+	NodeExists func(string) bool
 }
 
 // Fold counts a round and returns the totals of every slice and site it
@@ -106,15 +116,23 @@ func (a *Accumulator) Fold(r Round) (map[Key]*Totals, map[string]*SiteTotals) {
 		}
 		for _, s := range rep.Slices {
 			key := Key{s.Namespace, s.Name}
-			t := a.slice(key, r.KnownSlice)
 			cpu, flows, first := a.change(nodeSlice{rep.Node, key}, rep.Since, s)
-			if !first || counts(a.sliceWritten[key], rep.Since) {
-				t.CPUSeconds += cpu
-				t.Flows += flows
+			if r.SliceExists != nil && !r.SliceExists(key) {
+				a.drop(key)
+				continue
 			}
-			t.BytesToday += max(0, s.BytesToday)
-			t.BudgetBytes += max(0, s.BudgetBytes)
-			t.Slivers += max(0, s.Slivers)
+			t := a.slice(key, r.KnownSlice)
+			if !first || counts(a.sliceWritten[key], rep.Since) {
+				t.CPUSeconds = satAdd(t.CPUSeconds, cpu)
+				t.Flows = satAddInt(t.Flows, flows)
+			}
+			if s.Slivers > 0 || s.BytesToday > 0 {
+				// A node where the slice has no sliver now and sent
+				// nothing today lends it no budget.
+				t.BytesToday = satAddInt(t.BytesToday, max(0, s.BytesToday))
+				t.BudgetBytes = satAddInt(t.BudgetBytes, max(0, s.BudgetBytes))
+			}
+			t.Slivers += max(0, min(s.Slivers, 1<<20))
 			if s.Slivers > 0 {
 				t.Nodes++
 			}
@@ -122,24 +140,50 @@ func (a *Accumulator) Fold(r Round) (map[Key]*Totals, map[string]*SiteTotals) {
 				continue
 			}
 			foreign := a.foreign(s.Slice, site)
-			st.Slivers += max(0, s.Slivers)
+			st.Slivers += max(0, min(s.Slivers, 1<<20))
 			if foreign {
-				st.ForeignSlivers += max(0, s.Slivers)
+				st.ForeignSlivers += max(0, min(s.Slivers, 1<<20))
 			}
 			if !first || counts(a.siteWritten[site], rep.Since) {
-				st.CPUSeconds += cpu
+				st.CPUSeconds = satAdd(st.CPUSeconds, cpu)
 				if foreign {
-					st.CPUSecondsToOthers += cpu
+					st.CPUSecondsToOthers = satAdd(st.CPUSecondsToOthers, cpu)
 				}
 			}
 		}
 	}
 	for k, v := range a.last {
-		if a.round-v.round > forgetAfter {
+		nodeGone := r.NodeExists != nil && !r.NodeExists(k.node)
+		sliceGone := r.SliceExists != nil && !r.SliceExists(k.key) && a.round-v.round > forgetAfter
+		if nodeGone || sliceGone {
 			delete(a.last, k)
 		}
 	}
+	if r.SliceExists != nil {
+		for k := range a.slices {
+			if !r.SliceExists(k) {
+				a.drop(k)
+			}
+		}
+	}
 	return a.slices, a.sites
+}
+
+// drop forgets a deleted slice's totals (not its nodes' readings).
+func (a *Accumulator) drop(k Key) {
+	delete(a.slices, k)
+	delete(a.sliceWritten, k)
+}
+
+// satAdd adds without passing what a status can hold.
+func satAdd(a, b float64) float64 { return min(a+b, math.MaxInt64) }
+
+// satAddInt adds two counts of at least zero without overflowing.
+func satAddInt(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // counts says whether the counters of an agent that started at since,
@@ -191,17 +235,6 @@ func (a *Accumulator) site(name string, known Known[SiteTotals]) *SiteTotals {
 	}
 	a.sites[name] = t
 	return t
-}
-
-// Forget drops a slice's totals (the Slice is gone).
-func (a *Accumulator) Forget(k Key) {
-	delete(a.slices, k)
-	delete(a.sliceWritten, k)
-	for ns := range a.last {
-		if ns.key == k {
-			delete(a.last, ns)
-		}
-	}
 }
 
 // foreign says whether a slice (full name) is another site's or

@@ -102,8 +102,55 @@ func TestFoldAfterRestart(t *testing.T) {
 	if got := sl[codee].CPUSeconds; got != 107 {
 		t.Fatalf("next round: %v, want 107", got)
 	}
-	a.Forget(codee)
-	if _, ok := a.slices[codee]; ok {
-		t.Fatal("Forget kept the slice")
+}
+
+// TestFoldDeletedAndSilent: a deleted slice that agents still report is
+// not counted, for itself or its node's site, and counts only what is new
+// if made again; a node silent for long goes on from its last reading;
+// a node where the slice runs nothing now lends it no budget.
+func TestFoldDeletedAndSilent(t *testing.T) {
+	a := &Accumulator{Local: "plc"}
+	exists := map[Key]bool{codee: true, ple: true}
+	round := func(reps ...*Report) (map[Key]*Totals, map[string]*SiteTotals) {
+		return a.Fold(Round{Reports: reps, SiteOf: sites, SliceExists: func(k Key) bool { return exists[k] }})
+	}
+	round(report("p1", t0, codeen(100, 10, 1), foreign(50)), report("m1", t0, codeen(1, 0, 1)))
+	exists[ple] = false
+	for range 5 {
+		sl, st := round(report("p1", t0, codeen(100, 10, 1), foreign(50)))
+		if _, ok := sl[ple]; ok {
+			t.Fatal("a deleted slice keeps totals")
+		}
+		if got := *st["princeton"]; got.CPUSeconds != 150 || got.CPUSecondsToOthers != 50 {
+			t.Fatalf("princeton grows with a deleted slice's counters: %+v", got)
+		}
+	}
+	// Made again under its name: only what its counters grow by counts.
+	exists[ple] = true
+	round(report("p1", t0, codeen(100, 10, 1), foreign(50)))
+	sl, _ := round(report("p1", t0, codeen(100, 10, 1), foreign(53)))
+	if got := sl[ple].CPUSeconds; got != 3 {
+		t.Fatalf("the slice made again: %v CPU seconds, want 3", got)
+	}
+	// m1 silent for 20 rounds, then back with the same agent.
+	for range 20 {
+		round(report("p1", t0, codeen(100, 10, 1)))
+	}
+	gone := codeen(2, 0, 0)
+	gone.BytesToday = 0
+	sl, _ = round(report("p1", t0, codeen(100, 10, 1)), report("m1", t0, gone))
+	if got := *sl[codee]; got.CPUSeconds != 102 || got.Flows != 10 {
+		t.Fatalf("after m1's silence: %+v, want 102 s and 10 flows", got)
+	}
+	// m1 runs no sliver of codeen now and it sent nothing there today:
+	// its budget is not codeen's.
+	if got := *sl[codee]; got.BudgetBytes != 1000 || got.Nodes != 1 {
+		t.Fatalf("budget %d over %d nodes, want p1's 1000 only", got.BudgetBytes, got.Nodes)
+	}
+	// Nonsense near the limits saturates.
+	sl, _ = round(report("p1", t0, Slice{Namespace: "princeton", Name: "codeen", Slivers: 1, BytesToday: 1 << 62, BudgetBytes: 1 << 62, Flows: 1 << 62}),
+		report("m1", t0, Slice{Namespace: "princeton", Name: "codeen", Slivers: 1, BytesToday: 1 << 62, BudgetBytes: 1 << 62, Flows: 1 << 62}))
+	if got := *sl[codee]; got.BytesToday < 0 || got.BudgetBytes < 0 || got.Flows < 0 {
+		t.Fatalf("overflow: %+v", got)
 	}
 }
