@@ -48,15 +48,8 @@ func (r *SliceReconciler) Preview(ctx context.Context, in *planetv1.Slice) (*sho
 	}
 	if g.blockReason != "" {
 		out.Blocked, out.BlockMessage = g.blockReason, g.blockMessage
-		req, err := placementRequest(slice, nil)
-		if err != nil {
+		if err := r.walkBlocked(slice, g, notRunning); err != nil {
 			return nil, err
-		}
-		matches := req.Matcher()
-		for _, n := range r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names) {
-			if matches(&n) {
-				notRunning(g.blockReason, n.Name, n.Site, g.blockMessage)
-			}
 		}
 	} else if err := r.previewPlacement(ctx, slice, id, siteOf, running, notRunning); err != nil {
 		return nil, err

@@ -12,9 +12,9 @@ import (
 
 // setStatus writes what the reconcile decided and observed into the slice's
 // status: counts, how the selected nodes stand, expiry and the Ready,
-// Expired and Suspended conditions. A
-// step that failed (fail) shows in Ready; the counts and issues of a
-// reconcile that did not get to its slivers stay as they were.
+// Expired and Suspended conditions. A step that failed (fail) shows in
+// Ready; the counts and issues of a reconcile that did not get to its
+// slivers stay as they were.
 func (r *SliceReconciler) setStatus(slice *planetv1.Slice, id sliceIdentity, g gate, obs sliverplan.Plan, summary *planetv1.PlacementSummary, fail *stepError) {
 	st := &slice.Status
 	st.FullName = id.fullName()

@@ -134,18 +134,30 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 // stand: all of them for the reason the gate gives (nil when the slice's
 // selection is invalid).
 func (r *SliceReconciler) blockedSummary(slice *planetv1.Slice, g gate) *planetv1.PlacementSummary {
-	req, err := placementRequest(slice, nil)
-	if err != nil || g.blockReason == "" {
+	if g.blockReason == "" {
 		return nil
 	}
 	var t shortfall.Tally
+	if err := r.walkBlocked(slice, g, t.Add); err != nil {
+		return nil
+	}
+	return t.Summary()
+}
+
+// walkBlocked calls notRunning for every node the selection of a slice that
+// runs no slivers names, with the gate's reason.
+func (r *SliceReconciler) walkBlocked(slice *planetv1.Slice, g gate, notRunning func(reason, node, site, detail string)) error {
+	req, err := placementRequest(slice, nil)
+	if err != nil {
+		return err
+	}
 	matches := req.Matcher()
 	for _, n := range r.View.Candidates(slice.Spec.Nodes.Sites, slice.Spec.Nodes.Names) {
 		if matches(&n) {
-			t.Add(g.blockReason, n.Name, n.Site, g.blockMessage)
+			notRunning(g.blockReason, n.Name, n.Site, g.blockMessage)
 		}
 	}
-	return t.Summary()
+	return nil
 }
 
 // backOffFailed applies the per-node back-off of failed slivers, as the

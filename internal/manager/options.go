@@ -99,5 +99,5 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.AgentNamespace, "agent-namespace", "planetkube-system", "Namespace of the node agents' pods.")
 	fs.StringVar(&o.AgentSelector, "agent-selector", "app.kubernetes.io/component=node-agent", "Label selector of the node agents' pods.")
 	fs.IntVar(&o.AgentPort, "agent-port", 9470, "Port of the node agents' lookup API.")
-	fs.DurationVar(&o.UsageInterval, "usage-interval", 5*time.Minute, "How often the leader asks every node agent what the slices used (their usage report) and writes Slices' status.usage and Sites' status.contribution, where they changed (at least 30s; 0 disables it).")
+	fs.DurationVar(&o.UsageInterval, "usage-interval", 5*time.Minute, "How often the leader asks every node agent what the slices used (their usage report) and writes Slices' status.usage and Sites' status.contribution, where they changed (at least 10s; 0 disables it).")
 }

@@ -26,7 +26,7 @@ import (
 const (
 	// minUsageInterval bounds how often the agents are asked (and the
 	// statuses written).
-	minUsageInterval = 30 * time.Second
+	minUsageInterval = 10 * time.Second
 	// usageFetchTimeout bounds one agent's answer; usageFetchers how many
 	// agents are asked at once.
 	usageFetchTimeout = 10 * time.Second

@@ -151,7 +151,7 @@ func TestUsageWritesBench(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "\nA round writes a Slice's `status.usage` and a Site's `status.contribution` only where they changed: at most one write per slice and per site. "+
 		"At the default `--usage-interval` of 5 minutes that is at most %d writes an hour for these 100 busy slices and 5 sites (12 rounds of %d), none for idle ones; "+
-		"at the shortest interval allowed (30 s), %d.\n", 12*busy, busy, 120*busy)
+		"at the shortest interval allowed (10 s), %d.\n", 12*busy, busy, 360*busy)
 	if err := writeSection(*benchOut, usageWritesHeading, b.String()); err != nil {
 		t.Fatalf("Writing %s: %v", *benchOut, err)
 	}

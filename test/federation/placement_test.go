@@ -104,12 +104,12 @@ func steadySince(s *planetv1.Slice, phase planetv1.FederationPhase, since metav1
 		g.Expect(e.Since).NotTo(BeNil(), "%+v", e)
 		g.Expect(e.Since.Time).To(BeTemporally("==", since.Time), "since moved while the phase stayed %s", phase)
 	}
-	// A few seconds first, so that a since stamped again at the next
-	// reconcile would differ from the first (it is kept to the second).
-	Consistently(same, "5s").Should(Succeed())
+	// More than a second first, so that a since stamped again at the next
+	// reconcile would differ from the first (it is kept to the second);
+	// the nudge makes plc reconcile the slice (twice) meanwhile.
+	Consistently(same, "1500ms").Should(Succeed())
 	nudge(s)
 	same(Default)
-	Consistently(same, "12s").Should(Succeed()) // past one pushPending requeue (10 s)
 }
 
 // pleTicketOf reads the Ticket plc pushed to ple for the entry's ticket.

@@ -21,7 +21,7 @@ import (
 
 // DefaultInterval is how often the collector reads the slivers' cgroups
 // and makes a new report.
-const DefaultInterval = 30 * time.Second
+const DefaultInterval = 10 * time.Second
 
 // Collector reads the CPU time of the node's sliver pods every Interval,
 // keeps the totals per slice (a Tally) and serves the last report at
