@@ -71,11 +71,18 @@ test-deps: ## Install the Debian packages the tests need (as root), or print the
 # The tests that skip for want of root, Chromium or binaries append a line to
 # $PLANETKUBE_SKIP_LOG (internal/testing/skiplog); the run ends by naming
 # them, or saying that none skipped, and keeps go test's exit status.
+#
+# go test starts packages in the order given: the longest suites go first so
+# that the short ones fill in beside them, and the tour (which waits for the
+# real-node suite's node: one real node at a time) after the others that
+# take minutes. Every package of ./... is run, once.
+SLOW_TESTS := ./test/realnode ./test/federation ./test/e2e ./controllers ./test/tour
 .PHONY: test
 test: test-deps tools manifests generate vet build ## Run every test: unit, envtest, e2e on the emulated cluster, the node agent on the real kernel.
 	@log=$$(mktemp -t planetkube-skips.XXXXXX); \
-	echo "PLANETKUBE_SKIP_LOG=$$log $(GO) test ./... -count=1 -timeout $(TEST_TIMEOUT)"; \
-	PLANETKUBE_SKIP_LOG=$$log $(GO) test ./... -count=1 -timeout $(TEST_TIMEOUT); rc=$$?; \
+	mod=$$($(GO) list -m); pkgs="$(SLOW_TESTS) $$($(GO) list ./... | sed "s|^$$mod|.|" | grep -vxF -e "$$(echo $(SLOW_TESTS) | tr ' ' '\n')")"; \
+	echo "PLANETKUBE_SKIP_LOG=$$log $(GO) test <every package, the slowest first> -count=1 -timeout $(TEST_TIMEOUT)"; \
+	PLANETKUBE_SKIP_LOG=$$log $(GO) test $$pkgs -count=1 -timeout $(TEST_TIMEOUT); rc=$$?; \
 	bash hack/skip-summary.sh "$$log"; rm -f "$$log"; exit $$rc
 
 .PHONY: verify

@@ -59,10 +59,12 @@ type env struct {
 }
 
 // extraValues are the release's values besides realnode.ChartValues: the
-// agent's public page on the node's address, its memory watchdog measuring
-// the pods (memoryValues), and the manager gathering usage often
-// (usageValues).
-var extraValues = append(append([]string{"--set", "nodeAgent.publicPage.enabled=true"}, memoryValues...), usageValues...)
+// agent's public page on the node's address, its dump every 5 s (an ended
+// flow's conntrack entry is reaped, and its final record arrives, within
+// seconds, not at the kernel's collection up to a minute later), its
+// memory watchdog measuring the pods (memoryValues), and the manager
+// gathering usage often (usageValues).
+var extraValues = append(append([]string{"--set", "nodeAgent.publicPage.enabled=true", "--set", "nodeAgent.dumpInterval=5s"}, memoryValues...), usageValues...)
 
 func setUp(t *testing.T) *env {
 	t.Helper()
