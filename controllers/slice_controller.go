@@ -10,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -27,6 +29,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/clusterview"
+	"github.com/planetkube/planetkube/internal/coalesce"
 	"github.com/planetkube/planetkube/internal/placement"
 	"github.com/planetkube/planetkube/internal/sliverplan"
 )
@@ -54,6 +57,19 @@ type SliceReconciler struct {
 	SharesPerNode int32
 	// Workers is the number of slices reconciled at once.
 	Workers int
+	// StatusHolds holds a slice's status changes for its window while only
+	// its slivers' counts, placement and messages move, so that a node
+	// joining costs a slice one status write, not one per sliver
+	// transition; the first status, a new generation or an error is
+	// written at once (statusUrgent). nil writes every change at once.
+	StatusHolds *coalesce.Holds
+	// KeysRecheck bounds how often new slivers write a slice's keys Secret
+	// again although its hash on the namespace says it is as it must be
+	// (the manager does not watch Secrets: the write brings back one
+	// deleted by hand): at most once per slice per KeysRecheck, the
+	// manager's start counting as a write. 0 writes it with every new
+	// sliver.
+	KeysRecheck time.Duration
 	// Now returns the current time; tests may set it.
 	Now func() time.Time
 
@@ -67,6 +83,10 @@ type SliceReconciler struct {
 	// notice is sent (a slice deleted in its last week is not reconciled
 	// again).
 	notices sync.Map
+	// keysWritten remembers, per slice UID, when this manager last wrote
+	// the slice's keys Secret (a time.Time); started is when it started.
+	keysWritten sync.Map
+	started     time.Time
 }
 
 // +kubebuilder:rbac:groups=planetkube.io,resources=slices,verbs=get;list;watch;update;patch
@@ -78,9 +98,12 @@ type SliceReconciler struct {
 // Reconcile brings a slice's namespace, access and slivers to its spec. The
 // status is written on every exit, errors included, with the failing step's
 // reason.
-func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	slice := &planetv1.Slice{}
 	if err := r.Get(ctx, req.NamespacedName, slice); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.StatusHolds.Forget(req.String())
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !slice.DeletionTimestamp.IsZero() {
@@ -106,6 +129,10 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		}
 		r.setStatus(slice, id, g, plan, summary, fail)
 		r.noteExpiry(old, slice, g)
+		if after := r.holdStatus(req, old, slice, retErr != nil); after > 0 {
+			res.RequeueAfter = soonest(res.RequeueAfter, after)
+			return
+		}
 		r.emitTransitionEvent(old, slice)
 		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, old, slice, &old.Status, &slice.Status))
 	}()
@@ -140,6 +167,23 @@ func (r *SliceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: soonest(g.requeueAfter, backOff)}, nil
+}
+
+// holdStatus says how long the slice's changed status waits to be written
+// with the changes after it (StatusHolds), or 0 to write it now; a status
+// as written, or a reconcile that failed, holds nothing.
+func (r *SliceReconciler) holdStatus(req ctrl.Request, old, cur *planetv1.Slice, failed bool) time.Duration {
+	if equality.Semantic.DeepEqual(old.Status, cur.Status) {
+		r.StatusHolds.Forget(req.String())
+		return 0
+	}
+	// The wall clock, not r.Now: the window paces writes, and a test's
+	// frozen clock must not hold a change for ever.
+	write, after := r.StatusHolds.Decide(req.String(), failed || statusUrgent(&old.Status, &cur.Status), time.Now())
+	if write {
+		return 0
+	}
+	return after
 }
 
 // stepError is an error of one step of a reconcile, with the reason the
@@ -178,6 +222,7 @@ func (r *SliceReconciler) finalize(ctx context.Context, slice *planetv1.Slice) e
 	if client.IgnoreNotFound(err) != nil {
 		return err
 	}
+	r.keysWritten.Delete(slice.UID)
 	if err == nil && ownsNamespace(slice, ns) && ns.DeletionTimestamp.IsZero() {
 		if err := r.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting slice namespace %s: %w", name, err)
@@ -269,6 +314,7 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
+	r.started = time.Now()
 	if r.Backoff == nil {
 		r.Backoff = flowcontrol.NewBackOff(time.Second, 15*time.Minute)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -139,7 +140,21 @@ func (r *SliceReconciler) applyKeys(ctx context.Context, slice *planetv1.Slice, 
 	if err := r.Apply(ctx, secret, client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
 		return fmt.Errorf("writing the authorized_keys secret: %w", err)
 	}
+	r.keysWritten.Store(slice.UID, time.Now())
 	return nil
+}
+
+// keysDue says whether new slivers write the slice's keys Secret again
+// (KeysRecheck): the wall clock, not r.Now, since it paces writes.
+func (r *SliceReconciler) keysDue(slice *planetv1.Slice) bool {
+	if r.KeysRecheck <= 0 {
+		return true
+	}
+	last := r.started
+	if v, ok := r.keysWritten.Load(slice.UID); ok {
+		last = v.(time.Time)
+	}
+	return time.Since(last) >= r.KeysRecheck
 }
 
 // mapsContain says whether have holds every key of want with its value.

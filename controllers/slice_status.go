@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
@@ -53,6 +54,19 @@ func (r *SliceReconciler) setStatus(slice *planetv1.Slice, id sliceIdentity, g g
 		status, reason, msg = metav1.ConditionFalse, fail.reason, health.Truncate(fail.Error(), 1024)
 	}
 	setSliceReady(slice, status, reason, msg)
+}
+
+// statusUrgent says whether a slice's status change is written at once
+// rather than held with the changes after it (SliceReconciler.StatusHolds):
+// the first status (no Ready condition yet), a new generation observed
+// (kstatus and GitOps tools wait for it), the slice's full name, namespace
+// or expiry. Sliver counts, placement and issues, and the conditions that
+// follow them (Ready's state and message, Reconciling coming and going as
+// a node's sliver starts) may wait.
+func statusUrgent(old, cur *planetv1.SliceStatus) bool {
+	return meta.FindStatusCondition(old.Conditions, planetv1.ConditionReady) == nil ||
+		old.ObservedGeneration != cur.ObservedGeneration || old.FullName != cur.FullName || old.Namespace != cur.Namespace ||
+		!old.ExpiresAt.Equal(cur.ExpiresAt)
 }
 
 // setSliceReady sets the slice's Ready condition and the Reconciling or

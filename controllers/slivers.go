@@ -107,10 +107,11 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	for _, n := range plan.Create {
 		missing = append(missing, r.sliverPod(slice, id, ns, n, hash, rsv, room[n]))
 	}
-	if len(missing) > 0 {
+	if len(missing) > 0 && r.keysDue(slice) {
 		// New slivers mount the keys: write them again first, so that a
 		// Secret deleted by hand (the manager does not watch Secrets) comes
-		// back before a sliver needs it.
+		// back before a sliver needs it; at most once per KeysRecheck, so
+		// that a node joining does not cost every slice this write.
 		keys, _ := authorizedKeys(slice)
 		if err := r.applyKeys(ctx, slice, id, keys); err != nil {
 			return plan, summary, requeue, err
@@ -358,7 +359,7 @@ func (r *SliceReconciler) createSlivers(ctx context.Context, slice *planetv1.Sli
 		return nil
 	})
 	ctrl.LoggerFrom(ctx).Info("Created slivers", "count", len(pods), "failed", err != nil)
-	r.Recorder.Eventf(slice, nil, corev1.EventTypeNormal, planetv1.ReasonSliversCreated, "CreateSlivers", "Created %d slivers", len(pods))
+	r.rolloutEvent(slice, planetv1.ReasonSliversCreated, "CreateSlivers", "Created %d slivers", len(pods))
 	return err
 }
 
@@ -382,6 +383,17 @@ func (r *SliceReconciler) deleteSlivers(ctx context.Context, slice *planetv1.Sli
 		return nil
 	})
 	ctrl.LoggerFrom(ctx).Info("Deleted slivers", "count", len(pods), "failed", err != nil)
-	r.Recorder.Eventf(slice, nil, corev1.EventTypeNormal, planetv1.ReasonSliversDeleted, "DeleteSlivers", "Deleted %d slivers", len(pods))
+	r.rolloutEvent(slice, planetv1.ReasonSliversDeleted, "DeleteSlivers", "Deleted %d slivers", len(pods))
 	return err
+}
+
+// rolloutEvent records an event of slivers made or deleted for what the
+// user asked: a new generation's rollout (the slice made, suspended or
+// resumed, its template or selection changed). Slivers made or deleted as
+// nodes join and leave, or in place of lost ones, show in the status and
+// the log: an event each would cost every slice a write per node.
+func (r *SliceReconciler) rolloutEvent(slice *planetv1.Slice, reason, action, note string, n int) {
+	if slice.Status.ObservedGeneration != slice.Generation {
+		r.Recorder.Eventf(slice, nil, corev1.EventTypeNormal, reason, action, note, n)
+	}
 }

@@ -76,8 +76,9 @@ var _ = BeforeSuite(func() {
 })
 
 // startManager starts the manager of PlanetKube's controllers, as the
-// manager binary wires them, with a client that counts its writes.
-func startManager() {
+// manager binary wires them (with the suite's options, changed by change),
+// with a client that counts its writes.
+func startManager(change ...func(*manager.Options)) {
 	GinkgoHelper()
 	cache := manager.CacheOptions()
 	cache.SyncPeriod = ptr.To(testSyncPeriod)
@@ -93,10 +94,14 @@ func startManager() {
 		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(manager.Setup(mgr, manager.Options{
+	opts := manager.Options{
 		Authority: "plc", Namespace: managerNamespace, AuthorityKeySecret: authorityKeySecret, SliverWriters: 16, SharesPerNode: 100, SliceWorkers: 2,
 		SliverBackoff: testSliverBackoff, SliverBackoffMax: 2 * testSliverBackoff,
-	})).To(Succeed())
+	}
+	for _, c := range change {
+		c(&opts)
+	}
+	Expect(manager.Setup(mgr, opts)).To(Succeed())
 	// The ResourcePool controller is part of Setup; the webhooks are not
 	// (internal/admission tests them), so the controllers' own checks show.
 	Expect(ctrl.NewControllerManagedBy(mgr).Named("fake-kubelet").For(&corev1.Pod{}).Complete(podFinalizer{mgr.GetClient()})).To(Succeed())

@@ -83,6 +83,11 @@ const (
 
 // Reasons of Slice events.
 const (
+	// ReasonSliversCreated and ReasonSliversDeleted: a new generation's
+	// slivers were made or deleted (the slice created, suspended or
+	// resumed, its template or selection changed); slivers made or deleted
+	// as nodes join and leave, or in place of lost ones, are not told by
+	// an event (the status and the manager's log show them).
 	ReasonSliversCreated = "SliversCreated"
 	ReasonSliversDeleted = "SliversDeleted"
 	// ReasonSliverFailed: a sliver failed (the kubelet rejected it, say

@@ -23,6 +23,7 @@ import (
 	"github.com/planetkube/planetkube/internal/authority"
 	"github.com/planetkube/planetkube/internal/cli"
 	"github.com/planetkube/planetkube/internal/clusterview"
+	"github.com/planetkube/planetkube/internal/coalesce"
 	"github.com/planetkube/planetkube/internal/federation/peerclient"
 	"github.com/planetkube/planetkube/internal/federation/pull"
 	"github.com/planetkube/planetkube/internal/scheme"
@@ -34,6 +35,10 @@ import (
 // records its transitions as core Events there.
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=planetkube-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",namespace=planetkube-system,resources=events,verbs=create;patch
+
+// maxStatusCoalesce bounds --status-coalesce: a slice's status is never
+// more than this behind.
+const maxStatusCoalesce = time.Minute
 
 // Main parses the flags and runs the manager until SIGTERM or SIGINT.
 func Main(args []string) error {
@@ -155,6 +160,13 @@ func setup(mgr ctrl.Manager, o Options) (*controllers.SliceReconciler, error) {
 		SliverWriters: o.SliverWriters,
 		SharesPerNode: int32(o.SharesPerNode),
 		Workers:       o.SliceWorkers,
+		KeysRecheck:   o.KeysRecheck,
+	}
+	if o.StatusCoalesce < 0 || o.StatusCoalesce > maxStatusCoalesce {
+		return nil, fmt.Errorf("--status-coalesce %s: between 0 and %s", o.StatusCoalesce, maxStatusCoalesce)
+	}
+	if o.StatusCoalesce > 0 {
+		slices.StatusHolds = &coalesce.Holds{Window: o.StatusCoalesce}
 	}
 	if err := slices.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the Slice controller: %w", err)

@@ -54,6 +54,8 @@ type Options struct {
 	AgentSelector        string
 	AgentPort            int
 	UsageInterval        time.Duration
+	StatusCoalesce       time.Duration
+	KeysRecheck          time.Duration
 }
 
 // BindFlags registers the options on a flag set, with their defaults.
@@ -99,5 +101,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.AgentNamespace, "agent-namespace", "planetkube-system", "Namespace of the node agents' pods.")
 	fs.StringVar(&o.AgentSelector, "agent-selector", "app.kubernetes.io/component=node-agent", "Label selector of the node agents' pods.")
 	fs.IntVar(&o.AgentPort, "agent-port", 9470, "Port of the node agents' lookup API.")
+	fs.DurationVar(&o.StatusCoalesce, "status-coalesce", 2*time.Second, fmt.Sprintf("How long a change to a Slice's status may wait to be written with the changes after it, while only its slivers' counts, placement and messages move (a node joining costs a slice one status write, not one per sliver transition); the first status, a new generation or an error is written at once (at most %s; 0 writes every change at once).", maxStatusCoalesce))
+	fs.DurationVar(&o.KeysRecheck, "keys-recheck", 10*time.Minute, "How often at most new slivers write their slice's users' keys Secret again when nothing says it changed (the manager does not watch Secrets: the write brings back one deleted by hand); changed keys are written at once. 0: with every new sliver.")
 	fs.DurationVar(&o.UsageInterval, "usage-interval", 5*time.Minute, "How often the leader asks every node agent what the slices used (their usage report) and writes Slices' status.usage and Sites' status.contribution, where they changed (at least 10s; 0 disables it).")
 }

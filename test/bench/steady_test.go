@@ -173,7 +173,7 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 	if m, err = scrape(ctx, metricsPort); err != nil {
 		return nil, err
 	}
-	before, apiBefore := m, apiserverPodCreates(ctx, c)
+	before, apiBefore := m, apiserverRequests(ctx, c)
 	node := emulator.NodeName(benchSite, n+1)
 	tr := newTracker(steadySlices, func(p *corev1.Pod) bool { return p.Spec.NodeName == node })
 	informer := podInformer(c.Client, "", planetv1.LabelSlice+" in ("+strings.Join(lastSlices, ",")+")", tr)
@@ -198,8 +198,18 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 		return nil, err
 	}
 	res.joinWrites = after.writes() - before.writes()
-	res.joinPods = apiserverPodCreates(ctx, c) - apiBefore
-	t.Logf("Join: slivers Running in %s; %d writes, %d pod creates", res.joinRunning, res.joinWrites, res.joinPods)
+	apiAfter := apiserverRequests(ctx, c)
+	res.joinPods = apiAfter["POST pods 201"] - apiBefore["POST pods 201"]
+	// Only the manager writes Slice statuses and events here (the
+	// emulated nodes' kwok writes pod statuses).
+	res.joinStatus = requestsDelta(apiBefore, apiAfter, "PATCH slices/status", "PUT slices/status")
+	res.joinEvent = requestsDelta(apiBefore, apiAfter, "POST events", "PATCH events")
+	for k, v := range apiAfter {
+		if verb, _, _ := strings.Cut(k, " "); v > apiBefore[k] && verb != "GET" && verb != "LIST" && verb != "WATCH" {
+			t.Logf("Join: the API server's %s: %d (every client's)", k, v-apiBefore[k])
+		}
+	}
+	t.Logf("Join: slivers Running in %s; %d writes: %d pod creates, %d slice status writes, %d event writes", res.joinRunning, res.joinWrites, res.joinPods, res.joinStatus, res.joinEvent)
 	return res, nil
 }
 
@@ -410,25 +420,48 @@ func parseMetrics(r io.Reader) (metricFamilies, error) {
 // apiserverPodCreates reads how many pods the API server created (every
 // client: during the join only the manager creates pods).
 func apiserverPodCreates(ctx context.Context, c *emulator.Cluster) int {
+	return apiserverRequests(ctx, c)["POST pods 201"]
+}
+
+// apiserverRequests reads the API server's request counts (every client's)
+// as "<verb> <resource>[/<subresource>] <code>" → count; empty when the
+// metrics cannot be read.
+func apiserverRequests(ctx context.Context, c *emulator.Cluster) map[string]int {
+	out := map[string]int{}
 	body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return -1
+		return out
 	}
 	m, err := parseMetrics(strings.NewReader(string(body)))
 	if err != nil {
-		return -1
+		return out
 	}
-	total := 0.0
 	for _, s := range m["apiserver_request_total"].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range s.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		if labels["verb"] == "POST" && labels["resource"] == "pods" && labels["subresource"] == "" && labels["code"] == "201" {
-			total += s.GetCounter().GetValue()
+		resource := labels["resource"]
+		if labels["subresource"] != "" {
+			resource += "/" + labels["subresource"]
+		}
+		out[labels["verb"]+" "+resource+" "+labels["code"]] += int(s.GetCounter().GetValue())
+	}
+	return out
+}
+
+// requestsDelta sums the requests of after minus before whose verb and
+// resource are one of keys ("<verb> <resource>"), whatever their code.
+func requestsDelta(before, after map[string]int, keys ...string) int {
+	n := 0
+	for k, v := range after {
+		verb, rest, _ := strings.Cut(k, " ")
+		resource, _, _ := strings.Cut(rest, " ")
+		if slices.Contains(keys, verb+" "+resource) {
+			n += v - before[k]
 		}
 	}
-	return int(total)
+	return n
 }
 
 // freeLocalPort returns a free loopback TCP port.
@@ -481,6 +514,7 @@ func (r *steadyResult) markdown() string {
 	fmt.Fprintf(&b, "| Manager restart: writes by the new manager (until 15 s after resync) | %d | 0 |\n", r.restartWrites)
 	fmt.Fprintf(&b, "| One node joins: pods created | %d | %d |\n", r.joinPods, steadySlices)
 	fmt.Fprintf(&b, "| One node joins: all the manager's writes (pods, slice statuses, events) | %d | — |\n", r.joinWrites)
+	fmt.Fprintf(&b, "| One node joins: Slice status writes; events (the API server's counts) | %d; %d | ≤ %d (one a slice) |\n", r.joinStatus, r.joinEvent, steadySlices)
 	fmt.Fprintf(&b, "| One node joins: its %d slivers Running | %s | — |\n", steadySlices, seconds(r.joinRunning))
 	fmt.Fprintf(&b, "| Manager CPU per 10,000 slivers (last rollout) | %.1f s | — |\n", r.cpu.Seconds()*10000/float64(r.slivers))
 	fmt.Fprintf(&b, "| Manager peak RSS (VmHWM) with %d slivers; per 10,000 | %.0f MiB; %.0f MiB | — |\n\n", r.slivers, float64(r.rss)/(1<<20), float64(r.rss)/(1<<20)*10000/float64(r.slivers))
