@@ -66,6 +66,7 @@ type Options struct {
 	ArchiveTLSDir    string
 	MetricsAddr      string
 	ProbeAddr        string
+	PprofAddr        string
 	NetNS            string
 	DumpInterval     time.Duration
 	ReadBuffer       int
@@ -131,6 +132,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PublicAddr, "public-listen-address", "", "A second address serving the same lookup page and API, for strangers on the node's own address (such as :80); empty: none.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9471", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":9472", "Address of the /healthz and /readyz endpoints; 0 disables them.")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "0", "Address of Go's pprof endpoints (/debug/pprof/), plain HTTP to anyone who reaches it: a loopback address, or reached with kubectl port-forward; 0 disables them.")
 	fs.StringVar(&o.NetNS, "netns", "", "Network namespace to audit, as a path such as /run/netns/x (default: the agent's own, the host's in the DaemonSet).")
 	fs.DurationVar(&o.DumpInterval, "dump-interval", time.Minute, "How often open flows are dumped, so that long-lived flows are recorded before they end.")
 	fs.IntVar(&o.ReadBuffer, "read-buffer", 32<<20, "Receive buffer of the conntrack event socket, in bytes.")
@@ -272,6 +274,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		Cache:                  cacheOptions(o.NodeName),
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress: o.ProbeAddr,
+		PprofBindAddress:       o.PprofAddr,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the agent's manager: %w", err)

@@ -62,6 +62,7 @@ func Main(args []string) error {
 		Cache:                   CacheOptions(),
 		Metrics:                 MetricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.PprofAddr,
 		WebhookServer:           webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "planetkube-manager.planetkube.io",

@@ -24,6 +24,7 @@ type Options struct {
 	MetricsAddr          string
 	MetricsSecure        bool
 	ProbeAddr            string
+	PprofAddr            string
 	LeaderElect          bool
 	LeaderElectNamespace string
 	QPS                  float64
@@ -70,6 +71,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve the metrics over HTTPS to clients the API server authenticates (TokenReview) and authorizes (SubjectAccessReview: get on /metrics, as the ClusterRole planetkube-metrics-reader grants); false: plain HTTP to anyone who reaches the port.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables them.")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "0", "Address of Go's pprof endpoints (/debug/pprof/), plain HTTP to anyone who reaches it: a loopback address, or reached with kubectl port-forward; 0 disables them.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
 	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
 	// client-go's default of 20 QPS / 30 burst would make a 1,000-node slice
