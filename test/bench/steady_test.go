@@ -173,7 +173,11 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 	if m, err = scrape(ctx, metricsPort); err != nil {
 		return nil, err
 	}
-	before, apiBefore := m, apiserverRequests(ctx, c)
+	before := m
+	apiBefore, err := apiserverRequests(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	node := emulator.NodeName(benchSite, n+1)
 	tr := newTracker(steadySlices, func(p *corev1.Pod) bool { return p.Spec.NodeName == node })
 	informer := podInformer(c.Client, "", planetv1.LabelSlice+" in ("+strings.Join(lastSlices, ",")+")", tr)
@@ -198,10 +202,14 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 		return nil, err
 	}
 	res.joinWrites = after.writes() - before.writes()
-	apiAfter := apiserverRequests(ctx, c)
+	apiAfter, err := apiserverRequests(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	// During the join only the manager creates pods and writes Slice
+	// statuses; the events are every client's (kube-controller-manager's
+	// about the new node among them).
 	res.joinPods = apiAfter["POST pods 201"] - apiBefore["POST pods 201"]
-	// Only the manager writes Slice statuses and events here (the
-	// emulated nodes' kwok writes pod statuses).
 	res.joinStatus = requestsDelta(apiBefore, apiAfter, "PATCH slices/status", "PUT slices/status")
 	res.joinEvent = requestsDelta(apiBefore, apiAfter, "POST events", "PATCH events")
 	for k, v := range apiAfter {
@@ -417,25 +425,18 @@ func parseMetrics(r io.Reader) (metricFamilies, error) {
 	return p.TextToMetricFamilies(r)
 }
 
-// apiserverPodCreates reads how many pods the API server created (every
-// client: during the join only the manager creates pods).
-func apiserverPodCreates(ctx context.Context, c *emulator.Cluster) int {
-	return apiserverRequests(ctx, c)["POST pods 201"]
-}
-
 // apiserverRequests reads the API server's request counts (every client's)
-// as "<verb> <resource>[/<subresource>] <code>" → count; empty when the
-// metrics cannot be read.
-func apiserverRequests(ctx context.Context, c *emulator.Cluster) map[string]int {
-	out := map[string]int{}
+// as "<verb> <resource>[/<subresource>] <code>" → count.
+func apiserverRequests(ctx context.Context, c *emulator.Cluster) (map[string]int, error) {
 	body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return out
+		return nil, fmt.Errorf("reading the API server's metrics: %w", err)
 	}
 	m, err := parseMetrics(strings.NewReader(string(body)))
 	if err != nil {
-		return out
+		return nil, fmt.Errorf("parsing the API server's metrics: %w", err)
 	}
+	out := map[string]int{}
 	for _, s := range m["apiserver_request_total"].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range s.GetLabel() {
@@ -447,7 +448,7 @@ func apiserverRequests(ctx context.Context, c *emulator.Cluster) map[string]int 
 		}
 		out[labels["verb"]+" "+resource+" "+labels["code"]] += int(s.GetCounter().GetValue())
 	}
-	return out
+	return out, nil
 }
 
 // requestsDelta sums the requests of after minus before whose verb and
