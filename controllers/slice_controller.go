@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/flowcontrol"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -87,6 +88,9 @@ type SliceReconciler struct {
 	// the slice's keys Secret (a time.Time); started is when it started.
 	keysWritten sync.Map
 	started     time.Time
+	// pods is the pod informer's store, which slivers are read from as
+	// they are cached (sliversOf); nil reads them with a client List.
+	pods toolscache.Indexer
 }
 
 // +kubebuilder:rbac:groups=planetkube.io,resources=slices,verbs=get;list;watch;update;patch
@@ -315,6 +319,13 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Now = time.Now
 	}
 	r.started = time.Now()
+	inf, err := mgr.GetCache().GetInformer(context.Background(), &corev1.Pod{})
+	if err != nil {
+		return fmt.Errorf("getting the pod informer: %w", err)
+	}
+	if s, ok := inf.(interface{ GetIndexer() toolscache.Indexer }); ok {
+		r.pods = s.GetIndexer()
+	}
 	if r.Backoff == nil {
 		r.Backoff = flowcontrol.NewBackOff(time.Second, 15*time.Minute)
 	}

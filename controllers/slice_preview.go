@@ -4,9 +4,7 @@ import (
 	"context"
 	"sort"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/federation"
@@ -67,14 +65,11 @@ func (r *SliceReconciler) Preview(ctx context.Context, in *planetv1.Slice) (*sho
 // It records the site of each node placement chose from in siteOf.
 func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.Slice, id sliceIdentity, siteOf map[string]string,
 	running func(node, site string), notRunning func(reason, node, site, detail string)) error {
-	pods := &corev1.PodList{}
-	if err := r.List(ctx, pods, client.InNamespace(id.namespace()), client.MatchingLabels(sliceLabels(slice)), client.UnsafeDisableDeepCopy); err != nil {
+	pods, err := r.sliversOf(ctx, slice, id.namespace())
+	if err != nil {
 		return err
 	}
-	slivers := make([]sliverplan.Sliver, len(pods.Items))
-	for i := range pods.Items {
-		slivers[i] = sliverplan.SliverOf(&pods.Items[i], annotationTemplateHash, annotationReservedHash)
-	}
+	slivers := sliversFrom(pods)
 	req, err := placementRequest(slice, sliverplan.Existing(slice.Name, slivers))
 	if err != nil {
 		return err

@@ -15,10 +15,12 @@ import (
 	"github.com/planetkube/planetkube/internal/pools"
 )
 
-// Feed registers the view's handlers on the node and ResourcePool informers
-// of c and on the pod informer of pods (a cache of every pod bound to a
-// node), so that the view follows them.
+// Feed registers the view's handlers on the node, ResourcePool and pod
+// informers of c (whose pods are PlanetKube's) and on the pod informer of
+// pods (a cache of every other pod bound to a node), so that the view
+// follows them.
 func (v *View) Feed(ctx context.Context, c, pods cache.Cache) error {
+	podHandler := handler(func(p *corev1.Pod) { v.SetPod(p) }, func(p *corev1.Pod) { v.DeletePodOf(p) })
 	feeds := []struct {
 		from cache.Cache
 		obj  client.Object
@@ -26,7 +28,8 @@ func (v *View) Feed(ctx context.Context, c, pods cache.Cache) error {
 	}{
 		{c, &corev1.Node{}, handler(func(n *corev1.Node) { v.SetNode(n) }, func(n *corev1.Node) { v.DeleteNode(n.Name) })},
 		{c, &planetv1.ResourcePool{}, handler(func(p *planetv1.ResourcePool) { v.SetPool(p) }, func(p *planetv1.ResourcePool) { v.DeletePool(pools.KeyOf(p)) })},
-		{pods, &corev1.Pod{}, handler(func(p *corev1.Pod) { v.SetPod(p) }, func(p *corev1.Pod) { v.DeletePod(p.Namespace + "/" + p.Name) })},
+		{c, &corev1.Pod{}, podHandler},
+		{pods, &corev1.Pod{}, podHandler},
 	}
 	for _, f := range feeds {
 		inf, err := f.from.GetInformer(ctx, f.obj)

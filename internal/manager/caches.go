@@ -12,26 +12,37 @@ import (
 	"github.com/planetkube/planetkube/internal/clusterview"
 )
 
-// CacheOptions scopes the informer cache: only PlanetKube's pods are cached,
-// and managed fields are dropped, which keeps the manager's memory flat on
-// large clusters.
+// CacheOptions scopes the informer cache: only PlanetKube's pods are
+// cached, each stripped to what the controllers and the cluster view read
+// of it (clusterview.StripSliver), and managed fields are dropped, which
+// keeps the manager's memory flat on large clusters.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{planetv1.LabelManagedBy: planetv1.ManagedByValue})},
+			&corev1.Pod{}: {
+				Label:     labels.SelectorFromSet(labels.Set{planetv1.LabelManagedBy: planetv1.ManagedByValue}),
+				Transform: clusterview.StripSliver,
+			},
 		},
 	}
 }
 
-// PodCacheOptions scope the view's pod cache: every pod bound to a node and
-// not finished, stripped to what the view reads (clusterview.StripPod).
+// PodCacheOptions scope the view's pod cache: every other pod bound to a
+// node and not finished (PlanetKube's own are in the manager's cache, so
+// each pod is cached once), stripped to what the view reads
+// (clusterview.StripPod).
 func PodCacheOptions(mgr ctrl.Manager) cache.Options {
+	notOurs, err := labels.Parse(planetv1.LabelManagedBy + "!=" + planetv1.ManagedByValue)
+	if err != nil {
+		panic(err) // a constant selector
+	}
 	return cache.Options{
 		Scheme: mgr.GetScheme(),
 		Mapper: mgr.GetRESTMapper(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}: {
+				Label:     notOurs,
 				Field:     fields.ParseSelectorOrDie("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"),
 				Transform: clusterview.StripPod,
 			},

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +52,9 @@ type steadyResult struct {
 	// its peak RSS after it.
 	cpu time.Duration
 	rss int64
+	// anon is the most anonymous memory (RssAnon) the manager held, sampled
+	// every 250 ms from the first rollout to the slices converged.
+	anon int64
 	// restart: time from a new manager's start to its slice queue drained
 	// with every slice reconciled, and its writes then and 15 s later.
 	restartSynced time.Duration
@@ -59,13 +64,19 @@ type steadyResult struct {
 	joinRunning           time.Duration
 	joinWrites, joinPods  int
 	joinStatus, joinEvent int
-	machine               machine
+	// cpuTop and heapTop are the top lines of the manager's CPU profile
+	// over the last rollout and of its heap once converged; heapLive is
+	// the heap in use then, after a collection.
+	cpuTop, heapTop string
+	cpuSeconds      int
+	heapLive        int64
+	machine         machine
 }
 
 // runSteadyState measures 20 slices over every node against the floor of as
 // many bare pods, in alternating pairs, then a manager restart and a node
 // joining with the slices converged.
-func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metricsPort int) (*steadyResult, error) {
+func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metricsPort int, prof profiler) (*steadyResult, error) {
 	t.Helper()
 	k8s, bareClient, err := benchClients(ctx, c)
 	if err != nil {
@@ -77,6 +88,7 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 	}
 	n := len(c.NodeNames)
 	res := &steadyResult{nodes: n, slivers: n * steadySlices}
+	stopSampling := sampleAnon(lastManager(c), &res.anon)
 	var lastSlices []string
 	for pair := range *steadyPairs {
 		// Alternate which side goes first, ending with the floor first: the
@@ -103,6 +115,23 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 		}
 		runSlices := func() error {
 			cpu0, _ := managerCPU(c)
+			var cpuProfile chan error
+			if pair == *steadyPairs-1 {
+				// The last rollout's CPU profile: as long as the rollout
+				// before it took (a minute if none did).
+				res.cpuSeconds = 60
+				if len(res.slices) > 0 {
+					res.cpuSeconds = int(res.slices[len(res.slices)-1].running.Seconds()) + 5
+				}
+				cpuProfile = make(chan error, 1)
+				go func() {
+					file, err := prof.fetch(ctx, "profile?seconds="+strconv.Itoa(res.cpuSeconds), "rollout-cpu.pprof")
+					if err == nil {
+						res.cpuTop, err = prof.top(ctx, file, "", 15)
+					}
+					cpuProfile <- err
+				}()
+			}
 			tm, err := measure(ctx, t, c.Client, phase{
 				name: fmt.Sprintf("Slices %d", pair), selector: planetv1.LabelSlice + " in (" + strings.Join(names, ",") + ")",
 				start: func(ctx context.Context) error { return createSlices(ctx, k8s, names) },
@@ -115,7 +144,7 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 			res.cpu = cpu1 - cpu0
 			if pair == *steadyPairs-1 {
 				lastSlices = names
-				return nil // kept for the restart and the join
+				return <-cpuProfile // the slices are kept for the restart and the join
 			}
 			return deleteSlicesAndWait(ctx, t, k8s, c.Client, names)
 		}
@@ -134,10 +163,26 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 	if err := waitSlicesConverged(ctx, k8s, lastSlices, n); err != nil {
 		return nil, err
 	}
+	stopSampling()
 	mgr := lastManager(c)
 	if res.rss, err = mgr.PeakRSSBytes(); err != nil {
 		return nil, err
 	}
+	// The heap with every sliver cached: gc=1 collects first, so the
+	// profile and the metrics read after it show what is live.
+	heap, err := prof.fetch(ctx, "heap?gc=1", "converged-heap.pprof")
+	if err != nil {
+		return nil, err
+	}
+	if res.heapTop, err = prof.top(ctx, heap, "inuse_space", 20); err != nil {
+		return nil, err
+	}
+	live, err := scrape(ctx, metricsPort)
+	if err != nil {
+		return nil, err
+	}
+	res.heapLive = int64(live.value("go_memstats_heap_alloc_bytes"))
+	t.Logf("Profiles in %s; live heap %d MiB", prof.dir, res.heapLive>>20)
 
 	// A restart: a new manager over 20 converged slices.
 	if err := mgr.Stop(); err != nil {
@@ -219,6 +264,31 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 	}
 	t.Logf("Join: slivers Running in %s; %d writes: %d pod creates, %d slice status writes, %d event writes", res.joinRunning, res.joinWrites, res.joinPods, res.joinStatus, res.joinEvent)
 	return res, nil
+}
+
+// sampleAnon keeps in peak the most anonymous memory p holds, read every
+// 250 ms until the function it returns is called.
+func sampleAnon(p *emulator.Process, peak *int64) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if b, err := p.AnonRSSBytes(); err == nil {
+				*peak = max(*peak, b)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 // waitSlicesConverged waits until every slice's status shows n/n slivers
@@ -397,6 +467,15 @@ func (m metricFamilies) sum(name, label, value string) float64 {
 	return total
 }
 
+// value is the value of an unlabelled gauge or counter.
+func (m metricFamilies) value(name string) float64 {
+	total := 0.0
+	for _, s := range m[name].GetMetric() {
+		total += s.GetCounter().GetValue() + s.GetGauge().GetValue()
+	}
+	return total
+}
+
 // writes counts the manager's API requests that write.
 func (m metricFamilies) writes() int {
 	total := 0.0
@@ -518,11 +597,15 @@ func (r *steadyResult) markdown() string {
 	fmt.Fprintf(&b, "| One node joins: Slice status writes; events (the API server's counts) | %d; %d | ≤ %d (one a slice) |\n", r.joinStatus, r.joinEvent, steadySlices)
 	fmt.Fprintf(&b, "| One node joins: its %d slivers Running | %s | — |\n", steadySlices, seconds(r.joinRunning))
 	fmt.Fprintf(&b, "| Manager CPU per 10,000 slivers (last rollout) | %.1f s | — |\n", r.cpu.Seconds()*10000/float64(r.slivers))
-	fmt.Fprintf(&b, "| Manager peak RSS (VmHWM) with %d slivers; per 10,000 | %.0f MiB; %.0f MiB | — |\n\n", r.slivers, float64(r.rss)/(1<<20), float64(r.rss)/(1<<20)*10000/float64(r.slivers))
+	fmt.Fprintf(&b, "| Manager peak RSS (VmHWM) with %d slivers; per 10,000 | %.0f MiB; %.0f MiB | ≤ 100 MiB |\n", r.slivers, float64(r.rss)/(1<<20), float64(r.rss)/(1<<20)*10000/float64(r.slivers))
+	fmt.Fprintf(&b, "| Manager peak anonymous memory (RssAnon, every 250 ms; not its binary's pages); per 10,000 | %.0f MiB; %.0f MiB | — |\n", float64(r.anon)/(1<<20), float64(r.anon)/(1<<20)*10000/float64(r.slivers))
+	fmt.Fprintf(&b, "| Manager live heap once converged (after a collection); per 10,000 | %.0f MiB; %.0f MiB | — |\n\n", float64(r.heapLive)/(1<<20), float64(r.heapLive)/(1<<20)*10000/float64(r.slivers))
 	fmt.Fprintf(&b, "The floor and the slices are both bound by the API server's write throughput and kwok marking %d pods Running on the same CPUs; ", r.slivers)
 	b.WriteString(
 		"a node joining queues only the slices whose selection matches it (here all 20), and each reconcile reads the shared cluster view, " +
 			"so the join costs one sliver create per slice plus each slice's status. The restart and the join are measured once every slice's status shows all its slivers ready.\n")
+	fmt.Fprintf(&b, "\n**Where the manager's time goes**: its CPU profile over the first %d s of the last rollout (`--pprof-bind-address`, `go tool pprof -top`):\n\n```\n%s\n```\n", r.cpuSeconds, r.cpuTop)
+	fmt.Fprintf(&b, "\n**Where its memory goes**: the heap in use once every slice converged (`heap?gc=1`, `-sample_index=inuse_space`):\n\n```\n%s\n```\n", r.heapTop)
 	return b.String()
 }
 
@@ -543,10 +626,19 @@ func TestSteadyState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.StartPlanetKube(ctx, "--metrics-secure=false", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port)); err != nil {
+	pprofPort, err := freeLocalPort()
+	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := runSteadyState(ctx, t, c, port)
+	if _, err := c.StartPlanetKube(ctx, "--metrics-secure=false", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port),
+		"--pprof-bind-address=127.0.0.1:"+strconv.Itoa(pprofPort)); err != nil {
+		t.Fatal(err)
+	}
+	prof := profiler{port: pprofPort, dir: filepath.Join(c.LogDir, "profiles")}
+	if err := os.MkdirAll(prof.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runSteadyState(ctx, t, c, port, prof)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,6 +135,14 @@ func (p *Process) PeakRSSBytes() (int64, error) {
 	return kb * 1024, err
 }
 
+// AnonRSSBytes returns the process's anonymous resident memory now
+// (RssAnon: its heap, stacks and runtime, not the pages of its binary,
+// which the kernel can drop and read again).
+func (p *Process) AnonRSSBytes() (int64, error) {
+	kb, err := procStatusKB(p.Pid(), "RssAnon")
+	return kb * 1024, err
+}
+
 // procStatusKB reads a "<field>: N kB" line of /proc/<pid>/status.
 func procStatusKB(pid int, field string) (int64, error) {
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
