@@ -258,6 +258,30 @@ func (k Keys) Keyring(ctx context.Context) (ticket.Keyring, error) {
 	return ring, nil
 }
 
+// Of returns the keys of one authority: this install's own, or those of
+// its Authority (none when there is none, or it is being deleted), read
+// alone: a feed request needs only its requester's keys, and a keyring of
+// 1,000 peers built for each poll cost more than the rest of the request.
+// An error is a failure to read the Authority.
+func (k Keys) Of(ctx context.Context, name string) ([]ticket.Key, error) {
+	if k.Own != nil {
+		if s, err := k.Own.Signer(ctx); err == nil && s.Authority == name {
+			return []ticket.Key{{ID: s.KeyID, Public: s.Key.Public().(ed25519.PublicKey)}}, nil
+		}
+	}
+	a := &planetv1.Authority{}
+	if err := k.Reader.Get(ctx, client.ObjectKey{Name: name}, a); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading Authority %s: %w", name, err)
+	}
+	if !a.DeletionTimestamp.IsZero() {
+		return nil, nil
+	}
+	return ValidKeys(a), nil
+}
+
 // Verify checks a ticket addressed to audience against the keyring. A
 // refusal is a *ticket.Refusal; any other error is a failure to read the
 // Authorities.

@@ -111,4 +111,19 @@ func TestPeerSync(t *testing.T) {
 	if got := names(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("after dropping plk: %v, want %v", got, want)
 	}
+	// Of reads one authority's keys as the keyring of them all has them.
+	list := &planetv1.AuthorityList{}
+	if err := c.List(ctx, list); err != nil {
+		t.Fatal(err)
+	}
+	ring := Keyring(list.Items)
+	for _, name := range []string{"ple", "plj", "plk", "nope"} {
+		keys, err := Keys{Reader: c}.Of(ctx, name)
+		if err != nil || fmt.Sprint(keys) != fmt.Sprint(ring[name]) {
+			t.Errorf("Of(%s) = %v, %v; the keyring has %v", name, keys, err, ring[name])
+		}
+	}
+	if keys, _ := (Keys{Reader: c}).Of(ctx, "ple"); len(keys) != 1 || keys[0].ID != key("f").ID {
+		t.Errorf("Of(ple) = %v, want the rotated key %s", keys, key("f").ID)
+	}
 }

@@ -25,12 +25,13 @@ import (
 // them: the cache of those Secrets).
 func FeedHandler(c, secrets client.Reader, signer *authority.SignerSource, o Options) http.Handler {
 	mux := http.NewServeMux()
+	tickets := &controllers.FeedTickets{Reader: secrets, Namespace: o.Namespace}
 	mux.Handle(feed.Path, &feed.Handler{
 		Local:  o.Authority,
 		Signer: signer.Signer,
-		Keys:   authority.Keys{Reader: c, Own: signer}.Keyring,
+		Keys:   authority.Keys{Reader: c, Own: signer}.Of,
 		Tickets: func(ctx context.Context, requester string) ([]string, error) {
-			return controllers.FeedTickets(ctx, secrets, o.Namespace, requester, time.Now())
+			return tickets.For(ctx, requester, time.Now())
 		},
 		Skew: o.TicketSkew,
 	})

@@ -44,9 +44,10 @@ func (p profiler) fetch(ctx context.Context, path, file string) (string, error) 
 
 // top returns the first n lines of `go tool pprof -top` of the profile in
 // file, by the sample index given (such as inuse_space; "" for the
-// profile's default), after pprof's header lines.
-func (p profiler) top(ctx context.Context, file, sampleIndex string, n int) (string, error) {
-	args := []string{"tool", "pprof", "-top", "-nodecount=" + strconv.Itoa(n)}
+// profile's default) and with pprof's extra flags (such as -cum), after
+// pprof's header lines.
+func (p profiler) top(ctx context.Context, file, sampleIndex string, n int, extra ...string) (string, error) {
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=" + strconv.Itoa(n)}, extra...)
 	if sampleIndex != "" {
 		args = append(args, "-sample_index="+sampleIndex)
 	}

@@ -155,6 +155,13 @@ func NewRequest(s ticket.Signer, home string, now time.Time) (token string, req 
 // do), issued no later than now+skew, expiring after now-skew and valid for
 // at most MaxRequestLifetime. A refusal is an *Error.
 func VerifyRequest(token string, keys ticket.Keyring, local string, skew time.Duration, now time.Time) (*Request, error) {
+	return verifyRequest(token, func(a string) ([]ticket.Key, error) { return keys[a], nil }, local, skew, now)
+}
+
+// verifyRequest is VerifyRequest with the requester's keys read by keysOf
+// once its name is checked (none: an unknown requester). An error of
+// keysOf is returned as it is: not a refusal, a failure to read the keys.
+func verifyRequest(token string, keysOf func(authority string) ([]ticket.Key, error), local string, skew time.Duration, now time.Time) (*Request, error) {
 	// The requester's name, unverified, says whose keys to verify with.
 	payload, _, err := ticket.InspectMessage(token, RequestType, MaxRequestBytes)
 	if err != nil {
@@ -175,8 +182,11 @@ func VerifyRequest(token string, keys ticket.Keyring, local string, skew time.Du
 	case exp-iat > int64(MaxRequestLifetime/time.Second):
 		return nil, fail(Malformed, "the request is valid for more than %s", MaxRequestLifetime)
 	}
-	authorityKeys, known := keys[req.Issuer]
-	if !known {
+	authorityKeys, err := keysOf(req.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	if len(authorityKeys) == 0 {
 		return nil, fail(UnknownIssuer, "no Authority %q is known here", req.Issuer)
 	}
 	if _, _, err := ticket.VerifyMessage(token, RequestType, MaxRequestBytes, authorityKeys); err != nil {

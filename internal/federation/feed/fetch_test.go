@@ -41,7 +41,7 @@ func (h *home) handler(signer ticket.Signer, keys ticket.Keyring) *Handler {
 	return &Handler{
 		Local:  "plc",
 		Signer: func(context.Context) (ticket.Signer, error) { return signer, nil },
-		Keys:   func(context.Context) (ticket.Keyring, error) { return keys, nil },
+		Keys:   func(_ context.Context, a string) ([]ticket.Key, error) { return keys[a], nil },
 		Tickets: func(_ context.Context, requester string) ([]string, error) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -249,7 +249,7 @@ func TestHandler(t *testing.T) {
 		{"two authorizations", newHome(t).handler(plc, homeKeyring()), http.MethodGet, []string{AuthScheme + " " + good, AuthScheme + " " + good}, http.StatusUnauthorized, ""},
 		{"expired", newHome(t).handler(plc, homeKeyring()), http.MethodGet, []string{AuthScheme + " " + expired}, http.StatusUnauthorized, "Stale"},
 		{"addressed elsewhere", broken(func(h *Handler) { h.Local = "ppk" }), http.MethodGet, []string{AuthScheme + " " + good}, http.StatusUnauthorized, "WrongAudience"},
-		{"no keys", broken(func(h *Handler) { h.Keys = func(context.Context) (ticket.Keyring, error) { return nil, fails } }), http.MethodGet, []string{AuthScheme + " " + good}, http.StatusInternalServerError, ""},
+		{"no keys", broken(func(h *Handler) { h.Keys = func(context.Context, string) ([]ticket.Key, error) { return nil, fails } }), http.MethodGet, []string{AuthScheme + " " + good}, http.StatusInternalServerError, ""},
 		{"no signer", broken(func(h *Handler) {
 			h.Signer = func(context.Context) (ticket.Signer, error) { return ticket.Signer{}, fails }
 		}), http.MethodGet, []string{AuthScheme + " " + good}, http.StatusInternalServerError, ""},

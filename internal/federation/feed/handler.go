@@ -2,7 +2,9 @@ package feed
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,9 +21,9 @@ type Handler struct {
 	Local string
 	// Signer returns this install's key, which signs the feeds.
 	Signer func(context.Context) (ticket.Signer, error)
-	// Keys returns the known Authorities' keys, which requests are
-	// verified with.
-	Keys func(context.Context) (ticket.Keyring, error)
+	// Keys returns an authority's keys (none for an unknown one), which
+	// its requests are verified with; an error is a failure to read them.
+	Keys func(ctx context.Context, authority string) ([]ticket.Key, error)
 	// Tickets returns the tickets addressed to requester.
 	Tickets func(ctx context.Context, requester string) ([]string, error)
 	// Skew is the clock skew allowed on a request's times (default
@@ -97,13 +99,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w, "the request carries no "+AuthScheme+" authorization")
 		return
 	}
-	keys, err := h.Keys(ctx)
-	if err != nil {
-		log.Error(err, "Could not read the known Authorities' keys")
+	req, err := verifyRequest(token, func(a string) ([]ticket.Key, error) { return h.Keys(ctx, a) }, h.Local, h.skew(), h.now())
+	var refusal *Error
+	if err != nil && !errors.As(err, &refusal) {
+		log.Error(err, "Could not read the requester's keys")
 		http.Error(w, "the feed is not available now", http.StatusInternalServerError)
 		return
 	}
-	req, err := VerifyRequest(token, keys, h.Local, h.skew(), h.now())
 	if err != nil {
 		log.Info("Refused a feed request", "reason", ReasonOf(err), "message", err.Error())
 		unauthorized(w, err.Error())
@@ -140,6 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/jose")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	if _, err := w.Write([]byte(body)); err != nil {
 		log.Info("Could not send the feed", "error", err.Error())

@@ -135,6 +135,12 @@ func (p *Process) PeakRSSBytes() (int64, error) {
 	return kb * 1024, err
 }
 
+// RSSBytes returns the process's resident set size now (VmRSS).
+func (p *Process) RSSBytes() (int64, error) {
+	kb, err := procStatusKB(p.Pid(), "VmRSS")
+	return kb * 1024, err
+}
+
 // AnonRSSBytes returns the process's anonymous resident memory now
 // (RssAnon: its heap, stacks and runtime, not the pages of its binary,
 // which the kernel can drop and read again).
