@@ -89,7 +89,7 @@ type SliceReconciler struct {
 	keysWritten sync.Map
 	started     time.Time
 	// pods is the pod informer's store, which slivers are read from as
-	// they are cached (sliversOf); nil reads them with a client List.
+	// they are cached (sliversOf).
 	pods toolscache.Indexer
 }
 
@@ -323,9 +323,11 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return fmt.Errorf("getting the pod informer: %w", err)
 	}
-	if s, ok := inf.(interface{ GetIndexer() toolscache.Indexer }); ok {
-		r.pods = s.GetIndexer()
+	s, ok := inf.(interface{ GetIndexer() toolscache.Indexer })
+	if !ok {
+		return fmt.Errorf("the pod informer (%T) has no store to read slivers from", inf)
 	}
+	r.pods = s.GetIndexer()
 	if r.Backoff == nil {
 		r.Backoff = flowcontrol.NewBackOff(time.Second, 15*time.Minute)
 	}

@@ -65,7 +65,7 @@ func (r *SliceReconciler) Preview(ctx context.Context, in *planetv1.Slice) (*sho
 // It records the site of each node placement chose from in siteOf.
 func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.Slice, id sliceIdentity, siteOf map[string]string,
 	running func(node, site string), notRunning func(reason, node, site, detail string)) error {
-	pods, err := r.sliversOf(ctx, slice, id.namespace())
+	pods, err := r.sliversOf(slice, id.namespace())
 	if err != nil {
 		return err
 	}

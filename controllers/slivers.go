@@ -55,7 +55,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 	if nsName == "" {
 		return sliverplan.Plan{}, nil, 0, nil // not a slice of anyone's: it has no namespace
 	}
-	pods, err := r.sliversOf(ctx, slice, nsName)
+	pods, err := r.sliversOf(slice, nsName)
 	if err != nil {
 		return sliverplan.Plan{}, nil, 0, err
 	}
@@ -133,40 +133,19 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 // without deep copies, copies every pod into a PodList, which for a
 // 1,000-node slice reconciled while its slivers start was most of the
 // manager's allocations.
-func (r *SliceReconciler) sliversOf(ctx context.Context, slice *planetv1.Slice, ns string) ([]*corev1.Pod, error) {
-	want := sliceLabels(slice)
-	if r.pods == nil {
-		list := &corev1.PodList{}
-		if err := r.List(ctx, list, client.InNamespace(ns), client.MatchingLabels(want), client.UnsafeDisableDeepCopy); err != nil {
-			return nil, err
-		}
-		out := make([]*corev1.Pod, len(list.Items))
-		for i := range list.Items {
-			out[i] = &list.Items[i]
-		}
-		return out, nil
-	}
+func (r *SliceReconciler) sliversOf(slice *planetv1.Slice, ns string) ([]*corev1.Pod, error) {
 	objs, err := r.pods.ByIndex(toolscache.NamespaceIndex, ns)
 	if err != nil {
 		return nil, err
 	}
+	want := labels.SelectorFromSet(sliceLabels(slice))
 	out := make([]*corev1.Pod, 0, len(objs))
 	for _, o := range objs {
-		if p, ok := o.(*corev1.Pod); ok && hasLabels(p.Labels, want) {
+		if p, ok := o.(*corev1.Pod); ok && want.Matches(labels.Set(p.Labels)) {
 			out = append(out, p)
 		}
 	}
 	return out, nil
-}
-
-// hasLabels says whether have holds every label of want.
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if w, ok := have[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // sliversFrom reads the slivers of pods.

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -204,7 +205,11 @@ func (r *TicketReconciler) redeemSliver(ctx context.Context, tk *planetv1.Ticket
 			return r.Update(ctx, upd)
 		}
 		if !dryRun {
-			return r.Create(ctx, want.DeepCopy())
+			// With the Slice controller's finalizer from the start, which
+			// it would otherwise add with a write of its own.
+			s := want.DeepCopy()
+			controllerutil.AddFinalizer(s, planetv1.SliceFinalizer)
+			return r.Create(ctx, s)
 		}
 		// The dry run of a first slice goes where a namespace exists: the
 		// authority's is made only for a ticket that passed every check.

@@ -158,12 +158,16 @@ var _ = Describe("Ticket controller", Ordered, func() {
 
 	It("redeems a sliver ticket into a foreign slice whose slivers run only on sites that trust the issuer", func() {
 		full := "ple.inria.codeen"
+		mark := writes.count()
 		tk := applyTicket("tka", "codeen", issue(ple, sliverGrant("t-1", full, now, func(c *ticket.Claims) {
 			c.Sliver.Nodes.Sites = []string{"tka", "tkb"}
 		})))
 		Eventually(ticketReady(tk)).Should(withReason(metav1.ConditionTrue, planetv1.ReasonRedeemed))
 		ns := naming.ForeignSliceNamespace("ple", "inria", "codeen")
 		Eventually(sliverNodesIn(ns)).Should(Equal(sliversOn("inria-codeen", "tka-1")))
+		// The Slice is made with the Slice controller's finalizer: no
+		// write of its own adds it.
+		Expect(writes.since(mark, "patch Slice "+naming.AuthorityNamespace("ple")+"/inria-codeen")).To(BeEmpty())
 
 		got := &planetv1.Ticket{}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tk), got)).To(Succeed())

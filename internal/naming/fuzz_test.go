@@ -1,6 +1,7 @@
 package naming
 
 import (
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -21,6 +22,18 @@ func FuzzNames(f *testing.F) {
 		}
 		if SliverName(slice, node) != SliverName(slice, node) {
 			t.Fatal("SliverName is not deterministic")
+		}
+	})
+}
+
+// FuzzIsDNS1123Label checks the quick label check against apimachinery's.
+func FuzzIsDNS1123Label(f *testing.F) {
+	for _, s := range []string{"", "a", "-a", "a-", "a-b", "A", "a.b", "a_b", "0", strings.Repeat("a", 63), strings.Repeat("a", 64), "é", "a\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isDNS1123Label(s), len(validation.IsDNS1123Label(s)) == 0; got != want {
+			t.Fatalf("isDNS1123Label(%q) = %v, validation says %v", s, got, want)
 		}
 	})
 }

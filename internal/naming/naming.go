@@ -90,7 +90,7 @@ func SiteClusterRole(role string) string {
 // suffix, followed by "-" and the first hashLen hex characters of
 // sha256(key). The result is always a valid DNS-1123 label.
 func label(name, key string) string {
-	if len(validation.IsDNS1123Label(name)) == 0 {
+	if isDNS1123Label(name) {
 		return name
 	}
 	sum := sha256.Sum256([]byte(key))
@@ -110,6 +110,21 @@ func label(name, key string) string {
 		return suffix
 	}
 	return prefix + "-" + suffix
+}
+
+// isDNS1123Label is validation.IsDNS1123Label without its regular
+// expression and error messages: a slice reconcile names every sliver of
+// its plan, and the regular expression was 8 % of a rollout's CPU.
+func isDNS1123Label(s string) bool {
+	if len(s) == 0 || len(s) > validation.DNS1123LabelMaxLength || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if !isAlnum(s[i]) && s[i] != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 func isAlnum(c byte) bool {

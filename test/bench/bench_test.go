@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,4 +165,38 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
+}
+
+// runParallel runs fn(0..n-1) on w goroutines and returns the first error
+// (no new call starts after it).
+func runParallel(w, n int, fn func(i int) error) error {
+	var (
+		next    atomic.Int64
+		mu      sync.Mutex
+		first   error
+		wg      sync.WaitGroup
+		stopped atomic.Bool
+	)
+	for range min(w, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stopped.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					stopped.Store(true)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }

@@ -22,7 +22,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,7 +248,7 @@ func feedPeerSigners(n int) []ticket.Signer {
 // createFeedPeers makes each peer's Authority at the home, as an operator
 // federating with it does: its public key (the home does not poll it).
 func createFeedPeers(ctx context.Context, k8s client.Client, peers []ticket.Signer) error {
-	return feedInParallel(8, len(peers), func(i int) error {
+	return runParallel(8, len(peers), func(i int) error {
 		p := peers[i]
 		return k8s.Create(ctx, &planetv1.Authority{
 			ObjectMeta: metav1.ObjectMeta{Name: p.Authority},
@@ -291,7 +290,7 @@ func writeFeedSecrets(ctx context.Context, t *testing.T, cs kubernetes.Interface
 	expires := time.Now().Add(14 * 24 * time.Hour)
 	var ticketBytes, secretBytes atomic.Int64
 	var done atomic.Int32
-	err := feedInParallel(4, n, func(i int) error {
+	err := runParallel(4, n, func(i int) error {
 		s, full := feedSlice(i)
 		grant := federation.Grant(s, full, expires)
 		data := make(map[string][]byte, len(peers))
@@ -339,39 +338,6 @@ func feedJTI() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// feedInParallel runs fn(0..n-1) on w goroutines and returns the first error.
-func feedInParallel(w, n int, fn func(i int) error) error {
-	var (
-		next    atomic.Int64
-		mu      sync.Mutex
-		first   error
-		wg      sync.WaitGroup
-		stopped atomic.Bool
-	)
-	for range min(w, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stopped.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					stopped.Store(true)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
 }
 
 // feedPoller polls the home's feed as a peer's poller does: a new HTTPS
@@ -536,7 +502,7 @@ func (fp *feedPoller) waitFull(ctx context.Context, s ticket.Signer, want int) e
 // answer lists want tickets; the first poll's body is kept.
 func (fp *feedPoller) burst(ctx context.Context, peers []ticket.Signer, conc, want int) ([]feedPoll, error) {
 	out := make([]feedPoll, len(peers))
-	err := feedInParallel(conc, len(peers), func(i int) error {
+	err := runParallel(conc, len(peers), func(i int) error {
 		st, err := fp.poll(ctx, peers[i], i == 0)
 		if err != nil {
 			return err

@@ -4,18 +4,26 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/naming"
+	"github.com/planetkube/planetkube/internal/testing/emulator"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
@@ -37,7 +45,21 @@ func TestTicketRedeemBench(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	c := startCluster(ctx, t, findBinDir(t), *benchNodes)
-	mgr := startManager(ctx, t, c)
+	if err := c.InstallPlanetKube(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pprofPort, err := freeLocalPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := c.StartPlanetKube(ctx, "--pprof-bind-address=127.0.0.1:"+strconv.Itoa(pprofPort))
+	if err != nil {
+		t.Fatalf("Starting the manager: %v", err)
+	}
+	prof := profiler{port: pprofPort, dir: filepath.Join(c.LogDir, "profiles")}
+	if err := os.MkdirAll(prof.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	k8s, bare, err := benchClients(ctx, c)
 	if err != nil {
 		t.Fatal(err)
@@ -60,10 +82,20 @@ func TestTicketRedeemBench(t *testing.T) {
 	}
 	var floor, tickets []timing
 	var firsts []string
+	// The last pair's writes, from the API server's counts, and the
+	// manager's CPU profile over its redemptions.
+	var floorWrites, ticketWrites map[string]int
+	var cpuTop string
+	cpuSeconds := 60
 	for pair := range redeemPairs {
+		last := pair == redeemPairs-1
 		runFloor := func() error {
 			ns := fmt.Sprintf("redeem-floor-%d", pair)
 			if err := createNamespace(ctx, c.Client, ns); err != nil {
+				return err
+			}
+			before, err := apiserverRequests(ctx, c)
+			if err != nil {
 				return err
 			}
 			tm, err := measure(ctx, t, c.Client, phase{name: fmt.Sprintf("Floor %d", pair), namespace: ns, start: func(ctx context.Context) error {
@@ -73,12 +105,31 @@ func TestTicketRedeemBench(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			if last {
+				if floorWrites, err = writesSince(ctx, c, before); err != nil {
+					return err
+				}
+			}
 			return deletePodsAndWait(ctx, t, c.Client, []string{ns})
 		}
 		runTickets := func() error {
 			tokens, err := signTickets(issuer, pair, nodes)
 			if err != nil {
 				return err
+			}
+			before, err := apiserverRequests(ctx, c)
+			if err != nil {
+				return err
+			}
+			profiled := make(chan error, 1)
+			if last {
+				go func() {
+					file, err := prof.fetch(ctx, "profile?seconds="+strconv.Itoa(cpuSeconds), "redeem-cpu.pprof")
+					if err == nil {
+						cpuTop, err = prof.top(ctx, file, "", 20, "-cum")
+					}
+					profiled <- err
+				}()
 			}
 			tm, err := measure(ctx, t, c.Client, phase{
 				name: fmt.Sprintf("Tickets %d", pair), selector: planetv1.LabelSite + "=" + naming.AuthorityNamespace(issuer.Authority),
@@ -87,6 +138,16 @@ func TestTicketRedeemBench(t *testing.T) {
 			tickets = append(tickets, tm)
 			if err != nil {
 				return err
+			}
+			// The next profile covers about as long as this redemption took.
+			cpuSeconds = int(tm.running.Seconds()) + 5
+			if last {
+				if ticketWrites, err = writesSince(ctx, c, before); err != nil {
+					return err
+				}
+				if err := <-profiled; err != nil {
+					return err
+				}
 			}
 			return deleteRedeemed(ctx, t, k8s, c.Client, issuer.Authority)
 		}
@@ -120,11 +181,51 @@ func TestTicketRedeemBench(t *testing.T) {
 	}
 	med, lo, hi := medianRange(ratios)
 	fmt.Fprintf(&b, "\nTickets / floor, all Running: **median %.2f×** (range %.2f×–%.2f× over %d pairs).\n", med, lo, hi, len(ratios))
+	fmt.Fprintf(&b, "\n**Writes** of the last pair, from the API server's request counts (every client's: kwok's pod status updates and the benchmark's own creates included), per sliver:\n\n%s", writesTable(floorWrites, ticketWrites, len(nodes)))
+	fmt.Fprintf(&b, "\n**Where the manager's time goes** over the last pair's redemptions (`--pprof-bind-address`, `go tool pprof -top -cum`):\n\n```\n%s\n```\n", cpuTop)
 	b.WriteString("\nA redeemed ticket costs about ten API writes where a floor pod costs one (the jti record, the Slice, its finalizer and status, the Ticket's status, the slice namespace, the keys Secret, the users' RoleBinding, the sliver and its status updates), after a dry run; tickets are redeemed 8 at a time (`--ticket-workers`) and their slices placed 4 at a time (`--slice-workers`).\n")
 	if err := writeSection(*benchOut, redeemHeading, b.String()); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("Wrote %s:\n%s", *benchOut, b.String())
+}
+
+// writesSince returns the API server's write requests since before (counts
+// as apiserverRequests gives them), by verb and resource.
+func writesSince(ctx context.Context, c *emulator.Cluster, before map[string]int) (map[string]int, error) {
+	after, err := apiserverRequests(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for k, v := range after {
+		verb, rest, _ := strings.Cut(k, " ")
+		resource, _, _ := strings.Cut(rest, " ")
+		if d := v - before[k]; d > 0 && verb != "GET" && verb != "LIST" && verb != "WATCH" {
+			out[verb+" "+resource] += d
+		}
+	}
+	return out, nil
+}
+
+// writesTable is a markdown table of the floor's and the tickets' writes
+// per sliver, by verb and resource.
+func writesTable(floor, tickets map[string]int, n int) string {
+	keys := slices.Sorted(maps.Keys(tickets))
+	for k := range floor {
+		if _, ok := tickets[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("| Request | Floor, per pod | Tickets, per sliver |\n|---|---:|---:|\n")
+	var ft, tt int
+	for _, k := range keys {
+		fmt.Fprintf(&b, "| `%s` | %.2f | %.2f |\n", k, float64(floor[k])/float64(n), float64(tickets[k])/float64(n))
+		ft, tt = ft+floor[k], tt+tickets[k]
+	}
+	fmt.Fprintf(&b, "| **all writes** | **%.2f** | **%.2f** |\n", float64(ft)/float64(n), float64(tt)/float64(n))
+	return b.String()
 }
 
 // signTickets signs one sliver ticket per node, for slice
@@ -162,13 +263,26 @@ func applyTickets(ctx context.Context, k8s client.Client, pair int, tokens []str
 
 // deleteRedeemed deletes the Tickets and the foreign slices, then waits
 // until no sliver of the authority is left (deleting the slivers with no
-// grace period, as the floor's cleanup does).
+// grace period, as the floor's cleanup does). Tickets and slices are
+// deleted one by one from a few goroutines, as kubectl delete --all does:
+// one delete-collection of 1,000 Tickets, each deletion waiting on the
+// API server busy with the releases that the deletions before it set off,
+// outlasted the API server's 60 s request timeout.
 func deleteRedeemed(ctx context.Context, t *testing.T, k8s client.Client, cs kubernetes.Interface, authority string) error {
 	began := time.Now()
-	if err := k8s.DeleteAllOf(ctx, &planetv1.Ticket{}, client.InNamespace(benchSite)); err != nil {
+	tickets := &planetv1.TicketList{}
+	if err := k8s.List(ctx, tickets, client.InNamespace(benchSite)); err != nil {
 		return err
 	}
-	if err := k8s.DeleteAllOf(ctx, &planetv1.Slice{}, client.InNamespace(naming.AuthorityNamespace(authority))); err != nil {
+	if err := deleteEach(ctx, k8s, len(tickets.Items), func(i int) client.Object { return &tickets.Items[i] }); err != nil {
+		return err
+	}
+	t.Logf("Deleted %d Tickets in %s", len(tickets.Items), time.Since(began).Round(time.Millisecond))
+	slices := &planetv1.SliceList{}
+	if err := k8s.List(ctx, slices, client.InNamespace(naming.AuthorityNamespace(authority))); err != nil {
+		return err
+	}
+	if err := deleteEach(ctx, k8s, len(slices.Items), func(i int) client.Object { return &slices.Items[i] }); err != nil {
 		return err
 	}
 	selector := planetv1.LabelSite + "=" + naming.AuthorityNamespace(authority)
@@ -184,12 +298,23 @@ func deleteRedeemed(ctx context.Context, t *testing.T, k8s client.Client, cs kub
 				_ = cs.CoreV1().Pods(p.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{LabelSelector: selector})
 			}
 		}
-		slices := &planetv1.SliceList{}
-		if err := k8s.List(ctx, slices, client.InNamespace(naming.AuthorityNamespace(authority))); err != nil {
+		left := &planetv1.SliceList{}
+		if err := k8s.List(ctx, left, client.InNamespace(naming.AuthorityNamespace(authority))); err != nil {
 			return false, nil
 		}
-		return len(pods.Items) == 0 && len(slices.Items) == 0, nil
+		return len(pods.Items) == 0 && len(left.Items) == 0, nil
 	})
 	t.Logf("Cleanup took %s", time.Since(began).Round(time.Second))
 	return err
+}
+
+// deleteEach deletes n objects, each in its own request, from 8
+// goroutines; one already gone is not an error, and a request that fails
+// is tried again (up to 5 times).
+func deleteEach(ctx context.Context, k8s client.Client, n int, obj func(i int) client.Object) error {
+	return runParallel(8, n, func(i int) error {
+		return retry.OnError(retry.DefaultBackoff, func(err error) bool { return !apierrors.IsNotFound(err) }, func() error {
+			return client.IgnoreNotFound(k8s.Delete(ctx, obj(i)))
+		})
+	})
 }
