@@ -250,12 +250,22 @@ func (k Keys) Keyring(ctx context.Context) (ticket.Keyring, error) {
 		return nil, fmt.Errorf("listing Authorities: %w", err)
 	}
 	ring := Keyring(list.Items)
-	if k.Own != nil {
-		if s, err := k.Own.Signer(ctx); err == nil {
-			ring[s.Authority] = []ticket.Key{{ID: s.KeyID, Public: s.Key.Public().(ed25519.PublicKey)}}
-		}
+	if name, keys, ok := k.own(ctx); ok {
+		ring[name] = keys
 	}
 	return ring, nil
+}
+
+// own returns this install's authority and key, when Own gives them.
+func (k Keys) own(ctx context.Context) (string, []ticket.Key, bool) {
+	if k.Own == nil {
+		return "", nil, false
+	}
+	s, err := k.Own.Signer(ctx)
+	if err != nil {
+		return "", nil, false
+	}
+	return s.Authority, []ticket.Key{{ID: s.KeyID, Public: s.Key.Public().(ed25519.PublicKey)}}, true
 }
 
 // Of returns the keys of one authority: this install's own, or those of
@@ -264,10 +274,8 @@ func (k Keys) Keyring(ctx context.Context) (ticket.Keyring, error) {
 // 1,000 peers built for each poll cost more than the rest of the request.
 // An error is a failure to read the Authority.
 func (k Keys) Of(ctx context.Context, name string) ([]ticket.Key, error) {
-	if k.Own != nil {
-		if s, err := k.Own.Signer(ctx); err == nil && s.Authority == name {
-			return []ticket.Key{{ID: s.KeyID, Public: s.Key.Public().(ed25519.PublicKey)}}, nil
-		}
+	if own, keys, ok := k.own(ctx); ok && own == name {
+		return keys, nil
 	}
 	a := &planetv1.Authority{}
 	if err := k.Reader.Get(ctx, client.ObjectKey{Name: name}, a); err != nil {

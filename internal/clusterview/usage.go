@@ -227,7 +227,7 @@ func StripPod(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	return stripPod(p), nil
+	return stripPod(p, AnnotationReservedHash), nil
 }
 
 // StripSliver is the cache transform of PlanetKube's own pods (the
@@ -242,15 +242,8 @@ func StripSliver(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	out := stripPod(p)
+	out := stripPod(p, AnnotationReservedHash, AnnotationTemplateHash)
 	out.DeletionTimestamp = p.DeletionTimestamp
-	if h, ok := p.Annotations[AnnotationTemplateHash]; ok && out.Labels != nil {
-		a := map[string]string{AnnotationTemplateHash: h}
-		if r, ok := p.Annotations[AnnotationReservedHash]; ok {
-			a[AnnotationReservedHash] = r
-		}
-		out.Annotations = shared.strings(a)
-	}
 	out.Status.Reason, out.Status.Message = p.Status.Reason, p.Status.Message
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady { // the last one counts, as in SliverOf
@@ -268,16 +261,23 @@ func StripSliver(obj any) (any, error) {
 	return out, nil
 }
 
-// stripPod keeps what the view reads of a pod.
-func stripPod(p *corev1.Pod) *corev1.Pod {
+// stripPod keeps what the view reads of a pod, and the annotations named
+// of a PlanetKube pod.
+func stripPod(p *corev1.Pod, annotations ...string) *corev1.Pod {
 	out := &corev1.Pod{}
 	out.Name, out.Namespace, out.UID, out.ResourceVersion = p.Name, p.Namespace, p.UID, p.ResourceVersion
 	if l := p.Labels; l[planetv1.LabelManagedBy] == planetv1.ManagedByValue {
 		out.Labels = shared.strings(map[string]string{
 			planetv1.LabelManagedBy: l[planetv1.LabelManagedBy], planetv1.LabelSite: l[planetv1.LabelSite], planetv1.LabelSlice: l[planetv1.LabelSlice],
 		})
-		if h, ok := p.Annotations[AnnotationReservedHash]; ok {
-			out.Annotations = shared.strings(map[string]string{AnnotationReservedHash: h})
+		kept := map[string]string{}
+		for _, k := range annotations {
+			if v, ok := p.Annotations[k]; ok {
+				kept[k] = v
+			}
+		}
+		if len(kept) > 0 {
+			out.Annotations = shared.strings(kept)
 		}
 	}
 	out.Spec.NodeName, out.Spec.Overhead = p.Spec.NodeName, p.Spec.Overhead
