@@ -138,7 +138,7 @@ run: test-deps tools manifests build ## Start an emulated cluster (NODES fake no
 
 .PHONY: bench
 bench: tools manifests build ## Run the benchmarks and write docs/benchmarks.md.
-	$(GO) test ./test/bench/ -run 'Bench|SteadyState' -count=1 -timeout 180m -v -args -bench-out=$(CURDIR)/docs/benchmarks.md
+	$(GO) test ./test/bench/ -run 'Bench|SteadyState' -count=1 -timeout 240m -v -args -bench-out=$(CURDIR)/docs/benchmarks.md
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

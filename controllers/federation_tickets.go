@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +19,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/federation"
+	"github.com/planetkube/planetkube/internal/federation/feed"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
 
@@ -195,8 +198,60 @@ type FeedTickets struct {
 	// Namespace is the manager's, which holds them.
 	Namespace string
 
+	// generation counts the changes to the Secrets (Changed); a version
+	// computed at one generation holds until the next.
+	generation atomic.Uint64
+
 	mu     sync.Mutex
 	expiry map[types.UID]*secretExpiry
+	// versions remembers, per requester, the version of its last answer.
+	versions map[string]versionMemo
+}
+
+// versionMemo is the version of a requester's tickets as computed at a
+// generation of the Secrets; it holds until then, or until the first of
+// its tickets expires (until, Unix seconds).
+type versionMemo struct {
+	generation uint64
+	version    string
+	until      int64
+}
+
+// Changed says that a tickets' Secret was added, changed or deleted: the
+// versions computed before are computed again. The informer of the
+// Secrets calls it once it has stored the change.
+func (f *FeedTickets) Changed() { f.generation.Add(1) }
+
+// Answer returns what the feed sends requester: its unexpired tickets,
+// sorted, and when have is not "" (the request asks for a versioned feed)
+// their version, and Unchanged when it is the one have names. An answer
+// that is unchanged since the last one (the same generation of the
+// Secrets, no ticket of it expired) reads no Secret.
+func (f *FeedTickets) Answer(ctx context.Context, requester, have string, now time.Time) (feed.Answer, error) {
+	gen := f.generation.Load() // before the read: a change after it is seen next time
+	if have != "" && have != feed.HaveNone {
+		f.mu.Lock()
+		m, ok := f.versions[requester]
+		f.mu.Unlock()
+		if ok && m.generation == gen && now.Unix() < m.until && m.version == have {
+			return feed.Answer{Version: have, Unchanged: true}, nil
+		}
+	}
+	tickets, until, err := f.forUntil(ctx, requester, now)
+	if err != nil || have == "" {
+		return feed.Answer{Tickets: tickets}, err
+	}
+	v := feed.Version(tickets)
+	f.mu.Lock()
+	if f.versions == nil {
+		f.versions = map[string]versionMemo{}
+	}
+	f.versions[requester] = versionMemo{generation: gen, version: v, until: until}
+	f.mu.Unlock()
+	if v == have {
+		return feed.Answer{Version: v, Unchanged: true}, nil
+	}
+	return feed.Answer{Tickets: tickets, Version: v}, nil
 }
 
 // secretExpiry holds the expiries (Unix seconds; 0 for a ticket that does
@@ -209,10 +264,18 @@ type secretExpiry struct {
 
 // For returns the requester's unexpired tickets, sorted.
 func (f *FeedTickets) For(ctx context.Context, requester string, now time.Time) ([]string, error) {
+	tickets, _, err := f.forUntil(ctx, requester, now)
+	return tickets, err
+}
+
+// forUntil is For, and when the first of the tickets expires (Unix
+// seconds; math.MaxInt64 for none).
+func (f *FeedTickets) forUntil(ctx context.Context, requester string, now time.Time) ([]string, int64, error) {
 	list := &corev1.SecretList{}
 	if err := f.Reader.List(ctx, list, client.InNamespace(f.Namespace), client.MatchingLabels{planetv1.LabelFederationTickets: "true"}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	until := int64(math.MaxInt64)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.expiry == nil {
@@ -241,6 +304,7 @@ func (f *FeedTickets) For(ctx context.Context, requester string, now time.Time) 
 			continue // expired since: pruned at the slice's next look
 		}
 		out = append(out, string(token))
+		until = min(until, exp)
 	}
 	if len(f.expiry) > len(list.Items) {
 		// Forget the Secrets that are gone.
@@ -251,7 +315,7 @@ func (f *FeedTickets) For(ctx context.Context, requester string, now time.Time) 
 		maps.DeleteFunc(f.expiry, func(uid types.UID, _ *secretExpiry) bool { return !live[uid] })
 	}
 	slices.Sort(out) // the same feed for the same tickets
-	return out, nil
+	return out, until, nil
 }
 
 // remembered is how many Secrets' expiries f holds (for tests).

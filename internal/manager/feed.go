@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,19 +26,31 @@ import (
 // slices were given for it (and the withdrawals of those it no longer
 // runs), from their Secrets in the manager's namespace (secrets reads
 // them: the cache of those Secrets).
-func FeedHandler(c, secrets client.Reader, signer *authority.SignerSource, o Options) http.Handler {
-	mux := http.NewServeMux()
+func FeedHandler(c client.Reader, secrets cache.Cache, signer *authority.SignerSource, o Options) (http.Handler, error) {
 	tickets := &controllers.FeedTickets{Reader: secrets, Namespace: o.Namespace}
+	// Every change to the Secrets makes the versions computed before it
+	// computed again.
+	inf, err := secrets.GetInformer(context.Background(), &corev1.Secret{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("watching the tickets' Secrets for the feed: %w", err)
+	}
+	changed := func(any) { tickets.Changed() }
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: changed, UpdateFunc: func(_, o any) { changed(o) }, DeleteFunc: changed,
+	}); err != nil {
+		return nil, fmt.Errorf("watching the tickets' Secrets for the feed: %w", err)
+	}
+	mux := http.NewServeMux()
 	mux.Handle(feed.Path, &feed.Handler{
 		Local:  o.Authority,
 		Signer: signer.Signer,
 		Keys:   authority.Keys{Reader: c, Own: signer}.Of,
-		Tickets: func(ctx context.Context, requester string) ([]string, error) {
-			return tickets.For(ctx, requester, time.Now())
+		Tickets: func(ctx context.Context, requester, have string) (feed.Answer, error) {
+			return tickets.Answer(ctx, requester, have, time.Now())
 		},
 		Skew: o.TicketSkew,
 	})
-	return mux
+	return mux, nil
 }
 
 // feedServer serves the feed over TLS with the certificate of a folder

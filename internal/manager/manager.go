@@ -250,7 +250,11 @@ func setup(mgr ctrl.Manager, o Options) (*controllers.SliceReconciler, error) {
 		if o.FeedCertDir == "" {
 			return nil, errors.New("--feed-bind-address needs --feed-cert-dir (the feed is served over HTTPS only)")
 		}
-		if err := mgr.Add(&feedServer{addr: o.FeedAddr, certDir: o.FeedCertDir, handler: FeedHandler(mgr.GetClient(), fedSecrets, signer, o)}); err != nil {
+		handler, err := FeedHandler(mgr.GetClient(), fedSecrets, signer, o)
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(&feedServer{addr: o.FeedAddr, certDir: o.FeedCertDir, handler: handler}); err != nil {
 			return nil, err
 		}
 	}

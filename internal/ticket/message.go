@@ -1,6 +1,7 @@
 package ticket
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -73,4 +74,25 @@ func InspectMessage(token, typ string, maxBytes int) (payload []byte, kid string
 		return nil, "", err
 	}
 	return payload, kid, nil
+}
+
+// MessageType returns the JWS type a compact token's header declares,
+// unverified, or "" when its header does not decode: to choose which of a
+// protocol's types to verify it as (VerifyMessage checks the type again).
+// Only the header is decoded, however long the token.
+func MessageType(token string) string {
+	h64, _, ok := bytes.Cut([]byte(token), []byte{'.'})
+	if !ok || len(h64) > 1024 {
+		return ""
+	}
+	head, _, err := unbase64("header", h64, make([]byte, b64.DecodedLen(len(h64))))
+	if err != nil {
+		return ""
+	}
+	h, err := decodeHeader(head)
+	if err != nil {
+		return ""
+	}
+	typ, _ := h["typ"].(string)
+	return typ
 }

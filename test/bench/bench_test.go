@@ -26,7 +26,16 @@ import (
 var (
 	benchOut   = flag.String("bench-out", "", "file the benchmark results are written to (empty: skip the benchmarks; `make bench` sets it)")
 	benchNodes = flag.Int("bench-nodes", 1000, "number of fake nodes (for a quick smoke run; the documented figures use 1000)")
+	// managerArgs are extra manager flags for an experiment (the
+	// documented figures use none): the steady-state, whole-load and
+	// redemption benchmarks pass them to their manager.
+	managerArgs = flag.String("manager-args", "", "extra manager flags, separated by spaces, for an experiment (such as --ticket-workers=32)")
 )
+
+// withManagerArgs returns args and the -manager-args flags.
+func withManagerArgs(args ...string) []string {
+	return append(args, strings.Fields(*managerArgs)...)
+}
 
 const (
 	// phaseTimeout bounds each measured phase.

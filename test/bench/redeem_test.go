@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/ed25519"
+	"flag"
 	"fmt"
 	"maps"
 	"os"
@@ -29,10 +30,11 @@ import (
 
 const (
 	redeemHeading = "## Ticket redemption (issue 9)"
-	redeemPairs   = 3
 	// redeemTickets sliver tickets, each for a 1-node slice.
 	redeemTickets = 1000
 )
+
+var redeemPairs = flag.Int("redeem-pairs", 3, "alternating floor/tickets pairs of the redemption benchmark")
 
 // TestTicketRedeemBench measures redeeming 1,000 sliver tickets for 1-node
 // slices (one per node) until every sliver is Running, against the floor of
@@ -52,7 +54,7 @@ func TestTicketRedeemBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := c.StartPlanetKube(ctx, "--pprof-bind-address=127.0.0.1:"+strconv.Itoa(pprofPort))
+	mgr, err := c.StartPlanetKube(ctx, withManagerArgs("--pprof-bind-address=127.0.0.1:"+strconv.Itoa(pprofPort))...)
 	if err != nil {
 		t.Fatalf("Starting the manager: %v", err)
 	}
@@ -87,8 +89,8 @@ func TestTicketRedeemBench(t *testing.T) {
 	var floorWrites, ticketWrites map[string]int
 	var cpuTop string
 	cpuSeconds := 60
-	for pair := range redeemPairs {
-		last := pair == redeemPairs-1
+	for pair := range *redeemPairs {
+		last := pair == *redeemPairs-1
 		runFloor := func() error {
 			ns := fmt.Sprintf("redeem-floor-%d", pair)
 			if err := createNamespace(ctx, c.Client, ns); err != nil {
@@ -172,7 +174,7 @@ func TestTicketRedeemBench(t *testing.T) {
 	fmt.Fprintf(&b, "**%d sliver tickets** signed by `ple`, each for a 1-node slice (one per node), applied as Tickets from %d goroutines, until every sliver is Running, "+
 		"against the floor of %d bare pods (one per node) created by client-go with no rate limit from %d goroutines. Each redemption verifies the token, records its jti, makes the slice "+
 		"(its authority's namespace, then the slice namespace, keys Secret, users' RoleBinding and sliver). The two sides alternate over %d pairs.\n\n",
-		len(nodes), floorWorkers, len(nodes), floorWorkers, redeemPairs)
+		len(nodes), floorWorkers, len(nodes), floorWorkers, *redeemPairs)
 	b.WriteString("| Pair | First | Floor: all Running | Tickets: all Running | Tickets / floor |\n|---:|---|---:|---:|---:|\n")
 	for i := range floor {
 		r := tickets[i].running.Seconds() / floor[i].running.Seconds()

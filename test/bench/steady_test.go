@@ -48,29 +48,54 @@ type steadyResult struct {
 	// says which side of each pair ran first.
 	floor, slices []timing
 	slicesFirst   []bool
-	// cpu and rss: the manager's CPU time over the last slice rollout, and
-	// its peak RSS after it.
-	cpu time.Duration
-	rss int64
-	// anon is the most anonymous memory (RssAnon) the manager held, sampled
-	// every 250 ms from the first rollout to the slices converged.
-	anon int64
+	// cpu: the manager's CPU time over the last slice rollout; cpuTop
+	// the top lines of its CPU profile over it.
+	cpu        time.Duration
+	cpuTop     string
+	cpuSeconds int
+	converged
+	machine machine
+}
+
+// converged holds what is measured once every slice has converged: the
+// manager's memory, a restart, a node joining.
+type converged struct {
+	// rss is the manager's peak RSS; anon the most anonymous memory
+	// (RssAnon) it held, sampled every 250 ms from the first rollout on.
+	rss, anon int64
+	// heapTop and heapLive: the top lines of its heap profile and the heap
+	// in use, after a collection.
+	heapTop  string
+	heapLive int64
 	// restart: time from a new manager's start to its slice queue drained
 	// with every slice reconciled, and its writes then and 15 s later.
 	restartSynced time.Duration
 	restartWrites int
-	// join: one node joins: time to its slivers Running, the manager's
-	// writes, and how many of them created pods.
-	joinRunning           time.Duration
-	joinWrites, joinPods  int
-	joinStatus, joinEvent int
-	// cpuTop and heapTop are the top lines of the manager's CPU profile
-	// over the last rollout and of its heap once converged; heapLive is
-	// the heap in use then, after a collection.
-	cpuTop, heapTop string
-	cpuSeconds      int
-	heapLive        int64
-	machine         machine
+	// join: what one node joining cost.
+	join joined
+}
+
+// measureConverged waits for the slices to show every sliver ready over n
+// nodes, stops sampling the memory, and measures the manager's memory, a
+// restart and a node joining into cv.
+func measureConverged(ctx context.Context, t *testing.T, c *emulator.Cluster, k8s client.Client, metricsPort int, prof profiler,
+	slices []string, n int, stopSampling func(), cv *converged) error {
+	if err := waitSlicesConverged(ctx, k8s, slices, n); err != nil {
+		return err
+	}
+	stopSampling()
+	var err error
+	if cv.rss, err = lastManager(c).PeakRSSBytes(); err != nil {
+		return err
+	}
+	if cv.heapTop, cv.heapLive, err = liveHeap(ctx, t, prof, metricsPort); err != nil {
+		return err
+	}
+	if cv.restartSynced, cv.restartWrites, err = restartManager(ctx, t, c, metricsPort, len(slices)); err != nil {
+		return err
+	}
+	cv.join, err = joinNode(ctx, t, c, k8s, metricsPort, slices, n)
+	return err
 }
 
 // runSteadyState measures 20 slices over every node against the floor of as
@@ -160,110 +185,126 @@ func runSteadyState(ctx context.Context, t *testing.T, c *emulator.Cluster, metr
 	}
 	// Converged: every slice's status says so, before the restart and the
 	// join count their writes.
-	if err := waitSlicesConverged(ctx, k8s, lastSlices, n); err != nil {
+	if err := measureConverged(ctx, t, c, k8s, metricsPort, prof, lastSlices, n, stopSampling, &res.converged); err != nil {
 		return nil, err
 	}
-	stopSampling()
-	mgr := lastManager(c)
-	if res.rss, err = mgr.PeakRSSBytes(); err != nil {
-		return nil, err
-	}
-	// The heap with every sliver cached: gc=1 collects first, so the
-	// profile and the metrics read after it show what is live.
+	return res, nil
+}
+
+// liveHeap returns the top lines of the manager's heap profile and the heap
+// in use, both read after a collection (gc=1), so they show what is live.
+func liveHeap(ctx context.Context, t *testing.T, prof profiler, metricsPort int) (top string, live int64, err error) {
 	heap, err := prof.fetch(ctx, "heap?gc=1", "converged-heap.pprof")
 	if err != nil {
-		return nil, err
+		return "", 0, err
 	}
-	if res.heapTop, err = prof.top(ctx, heap, "inuse_space", 20); err != nil {
-		return nil, err
+	if top, err = prof.top(ctx, heap, "inuse_space", 20); err != nil {
+		return "", 0, err
 	}
-	live, err := scrape(ctx, metricsPort)
+	m, err := scrape(ctx, metricsPort)
 	if err != nil {
-		return nil, err
+		return "", 0, err
 	}
-	res.heapLive = int64(live.value("go_memstats_heap_alloc_bytes"))
-	t.Logf("Profiles in %s; live heap %d MiB", prof.dir, res.heapLive>>20)
+	live = int64(m.value("go_memstats_heap_alloc_bytes"))
+	t.Logf("Profiles in %s; live heap %d MiB", prof.dir, live>>20)
+	return top, live, nil
+}
 
-	// A restart: a new manager over 20 converged slices.
-	if err := mgr.Stop(); err != nil {
-		return nil, err
+// restartManager stops the manager and starts a new one over the converged
+// slices, and returns the time to resynced (every slice reconciled, its queue
+// empty) and the new manager's writes until 15 s after.
+func restartManager(ctx context.Context, t *testing.T, c *emulator.Cluster, metricsPort, slices int) (synced time.Duration, writes int, err error) {
+	if err := lastManager(c).Stop(); err != nil {
+		return 0, 0, err
 	}
 	began := time.Now()
-	if _, err := c.StartPlanetKube(ctx, "--metrics-secure=false", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort)); err != nil {
-		return nil, err
+	if _, err := c.StartPlanetKube(ctx, withManagerArgs("--metrics-secure=false", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort))...); err != nil {
+		return 0, 0, err
 	}
 	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		m, err := scrape(ctx, metricsPort)
 		if err != nil {
 			return false, nil
 		}
-		return m.sum("controller_runtime_reconcile_total", "controller", "slice") >= steadySlices &&
+		return m.sum("controller_runtime_reconcile_total", "controller", "slice") >= float64(slices) &&
 			m.sum("workqueue_depth", "name", "slice") == 0, nil
 	}); err != nil {
-		return nil, fmt.Errorf("waiting for the restarted manager to resync: %w", err)
+		return 0, 0, fmt.Errorf("waiting for the restarted manager to resync: %w", err)
 	}
-	res.restartSynced = time.Since(began)
+	synced = time.Since(began)
 	time.Sleep(15 * time.Second) //nolint:forbidigo // a quiet period to count writes in, not synchronisation
 	m, err := scrape(ctx, metricsPort)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	res.restartWrites = m.writes()
-	t.Logf("Restart: resynced in %s, %d writes", res.restartSynced, res.restartWrites)
+	t.Logf("Restart: resynced in %s, %d writes", synced, m.writes())
+	return synced, m.writes(), nil
+}
 
-	// One node joins, once the restarted manager has settled.
-	if err := waitSlicesConverged(ctx, k8s, lastSlices, n); err != nil {
-		return nil, err
+// joined is what one node joining cost: the time to its slivers Running, the
+// manager's writes, and the API server's pod creates, Slice status writes
+// and event writes over the join.
+type joined struct {
+	running                      time.Duration
+	writes, pods, status, events int
+}
+
+// joinNode adds node n+1 of the bench site once the slices have converged
+// over n nodes, and measures what its slivers cost.
+func joinNode(ctx context.Context, t *testing.T, c *emulator.Cluster, k8s client.Client, metricsPort int, slices []string, n int) (joined, error) {
+	var j joined
+	if err := waitSlicesConverged(ctx, k8s, slices, n); err != nil {
+		return j, err
 	}
-	if m, err = scrape(ctx, metricsPort); err != nil {
-		return nil, err
+	before, err := scrape(ctx, metricsPort)
+	if err != nil {
+		return j, err
 	}
-	before := m
 	apiBefore, err := apiserverRequests(ctx, c)
 	if err != nil {
-		return nil, err
+		return j, err
 	}
 	node := emulator.NodeName(benchSite, n+1)
-	tr := newTracker(steadySlices, func(p *corev1.Pod) bool { return p.Spec.NodeName == node })
-	informer := podInformer(c.Client, "", planetv1.LabelSlice+" in ("+strings.Join(lastSlices, ",")+")", tr)
+	tr := newTracker(len(slices), func(p *corev1.Pod) bool { return p.Spec.NodeName == node })
+	informer := podInformer(c.Client, "", planetv1.LabelSlice+" in ("+strings.Join(slices, ",")+")", tr)
 	ictx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go informer.RunWithContext(ictx)
 	if !cacheSynced(ictx, informer.HasSynced) {
-		return nil, fmt.Errorf("the join's pod watch did not sync")
+		return j, fmt.Errorf("the join's pod watch did not sync")
 	}
 	tr.begin()
 	if err := c.AddNode(ctx, node, benchSite); err != nil {
-		return nil, err
+		return j, err
 	}
 	tm, err := waitDone(ctx, t, "Join", tr)
 	if err != nil {
-		return nil, err
+		return j, err
 	}
-	res.joinRunning = tm.running
+	j.running = tm.running
 	time.Sleep(10 * time.Second) //nolint:forbidigo // a quiet period to count the join's writes in
 	after, err := scrape(ctx, metricsPort)
 	if err != nil {
-		return nil, err
+		return j, err
 	}
-	res.joinWrites = after.writes() - before.writes()
+	j.writes = after.writes() - before.writes()
 	apiAfter, err := apiserverRequests(ctx, c)
 	if err != nil {
-		return nil, err
+		return j, err
 	}
 	// During the join only the manager creates pods and writes Slice
 	// statuses; the events are every client's (kube-controller-manager's
 	// about the new node among them).
-	res.joinPods = apiAfter["POST pods 201"] - apiBefore["POST pods 201"]
-	res.joinStatus = requestsDelta(apiBefore, apiAfter, "PATCH slices/status", "PUT slices/status")
-	res.joinEvent = requestsDelta(apiBefore, apiAfter, "POST events", "PATCH events")
+	j.pods = apiAfter["POST pods 201"] - apiBefore["POST pods 201"]
+	j.status = requestsDelta(apiBefore, apiAfter, "PATCH slices/status", "PUT slices/status")
+	j.events = requestsDelta(apiBefore, apiAfter, "POST events", "PATCH events")
 	for k, v := range apiAfter {
 		if verb, _, _ := strings.Cut(k, " "); v > apiBefore[k] && verb != "GET" && verb != "LIST" && verb != "WATCH" {
 			t.Logf("Join: the API server's %s: %d (every client's)", k, v-apiBefore[k])
 		}
 	}
-	t.Logf("Join: slivers Running in %s; %d writes: %d pod creates, %d slice status writes, %d event writes", res.joinRunning, res.joinWrites, res.joinPods, res.joinStatus, res.joinEvent)
-	return res, nil
+	t.Logf("Join: slivers Running in %s; %d writes: %d pod creates, %d slice status writes, %d event writes", j.running, j.writes, j.pods, j.status, j.events)
+	return j, nil
 }
 
 // sampleAnon keeps in peak the most anonymous memory p holds, read every
@@ -592,10 +633,10 @@ func (r *steadyResult) markdown() string {
 	fmt.Fprintf(&b, "| Steady state | Measured | Target |\n|---|---:|---:|\n")
 	fmt.Fprintf(&b, "| Manager restart over %d converged slices: time to resynced (every slice reconciled, queue empty) | %s | — |\n", steadySlices, seconds(r.restartSynced))
 	fmt.Fprintf(&b, "| Manager restart: writes by the new manager (until 15 s after resync) | %d | 0 |\n", r.restartWrites)
-	fmt.Fprintf(&b, "| One node joins: pods created | %d | %d |\n", r.joinPods, steadySlices)
-	fmt.Fprintf(&b, "| One node joins: all the manager's writes (pods, slice statuses, events) | %d | — |\n", r.joinWrites)
-	fmt.Fprintf(&b, "| One node joins: Slice status writes; events (the API server's counts) | %d; %d | ≤ %d (one a slice) |\n", r.joinStatus, r.joinEvent, steadySlices)
-	fmt.Fprintf(&b, "| One node joins: its %d slivers Running | %s | — |\n", steadySlices, seconds(r.joinRunning))
+	fmt.Fprintf(&b, "| One node joins: pods created | %d | %d |\n", r.join.pods, steadySlices)
+	fmt.Fprintf(&b, "| One node joins: all the manager's writes (pods, slice statuses, events) | %d | — |\n", r.join.writes)
+	fmt.Fprintf(&b, "| One node joins: Slice status writes; events (the API server's counts) | %d; %d | ≤ %d (one a slice) |\n", r.join.status, r.join.events, steadySlices)
+	fmt.Fprintf(&b, "| One node joins: its %d slivers Running | %s | — |\n", steadySlices, seconds(r.join.running))
 	fmt.Fprintf(&b, "| Manager CPU per 10,000 slivers (last rollout) | %.1f s | — |\n", r.cpu.Seconds()*10000/float64(r.slivers))
 	fmt.Fprintf(&b, "| Manager peak RSS (VmHWM) with %d slivers; per 10,000 | %.0f MiB; %.0f MiB | ≤ 100 MiB |\n", r.slivers, float64(r.rss)/(1<<20), float64(r.rss)/(1<<20)*10000/float64(r.slivers))
 	fmt.Fprintf(&b, "| Manager peak anonymous memory (RssAnon, every 250 ms; not its binary's pages); per 10,000 | %.0f MiB; %.0f MiB | — |\n", float64(r.anon)/(1<<20), float64(r.anon)/(1<<20)*10000/float64(r.slivers))
@@ -619,25 +660,7 @@ func TestSteadyState(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	c := startCluster(ctx, t, binDir, *benchNodes)
-	if err := c.InstallPlanetKube(ctx); err != nil {
-		t.Fatal(err)
-	}
-	port, err := freeLocalPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pprofPort, err := freeLocalPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.StartPlanetKube(ctx, "--metrics-secure=false", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port),
-		"--pprof-bind-address=127.0.0.1:"+strconv.Itoa(pprofPort)); err != nil {
-		t.Fatal(err)
-	}
-	prof := profiler{port: pprofPort, dir: filepath.Join(c.LogDir, "profiles")}
-	if err := os.MkdirAll(prof.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	port, prof := startProfiledManager(ctx, t, c)
 	res, err := runSteadyState(ctx, t, c, port, prof)
 	if err != nil {
 		t.Fatal(err)
@@ -661,4 +684,31 @@ func updateSite(ctx context.Context, k8s client.Client, change func(*planetv1.Si
 		change(&site.Spec)
 		return k8s.Update(ctx, site)
 	})
+}
+
+// startProfiledManager installs PlanetKube and starts its manager with
+// metrics on a free loopback port and pprof on another, its profiles kept
+// in the cluster's log folder.
+func startProfiledManager(ctx context.Context, t *testing.T, c *emulator.Cluster) (metricsPort int, prof profiler) {
+	t.Helper()
+	if err := c.InstallPlanetKube(ctx); err != nil {
+		t.Fatal(err)
+	}
+	metricsPort, err := freeLocalPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pprofPort, err := freeLocalPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartPlanetKube(ctx, withManagerArgs("--metrics-secure=false", "--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort),
+		"--pprof-bind-address=127.0.0.1:"+strconv.Itoa(pprofPort))...); err != nil {
+		t.Fatal(err)
+	}
+	prof = profiler{port: pprofPort, dir: filepath.Join(c.LogDir, "profiles")}
+	if err := os.MkdirAll(prof.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return metricsPort, prof
 }

@@ -342,6 +342,23 @@ var _ = Describe("Federation of two installs", Ordered, func() {
 			}, "60s").Should(Succeed())
 		})
 
+		It("is told its feed is unchanged between changes, and keeps following it", func() {
+			// ple holds the version of the feed it followed last; plc
+			// answers Unchanged, listing no ticket, while its Secrets and
+			// their tickets stay as they are.
+			Eventually(func(g Gomega) {
+				c := feedSynced(g)
+				g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(c.Message).To(ContainSubstring("the feed is unchanged since it was read whole"))
+			}, "60s").Should(Succeed())
+			_, ns := foreign(s)
+			Expect(ple.runningIn(ns)()).To(Equal(inria))
+			tickets := &planetv1.TicketList{}
+			Expect(ple.k8s.List(ctx, tickets, client.InNamespace(naming.AuthorityNamespace("plc")), client.MatchingLabels{planetv1.LabelTicketSource: "feed", planetv1.LabelSliceID: federation.SliceID("plc.mit.measure")})).To(Succeed())
+			Expect(tickets.Items).To(HaveLen(1))
+			Expect(tickets.Items[0].Spec.Token).To(Equal(homeTicket(s)))
+		})
+
 		It("withdraws a deleted slice by the feed, and revokes every copy of its ticket", func() {
 			copied := copyAtPle("measure-copy", homeTicket(s))
 			Eventually(pleTicketReason(copied)).Should(Equal(planetv1.ReasonRedeemed))

@@ -18,15 +18,29 @@
 // answers this request (a replayed earlier feed names another id) and its
 // time; the tickets it carries are verified one by one as any ticket is.
 //
+// A requester that sends HaveHeader (the Version of the last feed it
+// followed, or HaveNone) is answered with a feed of type VersionedType,
+// which names its tickets' Version; while they are the ones the requester
+// has, the answer says Unchanged and lists none, so that a home serving
+// many peers signs and sends a few hundred bytes a poll rather than every
+// ticket. The header is not signed: a changed one only makes the home send
+// what it would send anyway, and the requester accepts Unchanged only for
+// the version it holds. A requester that sends no HaveHeader (an older
+// install) gets a feed of type FeedType, as before; a home that does not
+// know the header (an older install) answers FeedType, which the requester
+// accepts as a whole feed.
+//
 // A request the home cannot verify is answered 401 with a short text
 // reason, a method other than GET 405, and a failure to list the tickets 500.
 package feed
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/planetkube/planetkube/internal/naming"
@@ -39,6 +53,15 @@ const (
 	RequestType = "planetkube-feed-request+jwt"
 	// FeedType is the JWS type of a feed.
 	FeedType = "planetkube-feed+jwt"
+	// VersionedType is the JWS type of a feed that names its version,
+	// the answer to a request with HaveHeader.
+	VersionedType = "planetkube-feed-v2+jwt"
+	// HaveHeader carries the version of the feed the requester has
+	// followed (or HaveNone): it asks for a VersionedType answer.
+	HaveHeader = "PlanetKube-Feed-Have"
+	// HaveNone is HaveHeader's value from a requester that holds no
+	// version yet.
+	HaveNone = "none"
 	// Path is where a home serves its feed.
 	Path = "/federation/v1/feed"
 	// AuthScheme is the Authorization scheme that carries a request.
@@ -82,6 +105,12 @@ type Feed struct {
 	Request string `json:"req"`
 	// Tickets are the compact tickets addressed to the requester.
 	Tickets []string `json:"tickets"`
+	// Version names the tickets (VersionedType only): the same tickets
+	// have the same version.
+	Version string `json:"ver,omitempty"`
+	// Unchanged says the tickets are those of Version, which the request
+	// said it has, and Tickets is empty (VersionedType only).
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // Reason classifies a failed poll, or a refused request; Unreachable
@@ -207,7 +236,8 @@ func verifyRequest(token string, keysOf func(authority string) ([]ticket.Key, er
 	return req, nil
 }
 
-// SignFeed signs a feed; its issuer is set from the signer.
+// SignFeed signs a feed; its issuer is set from the signer. A feed with a
+// Version is signed as VersionedType, one without as FeedType.
 func SignFeed(s ticket.Signer, f Feed) (string, error) {
 	f.Issuer = s.Authority
 	switch {
@@ -217,6 +247,12 @@ func SignFeed(s ticket.Signer, f Feed) (string, error) {
 		return "", errors.New("the feed must name its request's id")
 	case f.IssuedAt <= 0:
 		return "", errors.New("the feed's iat is required")
+	case f.Version != "" && !ValidVersion(f.Version):
+		return "", fmt.Errorf("the feed's version %q is not 32 lowercase hex digits", f.Version)
+	case f.Version == "" && f.Unchanged:
+		return "", errors.New("an unchanged feed must name its version")
+	case f.Unchanged && len(f.Tickets) > 0:
+		return "", errors.New("an unchanged feed lists no tickets")
 	}
 	if err := checkTickets(f.Tickets); err != nil {
 		return "", err
@@ -224,20 +260,30 @@ func SignFeed(s ticket.Signer, f Feed) (string, error) {
 	if f.Tickets == nil {
 		f.Tickets = []string{}
 	}
-	return s.SignMessage(FeedType, f, MaxFeedBytes)
+	typ := FeedType
+	if f.Version != "" {
+		typ = VersionedType
+	}
+	return s.SignMessage(typ, f, MaxFeedBytes)
 }
 
 // VerifyFeed checks the body of home's answer to req: a feed signed by one
 // of homeKeys, issued by home, addressed to local, answering req (not an
 // earlier request), issued between req's iat and now (each with the skew)
 // and holding at most MaxTickets tickets of at most ticket.MaxTokenBytes
-// each. The tickets themselves are not verified here. A refusal is an
-// *Error.
-func VerifyFeed(body []byte, homeKeys []ticket.Key, home, local string, req Request, skew time.Duration, now time.Time) (*Feed, error) {
+// each. have is what the request sent in HaveHeader ("" for none): with
+// it, a VersionedType feed is accepted too, and says Unchanged only for
+// that version; without it, only a FeedType feed is. The tickets
+// themselves are not verified here. A refusal is an *Error.
+func VerifyFeed(body []byte, homeKeys []ticket.Key, home, local string, req Request, have string, skew time.Duration, now time.Time) (*Feed, error) {
 	if len(body) > MaxFeedBytes {
 		return nil, fail(Oversized, "the feed has more than %d bytes", MaxFeedBytes)
 	}
-	payload, _, err := ticket.VerifyMessage(string(body), FeedType, MaxFeedBytes, homeKeys)
+	typ := FeedType
+	if have != "" && ticket.MessageType(string(body)) == VersionedType {
+		typ = VersionedType
+	}
+	payload, _, err := ticket.VerifyMessage(string(body), typ, MaxFeedBytes, homeKeys)
 	if err != nil {
 		return nil, fromRefusal(err, BadSignature, fmt.Sprintf("the feed of %s", home))
 	}
@@ -257,12 +303,35 @@ func VerifyFeed(body []byte, homeKeys []ticket.Key, home, local string, req Requ
 		return nil, fail(Stale, "the feed is issued at %s, before its request (%s)", unix(f.IssuedAt), unix(req.IssuedAt))
 	case f.IssuedAt > now.Unix()+s:
 		return nil, fail(Stale, "the feed is issued in the future (iat %s); check the home's clock", unix(f.IssuedAt))
+	case typ == FeedType && (f.Version != "" || f.Unchanged):
+		return nil, fail(Malformed, "a %s feed names no version", FeedType)
+	case typ == VersionedType && !ValidVersion(f.Version):
+		return nil, fail(Malformed, "the feed's version %q is not 32 lowercase hex digits", f.Version)
+	case f.Unchanged && f.Version != have:
+		return nil, fail(Mismatch, "the feed says version %s is unchanged, but this install has %q", f.Version, have)
+	case f.Unchanged && len(f.Tickets) > 0:
+		return nil, fail(Malformed, "an unchanged feed lists no tickets")
 	}
 	if err := checkTickets(f.Tickets); err != nil {
 		return nil, fail(Oversized, "%v", err)
 	}
 	return f, nil
 }
+
+// Version names a list of tickets, as the home sends it in a VersionedType
+// feed: the first 128 bits of the SHA-256 of the tickets, sorted, each
+// ended by a newline, in lowercase hex.
+func Version(sortedTickets []string) string {
+	h := sha256.New()
+	for _, t := range sortedTickets {
+		_, _ = io.WriteString(h, t)
+		_, _ = h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// ValidVersion says whether v is a feed version: 32 lowercase hex digits.
+func ValidVersion(v string) bool { return validID(v) }
 
 // checkTickets bounds a feed's tickets.
 func checkTickets(tickets []string) error {

@@ -252,7 +252,7 @@ func TestVerifyFeed(t *testing.T) {
 		}(), Malformed, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := VerifyFeed(tc.body, plcKeys, "plc", "ple", req, skew, now)
+			f, err := VerifyFeed(tc.body, plcKeys, "plc", "ple", req, "", skew, now)
 			if tc.reason != "" {
 				if got := ReasonOf(err); got != tc.reason || f != nil {
 					t.Fatalf("got %v; want a refusal for %s", err, tc.reason)
@@ -297,7 +297,7 @@ func TestSignFeedSetsIssuer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SignFeed: %v", err)
 	}
-	f, err := VerifyFeed([]byte(tok), plcKeys, "plc", "ple", req, skew, now)
+	f, err := VerifyFeed([]byte(tok), plcKeys, "plc", "ple", req, "", skew, now)
 	if err != nil || f.Issuer != "plc" || f.Tickets == nil {
 		t.Fatalf("VerifyFeed: %+v, %v", f, err)
 	}

@@ -29,9 +29,14 @@ const (
 // that is not a feed JWS is Malformed. client supplies TLS and the timeout
 // (nil is http.DefaultClient); now is the clock (nil is time.Now).
 //
+// have is the version of the feed this install has followed, or HaveNone,
+// sent in HaveHeader: the answer may then say Unchanged (for that version
+// only); "" sends no header, as older installs did, and takes a whole
+// FeedType feed.
+//
 // Errors are *Error, except for a feed URL that is not https and a signer
 // that cannot sign, which are the caller's mistakes.
-func Fetch(ctx context.Context, client *http.Client, feedURL string, s ticket.Signer, home string, homeKeys []ticket.Key, skew time.Duration, now func() time.Time) (*Feed, error) {
+func Fetch(ctx context.Context, client *http.Client, feedURL string, s ticket.Signer, home string, homeKeys []ticket.Key, have string, skew time.Duration, now func() time.Time) (*Feed, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
@@ -51,6 +56,9 @@ func Fetch(ctx context.Context, client *http.Client, feedURL string, s ticket.Si
 	}
 	r.Header.Set("Authorization", AuthScheme+" "+token)
 	r.Header.Set("Accept", "application/jose")
+	if have != "" {
+		r.Header.Set(HaveHeader, have)
+	}
 	resp, err := client.Do(r)
 	if err != nil {
 		return nil, fail(Unreachable, "%v", err)
@@ -68,7 +76,7 @@ func Fetch(ctx context.Context, client *http.Client, feedURL string, s ticket.Si
 	if err != nil {
 		return nil, fail(Unreachable, "reading the feed: %v", err)
 	}
-	return VerifyFeed(body, homeKeys, home, s.Authority, req, skew, now())
+	return VerifyFeed(body, homeKeys, home, s.Authority, req, have, skew, now())
 }
 
 // reasonText reads the short text of a refusal: one line of printable

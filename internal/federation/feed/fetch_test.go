@@ -42,11 +42,19 @@ func (h *home) handler(signer ticket.Signer, keys ticket.Keyring) *Handler {
 		Local:  "plc",
 		Signer: func(context.Context) (ticket.Signer, error) { return signer, nil },
 		Keys:   func(_ context.Context, a string) ([]ticket.Key, error) { return keys[a], nil },
-		Tickets: func(_ context.Context, requester string) ([]string, error) {
+		Tickets: func(_ context.Context, requester, have string) (Answer, error) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.asked = append(h.asked, requester)
-			return h.tickets[requester], nil
+			tickets := slices.Sorted(slices.Values(h.tickets[requester]))
+			if have == "" {
+				return Answer{Tickets: tickets}, nil
+			}
+			v := Version(tickets)
+			if v == have {
+				return Answer{Version: v, Unchanged: true}, nil
+			}
+			return Answer{Tickets: tickets, Version: v}, nil
 		},
 		Now: func() time.Time { return now },
 	}
@@ -66,7 +74,11 @@ func serve(t *testing.T, h http.Handler) (string, *http.Client) {
 }
 
 func fetch(url string, client *http.Client) (*Feed, error) {
-	return Fetch(context.Background(), client, url, ple, "plc", plcKeys, skew, func() time.Time { return now })
+	return fetchHaving(url, client, "")
+}
+
+func fetchHaving(url string, client *http.Client, have string) (*Feed, error) {
+	return Fetch(context.Background(), client, url, ple, "plc", plcKeys, have, skew, func() time.Time { return now })
 }
 
 func TestFetchEndToEnd(t *testing.T) {
@@ -78,6 +90,9 @@ func TestFetchEndToEnd(t *testing.T) {
 	}
 	if f.Issuer != "plc" || f.Audience != "ple" || !slices.Equal(f.Tickets, home.tickets["ple"]) {
 		t.Fatalf("fetched %+v", f)
+	}
+	if f.Version != "" || f.Unchanged {
+		t.Fatalf("a feed asked with no version names one: %+v", f)
 	}
 	if !slices.Equal(home.asked, []string{"ple"}) {
 		t.Fatalf("the handler listed the tickets of %q", home.asked)
@@ -116,7 +131,9 @@ func TestFetchFails(t *testing.T) {
 		})
 	}()
 	failing := newHome(t).handler(plc, homeKeyring())
-	failing.Tickets = func(context.Context, string) ([]string, error) { return nil, errors.New("the cache is not synced") }
+	failing.Tickets = func(context.Context, string, string) (Answer, error) {
+		return Answer{}, errors.New("the cache is not synced")
+	}
 
 	for _, tc := range []struct {
 		name    string
@@ -196,7 +213,7 @@ func TestFetchUnreachable(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	url, client = serve(t, newHome(t).handler(plc, homeKeyring()))
-	if _, err := Fetch(ctx, client, url, ple, "plc", plcKeys, skew, nil); ReasonOf(err) != Unreachable {
+	if _, err := Fetch(ctx, client, url, ple, "plc", plcKeys, "", skew, nil); ReasonOf(err) != Unreachable {
 		t.Fatalf("a cancelled fetch: got %v, want Unreachable", err)
 	}
 }
@@ -254,10 +271,12 @@ func TestHandler(t *testing.T) {
 			h.Signer = func(context.Context) (ticket.Signer, error) { return ticket.Signer{}, fails }
 		}), http.MethodGet, []string{AuthScheme + " " + good}, http.StatusInternalServerError, ""},
 		{"no tickets", broken(func(h *Handler) {
-			h.Tickets = func(context.Context, string) ([]string, error) { return nil, fails }
+			h.Tickets = func(context.Context, string, string) (Answer, error) { return Answer{}, fails }
 		}), http.MethodGet, []string{AuthScheme + " " + good}, http.StatusInternalServerError, ""},
 		{"too many tickets", broken(func(h *Handler) {
-			h.Tickets = func(context.Context, string) ([]string, error) { return make([]string, MaxTickets+1), nil }
+			h.Tickets = func(context.Context, string, string) (Answer, error) {
+				return Answer{Tickets: make([]string, MaxTickets+1)}, nil
+			}
 		}), http.MethodGet, []string{AuthScheme + " " + good}, http.StatusInternalServerError, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -317,5 +336,100 @@ func TestHandlerAnswersARequestOnce(t *testing.T) {
 	second, _ := mustRequest(t, ple, "plc", now)
 	if w := ask(second); w.Code != http.StatusOK {
 		t.Fatalf("a new request: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestFetchVersioned: a requester that sends the version it has is told
+// Unchanged while its tickets are the same, with none listed, and gets the
+// whole feed with its new version once they change; the version is the
+// tickets' (Version), so any home computes the same.
+func TestFetchVersioned(t *testing.T) {
+	home := newHome(t)
+	url, client := serve(t, home.handler(plc, homeKeyring()))
+	first, err := fetchHaving(url, client, HaveNone)
+	if err != nil {
+		t.Fatalf("a first versioned fetch: %v", err)
+	}
+	want := slices.Sorted(slices.Values(home.tickets["ple"]))
+	if first.Unchanged || !slices.Equal(first.Tickets, want) || first.Version != Version(want) {
+		t.Fatalf("the first versioned feed: %+v", first)
+	}
+	again, err := fetchHaving(url, client, first.Version)
+	if err != nil || !again.Unchanged || len(again.Tickets) != 0 || again.Version != first.Version {
+		t.Fatalf("the same tickets again: %+v, %v; want Unchanged with none listed", again, err)
+	}
+	home.mu.Lock()
+	home.tickets["ple"] = home.tickets["ple"][:1]
+	home.mu.Unlock()
+	changed, err := fetchHaving(url, client, first.Version)
+	if err != nil || changed.Unchanged || len(changed.Tickets) != 1 || changed.Version == first.Version || changed.Version != Version(changed.Tickets) {
+		t.Fatalf("after a change: %+v, %v; want the whole feed with a new version", changed, err)
+	}
+	// A version the home never sent, or garbage, gets the whole feed.
+	for _, have := range []string{strings.Repeat("0", 32), "not-a-version"} {
+		if f, err := fetchHaving(url, client, have); err != nil || f.Unchanged || len(f.Tickets) != 1 {
+			t.Fatalf("having %q: %+v, %v", have, f, err)
+		}
+	}
+}
+
+// TestFetchVersionedFromAnOlderHome: a home that knows no versions answers
+// a whole FeedType feed, which a requester that sent its version accepts.
+func TestFetchVersionedFromAnOlderHome(t *testing.T) {
+	home := newHome(t)
+	h := home.handler(plc, homeKeyring())
+	h.Tickets = func(_ context.Context, requester, _ string) (Answer, error) {
+		return Answer{Tickets: home.tickets[requester]}, nil // ignores the header
+	}
+	url, client := serve(t, h)
+	f, err := fetchHaving(url, client, strings.Repeat("ab", 16))
+	if err != nil || f.Unchanged || f.Version != "" || len(f.Tickets) != 2 {
+		t.Fatalf("an older home's feed: %+v, %v", f, err)
+	}
+}
+
+// TestVersionedFeedRefusals: an Unchanged answer for another version than
+// the requester has is a Mismatch (a changed header cannot make it keep
+// stale tickets), a versioned feed to a request that asked for none is
+// Malformed (an older requester could not read it), and so is a FeedType
+// feed that names a version.
+func TestVersionedFeedRefusals(t *testing.T) {
+	req := Request{Issuer: "ple", Audience: "plc", IssuedAt: now.Unix(), Expiry: now.Add(time.Minute).Unix(), ID: strings.Repeat("cd", 16)}
+	have, other := strings.Repeat("1", 32), strings.Repeat("2", 32)
+	sign := func(typ string, f Feed) []byte {
+		f.Issuer, f.Audience, f.IssuedAt, f.Request = "plc", "ple", now.Unix(), req.ID
+		if f.Tickets == nil {
+			f.Tickets = []string{}
+		}
+		tok, err := plc.SignMessage(typ, f, MaxFeedBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []byte(tok)
+	}
+	for _, tc := range []struct {
+		name   string
+		body   []byte
+		have   string
+		reason Reason
+	}{
+		{"unchanged for another version", sign(VersionedType, Feed{Version: other, Unchanged: true}), have, Mismatch},
+		{"unchanged to a requester with none", sign(VersionedType, Feed{Version: other, Unchanged: true}), HaveNone, Mismatch},
+		{"unchanged with tickets", sign(VersionedType, Feed{Version: have, Unchanged: true, Tickets: []string{"x"}}), have, Malformed},
+		{"versioned to an older requester", sign(VersionedType, Feed{Version: have}), "", Malformed},
+		{"versioned with no version", sign(VersionedType, Feed{}), have, Malformed},
+		{"a FeedType feed naming a version", sign(FeedType, Feed{Version: have}), have, Malformed},
+		{"a FeedType feed saying unchanged", sign(FeedType, Feed{Unchanged: true}), have, Malformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := VerifyFeed(tc.body, plcKeys, "plc", "ple", req, tc.have, skew, now)
+			if ReasonOf(err) != tc.reason {
+				t.Fatalf("got %+v, %v; want %s", f, err, tc.reason)
+			}
+		})
+	}
+	ok, err := VerifyFeed(sign(VersionedType, Feed{Version: have, Unchanged: true}), plcKeys, "plc", "ple", req, have, skew, now)
+	if err != nil || !ok.Unchanged {
+		t.Fatalf("an unchanged answer for the version held: %+v, %v", ok, err)
 	}
 }

@@ -40,7 +40,9 @@ func FuzzVerifyRequest(f *testing.F) {
 
 // FuzzVerifyFeed feeds untrusted answers to the requester: it must never
 // panic, every refusal must carry a reason, and whatever verifies must be
-// the home's answer to this request, addressed here, within its bounds.
+// the home's answer to this request, addressed here, within its bounds;
+// a versioned one only to a request that sent a version, and Unchanged only
+// for the version it sent.
 func FuzzVerifyFeed(f *testing.F) {
 	_, req := mustRequest(f, ple, "plc", now.Add(-time.Second))
 	_, earlier := mustRequest(f, ple, "plc", now.Add(-time.Hour))
@@ -50,19 +52,23 @@ func FuzzVerifyFeed(f *testing.F) {
 		{Audience: "ple", IssuedAt: now.Unix(), Request: req.ID},
 		{Audience: "ple", IssuedAt: earlier.IssuedAt, Request: earlier.ID, Tickets: tickets},
 		{Audience: "ppk", IssuedAt: now.Unix(), Request: req.ID, Tickets: tickets},
+		{Audience: "ple", IssuedAt: now.Unix(), Request: req.ID, Tickets: tickets, Version: Version(tickets)},
+		{Audience: "ple", IssuedAt: now.Unix(), Request: req.ID, Version: Version(tickets), Unchanged: true},
 	} {
 		tok, err := SignFeed(plc, fd)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add([]byte(tok))
+		for _, have := range []string{"", HaveNone, Version(tickets)} {
+			f.Add([]byte(tok), have)
+		}
 	}
 	good, _ := mustRequest(f, ple, "plc", now)
 	for _, seed := range []string{good, tickets[0], "", "a.b.c", "<html></html>"} {
-		f.Add([]byte(seed))
+		f.Add([]byte(seed), "")
 	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		fd, err := VerifyFeed(body, plcKeys, "plc", "ple", req, skew, now)
+	f.Fuzz(func(t *testing.T, body []byte, have string) {
+		fd, err := VerifyFeed(body, plcKeys, "plc", "ple", req, have, skew, now)
 		if err != nil {
 			if ReasonOf(err) == "" || fd != nil {
 				t.Fatalf("a refusal without a reason, or with a feed: %v", err)
@@ -76,6 +82,10 @@ func FuzzVerifyFeed(f *testing.F) {
 			t.Fatalf("verified a feed out of its times: %+v", fd)
 		case len(fd.Tickets) > MaxTickets:
 			t.Fatalf("verified a feed of %d tickets", len(fd.Tickets))
+		case have == "" && (fd.Version != "" || fd.Unchanged):
+			t.Fatalf("verified a versioned feed for a request that sent no version: %+v", fd)
+		case fd.Unchanged && (fd.Version != have || len(fd.Tickets) > 0):
+			t.Fatalf("verified an Unchanged feed for another version than %q, or with tickets: %+v", have, fd)
 		}
 		for _, tok := range fd.Tickets {
 			if len(tok) > ticket.MaxTokenBytes {

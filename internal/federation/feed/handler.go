@@ -24,8 +24,11 @@ type Handler struct {
 	// Keys returns an authority's keys (none for an unknown one), which
 	// its requests are verified with; an error is a failure to read them.
 	Keys func(ctx context.Context, authority string) ([]ticket.Key, error)
-	// Tickets returns the tickets addressed to requester.
-	Tickets func(ctx context.Context, requester string) ([]string, error)
+	// Tickets returns the tickets addressed to requester. have is the
+	// version the request says it has (a version, or HaveNone), or ""
+	// when it asks for none (an older requester): then the answer needs
+	// no Version.
+	Tickets func(ctx context.Context, requester, have string) (Answer, error)
 	// Skew is the clock skew allowed on a request's times (default
 	// ticket.DefaultSkew, at most ticket.MaxSkew).
 	Skew time.Duration
@@ -35,6 +38,16 @@ type Handler struct {
 	// seen holds the ids of the requests answered, until they expire: a
 	// captured request is answered once.
 	seen replays
+}
+
+// Answer is what the home sends one requester.
+type Answer struct {
+	// Tickets are the requester's tickets, sorted; none when Unchanged.
+	Tickets []string
+	// Version is their version (see Version); "" when none was asked for.
+	Version string
+	// Unchanged says they are the version the request said it has.
+	Unchanged bool
 }
 
 // maxSeen bounds the request ids remembered; past it (after the expired
@@ -122,7 +135,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w, string(Replayed)+": this request was answered already; sign a new one")
 		return
 	}
-	tickets, err := h.Tickets(ctx, req.Issuer)
+	have := haveOf(r)
+	ans, err := h.Tickets(ctx, req.Issuer, have)
 	if err != nil {
 		log.Error(err, "Could not list the requester's tickets")
 		http.Error(w, "the feed is not available now", http.StatusInternalServerError)
@@ -134,9 +148,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the feed is not available now", http.StatusInternalServerError)
 		return
 	}
-	body, err := SignFeed(signer, Feed{Audience: req.Issuer, IssuedAt: h.now().Unix(), Request: req.ID, Tickets: tickets})
+	f := Feed{Audience: req.Issuer, IssuedAt: h.now().Unix(), Request: req.ID, Tickets: ans.Tickets}
+	if have != "" {
+		f.Version, f.Unchanged = ans.Version, ans.Unchanged
+		if f.Unchanged {
+			f.Tickets = nil
+		}
+	}
+	body, err := SignFeed(signer, f)
 	if err != nil {
-		log.Error(err, "Could not sign the feed", "tickets", len(tickets))
+		log.Error(err, "Could not sign the feed", "tickets", len(f.Tickets))
 		http.Error(w, "the feed is not available now", http.StatusInternalServerError)
 		return
 	}
@@ -148,7 +169,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Info("Could not send the feed", "error", err.Error())
 		return
 	}
-	log.V(1).Info("Served a feed", "tickets", len(tickets))
+	log.V(1).Info("Served a feed", "tickets", len(f.Tickets), "unchanged", f.Unchanged)
+}
+
+// haveOf returns what the request's HaveHeader says it has: "" when it
+// sends none, the version when it sends one, else HaveNone (it asks for a
+// versioned feed, but names no version this home could have sent).
+func haveOf(r *http.Request) string {
+	values := r.Header.Values(HaveHeader)
+	switch {
+	case len(values) == 0:
+		return ""
+	case len(values) == 1 && ValidVersion(values[0]):
+		return values[0]
+	}
+	return HaveNone
 }
 
 // authorization returns the request token of the request's one

@@ -39,6 +39,11 @@ import (
 // it (a slow feed is Unreachable, and nothing is touched).
 const defaultFeedTimeout = 30 * time.Second
 
+// wholeFeedEvery is how often at most a feed is read whole even when the
+// home says it is unchanged: a guard against a home that would say so
+// wrongly, at the cost of one whole answer in six at the default interval.
+const wholeFeedEvery = time.Hour
+
 // +kubebuilder:rbac:groups=planetkube.io,resources=tickets,verbs=create;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;create
 
@@ -66,6 +71,51 @@ type Poller struct {
 
 	mu  sync.Mutex
 	rnd *rand.Rand
+	// followed remembers, per Authority (by UID), the last feed followed
+	// whole with no failure: a home that says it is unchanged is followed
+	// again from it, with no ticket fetched nor verified again. It is
+	// held in memory only: a new manager reads each feed whole first.
+	followed map[string]followedFeed
+}
+
+// followedFeed is a feed followed whole with every ticket applied.
+type followedFeed struct {
+	// version is the feed's, url where it was read, generation the
+	// Authority's then (its keys or URL changed: read it whole again).
+	version, url string
+	generation   int64
+	// at is when it was read whole.
+	at time.Time
+	// pulled is what its tickets made.
+	pulled []pulledTicket
+	// listed is how many tickets it listed.
+	listed int
+}
+
+// have returns the version of a's feed to send, HaveNone when none can be
+// followed again, and what it made.
+func (p *Poller) have(a *planetv1.Authority, now time.Time) (string, *followedFeed) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, ok := p.followed[string(a.UID)]
+	if !ok || f.url != a.Spec.FeedURL || f.generation != a.Generation || now.Sub(f.at) >= wholeFeedEvery || now.Before(f.at) {
+		return feed.HaveNone, nil
+	}
+	return f.version, &f
+}
+
+// remember records a feed followed whole, or forgets a's when f is nil.
+func (p *Poller) remember(a *planetv1.Authority, f *followedFeed) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f == nil {
+		delete(p.followed, string(a.UID))
+		return
+	}
+	if p.followed == nil {
+		p.followed = map[string]followedFeed{}
+	}
+	p.followed[string(a.UID)] = *f
 }
 
 // Due says whether an Authority's feed or push should be checked now.
@@ -176,8 +226,10 @@ func (p *Poller) pull(ctx context.Context, c client.Client, a *planetv1.Authorit
 	}
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	f, err := feed.Fetch(fctx, hc, a.Spec.FeedURL, signer, a.Name, authority.ValidKeys(a), p.Skew, func() time.Time { return now })
+	have, last := p.have(a, now)
+	f, err := feed.Fetch(fctx, hc, a.Spec.FeedURL, signer, a.Name, authority.ValidKeys(a), have, p.Skew, func() time.Time { return now })
 	if err != nil {
+		p.remember(a, nil)
 		switch reason := feed.ReasonOf(err); reason {
 		case "":
 			return failed(planetv1.ReasonInvalidFeedConfig, err) // not https, or the key cannot sign
@@ -187,19 +239,34 @@ func (p *Poller) pull(ctx context.Context, c client.Client, a *planetv1.Authorit
 			return failed(string(reason), err)
 		}
 	}
-	pulled, failures, err := p.checkFeed(ctx, c, a, f, now)
-	if err != nil {
+	var pulled []pulledTicket
+	var failures []feedFailure
+	listed := len(f.Tickets)
+	if f.Unchanged {
+		// The tickets followed last time, whose checks passed then: the
+		// Ticket controller checks each Ticket again as trust and keys
+		// change here.
+		pulled, listed = last.pulled, last.listed
+	} else if pulled, failures, err = p.checkFeed(ctx, c, a, f, now); err != nil {
+		p.remember(a, nil)
 		return failed(planetv1.ReasonRedeemFailed, err) // reading this cluster failed: retried at the next poll
 	}
 	ns := naming.AuthorityNamespace(a.Name)
 	created, deleted, more, err := syncPulled(ctx, c, a.Name, ns, pulled)
 	if err != nil {
+		p.remember(a, nil)
 		if reason := ticket.ReasonOf(err); reason != "" {
 			return failed(string(reason), err)
 		}
 		return failed(planetv1.ReasonRedeemFailed, err)
 	}
 	failures = append(failures, more...)
+	switch {
+	case len(failures) > 0 || f.Version == "":
+		p.remember(a, nil) // an older home, or failures to look at again with the whole feed
+	case !f.Unchanged:
+		p.remember(a, &followedFeed{version: f.Version, url: a.Spec.FeedURL, generation: a.Generation, at: now, pulled: pulled, listed: listed})
+	}
 	valid := 0
 	for _, pt := range pulled {
 		if !pt.Refused {
@@ -207,7 +274,11 @@ func (p *Poller) pull(ctx context.Context, c client.Client, a *planetv1.Authorit
 		}
 	}
 	res := pullResult{applied: true, tickets: valid, message: fmt.Sprintf(
-		"the feed listed %d tickets for this install: %d new, %d withdrawn or replaced", len(f.Tickets), created, deleted)}
+		"the feed listed %d tickets for this install: %d new, %d withdrawn or replaced", listed, created, deleted)}
+	if f.Unchanged {
+		res.message = fmt.Sprintf("the feed is unchanged since it was read whole at %s (%d tickets for this install): %d new, %d withdrawn or replaced",
+			last.at.UTC().Format(time.RFC3339), listed, created, deleted)
+	}
 	if len(failures) > 0 {
 		res.reason = failures[0].reason
 		res.message += fmt.Sprintf("; %d not applied, their slices kept as they are: %s", len(failures), failureText(failures))
