@@ -52,7 +52,9 @@ type SliceReconciler struct {
 	// DefaultTrust is whom a site that sets no trustedAuthorities trusts
 	// (empty: Authority alone).
 	DefaultTrust []string
-	// SliverWriters bounds the parallel sliver writes of one reconcile.
+	// SliverWriters bounds the parallel sliver writes (creations and
+	// deletions) of every reconcile together: more slices reconciled at
+	// once do not put more writes in flight.
 	SliverWriters int
 	// SharesPerNode divides a node's unreserved CPU into share units.
 	SharesPerNode int32
@@ -88,6 +90,9 @@ type SliceReconciler struct {
 	// the slice's keys Secret (a time.Time); started is when it started.
 	keysWritten sync.Map
 	started     time.Time
+	// writeSlots holds a token for each sliver write in flight, at most
+	// SliverWriters across every reconcile (writeEach).
+	writeSlots chan struct{}
 	// pods is the pod informer's store, which slivers are read from as
 	// they are cached (sliversOf).
 	pods toolscache.Indexer
@@ -328,6 +333,7 @@ func (r *SliceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("the pod informer (%T) has no store to read slivers from", inf)
 	}
 	r.pods = s.GetIndexer()
+	r.writeSlots = make(chan struct{}, max(1, r.SliverWriters))
 	if r.Backoff == nil {
 		r.Backoff = flowcontrol.NewBackOff(time.Second, 15*time.Minute)
 	}

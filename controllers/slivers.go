@@ -376,7 +376,7 @@ func (r *SliceReconciler) createSlivers(ctx context.Context, slice *planetv1.Sli
 	if len(pods) == 0 {
 		return nil
 	}
-	err := forEach(ctx, len(pods), r.SliverWriters, func(i int) error {
+	err := r.writeEach(ctx, len(pods), func(i int) error {
 		r.View.Assume(pods[i])
 		if err := r.Create(ctx, pods[i]); err != nil && !apierrors.IsAlreadyExists(err) {
 			r.View.Forget(pods[i])
@@ -389,13 +389,31 @@ func (r *SliceReconciler) createSlivers(ctx context.Context, slice *planetv1.Sli
 	return err
 }
 
+// writeEach runs fn for 0..n-1 in parallel, each holding one of the
+// controller's write slots while it runs: at most SliverWriters sliver
+// writes are in flight across every reconcile, however many slices are
+// reconciled at once.
+func (r *SliceReconciler) writeEach(ctx context.Context, n int, fn func(i int) error) error {
+	return forEach(ctx, n, r.SliverWriters, func(i int) error {
+		if r.writeSlots != nil {
+			select {
+			case r.writeSlots <- struct{}{}:
+				defer func() { <-r.writeSlots }()
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return fn(i)
+	})
+}
+
 // deleteSlivers deletes pods in parallel; one already gone is not an error.
 // Pods for which now (if set) is true are deleted with no grace period.
 func (r *SliceReconciler) deleteSlivers(ctx context.Context, slice *planetv1.Slice, pods []*corev1.Pod, now func(*corev1.Pod) bool) error {
 	if len(pods) == 0 {
 		return nil
 	}
-	err := forEach(ctx, len(pods), r.SliverWriters, func(i int) error {
+	err := r.writeEach(ctx, len(pods), func(i int) error {
 		p := pods[i]
 		opts := []client.DeleteOption{client.Preconditions{UID: &p.UID}}
 		if now != nil && now(p) {

@@ -185,7 +185,7 @@ func TestTicketRedeemBench(t *testing.T) {
 	fmt.Fprintf(&b, "\nTickets / floor, all Running: **median %.2f×** (range %.2f×–%.2f× over %d pairs).\n", med, lo, hi, len(ratios))
 	fmt.Fprintf(&b, "\n**Writes** of the last pair, from the API server's request counts (every client's: kwok's pod status updates and the benchmark's own creates included), per sliver:\n\n%s", writesTable(floorWrites, ticketWrites, len(nodes)))
 	fmt.Fprintf(&b, "\n**Where the manager's time goes** over the last pair's redemptions (`--pprof-bind-address`, `go tool pprof -top -cum`):\n\n```\n%s\n```\n", cpuTop)
-	b.WriteString("\nA redeemed ticket costs about ten API writes where a floor pod costs one (the jti record, the Slice, its finalizer and status, the Ticket's status, the slice namespace, the keys Secret, the users' RoleBinding, the sliver and its status updates), after a dry run; tickets are redeemed 8 at a time (`--ticket-workers`) and their slices placed 4 at a time (`--slice-workers`).\n")
+	b.WriteString("\nA redeemed ticket costs about ten API writes of the manager's where a floor pod costs one (the jti record, the Slice and its status, the Ticket's status, the slice namespace and its keys hash, the keys Secret, the users' RoleBinding, the sliver, events), after a dry run, and kube-controller-manager adds two to each new namespace (its ServiceAccount and `kube-root-ca.crt`); tickets are redeemed 16 at a time (`--ticket-workers`) and their slices placed 4 at a time (`--slice-workers`).\n")
 	if err := writeSection(*benchOut, redeemHeading, b.String()); err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func (r *rolloutResult) interpretation() string {
 		"kwok then marks the pods Running as fast as it can patch their status. "+
 		"The DaemonSet is bound by kube-controller-manager's client rate limit (20 QPS, burst 30 by default): "+
 		"%d creates cannot take much less than %.0f s, and the scheduler must still bind each pod. "+
-		"The manager runs at its defaults (`--kube-api-qps=1000`, `--kube-api-burst=2000`, `--sliver-writers=64`), "+
+		"The manager runs at its defaults (`--kube-api-qps=1000`, `--kube-api-burst=2000`, `--sliver-writers=256`), "+
 		"so like the floor it is bound by the API server's write throughput, plus what comes before the first sliver "+
 		"(the slice's namespace and RBAC) and its own reconcile and cache work, all on the same CPUs as the control plane; "+
 		"its slivers carry `spec.nodeName`, so the scheduler is not on their path.\n",
