@@ -237,7 +237,7 @@ func (f *FeedTickets) Answer(ctx context.Context, requester, have string, now ti
 			return feed.Answer{Version: have, Unchanged: true}, nil
 		}
 	}
-	tickets, until, err := f.forUntil(ctx, requester, now)
+	tickets, until, err := f.read(ctx, requester, now)
 	if err != nil || have == "" {
 		return feed.Answer{Tickets: tickets}, err
 	}
@@ -262,15 +262,9 @@ type secretExpiry struct {
 	peers   map[string]int64
 }
 
-// For returns the requester's unexpired tickets, sorted.
-func (f *FeedTickets) For(ctx context.Context, requester string, now time.Time) ([]string, error) {
-	tickets, _, err := f.forUntil(ctx, requester, now)
-	return tickets, err
-}
-
-// forUntil is For, and when the first of the tickets expires (Unix
-// seconds; math.MaxInt64 for none).
-func (f *FeedTickets) forUntil(ctx context.Context, requester string, now time.Time) ([]string, int64, error) {
+// read returns the requester's unexpired tickets, sorted, and when the
+// first of them expires (Unix seconds; math.MaxInt64 for none).
+func (f *FeedTickets) read(ctx context.Context, requester string, now time.Time) ([]string, int64, error) {
 	list := &corev1.SecretList{}
 	if err := f.Reader.List(ctx, list, client.InNamespace(f.Namespace), client.MatchingLabels{planetv1.LabelFederationTickets: "true"}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, 0, err
