@@ -15,13 +15,18 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/health"
+	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/pools"
+	"github.com/planetkube/planetkube/internal/trust"
 )
 
 // maxPoolNodeStatus bounds ResourcePoolStatus.Nodes.
@@ -37,6 +42,9 @@ type ResourcePoolReconciler struct {
 	Recorder events.EventRecorder
 	// View does the accounting.
 	View *clusterview.View
+	// Trust is the install's trust policy: an allocation to an authority
+	// the pool's site does not trust gives nothing and says so.
+	Trust trust.Policy
 }
 
 // accountingKey is the one request the pool controller works on.
@@ -44,6 +52,7 @@ var accountingKey = reconcile.Request{NamespacedName: types.NamespacedName{Name:
 
 // +kubebuilder:rbac:groups=planetkube.io,resources=resourcepools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=planetkube.io,resources=resourcepools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=planetkube.io,resources=sites,verbs=get;list;watch
 
 // Reconcile writes the latest accounting into the pools' statuses.
 func (r *ResourcePoolReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
@@ -51,6 +60,19 @@ func (r *ResourcePoolReconciler) Reconcile(ctx context.Context, _ ctrl.Request) 
 	list := &planetv1.ResourcePoolList{}
 	if err := r.List(ctx, list); err != nil {
 		return ctrl.Result{}, err
+	}
+	sites := &planetv1.SiteList{}
+	if err := r.List(ctx, sites); err != nil {
+		return ctrl.Result{}, err
+	}
+	trusts := func(site, authority string) bool {
+		for i := range sites.Items {
+			if s := sites.Items[i]; s.Name == site {
+				s.Spec.State = planetv1.SiteEnabled // trust alone: a disabled site runs no one's slivers
+				return r.Trust.Trusts(&s, authority)
+			}
+		}
+		return naming.WithinAuthority(authority, r.Trust.Local) // no Site: its nodes run local slices only
 	}
 	var errs []error
 	for i := range list.Items {
@@ -60,15 +82,16 @@ func (r *ResourcePoolReconciler) Reconcile(ctx context.Context, _ ctrl.Request) 
 			continue // not accounted yet: the next accounting queues us again
 		}
 		old := pool.DeepCopy()
-		setPoolStatus(pool, res)
+		setPoolStatus(pool, res, trusts)
 		r.emitPoolEvents(old, pool)
 		errs = append(errs, patchStatus(ctx, r.Client, old, pool, &old.Status, &pool.Status))
 	}
 	return ctrl.Result{}, errors.Join(errs...)
 }
 
-// setPoolStatus writes a pool's accounting into its status.
-func setPoolStatus(pool *planetv1.ResourcePool, res *pools.PoolResult) {
+// setPoolStatus writes a pool's accounting into its status; trusts says
+// whether a site trusts an authority.
+func setPoolStatus(pool *planetv1.ResourcePool, res *pools.PoolResult, trusts func(site, authority string) bool) {
 	st := &pool.Status
 	st.ObservedGeneration = pool.Generation
 	st.NodeCount = 0
@@ -119,12 +142,42 @@ func setPoolStatus(pool *planetv1.ResourcePool, res *pools.PoolResult) {
 		cond(planetv1.ConditionBound, false, planetv1.ReasonNotBound, "the pool has no binding")
 		meta.RemoveStatusCondition(&st.Conditions, planetv1.ConditionExpired)
 	case res.BindingExpired:
-		cond(planetv1.ConditionBound, false, planetv1.ReasonBindingExpired, fmt.Sprintf("the binding to %s ended at %s", b.Slice, b.Until.UTC().Format(time.RFC3339)))
-		cond(planetv1.ConditionExpired, true, planetv1.ReasonBindingExpired, fmt.Sprintf("the binding to %s ended at %s", b.Slice, b.Until.UTC().Format(time.RFC3339)))
+		cond(planetv1.ConditionBound, false, planetv1.ReasonBindingExpired, fmt.Sprintf("the binding to %s ended at %s", boundTo(b), b.Until.UTC().Format(time.RFC3339)))
+		cond(planetv1.ConditionExpired, true, planetv1.ReasonBindingExpired, fmt.Sprintf("the binding to %s ended at %s", boundTo(b), b.Until.UTC().Format(time.RFC3339)))
+	case b.Authority != "" && !trusts(pool.Namespace, b.Authority):
+		cond(planetv1.ConditionBound, false, planetv1.ReasonNotTrusted, fmt.Sprintf(
+			"site %s does not trust authority %s (Site spec.trustedAuthorities): its slivers do not run here, and the pool's amounts stay reserved for it", pool.Namespace, b.Authority))
+		bindingEnds(b, cond)
 	default:
-		cond(planetv1.ConditionBound, res.Contributes(), planetv1.ReasonBindingActive, fmt.Sprintf("bound to %s until %s", b.Slice, b.Until.UTC().Format(time.RFC3339)))
-		cond(planetv1.ConditionExpired, false, planetv1.ReasonBindingActive, fmt.Sprintf("the binding ends at %s", b.Until.UTC().Format(time.RFC3339)))
+		cond(planetv1.ConditionBound, res.Contributes(), planetv1.ReasonBindingActive, fmt.Sprintf("bound to %s %s", boundTo(b), until(b)))
+		bindingEnds(b, cond)
 	}
+}
+
+// boundTo names what a binding gives the pool to.
+func boundTo(b *planetv1.PoolBinding) string {
+	if b.Authority != "" {
+		return "authority " + b.Authority
+	}
+	return b.Slice
+}
+
+// until says when a binding ends.
+func until(b *planetv1.PoolBinding) string {
+	if b.Until.IsZero() {
+		return "until the binding is removed"
+	}
+	return "until " + b.Until.UTC().Format(time.RFC3339)
+}
+
+// bindingEnds sets the Expired condition of an active binding: False, with
+// its end if it has one; removed for an allocation that stands.
+func bindingEnds(b *planetv1.PoolBinding, cond func(t string, ok bool, reason, msg string)) {
+	if b.Until.IsZero() {
+		cond(planetv1.ConditionExpired, false, planetv1.ReasonBindingActive, "the binding has no end")
+		return
+	}
+	cond(planetv1.ConditionExpired, false, planetv1.ReasonBindingActive, fmt.Sprintf("the binding ends at %s", b.Until.UTC().Format(time.RFC3339)))
 }
 
 // poolNodeStatus lists at most maxPoolNodeStatus nodes' accounting, those
@@ -179,5 +232,9 @@ func (r *ResourcePoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return []reconcile.Request{accountingKey}
 		})).
+		// A site's trust decides whether its allocations give anything.
+		Watches(&planetv1.Site{}, handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+			return []reconcile.Request{accountingKey}
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
 }

@@ -51,15 +51,20 @@ func poolCondition(site, name, t string) func(Gomega) metav1.Condition {
 
 // sliver reads the one live sliver of a slice on a node.
 func sliver(g Gomega, slice *planetv1.Slice, node string) *corev1.Pod {
+	return sliverIn(g, naming.SliceNamespace(slice.Namespace, slice.Name), node)
+}
+
+// sliverIn reads the one live sliver in a slice namespace on a node.
+func sliverIn(g Gomega, ns, node string) *corev1.Pod {
 	pods := &corev1.PodList{}
-	g.Expect(k8s.List(ctx, pods, client.InNamespace(naming.SliceNamespace(slice.Namespace, slice.Name)))).To(Succeed())
+	g.Expect(k8s.List(ctx, pods, client.InNamespace(ns))).To(Succeed())
 	var live []*corev1.Pod
 	for i := range pods.Items {
 		if p := &pods.Items[i]; p.Spec.NodeName == node && p.DeletionTimestamp.IsZero() {
 			live = append(live, p)
 		}
 	}
-	g.Expect(live).To(HaveLen(1), "live slivers of %s on %s", slice.Name, node)
+	g.Expect(live).To(HaveLen(1), "live slivers in %s on %s", ns, node)
 	return live[0]
 }
 
@@ -67,8 +72,14 @@ func sliver(g Gomega, slice *planetv1.Slice, node string) *corev1.Pod {
 // a kubelet would (envtest runs none): a replaced sliver goes only once its
 // successor is Ready.
 func kubeletStartsSlivers(g Gomega, slice *planetv1.Slice) {
+	kubeletStartsSliversIn(g, naming.SliceNamespace(slice.Namespace, slice.Name))
+}
+
+// kubeletStartsSliversIn marks the live slivers of a slice namespace
+// Running and Ready.
+func kubeletStartsSliversIn(g Gomega, ns string) {
 	pods := &corev1.PodList{}
-	g.Expect(k8s.List(ctx, pods, client.InNamespace(naming.SliceNamespace(slice.Namespace, slice.Name)))).To(Succeed())
+	g.Expect(k8s.List(ctx, pods, client.InNamespace(ns))).To(Succeed())
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if !p.DeletionTimestamp.IsZero() || p.Status.Phase == corev1.PodRunning {

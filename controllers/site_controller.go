@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -16,9 +18,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/health"
 	"github.com/planetkube/planetkube/internal/naming"
 )
@@ -28,6 +32,9 @@ import (
 type SiteReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
+	// View holds the pool accounting and the slivers on each node, for the
+	// site's allocations to authorities (nil: none are shown).
+	View *clusterview.View
 }
 
 // siteRoles maps each site role to the subjects that hold it.
@@ -62,6 +69,7 @@ func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		err = errors.Join(err, cerr)
 	}
 	site.Status.Namespace = site.Name
+	site.Status.Allocations = r.allocations(site.Name)
 	site.Status.ObservedGeneration = site.Generation
 	ready.ObservedGeneration = site.Generation
 	health.Set(&site.Status.Conditions, ready, health.SiteRules)
@@ -77,6 +85,44 @@ func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 	return ctrl.Result{}, err
 }
+
+// allocations lists, by authority, what the site's root pools allocate to
+// each authority on its nodes and what that authority's slivers use of it
+// (at most maxSiteAllocations, by name).
+func (r *SiteReconciler) allocations(site string) []planetv1.AuthorityAllocation {
+	if r.View == nil {
+		return nil
+	}
+	byAuthority := r.View.Allocations(site)
+	out := make([]planetv1.AuthorityAllocation, 0, len(byAuthority))
+	for _, a := range slices.Sorted(maps.Keys(byAuthority)) {
+		u := byAuthority[a]
+		out = append(out, planetv1.AuthorityAllocation{Authority: a, Nodes: int32(u.Nodes), Allocated: u.Allocated, Used: u.Used})
+	}
+	if len(out) > maxSiteAllocations {
+		out = out[:maxSiteAllocations]
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// siteOfNode maps a sliver to the site of its node.
+func (r *SiteReconciler) siteOfNode(ctx context.Context, o client.Object) []reconcile.Request {
+	p, ok := o.(*corev1.Pod)
+	if !ok || p.Spec.NodeName == "" {
+		return nil
+	}
+	n := &corev1.Node{}
+	if err := r.Get(ctx, types.NamespacedName{Name: p.Spec.NodeName}, n); err != nil || n.Labels[planetv1.LabelSite] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: n.Labels[planetv1.LabelSite]}}}
+}
+
+// maxSiteAllocations bounds SiteStatus.Allocations.
+const maxSiteAllocations = 32
 
 // ensure makes the site's namespace and role bindings and returns the
 // Ready condition they give; a failed step is Ready=False with its reason
@@ -182,7 +228,7 @@ func (r *SiteReconciler) count(ctx context.Context, site *planetv1.Site) error {
 // SetupWithManager registers the controller: it watches Sites, what they
 // own, their nodes and their slices.
 func (r *SiteReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&planetv1.Site{}).
 		Owns(&corev1.Namespace{}).
 		Owns(&rbacv1.RoleBinding{}).
@@ -194,6 +240,27 @@ func (r *SiteReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}), builder.WithPredicates(nodeChanged)).
 		Watches(&planetv1.Slice{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.GetNamespace()}}}
-		}), builder.WithPredicates(createOrDelete)).
-		Complete(r)
+		}), builder.WithPredicates(createOrDelete))
+	if r.View != nil {
+		// A sliver made or deleted on an allocation changes what its
+		// authority uses of the site.
+		b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.siteOfNode), builder.WithPredicates(createOrDelete,
+			predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetAnnotations()[clusterview.AnnotationAllocation] != "" })))
+		// A new accounting may change what the sites allocate.
+		b = b.WatchesRawSource(r.View.Source(func(ctx context.Context, c clusterview.Change) []reconcile.Request {
+			if !c.Accounting {
+				return nil
+			}
+			sites := &planetv1.SiteList{}
+			if err := r.List(ctx, sites); err != nil {
+				return nil
+			}
+			out := make([]reconcile.Request, 0, len(sites.Items))
+			for i := range sites.Items {
+				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: sites.Items[i].Name}})
+			}
+			return out
+		}))
+	}
+	return b.Complete(r)
 }

@@ -31,6 +31,7 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/coalesce"
+	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/placement"
 	"github.com/planetkube/planetkube/internal/sliverplan"
 )
@@ -274,6 +275,18 @@ var sliverChanged = predicate.Funcs{
 	},
 }
 
+// allocatedTo says whether the slice's authority is one of authorities or
+// a delegate of one.
+func (r *SliceReconciler) allocatedTo(s *planetv1.Slice, authorities []string) bool {
+	id := r.identity(s)
+	for _, a := range authorities {
+		if id.invalid == "" && naming.WithinAuthority(id.authority, a) {
+			return true
+		}
+	}
+	return false
+}
+
 // sliceOfObject maps an object labelled with a slice and site (a sliver or a
 // slice namespace) to its Slice: the site namespace is the site's name.
 func sliceOfObject(_ context.Context, o client.Object) []reconcile.Request {
@@ -285,8 +298,9 @@ func sliceOfObject(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 // viewChanged maps a change of the view to the slices it concerns: those
-// whose selection matches the node before or after (and only those), and
-// those whose bound amounts changed.
+// whose selection matches the node before or after (and only those), those
+// whose bound amounts changed, and those of the authorities (delegates
+// included) whose allocations changed.
 func (r *SliceReconciler) viewChanged(ctx context.Context, c clusterview.Change) []reconcile.Request {
 	var out []reconcile.Request
 	for _, key := range c.BoundSlices {
@@ -294,7 +308,7 @@ func (r *SliceReconciler) viewChanged(ctx context.Context, c clusterview.Change)
 			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}})
 		}
 	}
-	if c.Node == nil {
+	if c.Node == nil && len(c.Allocations) == 0 {
 		return out
 	}
 	list := &planetv1.SliceList{}
@@ -304,6 +318,13 @@ func (r *SliceReconciler) viewChanged(ctx context.Context, c clusterview.Change)
 	}
 	for i := range list.Items {
 		s := &list.Items[i]
+		if len(c.Allocations) > 0 && r.allocatedTo(s, c.Allocations) {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
+			continue
+		}
+		if c.Node == nil {
+			continue
+		}
 		req, err := placementRequest(s, nil)
 		if err != nil {
 			continue

@@ -83,6 +83,7 @@ func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.
 	}
 	res := placement.Place(nodes, req)
 	bound := r.View.Reservations(sliceKey(slice)).Bound
+	parts := r.View.Parts(id.authority)
 	issues := make([]planetv1.SliverIssue, 0, len(res.Issues))
 	retained := map[string]bool{}
 	for _, is := range res.Issues {
@@ -93,7 +94,7 @@ func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.
 		if retained[n] {
 			continue
 		}
-		if reason, msg, _ := r.roomFor(slice, n, len(bound[n]) > 0); reason != "" {
+		if reason, msg, _ := r.roomFor(slice, n, len(bound[n]) > 0, parts[n]); reason != "" {
 			issues = append(issues, planetv1.SliverIssue{Node: n, Reason: reason, Message: msg})
 		}
 	}

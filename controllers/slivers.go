@@ -71,9 +71,13 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 
 	key := sliceKey(slice)
 	rsv := r.View.Reservations(key)
-	reserved := make(map[string]string, len(rsv.Bound))
+	parts := r.View.Parts(id.authority)
+	reserved := make(map[string]string, len(rsv.Bound)+len(parts))
 	for n, b := range rsv.Bound {
-		reserved[n] = reservedHash(b)
+		reserved[n] = reservedHash(b, clusterview.Part{})
+	}
+	for n, p := range parts {
+		reserved[n] = reservedHash(rsv.Bound[n], p)
 	}
 	slivers := sliversFrom(pods)
 	req, err := placementRequest(slice, sliverplan.Existing(slice.Name, slivers))
@@ -94,14 +98,14 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		NodeGone: func(n string) bool { _, ok := r.View.Allocatable(n); return !ok },
 		BackOff:  backOff,
 		NoRoom: func(n string) (string, string) {
-			return r.noRoom(slice, n, len(rsv.Bound[n]) > 0, room, &requeue)
+			return r.noRoom(slice, n, len(rsv.Bound[n]) > 0, parts[n], room, &requeue)
 		},
 	})
 	summary := shortfall.Summarize(shortfall.Input{Refused: refused, Nodes: nodes, Placement: res, Issues: plan.NodeIssues, ReadyRetained: plan.ReadyRetained})
 
 	var missing []*corev1.Pod
 	for _, n := range plan.Create {
-		missing = append(missing, r.sliverPod(slice, id, ns, n, hash, rsv, room[n]))
+		missing = append(missing, r.sliverPod(slice, id, ns, n, hash, rsv, parts[n], room[n]))
 	}
 	if len(missing) > 0 && r.keysDue(slice) {
 		// New slivers mount the keys: write them again first, so that a
@@ -218,8 +222,8 @@ func (r *SliceReconciler) backOffFailed(slice *planetv1.Slice, slivers []sliverp
 // noRoom says why a node takes no new sliver of the slice now (roomFor),
 // and backs off the next look at such a node. It records the node's free
 // room in room, for the sliver's requests.
-func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, bound bool, room map[string]clusterview.Free, requeue *time.Duration) (reason, msg string) {
-	reason, msg, room[node] = r.roomFor(slice, node, bound)
+func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, bound bool, part clusterview.Part, room map[string]clusterview.Free, requeue *time.Duration) (reason, msg string) {
+	reason, msg, room[node] = r.roomFor(slice, node, bound, part)
 	if reason == "" {
 		return "", ""
 	}
@@ -233,16 +237,24 @@ func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, bound bool,
 }
 
 // roomFor says why a node takes no new sliver of the slice now: it takes
-// no more pods (NodeFull), or its free slots are held by resource pools for
-// the slices bound to them and the slice has nothing bound there
-// (NodeReserved); "" when it takes one. It returns the node's free room.
-func (r *SliceReconciler) roomFor(slice *planetv1.Slice, node string, bound bool) (reason, msg string, free clusterview.Free) {
-	free, ok := r.View.Free(node, sliceKey(slice))
+// no more pods (NodeFull), its site's allocation to the slice's authority
+// (part) caps the authority's slivers there and they are all taken
+// (AllocationFull), or its free slots are held by resource pools for the
+// slices bound to them and the slice has nothing bound there, nor an
+// allocation holding slots (NodeReserved); "" when it takes one. It
+// returns the node's free room.
+func (r *SliceReconciler) roomFor(slice *planetv1.Slice, node string, bound bool, part clusterview.Part) (reason, msg string, free clusterview.Free) {
+	free, ok := r.View.Free(node, sliceKey(slice), part.Allocation)
+	_, slotsHeld := part.Amounts[planetv1.ResourceSlivers]
 	switch {
 	case !ok:
 	case free.Pods <= 0:
 		reason, msg = planetv1.ReasonNodeFull, fmt.Sprintf("node %s takes no more pods: its other pods use all it allocates", node)
-	case !bound && free.Pods <= free.Held:
+	case slotsHeld && free.AllocationSlots <= 0:
+		q := part.Amounts[planetv1.ResourceSlivers]
+		reason, msg = planetv1.ReasonAllocationFull, fmt.Sprintf(
+			"node %s's site allocates %s slivers to authority %s there (a resource pool bound to the authority), and its slivers take them all", node, q.String(), part.Allocation)
+	case !bound && !slotsHeld && free.Pods <= free.Held:
 		reason, msg = planetv1.ReasonNodeReserved, fmt.Sprintf(
 			"node %s's %d free pod slots are held by resource pools (planetkube.io/slivers) for the slices bound to them", node, free.Pods)
 	}
@@ -276,9 +288,13 @@ func placementRequest(slice *planetv1.Slice, existing map[string]bool) (placemen
 	return req, nil
 }
 
-// reservedHash identifies amounts bound on a node; "" for none.
-func reservedHash(bound corev1.ResourceList) string {
-	if len(bound) == 0 {
+// reservedHash identifies amounts bound on a node and the authority
+// allocation a sliver lives on there (what of it shapes the sliver: cpu,
+// memory and ephemeral storage, not the cap on slivers); "" for neither.
+// With no allocation it is the hash of bound alone, as before allocations
+// existed, so that no sliver is replaced for their coming.
+func reservedHash(bound corev1.ResourceList, part clusterview.Part) string {
+	if len(bound) == 0 && part.Allocation == "" {
 		return ""
 	}
 	names := make([]string, 0, len(bound))
@@ -290,6 +306,14 @@ func reservedHash(bound corev1.ResourceList) string {
 	for _, n := range names {
 		q := bound[corev1.ResourceName(n)]
 		fmt.Fprintf(h, "%s=%s;", n, q.String())
+	}
+	if part.Allocation != "" {
+		fmt.Fprintf(h, "allocation=%s;", part.Allocation)
+		for _, n := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+			if q, ok := part.Amounts[n]; ok {
+				fmt.Fprintf(h, "allocation.%s=%s;", n, q.String())
+			}
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:5])
 }
@@ -309,7 +333,7 @@ func templateHash(slice *planetv1.Slice) string {
 // fit what the node has free (free, from the view). Its owner is the slice namespace: a
 // namespaced Slice cannot own objects in another namespace, and the Slice's
 // finalizer deletes the namespace.
-func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, id sliceIdentity, ns *corev1.Namespace, node, hash string, rsv clusterview.Reservations, free clusterview.Free) *corev1.Pod {
+func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, id sliceIdentity, ns *corev1.Namespace, node, hash string, rsv clusterview.Reservations, part clusterview.Part, free clusterview.Free) *corev1.Pod {
 	t := slice.Spec.Template
 	env := make([]corev1.EnvVar, 0, len(t.Env))
 	for _, e := range t.Env {
@@ -321,7 +345,17 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, id sliceIdentity, ns 
 	}
 	bound := rsv.Bound[node]
 	allocatable, _ := r.View.Allocatable(node)
-	resources := cpushare.SliverResources(allocatable, rsv.Reserved[node], bound, free.Resources, max(1, slice.Spec.CPUShare), r.SharesPerNode)
+	base, reserved := cpushare.Within(allocatable, rsv.Reserved[node], part.Amounts)
+	resources := cpushare.SliverResources(base, reserved, bound, free.Resources, max(1, slice.Spec.CPUShare), r.SharesPerNode)
+	rh := reservedHash(bound, part)
+	annotations := map[string]string{
+		annotationTemplateHash:           hash,
+		annotationReservedHash:           rh,
+		planetv1.AnnotationSliceFullName: id.fullName(),
+	}
+	if part.Allocation != "" {
+		annotations[clusterview.AnnotationAllocation] = part.Allocation
+	}
 	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -332,14 +366,10 @@ func (r *SliceReconciler) sliverPod(slice *planetv1.Slice, id sliceIdentity, ns 
 	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      naming.ReservedSliverName(slice.Name, node, reservedHash(bound)),
-			Namespace: ns.Name,
-			Labels:    sliceLabels(slice),
-			Annotations: map[string]string{
-				annotationTemplateHash:           hash,
-				annotationReservedHash:           reservedHash(bound),
-				planetv1.AnnotationSliceFullName: id.fullName(),
-			},
+			Name:        naming.ReservedSliverName(slice.Name, node, rh),
+			Namespace:   ns.Name,
+			Labels:      sliceLabels(slice),
+			Annotations: annotations,
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID,
 			}},

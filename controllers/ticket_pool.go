@@ -50,11 +50,16 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, tk *planetv1.Ticket, 
 	if !r.trust().Trusts(siteObj, a) {
 		return bad(ticket.NotTrusted, "site %s, whose pool %s the ticket splits, does not trust %s (Site spec.trustedAuthorities)", poolNS, g.Pool, a)
 	}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: poolNS, Name: parentName}, &planetv1.ResourcePool{}); err != nil {
+	root, err := r.rootPool(ctx, poolNS, parentName)
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return bad(ticket.InvalidGrant, "pool %s does not exist", g.Pool)
 		}
 		return err
+	}
+	if b := root.Spec.Binding; b != nil && b.Authority != "" && !naming.WithinAuthority(a, b.Authority) {
+		return bad(ticket.InvalidGrant, "pool %s is part of site %s's allocation to authority %s (pool %s): only that authority's slices take parts of it, not %s's",
+			g.Pool, poolNS, b.Authority, root.Name, a)
 	}
 
 	until := g.Until
@@ -78,7 +83,7 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, tk *planetv1.Ticket, 
 		},
 	}
 	out.redeemed = "ResourcePool/" + want.Namespace + "/" + want.Name
-	err := r.Get(ctx, client.ObjectKeyFromObject(want), &planetv1.ResourcePool{})
+	err = r.Get(ctx, client.ObjectKeyFromObject(want), &planetv1.ResourcePool{})
 	switch {
 	case err == nil:
 		return r.checkJTI(ctx, v, out) // made by this ticket before
@@ -112,6 +117,27 @@ func (r *TicketReconciler) redeemPool(ctx context.Context, tk *planetv1.Ticket, 
 	}
 	ctrl.LoggerFrom(ctx).Info("Bound a part of a pool to a foreign slice", "pool", g.Pool, "part", want.Name, "slice", g.Slice, "jti", v.ID)
 	return nil
+}
+
+// rootPool returns the root pool above a pool (the pool itself for a
+// root), reading up its parents in its namespace; NotFound when the pool
+// does not exist. A cycle of parents (which the accounting marks Invalid)
+// ends the walk where it closes.
+func (r *TicketReconciler) rootPool(ctx context.Context, ns, name string) (*planetv1.ResourcePool, error) {
+	p := &planetv1.ResourcePool{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{name: true}
+	for p.Spec.Parent != "" && !seen[p.Spec.Parent] {
+		seen[p.Spec.Parent] = true
+		parent := &planetv1.ResourcePool{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: p.Spec.Parent}, parent); err != nil {
+			return p, client.IgnoreNotFound(err) // an orphan: Invalid in the accounting, which refuses it below
+		}
+		p = parent
+	}
+	return p, nil
 }
 
 // poolFits judges the new sub-pool as the ResourcePool webhook does, from

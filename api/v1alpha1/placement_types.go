@@ -22,6 +22,11 @@ const (
 	// ReasonNodeReserved: the node's free sliver slots are held by resource
 	// pools (planetkube.io/slivers) for the slices bound to them.
 	ReasonNodeReserved = "NodeReserved"
+	// ReasonAllocationFull: the node's site allocated part of it to the
+	// slice's authority (a root pool bound to the authority), and that
+	// part has no room left for another sliver: its planetkube.io/slivers
+	// are all taken by the authority's slivers.
+	ReasonAllocationFull = "AllocationFull"
 	// ReasonOtherReasons counts the nodes of the reasons past
 	// MaxPlacementGroups.
 	ReasonOtherReasons = "OtherReasons"

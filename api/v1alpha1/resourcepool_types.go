@@ -20,6 +20,7 @@ const (
 // slice's slivers on its nodes the pool's amounts as Guaranteed resources.
 // +kubebuilder:validation:XValidation:rule="has(self.parent) || has(self.nodes)",message="a root pool (no parent) names its nodes"
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.parent) == has(self.parent) && (!has(self.parent) || oldSelf.parent == self.parent)",message="parent is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(self.parent) || !has(self.binding) || !has(self.binding.authority)",message="only a root pool (no parent) is allocated to an authority: a site gives part of its own nodes"
 type ResourcePoolSpec struct {
 	// parent is the pool this one is split from, in the same namespace.
 	// +kubebuilder:validation:MaxLength=253
@@ -39,23 +40,42 @@ type ResourcePoolSpec struct {
 	// +required
 	PerNode corev1.ResourceList `json:"perNode"`
 
-	// binding gives the pool to a slice until a time.
+	// binding gives the pool to a slice until a time, or allocates it to a
+	// slice authority.
 	// +optional
 	Binding *PoolBinding `json:"binding,omitempty"`
 }
 
-// PoolBinding binds a pool to a slice for a period.
+// PoolBinding gives a pool to one slice for a period, or to one slice
+// authority: the site owner's allocation of part of its nodes to an
+// authority it trusts (PlanetLab §3.4).
+// +kubebuilder:validation:XValidation:rule="has(self.slice) != has(self.authority)",message="a binding names either a slice or an authority"
+// +kubebuilder:validation:XValidation:rule="!has(self.slice) || has(self.until)",message="a binding to a slice ends: set until"
 type PoolBinding struct {
 	// slice is the bound Slice as <namespace>/<name>: a site's slice, or a
 	// foreign slice in its authority's namespace (planetkube-auth-...).
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:Pattern=`^([a-z0-9]{1,32}|planetkube-auth-[a-z0-9]([-a-z0-9]{0,45}[a-z0-9])?)/[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?$`
-	// +required
-	Slice string `json:"slice"`
+	// +optional
+	Slice string `json:"slice,omitempty"`
 
-	// until is when the binding ends by itself.
-	// +required
-	Until metav1.Time `json:"until"`
+	// authority allocates the pool to a slice authority (plc, ple,
+	// plc.japan), its delegates included: on each node the pool holds, the
+	// slivers of that authority's slices share what the pool's sub-pools
+	// leave, by their cpu shares, and take nothing from the rest of the
+	// node; the other authorities' slivers take nothing from it. A
+	// planetkube.io/slivers amount caps that authority's slivers per node.
+	// Only a root pool is allocated to an authority, and only to one the
+	// site trusts.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+(\.[a-z0-9]+)*$`
+	// +optional
+	Authority string `json:"authority,omitempty"`
+
+	// until is when the binding ends by itself: required for a slice, and
+	// unset for an allocation to an authority that stands until removed.
+	// +optional
+	Until metav1.Time `json:"until,omitzero"`
 }
 
 // PoolNodeStatus is a pool's accounting on one node.
@@ -107,6 +127,7 @@ type ResourcePoolStatus struct {
 // +kubebuilder:printcolumn:name="Parent",type=string,JSONPath=`.spec.parent`
 // +kubebuilder:printcolumn:name="Nodes",type=integer,JSONPath=`.status.nodeCount`
 // +kubebuilder:printcolumn:name="Bound To",type=string,JSONPath=`.spec.binding.slice`
+// +kubebuilder:printcolumn:name="Authority",type=string,JSONPath=`.spec.binding.authority`
 // +kubebuilder:printcolumn:name="Until",type=string,JSONPath=`.spec.binding.until`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

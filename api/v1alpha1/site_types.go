@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -100,6 +101,15 @@ type SiteStatus struct {
 	// +optional
 	Contribution *SiteContribution `json:"contribution,omitempty"`
 
+	// allocations is, per slice authority the site's root pools are
+	// allocated to, what they give it on the site's nodes and what its
+	// slivers there use of it (at most 32, by authority name).
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=authority
+	// +optional
+	Allocations []AuthorityAllocation `json:"allocations,omitempty"`
+
 	// observedGeneration is the generation this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -110,6 +120,29 @@ type SiteStatus struct {
 	// +kubebuilder:validation:MaxItems=8
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// AuthorityAllocation is what a site gives one slice authority and what
+// that authority's slivers use of it.
+type AuthorityAllocation struct {
+	// authority is the authority allocated to (its delegates share it).
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Authority string `json:"authority"`
+
+	// nodes counts the site's nodes where it holds an allocation.
+	// +optional
+	Nodes int32 `json:"nodes"`
+
+	// allocated is what its allocations give it, summed over those nodes:
+	// the pools' amounts less what their sub-pools take.
+	// +optional
+	Allocated corev1.ResourceList `json:"allocated,omitempty"`
+
+	// used is what its slivers on those nodes request of it, summed, and
+	// planetkube.io/slivers their count.
+	// +optional
+	Used corev1.ResourceList `json:"used,omitempty"`
 }
 
 // Site is an organisation that contributes nodes and runs slices; its name is

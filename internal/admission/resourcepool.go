@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,6 +21,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/pools"
+	"github.com/planetkube/planetkube/internal/trust"
 )
 
 // +kubebuilder:webhook:path=/validate-planetkube-io-v1alpha1-resourcepool,mutating=false,failurePolicy=ignore,sideEffects=None,groups=planetkube.io,resources=resourcepools,verbs=create;update;delete,versions=v1alpha1,name=vresourcepool.planetkube.io,admissionReviewVersions=v1,timeoutSeconds=5
@@ -38,7 +40,9 @@ import (
 //   - a change that would make another pool stop contributing (a parent
 //     shrunk below what its sub-pools hold);
 //   - a new or changed binding to a slice that does not exist, or whose end
-//     is not in the future.
+//     is not in the future;
+//   - a new or changed allocation to an authority that the pool's site does
+//     not trust (Site spec.trustedAuthorities, or the install's default).
 //
 // Deleting a pool that still has sub-pools, or whose binding is still
 // active, is refused rather than cascaded: a reservation bound to a slice
@@ -61,6 +65,8 @@ type ResourcePoolValidator struct {
 	APIReader client.Reader
 	// Now returns the current time; tests may set it.
 	Now func() time.Time
+	// Trust is the install's trust policy, for allocations to authorities.
+	Trust trust.Policy
 }
 
 var _ admission.Validator[*planetv1.ResourcePool] = &ResourcePoolValidator{}
@@ -105,6 +111,9 @@ func (v *ResourcePoolValidator) ValidateDelete(ctx context.Context, p *planetv1.
 		if c := &children.Items[i]; c.Spec.Parent == p.Name {
 			return nil, forbidden(p, fmt.Sprintf("pool %s still has sub-pool %s: delete its sub-pools first", p.Name, c.Name))
 		}
+	}
+	if b := p.Spec.Binding; b != nil && b.Authority != "" {
+		return nil, forbidden(p, fmt.Sprintf("the pool is allocated to authority %s: remove the binding first, which returns its slivers to the shared part", b.Authority))
 	}
 	if b := p.Spec.Binding; b != nil && v.Now().Before(b.Until.Time) {
 		return nil, forbidden(p, fmt.Sprintf("the binding to %s runs until %s: remove the binding first", b.Slice, b.Until.UTC().Format(time.RFC3339)))
@@ -168,10 +177,19 @@ func (v *ResourcePoolValidator) checkBinding(ctx context.Context, old, p *planet
 	}
 	path := field.NewPath("spec", "binding")
 	var errs field.ErrorList
-	if !b.Until.Equal(&was.Until) && !v.Now().Before(b.Until.Time) {
+	if !b.Until.Equal(&was.Until) && !b.Until.IsZero() && !v.Now().Before(b.Until.Time) {
 		errs = append(errs, field.Invalid(path.Child("until"), b.Until.UTC().Format(time.RFC3339), "is not in the future"))
 	}
-	if b.Slice != was.Slice {
+	if b.Authority != "" && b.Authority != was.Authority {
+		fe, err := v.checkTrusted(ctx, p.Namespace, b.Authority)
+		if err != nil {
+			return nil, err
+		}
+		if fe != nil {
+			errs = append(errs, fe)
+		}
+	}
+	if b.Slice != "" && b.Slice != was.Slice {
 		found, err := v.sliceExists(ctx, b.Slice)
 		if err != nil {
 			return nil, err
@@ -181,6 +199,26 @@ func (v *ResourcePoolValidator) checkBinding(ctx context.Context, old, p *planet
 		}
 	}
 	return errs, nil
+}
+
+// checkTrusted says why site may not allocate to authority: the Site does
+// not trust it (a namespace with no Site object trusts no one but the local
+// authority, as its nodes run only local slices).
+func (v *ResourcePoolValidator) checkTrusted(ctx context.Context, site, authority string) (*field.Error, error) {
+	s := &planetv1.Site{}
+	err := v.APIReader.Get(ctx, types.NamespacedName{Name: site}, s)
+	switch {
+	case apierrors.IsNotFound(err):
+		s = &planetv1.Site{ObjectMeta: metav1.ObjectMeta{Name: site}, Spec: planetv1.SiteSpec{TrustedAuthorities: []string{v.Trust.Local}}}
+	case err != nil:
+		return nil, fmt.Errorf("reading site %s: %w", site, err)
+	}
+	s.Spec.State = planetv1.SiteEnabled // a disabled site runs no one's slivers, but may still allocate
+	if v.Trust.Trusts(s, authority) {
+		return nil, nil
+	}
+	return field.Forbidden(field.NewPath("spec", "binding", "authority"), fmt.Sprintf(
+		"site %s does not trust authority %s (Site spec.trustedAuthorities): trust it first, then allocate to it", site, authority)), nil
 }
 
 // sliceExists says whether the slice "<namespace>/<name>" exists.

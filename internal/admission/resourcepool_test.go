@@ -204,6 +204,46 @@ var _ = Describe("ResourcePool admission", func() {
 			invalidWith("spec.binding.until", "is not in the future"))
 	})
 
+	It("refuses an allocation to an authority the site does not trust, and deleting one until it is removed", func() {
+		site, nodes := newSite(1)
+		alloc := func(name, authority string) *planetv1.ResourcePool {
+			p := rootPool(site, name, "1", nodes...)
+			p.Spec.Binding = &planetv1.PoolBinding{Authority: authority}
+			return p
+		}
+		Expect(k8s.Create(ctx, alloc("ple", "ple"))).To(invalidWith("spec.binding.authority", "site "+site+" does not trust authority ple", "trust it first"))
+		Expect(k8s.Create(ctx, alloc("own", "plc"))).To(Succeed(), "a site with no Site object trusts the local authority")
+		Expect(k8s.Create(ctx, &planetv1.Site{ObjectMeta: metav1.ObjectMeta{Name: site}, Spec: planetv1.SiteSpec{
+			State: planetv1.SiteDisabled, TrustedAuthorities: []string{"plc", "ple"},
+		}})).To(Succeed())
+		delegate := alloc("ple", "ple.fr")
+		Expect(k8s.Create(ctx, delegate)).To(Succeed(), "a delegate of a trusted authority, on a disabled site that still trusts it")
+
+		Expect(k8s.Delete(ctx, delegate)).To(forbiddenWith("allocated to authority ple.fr", "remove the binding first"))
+		delegate.Spec.Binding = nil
+		Expect(k8s.Update(ctx, delegate)).To(Succeed())
+		Expect(k8s.Delete(ctx, delegate)).To(Succeed())
+	})
+
+	It("refuses by CEL an allocation on a sub-pool, a binding to both a slice and an authority, and a slice binding with no end", func() {
+		site, nodes := newSite(1)
+		Expect(k8s.Create(ctx, rootPool(site, "root", "2", nodes...))).To(Succeed())
+		sub := subPool(site, "sub", "root", "1")
+		sub.Spec.Binding = &planetv1.PoolBinding{Authority: "plc"}
+		Expect(k8s.Create(ctx, sub)).To(invalidWith("only a root pool (no parent) is allocated to an authority"))
+		both := bound(rootPool(site, "both", "1", nodes...), "default/probe", time.Now().Add(time.Hour))
+		both.Spec.Binding.Authority = "plc"
+		Expect(k8s.Create(ctx, both)).To(invalidWith("a binding names either a slice or an authority"))
+		endless := rootPool(site, "endless", "1", nodes...)
+		endless.Spec.Binding = &planetv1.PoolBinding{Slice: "default/probe"}
+		Expect(k8s.Create(ctx, endless)).To(invalidWith("a binding to a slice ends: set until"))
+		Expect(k8s.Create(ctx, rootPool(site, "bad", "1", nodes...))).To(Succeed())
+		bad := &planetv1.ResourcePool{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: site, Name: "bad"}, bad)).To(Succeed())
+		bad.Spec.Binding = &planetv1.PoolBinding{Authority: "PLE_"}
+		Expect(k8s.Update(ctx, bad)).To(invalidWith("spec.binding.authority"))
+	})
+
 	Describe("with the site roles (impersonation)", func() {
 		It("lets a tech pool only their own site's nodes, and a user pool nothing", func() {
 			applyUserRoles()

@@ -23,6 +23,7 @@ import (
 	"github.com/planetkube/planetkube/internal/admission"
 	"github.com/planetkube/planetkube/internal/scheme"
 	"github.com/planetkube/planetkube/internal/testing/testenv"
+	"github.com/planetkube/planetkube/internal/trust"
 )
 
 var (
@@ -60,7 +61,7 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect((&admission.SliceValidator{}).SetupWithManager(mgr)).To(Succeed())
-	Expect((&admission.ResourcePoolValidator{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&admission.ResourcePoolValidator{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Trust: trust.Policy{Local: "plc"}}).SetupWithManager(mgr)).To(Succeed())
 	Expect((&admission.TicketValidator{Reader: mgr.GetClient(), Authority: "plc"}).SetupWithManager(mgr)).To(Succeed())
 	cached = mgr.GetClient()
 	go func() {

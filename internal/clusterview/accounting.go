@@ -1,6 +1,7 @@
 package clusterview
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"slices"
@@ -8,8 +9,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
+	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/pools"
 )
 
@@ -50,7 +53,7 @@ func sameBinding(a, b *pools.Binding) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.Slice == b.Slice && a.Until.Equal(b.Until)
+	return a.Slice == b.Slice && a.Authority == b.Authority && a.Until.Equal(b.Until)
 }
 
 // DeletePool forgets a pool, by "<namespace>/<name>".
@@ -153,10 +156,12 @@ func (v *View) recompute() {
 	old := v.acct
 	v.acct, v.accounted = acct, true
 	v.mu.Unlock()
-	v.publish(Change{Accounting: true, BoundSlices: changedBindings(old.result.Bound, acct.result.Bound)})
+	v.publish(Change{Accounting: true, BoundSlices: changedBindings(old.result.Bound, acct.result.Bound),
+		Allocations: changedBindings(old.result.Allocated, acct.result.Allocated)})
 }
 
-// changedBindings returns the slices whose bound amounts differ, sorted.
+// changedBindings returns the keys (slices, or authorities) whose amounts
+// by node differ, sorted.
 func changedBindings(before, after map[string]map[string]corev1.ResourceList) []string {
 	var out []string
 	for s, b := range after {
@@ -192,10 +197,93 @@ func (v *View) Reservations(slice string) Reservations {
 	return Reservations{Bound: v.acct.result.Bound[slice], Reserved: v.acct.reserved, NextChange: v.acct.result.NextChange}
 }
 
+// Part is what an authority allocation gives on one node.
+type Part struct {
+	// Allocation is the allocation's authority (pools.Result.Allocated):
+	// the authority's, or the nearest of its parents' (plc for
+	// plc.japan) that has one on the node.
+	Allocation string
+	// Amounts are what the allocation gives there. The caller must not
+	// change them.
+	Amounts corev1.ResourceList
+}
+
+// Parts returns, per node, the allocation the slivers of authority's
+// slices live on: the one to the authority itself, or else to the nearest
+// authority it is a delegate of (plc.japan's slices live on plc's). Nodes
+// with none are absent: their slivers share the node's unreserved part.
+func (v *View) Parts(authority string) map[string]Part {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	var keys []string
+	for k := range v.acct.result.Allocated {
+		if naming.WithinAuthority(authority, k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(len(a), len(b)) }) // the nearest last
+	out := map[string]Part{}
+	for _, k := range keys {
+		for n, amounts := range v.acct.result.Allocated[k] {
+			out[n] = Part{Allocation: k, Amounts: amounts}
+		}
+	}
+	return out
+}
+
 // Accounting returns the latest pool accounting. The caller must not change
 // it.
 func (v *View) Accounting() pools.Result {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	return v.acct.result
+}
+
+// AllocationUse is what one authority is allocated on a site's nodes and
+// what its slivers there use of it.
+type AllocationUse struct {
+	// Nodes counts the site's nodes where the authority has an allocation.
+	Nodes int
+	// Allocated sums what the allocations give it over those nodes.
+	Allocated corev1.ResourceList
+	// Used sums the requests of the slivers living on those allocations
+	// (cpu, memory, ephemeral storage), and planetkube.io/slivers counts them.
+	Used corev1.ResourceList
+}
+
+// Allocations returns, per authority with an allocation on a site's nodes,
+// what it is allocated and what it uses there.
+func (v *View) Allocations(site string) map[string]AllocationUse {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := map[string]AllocationUse{}
+	for authority, byNode := range v.acct.result.Allocated {
+		u := AllocationUse{Allocated: corev1.ResourceList{}, Used: corev1.ResourceList{}}
+		var cpu, mem, eph, slivers int64
+		for n := range v.bySite[site] {
+			amounts, ok := byNode[n]
+			if !ok {
+				continue
+			}
+			u.Nodes++
+			pools.Add(u.Allocated, amounts)
+			for _, p := range v.onNode[n] {
+				if p.allocation == authority {
+					cpu, mem, eph, slivers = cpu+p.cpuMilli, mem+p.mem, eph+p.ephem, slivers+1
+				}
+			}
+		}
+		if u.Nodes == 0 {
+			continue
+		}
+		u.Used[corev1.ResourceCPU] = *resource.NewMilliQuantity(cpu, resource.DecimalSI)
+		u.Used[corev1.ResourceMemory] = *resource.NewQuantity(mem, resource.BinarySI)
+		u.Used[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(eph, resource.BinarySI)
+		u.Used[planetv1.ResourceSlivers] = *resource.NewQuantity(slivers, resource.DecimalSI)
+		out[authority] = u
+	}
+	return out
 }

@@ -79,6 +79,9 @@ func randomSliver(r *rand.Rand) *corev1.Pod {
 	if r.IntN(2) == 0 {
 		p.DeletionTimestamp = nil
 	}
+	if r.IntN(2) == 0 {
+		p.Annotations[AnnotationAllocation] = "a" + p.Name
+	}
 	for i := range p.Status.Conditions {
 		if r.IntN(2) == 0 {
 			p.Status.Conditions[i].Type = corev1.PodReady
@@ -124,7 +127,11 @@ func TestStripSliverKeepsWhatTheControllersRead(t *testing.T) {
 			t.Fatalf("pod %d: identity %s/%s %s %s %v, stripped %s/%s %s %s %v", i,
 				p.Namespace, p.Name, p.UID, p.ResourceVersion, p.DeletionTimestamp, s.Namespace, s.Name, s.UID, s.ResourceVersion, s.DeletionTimestamp)
 		}
-		if s.Spec.Containers[0].Image != "" || len(s.Spec.Volumes) != 0 || len(s.Labels) != 3 || len(s.Annotations) != 2 || s.Status.PodIP != "" {
+		kept := 2 // the template and reserved hashes, and the allocation if any
+		if _, ok := p.Annotations[AnnotationAllocation]; ok {
+			kept++
+		}
+		if s.Spec.Containers[0].Image != "" || len(s.Spec.Volumes) != 0 || len(s.Labels) != 3 || len(s.Annotations) != kept || s.Status.PodIP != "" {
 			t.Fatalf("pod %d: the strip kept what no reader reads: %+v", i, s)
 		}
 	}
@@ -147,16 +154,16 @@ func TestRelabelledPodMovesBetweenFeeds(t *testing.T) {
 			v.DeletePodOf(ours) // PlanetKube's cache drops it
 			v.SetPod(theirs)
 		}
-		free, _ := v.Free("n1", "a/other")
+		free, _ := v.Free("n1", "a/other", "")
 		if got := free.Resources.Cpu().MilliValue(); got != 3000 {
 			t.Errorf("join first %v: free cpu %dm, want 3000m (the pod counted once)", joinFirst, got)
 		}
 		v.DeletePodOf(ours) // a late delete from the cache it left
-		if free, _ := v.Free("n1", "a/other"); free.Resources.Cpu().MilliValue() != 3000 {
+		if free, _ := v.Free("n1", "a/other", ""); free.Resources.Cpu().MilliValue() != 3000 {
 			t.Errorf("join first %v: a late delete from the old cache dropped the pod", joinFirst)
 		}
 		v.DeletePodOf(theirs)
-		if free, _ := v.Free("n1", "a/other"); free.Resources.Cpu().MilliValue() != 4000 {
+		if free, _ := v.Free("n1", "a/other", ""); free.Resources.Cpu().MilliValue() != 4000 {
 			t.Errorf("join first %v: the pod's deletion did not free its room", joinFirst)
 		}
 	}

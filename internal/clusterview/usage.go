@@ -13,6 +13,11 @@ import (
 // on its node ("" for none): a sliver with one lives on a pool's reservation.
 const AnnotationReservedHash = "planetkube.io/reserved-hash"
 
+// AnnotationAllocation on a sliver names the authority allocation
+// (pools.Result.Allocated) it was made on: its requests are a share of
+// that allocation on its node, not of the node's shared part.
+const AnnotationAllocation = "planetkube.io/allocation"
+
 // AnnotationTemplateHash on a sliver records the slice spec it was made
 // from: the Slice controller replaces a sliver with another hash.
 const AnnotationTemplateHash = "planetkube.io/template-hash"
@@ -29,6 +34,8 @@ type podUse struct {
 	// reserved: a sliver that lives on a pool's reservation, which the
 	// accounting already takes out of the node.
 	reserved bool
+	// allocation is the authority allocation the sliver lives on, or "".
+	allocation string
 	// ours: a PlanetKube pod, which the view learns of from the manager's
 	// cache; the others come from the view's own pod cache.
 	ours                 bool
@@ -54,6 +61,10 @@ type Free struct {
 	// beyond the slivers of other slices that live on their reservations:
 	// slots a fair-share sliver may not take.
 	Held int64
+	// AllocationSlots is, for a sliver on an authority allocation that
+	// caps slivers (planetkube.io/slivers), how many more of its
+	// authority's slivers it takes on the node; NoPodLimit otherwise.
+	AllocationSlots int64
 }
 
 // useOf returns what a pod takes of its node: the larger of the sum of its
@@ -66,6 +77,7 @@ func useOf(p *corev1.Pod) *podUse {
 	if u.ours && l[planetv1.LabelSlice] != "" && l[planetv1.LabelSite] != "" {
 		u.slice = l[planetv1.LabelSite] + "/" + l[planetv1.LabelSlice]
 		u.reserved = p.Annotations[AnnotationReservedHash] != ""
+		u.allocation = p.Annotations[AnnotationAllocation]
 	}
 	var cpu, mem, eph int64
 	for i := range p.Spec.Containers {
@@ -176,9 +188,13 @@ func (v *View) dropLocked(key string) {
 	}
 }
 
-// Free returns the room a new fair-share sliver of slice ("<namespace>/
-// <name>") has on a node, and false for a node the view does not know.
-func (v *View) Free(nodeName, slice string) (Free, bool) {
+// Free returns the room a new sliver of slice ("<namespace>/<name>") has
+// on a node, and false for a node the view does not know. allocation names
+// the authority allocation the sliver would live on there ("" for the
+// node's shared part): its cpu, memory and ephemeral storage are then the
+// allocation's (pools.Result.Allocated) less what the allocation's other
+// slivers request, for the resources the allocation lists.
+func (v *View) Free(nodeName, slice, allocation string) (Free, bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	nn := v.nodes[nodeName]
@@ -196,26 +212,55 @@ func (v *View) Free(nodeName, slice string) (Free, bool) {
 		pods = q.Value()
 	}
 	held := reserved.Name(planetv1.ResourceSlivers, resource.DecimalSI).Value()
+	part := v.acct.result.Allocated[allocation][nodeName]
+	if allocation == "" || part == nil {
+		allocation, part = "", nil
+	}
+	pcpu, pmem, peph := part.Cpu().MilliValue(), part.Memory().Value(), part.StorageEphemeral().Value()
+	slots := NoPodLimit
+	if q, ok := part[planetv1.ResourceSlivers]; ok {
+		slots = q.Value()
+	}
 	for _, u := range v.onNode[nodeName] {
 		if u.slice == slice || (u.assumed && now.Sub(u.assumedAt) > assumeTTL) {
 			continue
 		}
 		pods--
+		if u.allocation != "" && u.allocation == allocation {
+			slots--
+			pcpu, pmem, peph = pcpu-u.cpuMilli, pmem-u.mem, peph-u.ephem
+		}
 		if u.reserved {
-			held--
+			if u.allocation == "" || v.allocationHolds(u.allocation, nodeName) {
+				held--
+			}
 			continue
 		}
 		cpu, mem, eph = cpu-u.cpuMilli, mem-u.mem, eph-u.ephem
 	}
+	room := func(name corev1.ResourceName, shared, inPart int64) int64 {
+		if _, listed := part[name]; listed {
+			return inPart
+		}
+		return shared
+	}
 	return Free{
 		Resources: corev1.ResourceList{
-			corev1.ResourceCPU:              *resource.NewMilliQuantity(max(0, cpu), resource.DecimalSI),
-			corev1.ResourceMemory:           *resource.NewQuantity(max(0, mem), resource.BinarySI),
-			corev1.ResourceEphemeralStorage: *resource.NewQuantity(max(0, eph), resource.BinarySI),
+			corev1.ResourceCPU:              *resource.NewMilliQuantity(max(0, room(corev1.ResourceCPU, cpu, pcpu)), resource.DecimalSI),
+			corev1.ResourceMemory:           *resource.NewQuantity(max(0, room(corev1.ResourceMemory, mem, pmem)), resource.BinarySI),
+			corev1.ResourceEphemeralStorage: *resource.NewQuantity(max(0, room(corev1.ResourceEphemeralStorage, eph, peph)), resource.BinarySI),
 		},
-		Pods: max(pods, 0),
-		Held: max(held, 0),
+		Pods:            max(pods, 0),
+		Held:            max(held, 0),
+		AllocationSlots: max(slots, 0),
 	}, true
+}
+
+// allocationHolds says whether an authority allocation holds sliver slots
+// (planetkube.io/slivers) on a node, which its slivers then fill.
+func (v *View) allocationHolds(allocation, node string) bool {
+	_, ok := v.acct.result.Allocated[allocation][node][planetv1.ResourceSlivers]
+	return ok
 }
 
 // StripPod is the cache transform of the view's pod informer, whose pods
@@ -232,7 +277,7 @@ func StripPod(obj any) (any, error) {
 
 // StripSliver is the cache transform of PlanetKube's own pods (the
 // manager's cache, which the view reads too): what the view reads
-// (StripPod, and the sliver's slice labels and reserved hash) and what the
+// (StripPod, and the sliver's slice labels, reserved hash and allocation) and what the
 // Slice controller reads of a sliver (sliverplan.SliverOf, and the UID it
 // deletes it by): its deletion, template hash, phase, reason and message,
 // readiness, and the first waiting container's reason and message. A
@@ -242,7 +287,7 @@ func StripSliver(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	out := stripPod(p, AnnotationReservedHash, AnnotationTemplateHash)
+	out := stripPod(p, AnnotationReservedHash, AnnotationTemplateHash, AnnotationAllocation)
 	out.DeletionTimestamp = p.DeletionTimestamp
 	out.Status.Reason, out.Status.Message = p.Status.Reason, p.Status.Message
 	for _, c := range p.Status.Conditions {

@@ -63,6 +63,9 @@ type Change struct {
 	// BoundSlices are the slices ("<namespace>/<name>") whose bound amounts
 	// changed with a new accounting.
 	BoundSlices []string
+	// Allocations are the authorities whose allocations (amounts per
+	// node) changed with a new accounting.
+	Allocations []string
 	// Accounting is true when the pool accounting was computed anew.
 	Accounting bool
 }

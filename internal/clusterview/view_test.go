@@ -106,7 +106,7 @@ func TestFree(t *testing.T) {
 	v.SetPod(done)
 	v.SetPod(pod("default", "elsewhere", "n2", "2", "8Gi", nil))
 
-	f, ok := v.Free("n1", "a/s")
+	f, ok := v.Free("n1", "a/s", "")
 	if !ok {
 		t.Fatal("n1 unknown")
 	}
@@ -125,24 +125,24 @@ func TestFree(t *testing.T) {
 	// drops it.
 	u := pod("a-u", "u-n1", "n1", "3", "1Gi", sliverLabels("a", "u"))
 	v.Assume(u)
-	if f, _ := v.Free("n1", "a/s"); f.Pods != 0 || f.Resources.Cpu().String() != "250m" {
+	if f, _ := v.Free("n1", "a/s", ""); f.Pods != 0 || f.Resources.Cpu().String() != "250m" {
 		t.Errorf("with an assumed sliver: pods %d, cpu %s", f.Pods, f.Resources.Cpu().String())
 	}
 	v.Forget(u)
 	v.DeletePod("kube-system/ds")
-	if f, _ := v.Free("n1", "a/s"); f.Pods != 2 || f.Resources.Cpu().String() != "3750m" {
+	if f, _ := v.Free("n1", "a/s", ""); f.Pods != 2 || f.Resources.Cpu().String() != "3750m" {
 		t.Errorf("after Forget and a delete: pods %d, cpu %s", f.Pods, f.Resources.Cpu().String())
 	}
 	// A pod that finishes frees its room.
 	t2 := pod("a-t", "t-n1", "n1", "250m", "1Gi", sliverLabels("a", "t"))
 	t2.Status.Phase = corev1.PodFailed
 	v.SetPod(t2)
-	if f, _ := v.Free("n1", "a/s"); f.Resources.Cpu().String() != "4" {
+	if f, _ := v.Free("n1", "a/s", ""); f.Resources.Cpu().String() != "4" {
 		t.Errorf("after the pod failed: cpu %s", f.Resources.Cpu().String())
 	}
 	// Never below zero.
 	v.SetPod(pod("default", "hog", "n1", "64", "1Ti", nil))
-	if f, _ := v.Free("n1", "a/s"); f.Resources.Cpu().Sign() != 0 || f.Resources.Memory().Sign() != 0 {
+	if f, _ := v.Free("n1", "a/s", ""); f.Resources.Cpu().Sign() != 0 || f.Resources.Memory().Sign() != 0 {
 		t.Errorf("overfull node: %v", f.Resources)
 	}
 }
@@ -244,5 +244,64 @@ func TestStripPodKeepsWhatTheViewReads(t *testing.T) {
 	before, after := useOf(p), useOf(s)
 	if *before != *after || after.cpuMilli != 3000 || after.slice != "a/s" || !after.reserved {
 		t.Errorf("use before %+v, after %+v", before, after)
+	}
+}
+
+// TestFreeWithinAllocation checks the room of a sliver on an authority
+// allocation (its part, less the allocation's other slivers) against that
+// of a fair-share sliver (the node less every root pool, the allocation's
+// slots held), and what the site's status reads of it.
+func TestFreeWithinAllocation(t *testing.T) {
+	v := New(nil)
+	v.SetNode(mkNode("n1", "a", true))
+	v.SetNode(mkNode("n2", "a", true))
+	ple := pool("ple", []string{"n1"}, "2", "", time.Time{})
+	ple.Spec.PerNode[planetv1.ResourceSlivers] = resource.MustParse("2")
+	ple.Spec.Binding = &planetv1.PoolBinding{Authority: "ple"}
+	var changes []Change
+	v.Subscribe(func(c Change) { changes = append(changes, c) })
+	v.SetPool(ple)
+	v.recompute()
+	if len(changes) != 1 || !slices.Equal(changes[0].Allocations, []string{"ple"}) {
+		t.Errorf("changes = %+v, want one naming the allocations of ple", changes)
+	}
+
+	parts := v.Parts("ple.x")
+	amounts := parts["n1"].Amounts
+	if len(parts) != 1 || parts["n1"].Allocation != "ple" || amounts.Cpu().String() != "2" {
+		t.Errorf("a delegate's parts = %v, want ple's on n1", parts)
+	}
+	if parts := v.Parts("plc"); parts != nil {
+		t.Errorf("another authority's parts = %v, want none", parts)
+	}
+
+	onPart := pod("planetkube-ple--a-x", "x-n1", "n1", "500m", "1Gi", sliverLabels("planetkube-auth-ple", "a-x"))
+	onPart.Annotations = map[string]string{AnnotationReservedHash: "h", AnnotationAllocation: "ple"}
+	v.SetPod(onPart)
+	v.SetPod(pod("a-s", "s-n1", "n1", "1", "2Gi", sliverLabels("a", "s")))
+
+	f, _ := v.Free("n1", "planetkube-auth-ple/a-y", "ple")
+	if f.Resources.Cpu().String() != "1500m" || f.AllocationSlots != 1 || f.Pods != 1 {
+		t.Errorf("on the allocation: cpu %s, slots %d, pods %d; want 1500m, 1, 1", f.Resources.Cpu(), f.AllocationSlots, f.Pods)
+	}
+	if q := f.Resources[corev1.ResourceMemory]; q.String() != "14Gi" {
+		t.Errorf("memory, which the allocation does not list, = %s, want the node's 14Gi", q.String())
+	}
+	f, _ = v.Free("n1", "a/t", "")
+	// 4 cpu - 2 reserved - 1 (slice s); ple's sliver lives on its part.
+	if f.Resources.Cpu().String() != "1" || f.Pods != 1 || f.Held != 1 || f.AllocationSlots != NoPodLimit {
+		t.Errorf("fair share: cpu %s, pods %d, held %d, slots %d; want 1, 1, 1, none", f.Resources.Cpu(), f.Pods, f.Held, f.AllocationSlots)
+	}
+
+	got := v.Allocations("a")
+	u, ok := got["ple"]
+	if len(got) != 1 || !ok || u.Nodes != 1 || u.Allocated.Cpu().String() != "2" || u.Used.Cpu().String() != "500m" {
+		t.Fatalf("allocations of site a = %+v", got)
+	}
+	if q := u.Used[planetv1.ResourceSlivers]; q.Value() != 1 {
+		t.Errorf("slivers used = %s, want 1", q.String())
+	}
+	if got := v.Allocations("b"); len(got) != 0 {
+		t.Errorf("allocations of site b = %+v, want none", got)
 	}
 }

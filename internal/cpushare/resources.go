@@ -82,3 +82,25 @@ func shareOf(free int64, share, sharesPerNode int32) int64 {
 	const mi = 1 << 20
 	return free / int64(sharesPerNode) * int64(share) / mi * mi // whole MiB
 }
+
+// Within returns the allocatable and reserved amounts a sliver's fair share
+// is computed from when its authority has an allocation on the node (part,
+// what the allocation gives there): for cpu, memory and ephemeral storage
+// that part lists, the part is all there is and nothing of it is reserved;
+// the others stay the node's. With no part, it returns its inputs.
+func Within(allocatable, reserved, part corev1.ResourceList) (corev1.ResourceList, corev1.ResourceList) {
+	if len(part) == 0 {
+		return allocatable, reserved
+	}
+	a, r := allocatable.DeepCopy(), reserved.DeepCopy()
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+		if q, ok := part[name]; ok {
+			if a == nil {
+				a = corev1.ResourceList{}
+			}
+			a[name] = q.DeepCopy()
+			delete(r, name)
+		}
+	}
+	return a, r
+}

@@ -101,3 +101,43 @@ func TestSliverResourcesFitWhatIsFree(t *testing.T) {
 		})
 	}
 }
+
+// TestWithin checks that an allocation's part replaces the node's
+// allocatable and reserved amounts for the resources it lists only, and
+// that the inputs are left as they were.
+func TestWithin(t *testing.T) {
+	alloc, reserved := list("cpu", "8", "memory", "32Gi", "ephemeral-storage", "100Gi"), list("cpu", "4", "memory", "16Gi")
+	tests := []struct {
+		name                 string
+		part                 corev1.ResourceList
+		wantAlloc, wantResvd corev1.ResourceList
+	}{
+		{name: "no part: the node's", wantAlloc: alloc, wantResvd: reserved},
+		{
+			name: "cpu and memory allocated: those are the part's, with nothing reserved", part: list("cpu", "2", "memory", "4Gi", "planetkube.io/slivers", "5"),
+			wantAlloc: list("cpu", "2", "memory", "4Gi", "ephemeral-storage", "100Gi"), wantResvd: list(),
+		},
+		{
+			name: "only slivers capped: the node's", part: list("planetkube.io/slivers", "5"),
+			wantAlloc: alloc, wantResvd: reserved,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := alloc.DeepCopy()
+			a, r := Within(alloc, reserved, tt.part)
+			if !equality.Semantic.DeepEqual(a, tt.wantAlloc) || !equality.Semantic.DeepEqual(r, tt.wantResvd) {
+				t.Errorf("Within = %v, %v; want %v, %v", a, r, tt.wantAlloc, tt.wantResvd)
+			}
+			if !equality.Semantic.DeepEqual(alloc, before) || len(reserved) != 2 {
+				t.Errorf("Within changed its inputs: %v, %v", alloc, reserved)
+			}
+		})
+	}
+	// A sliver of share 1 on a 2-cpu allocation: 2 cpu / 100 shares.
+	a, r := Within(alloc, reserved, list("cpu", "2", "memory", "4Gi"))
+	got := SliverResources(a, r, nil, nil, 1, 100)
+	if got.Requests.Cpu().String() != "20m" || got.Limits.Memory().String() != "4Gi" {
+		t.Errorf("SliverResources within a 2-cpu, 4Gi allocation = %v", got)
+	}
+}

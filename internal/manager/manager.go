@@ -148,6 +148,7 @@ func setup(mgr ctrl.Manager, o Options) (*controllers.SliceReconciler, error) {
 	if err := (&controllers.SiteReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("site-controller"),
+		View:     view,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the Site controller: %w", err)
 	}
@@ -180,6 +181,7 @@ func setup(mgr ctrl.Manager, o Options) (*controllers.SliceReconciler, error) {
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("resourcepool-controller"),
 		View:     view,
+		Trust:    trust.Policy{Local: o.Authority, Default: defaultTrust},
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the ResourcePool controller: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/planetkube/planetkube/internal/admission"
 	"github.com/planetkube/planetkube/internal/cli"
+	"github.com/planetkube/planetkube/internal/trust"
 	"github.com/planetkube/planetkube/internal/webhookcert"
 )
 
@@ -126,6 +127,7 @@ func setupWebhooks(mgr ctrl.Manager, o Options, previewer admission.Previewer) e
 	if err := (&admission.ResourcePoolValidator{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
+		Trust:     trust.Policy{Local: o.Authority, Default: cli.SplitList(o.DefaultTrust)},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ResourcePool webhook: %w", err)
 	}

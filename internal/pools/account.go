@@ -19,6 +19,11 @@
 //   - A binding gives a slice, on each node the pool holds, what the pool's
 //     children leave (PerNode - Σ children) until a time. After that time it
 //     gives nothing.
+//   - An allocation (a root pool's binding to an authority) gives the
+//     authority what the pool's children leave, the same way, until its
+//     Until if it has one: [Result].Allocated. The root pool reserves its
+//     amounts out of the node as any root pool does, so no one else's
+//     fair share draws on them. An allocation on a sub-pool is Invalid.
 //
 // Pools are judged in order of precedence: older first (Created), then by
 // Key; a parent is always judged before its children. Amounts are judged
@@ -78,13 +83,21 @@ type Pool struct {
 	Lost map[string]string
 }
 
-// Binding gives a pool to a slice until a time.
+// Binding gives a pool to a slice, or to an authority, until a time.
 type Binding struct {
-	// Slice is the bound slice as "<namespace>/<name>".
+	// Slice is the bound slice as "<namespace>/<name>"; "" for an
+	// allocation to an authority.
 	Slice string
-	// Until is when the binding ends by itself.
+	// Authority is the authority a root pool is allocated to; "" for a
+	// binding to a slice.
+	Authority string
+	// Until is when the binding ends by itself; zero: never (an
+	// allocation that stands until removed).
 	Until time.Time
 }
+
+// active says whether the binding gives at now.
+func (b *Binding) active(now time.Time) bool { return b.Until.IsZero() || now.Before(b.Until) }
 
 // Capacity is, per node, what root pools may reserve: allocatable minus what
 // the system reserves.
@@ -143,6 +156,10 @@ type Result struct {
 	// from active bindings of contributing pools (summed over pools; every
 	// resource of those pools is listed, even at zero).
 	Bound map[string]map[string]corev1.ResourceList
+	// Allocated maps an authority to node to the amounts its allocations
+	// give it there (summed over pools; every resource of those pools is
+	// listed, even at zero).
+	Allocated map[string]map[string]corev1.ResourceList
 	// NextChange is the earliest Until after now among all bindings (zero if
 	// none): when the accounting must be done again.
 	NextChange time.Time
@@ -187,8 +204,9 @@ func newAccountant(pools []Pool, capacity Capacity, now time.Time) *accountant {
 		byKey:    make(map[string]*entry, len(pools)),
 		used:     make(map[string]corev1.ResourceList),
 		res: Result{
-			Pools: make(map[string]*PoolResult, len(pools)),
-			Bound: make(map[string]map[string]corev1.ResourceList),
+			Pools:     make(map[string]*PoolResult, len(pools)),
+			Bound:     make(map[string]map[string]corev1.ResourceList),
+			Allocated: make(map[string]map[string]corev1.ResourceList),
 		},
 	}
 	for i := range pools {
@@ -232,9 +250,9 @@ func (a *accountant) noteBinding(e *entry, now time.Time) {
 	if b == nil {
 		return
 	}
-	e.result.BindingActive = now.Before(b.Until)
+	e.result.BindingActive = b.active(now)
 	e.result.BindingExpired = !e.result.BindingActive
-	if e.result.BindingActive && (a.res.NextChange.IsZero() || b.Until.Before(a.res.NextChange)) {
+	if e.result.BindingActive && !b.Until.IsZero() && (a.res.NextChange.IsZero() || b.Until.Before(a.res.NextChange)) {
 		a.res.NextChange = b.Until
 	}
 }
@@ -262,6 +280,9 @@ func (a *accountant) invalid(e *entry) string {
 	}
 	if why := checkResources(e.pool.PerNode); why != "" {
 		return why
+	}
+	if b := e.pool.Binding; e.pool.Parent != "" && b != nil && b.Authority != "" {
+		return "only a root pool is allocated to an authority: a site gives part of its own nodes"
 	}
 	if parent := a.byKey[e.pool.Parent]; e.pool.Parent != "" && parent.result.Invalid != "" {
 		return fmt.Sprintf("parent %s is invalid", parent.pool.Key)
@@ -351,19 +372,24 @@ func (a *accountant) settle(e *entry) {
 		allocated := Restrict(e.alloc[n], perNode)
 		if e.result.BindingActive {
 			rest := Sub(perNode, allocated)
-			Add(listOf(a.boundTo(e.pool.Binding.Slice), n), rest)
+			Add(listOf(a.givenTo(e.pool.Binding), n), rest)
 			Add(allocated, rest)
 		}
 		e.result.Nodes[n] = NodeAccount{Allocated: allocated, Free: Sub(perNode, allocated)}
 	}
 }
 
-// boundTo returns the amounts bound to slice, by node.
-func (a *accountant) boundTo(slice string) map[string]corev1.ResourceList {
-	nodes := a.res.Bound[slice]
+// givenTo returns the amounts a binding's slice, or its authority, gets,
+// by node.
+func (a *accountant) givenTo(b *Binding) map[string]corev1.ResourceList {
+	to, key := a.res.Bound, b.Slice
+	if b.Authority != "" {
+		to, key = a.res.Allocated, b.Authority
+	}
+	nodes := to[key]
 	if nodes == nil {
 		nodes = make(map[string]corev1.ResourceList)
-		a.res.Bound[slice] = nodes
+		to[key] = nodes
 	}
 	return nodes
 }

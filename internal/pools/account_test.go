@@ -34,6 +34,12 @@ func bound(p Pool, slice string, until time.Time) Pool {
 	return p
 }
 
+// allocated allocates p to an authority until until (zero: no end).
+func allocated(p Pool, authority string, until time.Time) Pool {
+	p.Binding = &Binding{Authority: authority, Until: until}
+	return p
+}
+
 func ns(names ...string) []string { return names }
 
 func acct(allocated, free corev1.ResourceList) NodeAccount {
@@ -61,6 +67,7 @@ func TestAccount(t *testing.T) {
 		lost       map[string]map[string]string
 		nodes      map[string]map[string]NodeAccount // exact, for the pools named
 		bound      map[string]map[string]corev1.ResourceList
+		allocated  map[string]map[string]corev1.ResourceList // exact Result.Allocated
 		nextChange time.Time
 		active     []string // pools with BindingActive
 		expired    []string // pools with BindingExpired
@@ -268,6 +275,52 @@ func TestAccount(t *testing.T) {
 			"s/c":    "parent s/a is invalid",
 			"s/self": "parents form a cycle: s/self -> s/self",
 		},
+	}, {
+		name: "an allocation with no end gives its authority what its sub-pools leave, and sets no next change",
+		pools: []Pool{
+			allocated(mk("s/ple", "", 0, ns("n1", "n2"), rl("cpu", "2", "memory", "2Gi", "planetkube.io/slivers", "5")), "ple", time.Time{}),
+			bound(mk("s/ple-one", "s/ple", 1, ns("n1"), rl("cpu", "500m")), "planetkube-auth-ple/x", inHour),
+		},
+		active:     []string{"s/ple", "s/ple-one"},
+		nextChange: inHour,
+		bound:      map[string]map[string]corev1.ResourceList{"planetkube-auth-ple/x": {"n1": rl("cpu", "500m")}},
+		allocated: map[string]map[string]corev1.ResourceList{"ple": {
+			"n1": rl("cpu", "1500m", "memory", "2Gi", "planetkube.io/slivers", "5"),
+			"n2": rl("cpu", "2", "memory", "2Gi", "planetkube.io/slivers", "5"),
+		}},
+		nodes: map[string]map[string]NodeAccount{"s/ple": {
+			"n1": acct(rl("cpu", "2", "memory", "2Gi", "planetkube.io/slivers", "5"), rl("cpu", "0", "memory", "0", "planetkube.io/slivers", "0")),
+			"n2": acct(rl("cpu", "2", "memory", "2Gi", "planetkube.io/slivers", "5"), rl("cpu", "0", "memory", "0", "planetkube.io/slivers", "0")),
+		}},
+	}, {
+		name: "two allocations to one authority add up; an ended one gives nothing; one that does not fit holds nothing there",
+		pools: []Pool{
+			allocated(mk("s/a", "", 0, ns("n1"), rl("cpu", "1")), "ple", time.Time{}),
+			allocated(mk("s/b", "", 1, ns("n1", "n2"), rl("cpu", "1")), "ple", inTwo),
+			allocated(mk("s/old", "", 2, ns("n3"), rl("cpu", "1")), "ple", now),
+			allocated(mk("s/big", "", 3, ns("n1", "n3"), rl("cpu", "3")), "plc", time.Time{}),
+		},
+		active:     []string{"s/a", "s/b", "s/big"},
+		expired:    []string{"s/old"},
+		nextChange: inTwo,
+		over:       map[string]string{"s/big": "node n1: cpu: 3 requested, 2 free of node capacity"},
+		lost:       map[string]map[string]string{"s/big": {"n1": "node n1: cpu: 3 requested, 2 free of node capacity"}},
+		allocated: map[string]map[string]corev1.ResourceList{
+			"ple": {"n1": rl("cpu", "2"), "n2": rl("cpu", "1")},
+			"plc": {"n3": rl("cpu", "3")},
+		},
+	}, {
+		name: "an allocation on a sub-pool is invalid, and so are its children",
+		pools: []Pool{
+			mk("s/r", "", 0, ns("n1"), rl("cpu", "2")),
+			allocated(mk("s/sub", "s/r", 1, ns("n1"), rl("cpu", "1")), "ple", time.Time{}),
+			mk("s/subsub", "s/sub", 2, ns("n1"), rl("cpu", "1")),
+		},
+		active: []string{"s/sub"},
+		invalid: map[string]string{
+			"s/sub":    "only a root pool is allocated to an authority: a site gives part of its own nodes",
+			"s/subsub": "parent s/sub is invalid",
+		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -303,6 +356,9 @@ func TestAccount(t *testing.T) {
 			}
 			if got, want := dumpBound(res.Bound), dumpBound(tt.bound); got != want {
 				t.Errorf("Bound:\n got %s\nwant %s", got, want)
+			}
+			if got, want := dumpBound(res.Allocated), dumpBound(tt.allocated); got != want {
+				t.Errorf("Allocated:\n got %s\nwant %s", got, want)
 			}
 			if !res.NextChange.Equal(tt.nextChange) {
 				t.Errorf("NextChange = %v, want %v", res.NextChange, tt.nextChange)
@@ -457,7 +513,7 @@ func dump(r Result) string {
 		fmt.Fprintf(&b, "%s Invalid=%q Overcommitted=%q active=%v expired=%v %s\n",
 			key, pr.Invalid, pr.Overcommitted, pr.BindingActive, pr.BindingExpired, dumpNodes(pr.Nodes))
 	}
-	fmt.Fprintf(&b, "bound %s\nnext %v\n", dumpBound(r.Bound), r.NextChange)
+	fmt.Fprintf(&b, "bound %s\nallocated %s\nnext %v\n", dumpBound(r.Bound), dumpBound(r.Allocated), r.NextChange)
 	return b.String()
 }
 

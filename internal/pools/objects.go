@@ -28,7 +28,7 @@ func SpecOf(p *planetv1.ResourcePool) Spec {
 		}
 	}
 	if b := p.Spec.Binding; b != nil {
-		s.Binding = &Binding{Slice: b.Slice, Until: b.Until.Time}
+		s.Binding = &Binding{Slice: b.Slice, Authority: b.Authority, Until: b.Until.Time}
 	}
 	return s
 }

@@ -105,7 +105,7 @@ type Input struct {
 	// TemplateHash identifies the slice's current sliver template.
 	TemplateHash string
 	// Reserved maps a node to the hash of the amounts bound to the slice
-	// there; absent means none.
+	// there and of its authority's allocation there; absent means neither.
 	Reserved map[string]string
 	// Slivers are the slice's pods, terminating ones included.
 	Slivers []Sliver

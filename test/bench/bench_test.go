@@ -45,8 +45,9 @@ const (
 )
 
 // TestBenchmarks runs the slice rollout benchmark of issue 2, then the
-// resource pool binding benchmark of issue 3, on one emulated cluster and
-// writes their sections of the file named by -bench-out.
+// resource pool binding benchmark of issue 3, then the authority
+// allocation benchmark of issue 25, on one emulated cluster and writes
+// their sections of the file named by -bench-out.
 func TestBenchmarks(t *testing.T) {
 	if *benchOut == "" {
 		t.Skip("Skipping the benchmarks: no -bench-out file given (run `make bench`)")
@@ -81,6 +82,13 @@ func TestBenchmarks(t *testing.T) {
 		t.Fatalf("Writing %s: %v", *benchOut, err)
 	}
 	t.Logf("Wrote %s:\n%s", *benchOut, binding.markdown())
+
+	alloc, err := runAllocation(ctx, t, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reportManagerErrors(t, manager)
+	publish(t, allocationHeading, alloc.markdown())
 }
 
 // findBinDir returns the bin folder, skipping the test

@@ -94,26 +94,10 @@ func runPoolBinding(ctx context.Context, t *testing.T, c *emulator.Cluster, floo
 	if err != nil {
 		return nil, err
 	}
-	// The watch has seen each sliver reserved and Running once; a list
-	// tells when they all are at the same time.
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, phaseTimeout, true, func(ctx context.Context) (bool, error) {
-		pods, err := c.Client.CoreV1().Pods(sliceNS).List(ctx, metav1.ListOptions{LabelSelector: sliceSelector})
-		if err != nil {
-			return false, nil
-		}
-		ok := 0
-		for i := range pods.Items {
-			if p := &pods.Items[i]; reserved(p) && p.Status.Phase == corev1.PodRunning {
-				ok++
-			}
-		}
-		return ok == n && len(pods.Items) == n, nil
-	})
-	if err != nil {
+	if res.settled, err = waitSettled(ctx, c, sliceNS, sliceSelector, n, reserved, began); err != nil {
 		// Reported, not fatal: the figures above still stand.
-		t.Errorf("Pool binding: all %d slivers not reserved and Running at once after %s: %v", n, time.Since(began).Round(time.Second), err)
+		t.Errorf("Pool binding: %v", err)
 	} else {
-		res.settled = time.Since(began)
 		t.Logf("Pool binding: all %d slivers reserved and Running at once after %s", n, res.settled.Round(time.Millisecond))
 	}
 	if err := checkSlivers(ctx, c.Client, sliceNS, sliceSelector, c.NodeNames); err != nil {
@@ -125,6 +109,30 @@ func runPoolBinding(ctx context.Context, t *testing.T, c *emulator.Cluster, floo
 	res.account, res.accountNodes, res.accountPools = benchmarkAccount()
 	res.machine = describeMachine()
 	return res, nil
+}
+
+// waitSettled waits until a list of the slice's pods shows exactly n, each
+// ok and Running at once (a watch has seen each so once; the old ones of a
+// make-before-break replacement must be gone too), and returns how long
+// after began that was.
+func waitSettled(ctx context.Context, c *emulator.Cluster, ns, selector string, n int, ok func(*corev1.Pod) bool, began time.Time) (time.Duration, error) {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, phaseTimeout, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return false, nil
+		}
+		good := 0
+		for i := range pods.Items {
+			if p := &pods.Items[i]; ok(p) && p.Status.Phase == corev1.PodRunning {
+				good++
+			}
+		}
+		return good == n && len(pods.Items) == n, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("all %d slivers not settled at once after %s: %w", n, time.Since(began).Round(time.Second), err)
+	}
+	return time.Since(began), nil
 }
 
 // createBoundPools creates, in each site's namespace, a root pool over all

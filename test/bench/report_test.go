@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -35,6 +36,11 @@ func describeMachine() machine {
 		goVersion: runtime.Version(),
 		date:      time.Now().UTC(),
 	}
+}
+
+// String is the date and the machine, as the sections open with them.
+func (m machine) String() string {
+	return fmt.Sprintf("Date: %s. Machine: %d CPUs (%s), Linux %s, %s.", m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpuModel, m.kernel, m.goVersion)
 }
 
 // cpuModel returns the first "model name" of /proc/cpuinfo, or "unknown CPU".
@@ -103,6 +109,15 @@ func (r *rolloutResult) interpretation() string {
 		"(the slice's namespace and RBAC) and its own reconcile and cache work, all on the same CPUs as the control plane; "+
 		"its slivers carry `spec.nodeName`, so the scheduler is not on their path.\n",
 		float64(r.nodes)/r.floor.created.Seconds(), r.nodes, float64(r.nodes-30)/20)
+}
+
+// publish writes a benchmark's section of the -bench-out file and logs it.
+func publish(t *testing.T, heading, body string) {
+	t.Helper()
+	if err := writeSection(*benchOut, heading, body); err != nil {
+		t.Fatalf("Writing %s: %v", *benchOut, err)
+	}
+	t.Logf("Wrote %s:\n%s", *benchOut, body)
 }
 
 // writeSection writes body under heading in the file at path, replacing that

@@ -667,10 +667,7 @@ func TestSteadyState(t *testing.T) {
 	}
 	res.machine = describeMachine()
 	reportManagerErrors(t, lastManager(c))
-	if err := writeSection(*benchOut, steadyHeading, res.markdown()); err != nil {
-		t.Fatalf("Writing %s: %v", *benchOut, err)
-	}
-	t.Logf("Wrote %s:\n%s", *benchOut, res.markdown())
+	publish(t, steadyHeading, res.markdown())
 }
 
 // updateSite changes the bench site's spec, again on a conflict (the Site

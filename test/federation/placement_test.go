@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -17,6 +18,7 @@ import (
 
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/federation"
+	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/shortfall"
 	"github.com/planetkube/planetkube/internal/ticket"
 )
@@ -377,5 +379,97 @@ var _ = Describe("Federation: the peer's placement and since, seen at home", Ord
 		Expect(e.Since).NotTo(BeNil(), "%+v", e)
 		Expect(e.Since.Time).To(BeTemporally(">=", made.Truncate(time.Second)))
 		steadySince(s, planetv1.FederationRefused, *e.Since)
+	})
+
+	It("gives plc's slivers exactly the part inria allocates to plc, ple's own slivers the rest, and holds the cap on plc's slivers per node", func() {
+		inria := ple.nodes("inria")
+		// inria's nodes: 32 cpu and 256Gi each; a quarter to plc, one sliver a node.
+		pool := &planetv1.ResourcePool{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "inria", Name: "plc-share"},
+			Spec: planetv1.ResourcePoolSpec{
+				Nodes: &planetv1.NodeSelection{Sites: []string{"inria"}},
+				PerNode: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("64Gi"),
+					planetv1.ResourceSlivers: resource.MustParse("1"),
+				},
+				Binding: &planetv1.PoolBinding{Authority: "plc"},
+			},
+		}
+		Expect(ple.k8s.Create(ctx, pool)).To(Succeed())
+		DeferCleanup(func() {
+			update(ple.k8s, pool, func(o *planetv1.ResourcePool) { o.Spec.Binding = nil })
+			deleteAndWait(ple.k8s, pool)
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(ple.k8s.Get(ctx, client.ObjectKeyFromObject(pool), pool)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(pool.Status.Conditions, planetv1.ConditionBound)).To(BeTrue(), "%v", pool.Status.Conditions)
+		}).Should(Succeed())
+		local := &planetv1.Slice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "inria", Name: "local"},
+			Spec: planetv1.SliceSpec{
+				Description: "ple's own slice at inria", Template: planetv1.SliverTemplate{Image: "registry.example/local:1"},
+				Nodes: planetv1.SliceNodes{NodeSelection: planetv1.NodeSelection{Sites: []string{"inria"}}},
+			},
+		}
+		Expect(ple.k8s.Create(ctx, local)).To(Succeed())
+		DeferCleanup(func() { deleteAndWait(ple.k8s, local) })
+
+		s := homeAt("princeton", "shared", 6)
+		_, ns := foreign(s)
+		// sliversIn checks the live slivers of a namespace at ple: one on
+		// each of inria's nodes, each as check says.
+		sliversIn := func(ns string, check func(g Gomega, p *corev1.Pod)) func(Gomega) {
+			return func(g Gomega) {
+				pods := &corev1.PodList{}
+				g.Expect(ple.k8s.List(ctx, pods, client.InNamespace(ns))).To(Succeed())
+				nodes := map[string]bool{}
+				for i := range pods.Items {
+					if p := &pods.Items[i]; p.DeletionTimestamp.IsZero() {
+						nodes[p.Spec.NodeName] = true
+						check(g, p)
+					}
+				}
+				g.Expect(nodes).To(HaveLen(inria.Len()))
+			}
+		}
+		Eventually(sliversIn(ns, func(g Gomega, p *corev1.Pod) {
+			g.Expect(p.Annotations).To(HaveKeyWithValue("planetkube.io/allocation", "plc"))
+			res := p.Spec.Containers[0].Resources
+			g.Expect(res.Requests.Cpu().String()).To(Equal("80m"), "1 share of 100 of plc's 8 cpu")
+			g.Expect(res.Limits.Memory().String()).To(Equal("64Gi"))
+		}), "90s").Should(Succeed())
+		Eventually(sliversIn(naming.SliceNamespace("inria", "local"), func(g Gomega, p *corev1.Pod) {
+			g.Expect(p.Annotations).NotTo(HaveKey("planetkube.io/allocation"))
+			res := p.Spec.Containers[0].Resources
+			g.Expect(res.Requests.Cpu().String()).To(Equal("240m"), "1 share of 100 of the 24 cpu left")
+			g.Expect(res.Limits.Memory().String()).To(Equal("192Gi"))
+		})).Should(Succeed())
+
+		By("a second slice of plc gets no sliver on inria's nodes, and the home is told why")
+		s2 := homeAt("princeton", "capped", 6)
+		Eventually(func(g Gomega) {
+			e := entry(s2)(g)
+			g.Expect(e.Phase).To(Equal(planetv1.FederationRedeemed), "%+v", e)
+			g.Expect(e.Placement).NotTo(BeNil(), "%+v", e)
+			var full int32
+			for _, grp := range e.Placement.Groups {
+				if grp.Reason == planetv1.ReasonAllocationFull {
+					full = grp.Count
+				}
+			}
+			g.Expect(full).To(Equal(int32(inria.Len())), "%+v", e.Placement.Groups)
+		}, "90s").Should(Succeed())
+		_, ns2 := foreign(s2)
+		Consistently(ple.runningIn(ns2), "2s").Should(BeEmpty())
+		Eventually(func(g Gomega) {
+			site := &planetv1.Site{}
+			g.Expect(ple.k8s.Get(ctx, client.ObjectKey{Name: "inria"}, site)).To(Succeed())
+			g.Expect(site.Status.Allocations).To(HaveLen(1))
+			a := site.Status.Allocations[0]
+			g.Expect(a.Authority).To(Equal("plc"))
+			g.Expect(a.Nodes).To(Equal(int32(inria.Len())))
+			slivers := a.Used[planetv1.ResourceSlivers]
+			g.Expect(slivers.Value()).To(Equal(int64(inria.Len())))
+		}).Should(Succeed())
 	})
 })
