@@ -129,6 +129,10 @@ var _ = Describe("Authority allocations", Ordered, func() {
 			tk := grantPart(plm, "steal-"+strings.TrimPrefix(pool, "ala/"), pool, "plm.inria.thief")
 			Eventually(ticketReady(tk)).Should(withReason(metav1.ConditionFalse, string(ticket.InvalidGrant)))
 			Expect(ticketReady(tk)(Default).Message).To(ContainSubstring("allocation to authority plk (pool plk-part): only that authority's slices take parts of it, not plm's"))
+			// Refusals that depend on the cluster are checked again when it
+			// changes: once the allocation is dropped below, this one would
+			// be redeemed.
+			Expect(k8s.Delete(ctx, tk)).To(Succeed())
 		}
 		tk := grantPart(plk, "own-part", "ala/plk-half", "plk.inria.exp")
 		Eventually(ticketReady(tk)).Should(withReason(metav1.ConditionTrue, planetv1.ReasonRedeemed))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -69,7 +70,7 @@ func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		err = errors.Join(err, cerr)
 	}
 	site.Status.Namespace = site.Name
-	site.Status.Allocations = r.allocations(site.Name)
+	site.Status.Allocations = r.allocations(site)
 	site.Status.ObservedGeneration = site.Generation
 	ready.ObservedGeneration = site.Generation
 	health.Set(&site.Status.Conditions, ready, health.SiteRules)
@@ -83,17 +84,29 @@ func (r *SiteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	default:
 		err = errors.Join(err, patchStatus(ctx, r.Client, old, site, &old.Status, &site.Status))
 	}
+	if len(site.Status.Allocations) > 0 {
+		// What the slivers use follows the view, which the sliver events
+		// that queue this reconcile may reach after it: look again.
+		return ctrl.Result{RequeueAfter: allocationRefresh}, err
+	}
 	return ctrl.Result{}, err
 }
+
+// allocationRefresh is how often a site with allocations to authorities
+// reads again what their slivers use.
+const allocationRefresh = time.Minute
 
 // allocations lists, by authority, what the site's root pools allocate to
 // each authority on its nodes and what that authority's slivers use of it
 // (at most maxSiteAllocations, by name).
-func (r *SiteReconciler) allocations(site string) []planetv1.AuthorityAllocation {
+func (r *SiteReconciler) allocations(site *planetv1.Site) []planetv1.AuthorityAllocation {
 	if r.View == nil {
 		return nil
 	}
-	byAuthority := r.View.Allocations(site)
+	if !r.View.Synced() {
+		return site.Status.Allocations // not accounted yet: keep what was written
+	}
+	byAuthority := r.View.Allocations(site.Name)
 	out := make([]planetv1.AuthorityAllocation, 0, len(byAuthority))
 	for _, a := range slices.Sorted(maps.Keys(byAuthority)) {
 		u := byAuthority[a]
@@ -246,9 +259,10 @@ func (r *SiteReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// authority uses of the site.
 		b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.siteOfNode), builder.WithPredicates(createOrDelete,
 			predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetAnnotations()[clusterview.AnnotationAllocation] != "" })))
-		// A new accounting may change what the sites allocate.
+		// A new accounting that changes allocations may change what the
+		// sites allocate (rare: a pool or a node of one changed).
 		b = b.WatchesRawSource(r.View.Source(func(ctx context.Context, c clusterview.Change) []reconcile.Request {
-			if !c.Accounting {
+			if len(c.Allocations) == 0 {
 				return nil
 			}
 			sites := &planetv1.SiteList{}

@@ -94,7 +94,7 @@ func (r *SliceReconciler) previewPlacement(ctx context.Context, slice *planetv1.
 		if retained[n] {
 			continue
 		}
-		if reason, msg, _ := r.roomFor(slice, n, len(bound[n]) > 0, parts[n]); reason != "" {
+		if reason, msg, _ := r.roomFor(slice, n, bound[n], parts[n]); reason != "" {
 			issues = append(issues, planetv1.SliverIssue{Node: n, Reason: reason, Message: msg})
 		}
 	}

@@ -98,7 +98,7 @@ func (r *SliceReconciler) syncSlivers(ctx context.Context, slice *planetv1.Slice
 		NodeGone: func(n string) bool { _, ok := r.View.Allocatable(n); return !ok },
 		BackOff:  backOff,
 		NoRoom: func(n string) (string, string) {
-			return r.noRoom(slice, n, len(rsv.Bound[n]) > 0, parts[n], room, &requeue)
+			return r.noRoom(slice, n, rsv.Bound[n], parts[n], room, &requeue)
 		},
 	})
 	summary := shortfall.Summarize(shortfall.Input{Refused: refused, Nodes: nodes, Placement: res, Issues: plan.NodeIssues, ReadyRetained: plan.ReadyRetained})
@@ -222,7 +222,7 @@ func (r *SliceReconciler) backOffFailed(slice *planetv1.Slice, slivers []sliverp
 // noRoom says why a node takes no new sliver of the slice now (roomFor),
 // and backs off the next look at such a node. It records the node's free
 // room in room, for the sliver's requests.
-func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, bound bool, part clusterview.Part, room map[string]clusterview.Free, requeue *time.Duration) (reason, msg string) {
+func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, bound corev1.ResourceList, part clusterview.Part, room map[string]clusterview.Free, requeue *time.Duration) (reason, msg string) {
 	reason, msg, room[node] = r.roomFor(slice, node, bound, part)
 	if reason == "" {
 		return "", ""
@@ -238,14 +238,20 @@ func (r *SliceReconciler) noRoom(slice *planetv1.Slice, node string, bound bool,
 
 // roomFor says why a node takes no new sliver of the slice now: it takes
 // no more pods (NodeFull), its site's allocation to the slice's authority
-// (part) caps the authority's slivers there and they are all taken
-// (AllocationFull), or its free slots are held by resource pools for the
-// slices bound to them and the slice has nothing bound there, nor an
-// allocation holding slots (NodeReserved); "" when it takes one. It
-// returns the node's free room.
-func (r *SliceReconciler) roomFor(slice *planetv1.Slice, node string, bound bool, part clusterview.Part) (reason, msg string, free clusterview.Free) {
+// (part) caps the authority's slivers there and they are all taken, and
+// the slice has no slot of its own bound there (AllocationFull), or its
+// free slots are held by resource pools for others: the slice has nothing
+// bound there, and its allocation's own free slots do not cover it
+// (NodeReserved); "" when it takes one. It returns the node's free room.
+func (r *SliceReconciler) roomFor(slice *planetv1.Slice, node string, bound corev1.ResourceList, part clusterview.Part) (reason, msg string, free clusterview.Free) {
 	free, ok := r.View.Free(node, sliceKey(slice), part.Allocation)
 	_, slotsHeld := part.Amounts[planetv1.ResourceSlivers]
+	_, boundSlot := bound[planetv1.ResourceSlivers]
+	slotsHeld = slotsHeld && !boundSlot
+	heldForOthers := free.Held // slots root pools hold for others than this sliver
+	if slotsHeld {
+		heldForOthers -= min(free.AllocationSlots, free.Held)
+	}
 	switch {
 	case !ok:
 	case free.Pods <= 0:
@@ -254,7 +260,7 @@ func (r *SliceReconciler) roomFor(slice *planetv1.Slice, node string, bound bool
 		q := part.Amounts[planetv1.ResourceSlivers]
 		reason, msg = planetv1.ReasonAllocationFull, fmt.Sprintf(
 			"node %s's site allocates %s slivers to authority %s there (a resource pool bound to the authority), and its slivers take them all", node, q.String(), part.Allocation)
-	case !bound && !slotsHeld && free.Pods <= free.Held:
+	case len(bound) == 0 && free.Pods <= heldForOthers:
 		reason, msg = planetv1.ReasonNodeReserved, fmt.Sprintf(
 			"node %s's %d free pod slots are held by resource pools (planetkube.io/slivers) for the slices bound to them", node, free.Pods)
 	}
@@ -289,8 +295,9 @@ func placementRequest(slice *planetv1.Slice, existing map[string]bool) (placemen
 }
 
 // reservedHash identifies amounts bound on a node and the authority
-// allocation a sliver lives on there (what of it shapes the sliver: cpu,
-// memory and ephemeral storage, not the cap on slivers); "" for neither.
+// allocation a sliver lives on there (what of its size shapes the sliver:
+// cpu, memory and ephemeral storage; not the cap on slivers, nor what its
+// sub-pools take, so that splitting it replaces no sliver); "" for neither.
 // With no allocation it is the hash of bound alone, as before allocations
 // existed, so that no sliver is replaced for their coming.
 func reservedHash(bound corev1.ResourceList, part clusterview.Part) string {
@@ -310,7 +317,7 @@ func reservedHash(bound corev1.ResourceList, part clusterview.Part) string {
 	if part.Allocation != "" {
 		fmt.Fprintf(h, "allocation=%s;", part.Allocation)
 		for _, n := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
-			if q, ok := part.Amounts[n]; ok {
+			if q, ok := part.Size[n]; ok {
 				fmt.Fprintf(h, "allocation.%s=%s;", n, q.String())
 			}
 		}

@@ -112,7 +112,7 @@ func (v *ResourcePoolValidator) ValidateDelete(ctx context.Context, p *planetv1.
 			return nil, forbidden(p, fmt.Sprintf("pool %s still has sub-pool %s: delete its sub-pools first", p.Name, c.Name))
 		}
 	}
-	if b := p.Spec.Binding; b != nil && b.Authority != "" {
+	if b := p.Spec.Binding; b != nil && b.Authority != "" && (b.Until.IsZero() || v.Now().Before(b.Until.Time)) {
 		return nil, forbidden(p, fmt.Sprintf("the pool is allocated to authority %s: remove the binding first, which returns its slivers to the shared part", b.Authority))
 	}
 	if b := p.Spec.Binding; b != nil && v.Now().Before(b.Until.Time) {

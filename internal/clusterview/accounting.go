@@ -203,9 +203,9 @@ type Part struct {
 	// the authority's, or the nearest of its parents' (plc for
 	// plc.japan) that has one on the node.
 	Allocation string
-	// Amounts are what the allocation gives there. The caller must not
-	// change them.
-	Amounts corev1.ResourceList
+	// Amounts are what the allocation gives there (less its sub-pools);
+	// Size what it holds before them. The caller must not change them.
+	Amounts, Size corev1.ResourceList
 }
 
 // Parts returns, per node, the allocation the slivers of authority's
@@ -228,7 +228,7 @@ func (v *View) Parts(authority string) map[string]Part {
 	out := map[string]Part{}
 	for _, k := range keys {
 		for n, amounts := range v.acct.result.Allocated[k] {
-			out[n] = Part{Allocation: k, Amounts: amounts}
+			out[n] = Part{Allocation: k, Amounts: amounts, Size: v.acct.result.AllocationSize[k][n]}
 		}
 	}
 	return out
@@ -249,8 +249,10 @@ type AllocationUse struct {
 	Nodes int
 	// Allocated sums what the allocations give it over those nodes.
 	Allocated corev1.ResourceList
-	// Used sums the requests of the slivers living on those allocations
-	// (cpu, memory, ephemeral storage), and planetkube.io/slivers counts them.
+	// Used sums what the slivers living on those allocations request of
+	// them (cpu, memory, ephemeral storage the allocations list; not what
+	// a sub-pool bound to their slice gives), and planetkube.io/slivers
+	// counts those that fill an allocation's slot.
 	Used corev1.ResourceList
 }
 
@@ -259,10 +261,12 @@ type AllocationUse struct {
 func (v *View) Allocations(site string) map[string]AllocationUse {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
+	now := v.now()
 	out := map[string]AllocationUse{}
 	for authority, byNode := range v.acct.result.Allocated {
 		u := AllocationUse{Allocated: corev1.ResourceList{}, Used: corev1.ResourceList{}}
-		var cpu, mem, eph, slivers int64
+		used := map[corev1.ResourceName]int64{}
+		var slivers int64
 		for n := range v.bySite[site] {
 			amounts, ok := byNode[n]
 			if !ok {
@@ -271,17 +275,26 @@ func (v *View) Allocations(site string) map[string]AllocationUse {
 			u.Nodes++
 			pools.Add(u.Allocated, amounts)
 			for _, p := range v.onNode[n] {
-				if p.allocation == authority {
-					cpu, mem, eph, slivers = cpu+p.cpuMilli, mem+p.mem, eph+p.ephem, slivers+1
+				if p.allocation != authority || (p.assumed && now.Sub(p.assumedAt) > assumeTTL) {
+					continue
+				}
+				w := v.whereLocked(p, n)
+				if !w.boundSlot {
+					slivers++
+				}
+				for name, q := range p.uses() {
+					if w.of(name) == onPart {
+						used[name] += q
+					}
 				}
 			}
 		}
 		if u.Nodes == 0 {
 			continue
 		}
-		u.Used[corev1.ResourceCPU] = *resource.NewMilliQuantity(cpu, resource.DecimalSI)
-		u.Used[corev1.ResourceMemory] = *resource.NewQuantity(mem, resource.BinarySI)
-		u.Used[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(eph, resource.BinarySI)
+		u.Used[corev1.ResourceCPU] = *resource.NewMilliQuantity(used[corev1.ResourceCPU], resource.DecimalSI)
+		u.Used[corev1.ResourceMemory] = *resource.NewQuantity(used[corev1.ResourceMemory], resource.BinarySI)
+		u.Used[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(used[corev1.ResourceEphemeralStorage], resource.BinarySI)
 		u.Used[planetv1.ResourceSlivers] = *resource.NewQuantity(slivers, resource.DecimalSI)
 		out[authority] = u
 	}

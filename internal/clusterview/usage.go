@@ -221,22 +221,30 @@ func (v *View) Free(nodeName, slice, allocation string) (Free, bool) {
 	if q, ok := part[planetv1.ResourceSlivers]; ok {
 		slots = q.Value()
 	}
+	shared := map[corev1.ResourceName]*int64{corev1.ResourceCPU: &cpu, corev1.ResourceMemory: &mem, corev1.ResourceEphemeralStorage: &eph}
+	inPart := map[corev1.ResourceName]*int64{corev1.ResourceCPU: &pcpu, corev1.ResourceMemory: &pmem, corev1.ResourceEphemeralStorage: &peph}
 	for _, u := range v.onNode[nodeName] {
 		if u.slice == slice || (u.assumed && now.Sub(u.assumedAt) > assumeTTL) {
 			continue
 		}
 		pods--
-		if u.allocation != "" && u.allocation == allocation {
+		w := v.whereLocked(u, nodeName)
+		if w.fillsHeld {
+			held--
+		}
+		if u.allocation != "" && u.allocation == allocation && !w.boundSlot {
 			slots--
-			pcpu, pmem, peph = pcpu-u.cpuMilli, pmem-u.mem, peph-u.ephem
 		}
-		if u.reserved {
-			if u.allocation == "" || v.allocationHolds(u.allocation, nodeName) {
-				held--
+		for name, q := range u.uses() {
+			switch w.of(name) {
+			case onShared:
+				*shared[name] -= q
+			case onPart:
+				if u.allocation == allocation {
+					*inPart[name] -= q
+				}
 			}
-			continue
 		}
-		cpu, mem, eph = cpu-u.cpuMilli, mem-u.mem, eph-u.ephem
 	}
 	room := func(name corev1.ResourceName, shared, inPart int64) int64 {
 		if _, listed := part[name]; listed {
@@ -256,11 +264,60 @@ func (v *View) Free(nodeName, slice, allocation string) (Free, bool) {
 	}, true
 }
 
-// allocationHolds says whether an authority allocation holds sliver slots
-// (planetkube.io/slivers) on a node, which its slivers then fill.
-func (v *View) allocationHolds(allocation, node string) bool {
-	_, ok := v.acct.result.Allocated[allocation][node][planetv1.ResourceSlivers]
-	return ok
+// Where a pod's use of a resource is counted.
+const (
+	onShared  = iota // the node's unreserved part
+	onBinding        // the amounts bound to its slice there
+	onPart           // its authority's allocation there
+)
+
+// where says what a pod lives on, on its node: the amounts bound to its
+// slice (a binding, or a sub-pool of an allocation) and its authority's
+// allocation.
+type where struct {
+	reserved    bool
+	bound, part corev1.ResourceList
+	boundSlot   bool // the binding holds a sliver slot for it
+	fillsHeld   bool // it fills a slot a root pool holds
+}
+
+// whereLocked says what u lives on; v.mu is held.
+func (v *View) whereLocked(u *podUse, node string) where {
+	w := where{reserved: u.reserved}
+	if !u.reserved {
+		return w
+	}
+	w.bound = v.acct.result.Bound[u.slice][node]
+	if u.allocation != "" {
+		w.part = v.acct.result.Allocated[u.allocation][node]
+	}
+	_, w.boundSlot = w.bound[planetv1.ResourceSlivers]
+	_, partSlot := w.part[planetv1.ResourceSlivers]
+	// A sliver on a binding has long filled a held slot, whether or not
+	// its pool lists slivers; one on an allocation fills one when the
+	// allocation (or its binding) holds slots.
+	w.fillsHeld = u.allocation == "" || w.boundSlot || partSlot
+	return w
+}
+
+// of says where the pod's use of a resource counts.
+func (w where) of(name corev1.ResourceName) int {
+	if _, ok := w.bound[name]; ok {
+		return onBinding
+	}
+	if _, ok := w.part[name]; ok {
+		return onPart
+	}
+	if w.reserved && w.part == nil && len(w.bound) == 0 {
+		return onBinding // its reservation ended: it is being replaced, and counted as before
+	}
+	return onShared
+}
+
+// uses returns what the pod requests of cpu (millicores), memory and
+// ephemeral storage.
+func (u *podUse) uses() map[corev1.ResourceName]int64 {
+	return map[corev1.ResourceName]int64{corev1.ResourceCPU: u.cpuMilli, corev1.ResourceMemory: u.mem, corev1.ResourceEphemeralStorage: u.ephem}
 }
 
 // StripPod is the cache transform of the view's pod informer, whose pods

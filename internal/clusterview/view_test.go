@@ -284,8 +284,11 @@ func TestFreeWithinAllocation(t *testing.T) {
 	if f.Resources.Cpu().String() != "1500m" || f.AllocationSlots != 1 || f.Pods != 1 {
 		t.Errorf("on the allocation: cpu %s, slots %d, pods %d; want 1500m, 1, 1", f.Resources.Cpu(), f.AllocationSlots, f.Pods)
 	}
-	if q := f.Resources[corev1.ResourceMemory]; q.String() != "14Gi" {
-		t.Errorf("memory, which the allocation does not list, = %s, want the node's 14Gi", q.String())
+	// Memory, which the allocation does not list, is the node's shared
+	// room: 16Gi - 2Gi (slice s) - 1Gi (ple's sliver, whose memory is not
+	// on the allocation).
+	if q := f.Resources[corev1.ResourceMemory]; q.String() != "13Gi" {
+		t.Errorf("memory, which the allocation does not list, = %s, want the node's 13Gi", q.String())
 	}
 	f, _ = v.Free("n1", "a/t", "")
 	// 4 cpu - 2 reserved - 1 (slice s); ple's sliver lives on its part.
@@ -303,5 +306,29 @@ func TestFreeWithinAllocation(t *testing.T) {
 	}
 	if got := v.Allocations("b"); len(got) != 0 {
 		t.Errorf("allocations of site b = %+v, want none", got)
+	}
+
+	// A sub-pool of the allocation bound to one of ple's slices: what it
+	// gives is out of the part (Allocated is what sub-pools leave), and
+	// that slice's sliver is not counted against the part a second time.
+	one := pool("ple-one", nil, "500m", "planetkube-auth-ple/a-z", time.Now().Add(time.Hour))
+	one.Spec.Parent, one.Spec.Nodes = "ple", nil
+	one.Spec.PerNode[planetv1.ResourceSlivers] = resource.MustParse("1")
+	v.SetPool(one)
+	v.recompute()
+	onSub := pod("planetkube-ple--a-z", "z-n1", "n1", "500m", "1Gi", sliverLabels("planetkube-auth-ple", "a-z"))
+	onSub.Annotations = map[string]string{AnnotationReservedHash: "h2", AnnotationAllocation: "ple"}
+	v.SetPod(onSub)
+	f, _ = v.Free("n1", "planetkube-auth-ple/a-y", "ple")
+	if f.Resources.Cpu().String() != "1" || f.AllocationSlots != 0 {
+		t.Errorf("beside a sub-pool: cpu %s, slots %d; want 1 (2 - 500m sub-pool - 500m sliver x), 0 (2 - 1 sub-pool - 1 sliver x)", f.Resources.Cpu(), f.AllocationSlots)
+	}
+	u = v.Allocations("a")["ple"]
+	if u.Used.Cpu().String() != "500m" || u.Used.Name(planetv1.ResourceSlivers, resource.DecimalSI).Value() != 1 {
+		t.Errorf("used beside a sub-pool = %v, want the 500m and 1 sliver of x alone", u.Used)
+	}
+	p1 := v.Parts("ple")["n1"]
+	if p1.Size.Cpu().String() != "2" || p1.Amounts.Cpu().String() != "1500m" {
+		t.Errorf("part on n1 = %+v, want a size of 2 cpu, 1500m left by the sub-pool", p1)
 	}
 }

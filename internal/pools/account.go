@@ -160,6 +160,10 @@ type Result struct {
 	// give it there (summed over pools; every resource of those pools is
 	// listed, even at zero).
 	Allocated map[string]map[string]corev1.ResourceList
+	// AllocationSize maps an authority to node to what its allocations
+	// hold there before their sub-pools take their parts (the sum of the
+	// pools' PerNode): what a sliver on them is made for.
+	AllocationSize map[string]map[string]corev1.ResourceList
 	// NextChange is the earliest Until after now among all bindings (zero if
 	// none): when the accounting must be done again.
 	NextChange time.Time
@@ -204,9 +208,10 @@ func newAccountant(pools []Pool, capacity Capacity, now time.Time) *accountant {
 		byKey:    make(map[string]*entry, len(pools)),
 		used:     make(map[string]corev1.ResourceList),
 		res: Result{
-			Pools:     make(map[string]*PoolResult, len(pools)),
-			Bound:     make(map[string]map[string]corev1.ResourceList),
-			Allocated: make(map[string]map[string]corev1.ResourceList),
+			Pools:          make(map[string]*PoolResult, len(pools)),
+			Bound:          make(map[string]map[string]corev1.ResourceList),
+			Allocated:      make(map[string]map[string]corev1.ResourceList),
+			AllocationSize: make(map[string]map[string]corev1.ResourceList),
 		},
 	}
 	for i := range pools {
@@ -373,10 +378,21 @@ func (a *accountant) settle(e *entry) {
 		if e.result.BindingActive {
 			rest := Sub(perNode, allocated)
 			Add(listOf(a.givenTo(e.pool.Binding), n), rest)
+			if b := e.pool.Binding; b.Authority != "" {
+				Add(listOf(sizeOf(a.res.AllocationSize, b.Authority), n), perNode)
+			}
 			Add(allocated, rest)
 		}
 		e.result.Nodes[n] = NodeAccount{Allocated: allocated, Free: Sub(perNode, allocated)}
 	}
+}
+
+// sizeOf returns m[key], first making it when it is nil.
+func sizeOf(m map[string]map[string]corev1.ResourceList, key string) map[string]corev1.ResourceList {
+	if m[key] == nil {
+		m[key] = make(map[string]corev1.ResourceList)
+	}
+	return m[key]
 }
 
 // givenTo returns the amounts a binding's slice, or its authority, gets,
