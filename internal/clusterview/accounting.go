@@ -265,7 +265,7 @@ func (v *View) Allocations(site string) map[string]AllocationUse {
 	out := map[string]AllocationUse{}
 	for authority, byNode := range v.acct.result.Allocated {
 		u := AllocationUse{Allocated: corev1.ResourceList{}, Used: corev1.ResourceList{}}
-		used := map[corev1.ResourceName]int64{}
+		var used [3]int64 // by useOrder
 		var slivers int64
 		for n := range v.bySite[site] {
 			amounts, ok := byNode[n]
@@ -282,9 +282,9 @@ func (v *View) Allocations(site string) map[string]AllocationUse {
 				if !w.boundSlot {
 					slivers++
 				}
-				for name, q := range p.uses() {
-					if w.of(name) == onPart {
-						used[name] += q
+				for i, q := range p.uses() {
+					if w.of(useOrder[i]) == onPart {
+						used[i] += q
 					}
 				}
 			}
@@ -292,9 +292,9 @@ func (v *View) Allocations(site string) map[string]AllocationUse {
 		if u.Nodes == 0 {
 			continue
 		}
-		u.Used[corev1.ResourceCPU] = *resource.NewMilliQuantity(used[corev1.ResourceCPU], resource.DecimalSI)
-		u.Used[corev1.ResourceMemory] = *resource.NewQuantity(used[corev1.ResourceMemory], resource.BinarySI)
-		u.Used[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(used[corev1.ResourceEphemeralStorage], resource.BinarySI)
+		u.Used[corev1.ResourceCPU] = *resource.NewMilliQuantity(used[0], resource.DecimalSI)
+		u.Used[corev1.ResourceMemory] = *resource.NewQuantity(used[1], resource.BinarySI)
+		u.Used[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(used[2], resource.BinarySI)
 		u.Used[planetv1.ResourceSlivers] = *resource.NewQuantity(slivers, resource.DecimalSI)
 		out[authority] = u
 	}

@@ -221,8 +221,7 @@ func (v *View) Free(nodeName, slice, allocation string) (Free, bool) {
 	if q, ok := part[planetv1.ResourceSlivers]; ok {
 		slots = q.Value()
 	}
-	shared := map[corev1.ResourceName]*int64{corev1.ResourceCPU: &cpu, corev1.ResourceMemory: &mem, corev1.ResourceEphemeralStorage: &eph}
-	inPart := map[corev1.ResourceName]*int64{corev1.ResourceCPU: &pcpu, corev1.ResourceMemory: &pmem, corev1.ResourceEphemeralStorage: &peph}
+	shared, inPart := [3]int64{cpu, mem, eph}, [3]int64{pcpu, pmem, peph} // by useOrder
 	for _, u := range v.onNode[nodeName] {
 		if u.slice == slice || (u.assumed && now.Sub(u.assumedAt) > assumeTTL) {
 			continue
@@ -235,17 +234,19 @@ func (v *View) Free(nodeName, slice, allocation string) (Free, bool) {
 		if u.allocation != "" && u.allocation == allocation && !w.boundSlot {
 			slots--
 		}
-		for name, q := range u.uses() {
-			switch w.of(name) {
+		for i, q := range u.uses() {
+			switch w.of(useOrder[i]) {
 			case onShared:
-				*shared[name] -= q
+				shared[i] -= q
 			case onPart:
 				if u.allocation == allocation {
-					*inPart[name] -= q
+					inPart[i] -= q
 				}
 			}
 		}
 	}
+	cpu, mem, eph = shared[0], shared[1], shared[2]
+	pcpu, pmem, peph = inPart[0], inPart[1], inPart[2]
 	room := func(name corev1.ResourceName, shared, inPart int64) int64 {
 		if _, listed := part[name]; listed {
 			return inPart
@@ -314,10 +315,14 @@ func (w where) of(name corev1.ResourceName) int {
 	return onShared
 }
 
+// useOrder names the resources of uses, in order.
+var useOrder = [3]corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage}
+
 // uses returns what the pod requests of cpu (millicores), memory and
-// ephemeral storage.
-func (u *podUse) uses() map[corev1.ResourceName]int64 {
-	return map[corev1.ResourceName]int64{corev1.ResourceCPU: u.cpuMilli, corev1.ResourceMemory: u.mem, corev1.ResourceEphemeralStorage: u.ephem}
+// ephemeral storage (useOrder), with no allocation: Free runs it for every
+// pod on a node, for every sliver it places.
+func (u *podUse) uses() [3]int64 {
+	return [3]int64{u.cpuMilli, u.mem, u.ephem}
 }
 
 // StripPod is the cache transform of the view's pod informer, whose pods
