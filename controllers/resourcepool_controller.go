@@ -24,7 +24,6 @@ import (
 	planetv1 "github.com/planetkube/planetkube/api/v1alpha1"
 	"github.com/planetkube/planetkube/internal/clusterview"
 	"github.com/planetkube/planetkube/internal/health"
-	"github.com/planetkube/planetkube/internal/naming"
 	"github.com/planetkube/planetkube/internal/pools"
 	"github.com/planetkube/planetkube/internal/trust"
 )
@@ -67,12 +66,11 @@ func (r *ResourcePoolReconciler) Reconcile(ctx context.Context, _ ctrl.Request) 
 	}
 	trusts := func(site, authority string) bool {
 		for i := range sites.Items {
-			if s := sites.Items[i]; s.Name == site {
-				s.Spec.State = planetv1.SiteEnabled // trust alone: a disabled site runs no one's slivers
-				return r.Trust.Trusts(&s, authority)
+			if sites.Items[i].Name == site {
+				return r.Trust.MayAllocate(&sites.Items[i], authority)
 			}
 		}
-		return naming.WithinAuthority(authority, r.Trust.Local) // no Site: its nodes run local slices only
+		return r.Trust.MayAllocate(nil, authority)
 	}
 	var errs []error
 	for i := range list.Items {

@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -209,12 +208,11 @@ func (v *ResourcePoolValidator) checkTrusted(ctx context.Context, site, authorit
 	err := v.APIReader.Get(ctx, types.NamespacedName{Name: site}, s)
 	switch {
 	case apierrors.IsNotFound(err):
-		s = &planetv1.Site{ObjectMeta: metav1.ObjectMeta{Name: site}, Spec: planetv1.SiteSpec{TrustedAuthorities: []string{v.Trust.Local}}}
+		s = nil
 	case err != nil:
 		return nil, fmt.Errorf("reading site %s: %w", site, err)
 	}
-	s.Spec.State = planetv1.SiteEnabled // a disabled site runs no one's slivers, but may still allocate
-	if v.Trust.Trusts(s, authority) {
+	if v.Trust.MayAllocate(s, authority) {
 		return nil, nil
 	}
 	return field.Forbidden(field.NewPath("spec", "binding", "authority"), fmt.Sprintf(

@@ -45,6 +45,20 @@ func (p Policy) Trusts(site *planetv1.Site, authority string) bool {
 	return false
 }
 
+// MayAllocate says whether a site may allocate part of its nodes to
+// authority: its trust alone, whatever its state (a disabled site runs no
+// one's slivers, but keeps its allocations). site nil (a namespace with no
+// Site object, whose nodes run only local slices) trusts the local
+// authority alone.
+func (p Policy) MayAllocate(site *planetv1.Site, authority string) bool {
+	if site == nil {
+		return naming.WithinAuthority(authority, p.Local)
+	}
+	enabled := *site
+	enabled.Spec.State = planetv1.SiteEnabled
+	return p.Trusts(&enabled, authority)
+}
+
 // Filter says which sites' nodes may run the slices of one authority.
 type Filter struct {
 	allowed map[string]bool // by site name, for every Site

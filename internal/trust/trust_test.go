@@ -109,3 +109,32 @@ func TestCheckDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestMayAllocate: trust alone decides, whatever the site's state, and a
+// namespace with no Site trusts the local authority alone.
+func TestMayAllocate(t *testing.T) {
+	p := Policy{Local: "plc", Default: []string{"ple"}}
+	disabled := site("mit", planetv1.SiteDisabled, "plc", "ple")
+	unset := site("inria", planetv1.SiteEnabled)
+	cases := []struct {
+		name      string
+		site      *planetv1.Site
+		authority string
+		want      bool
+	}{
+		{"a disabled site that trusts ple", &disabled, "ple", true},
+		{"a disabled site, a delegate of ple", &disabled, "ple.fr", true},
+		{"a disabled site that does not trust plx", &disabled, "plx", false},
+		{"a site that names no one: the local authority and the default", &unset, "ple", true},
+		{"no Site: the local authority", nil, "plc.japan", true},
+		{"no Site: not another", nil, "ple", false},
+	}
+	for _, c := range cases {
+		if got := p.MayAllocate(c.site, c.authority); got != c.want {
+			t.Errorf("%s: MayAllocate(%s) = %v, want %v", c.name, c.authority, got, c.want)
+		}
+	}
+	if disabled.Spec.State != planetv1.SiteDisabled {
+		t.Error("MayAllocate changed the site it was given")
+	}
+}
